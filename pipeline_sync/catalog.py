@@ -1,0 +1,316 @@
+"""Load catalog/ into validated models and expand it into one target per service/stack/template."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline_sync.errors import CatalogError, SourceLocation
+from pipeline_sync.merge import merge_layers
+from pipeline_sync.names import PINNED_ID, VARIABLE_NAME, dns_label_problem, partition_key
+from pipeline_sync.yamlsafe import LineMap, format_key_path, load_yaml
+
+DEFAULTS_FILE = "defaults.yaml"
+SERVICES_DIR = "services"
+TEMPLATE_SUFFIX = ".yaml.j2"
+
+# Names the template context defines itself; a catalog variable may not shadow them.
+RESERVED_CONTEXT_NAMES = frozenset(
+    {
+        "app_name",
+        "product",
+        "team",
+        "email",
+        "namespace",
+        "git_repo",
+        "stack",
+        "template",
+        "pipeline_id",
+        "range",
+        "loop",
+        "self",
+        "varargs",
+        "kwargs",
+        "caller",
+        "ps_guard_iter",
+    }
+)
+
+Approval = Literal["auto", "manual"]
+
+
+def _check_dns_label(value: str) -> str:
+    problem = dns_label_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _check_variables(value: dict[str, Any]) -> dict[str, Any]:
+    for name in value:
+        if not isinstance(name, str) or not VARIABLE_NAME.match(name):
+            raise ValueError(f"variable name {name!r} is not an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+        if name in RESERVED_CONTEXT_NAMES:
+            raise ValueError(
+                f"variable {name!r} shadows a name the template context defines; rename it"
+            )
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class StackDefaults(_Strict):
+    vars: dict[str, Any] = Field(default_factory=dict)
+    approval: Approval = "manual"
+
+    _vars = field_validator("vars")(_check_variables)
+
+
+class Defaults(_Strict):
+    vars: dict[str, Any] = Field(default_factory=dict)
+    stacks: dict[str, StackDefaults]
+    prune: bool = False
+
+    _vars = field_validator("vars")(_check_variables)
+
+    @field_validator("stacks")
+    @classmethod
+    def _stack_names(cls, value: dict[str, StackDefaults]) -> dict[str, StackDefaults]:
+        for name in value:
+            _check_dns_label(name)
+        return value
+
+
+class ServiceStack(_Strict):
+    pipelines: list[str]
+    vars: dict[str, Any] = Field(default_factory=dict)
+    ids: dict[str, str] = Field(default_factory=dict)
+    approval: Approval | None = None
+
+    _vars = field_validator("vars")(_check_variables)
+
+    @field_validator("pipelines")
+    @classmethod
+    def _template_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_dns_label(name)
+        if len(set(value)) != len(value):
+            raise ValueError("a template is listed twice")
+        return value
+
+    @field_validator("ids")
+    @classmethod
+    def _pinned_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        for template, pinned in value.items():
+            if not PINNED_ID.match(pinned):
+                raise ValueError(
+                    f"pinned id {pinned!r} for {template!r} must be lower-case letters, "
+                    "digits, '-' or '_' (at most 128)"
+                )
+        return value
+
+
+class Service(_Strict):
+    name: str
+    product: str
+    team: str
+    namespace: str
+    git_repo: str
+    email: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    stacks: dict[str, ServiceStack]
+    prune: bool | None = None
+
+    _name = field_validator("name")(_check_dns_label)
+    _vars = field_validator("vars")(_check_variables)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One pipeline to manage: a (service, stack, template) with its merged variables."""
+
+    key: str
+    service: str
+    stack: str
+    template: str
+    source_file: str
+    approval: Approval
+    prune: bool
+    pinned_id: str | None
+    context: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ServiceFailure:
+    """A service file that failed to load: its targets are unknown, not absent."""
+
+    service: str
+    error: CatalogError
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The loaded catalog: good targets, failed services and the global prune default."""
+
+    root: Path
+    targets: dict[str, Target] = field(default_factory=dict)
+    failures: list[ServiceFailure] = field(default_factory=list)
+    prune: bool = False
+    defaults_error: CatalogError | None = None
+
+    @property
+    def failed_services(self) -> frozenset[str]:
+        return frozenset(f.service for f in self.failures)
+
+    @property
+    def errors(self) -> list[CatalogError]:
+        found = [self.defaults_error] if self.defaults_error else []
+        return found + [f.error for f in self.failures]
+
+
+def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
+    """Load the catalog; a broken service file fails only that service's targets."""
+    catalog_dir = Path(catalog_dir)
+    known_templates = available_templates(templates_dir)
+    try:
+        defaults = _load_defaults(catalog_dir)
+    except CatalogError as exc:
+        return Catalog(root=catalog_dir, defaults_error=exc)
+    targets: dict[str, Target] = {}
+    failures: list[ServiceFailure] = []
+    for path in sorted((catalog_dir / SERVICES_DIR).glob("*.y*ml")):
+        try:
+            for target in _load_service(path, catalog_dir, defaults, known_templates):
+                targets[target.key] = target
+        except CatalogError as exc:
+            failures.append(ServiceFailure(service=_service_name_of(path), error=exc))
+    return Catalog(root=catalog_dir, targets=targets, failures=failures, prune=defaults.prune)
+
+
+def available_templates(templates_dir: Path) -> frozenset[str]:
+    return frozenset(
+        p.name[: -len(TEMPLATE_SUFFIX)] for p in Path(templates_dir).glob(f"*{TEMPLATE_SUFFIX}")
+    )
+
+
+def _service_name_of(path: Path) -> str:
+    return path.name.split(".")[0]
+
+
+def _relative(path: Path, catalog_dir: Path) -> str:
+    return f"{catalog_dir.name}/{path.relative_to(catalog_dir).as_posix()}"
+
+
+def _read_model(path: Path, catalog_dir: Path, model: type[_Strict]) -> tuple[Any, LineMap, str]:
+    file = _relative(path, catalog_dir)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(SourceLocation(file), f"cannot read file: {exc}") from None
+    data, lines = load_yaml(text, file)
+    if not isinstance(data, dict):
+        raise CatalogError(SourceLocation(file, line=1), "expected a mapping at the top level")
+    try:
+        return model.model_validate(data), lines, file
+    except ValidationError as exc:
+        raise _as_catalog_error(exc, file, lines) from None
+
+
+def _as_catalog_error(exc: ValidationError, file: str, lines: LineMap) -> CatalogError:
+    first = exc.errors()[0]
+    loc = tuple(part for part in first["loc"] if isinstance(part, str | int))
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = f"unknown key {loc[-1]!r}; check its spelling against the catalog reference"
+    elif first["type"] == "missing":
+        message = f"required key {loc[-1]!r} is missing"
+    message = message.removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''} in this file)"
+    return CatalogError(SourceLocation(file, format_key_path(loc), lines.line_of(loc)), message)
+
+
+def _load_defaults(catalog_dir: Path) -> Defaults:
+    path = catalog_dir / DEFAULTS_FILE
+    if not path.exists():
+        raise CatalogError(
+            SourceLocation(_relative(path, catalog_dir)),
+            "catalog defaults file is missing; it must declare at least `stacks:`",
+        )
+    defaults, _, _ = _read_model(path, catalog_dir, Defaults)
+    assert isinstance(defaults, Defaults)
+    return defaults
+
+
+def _load_service(
+    path: Path, catalog_dir: Path, defaults: Defaults, known_templates: frozenset[str]
+) -> list[Target]:
+    service, lines, file = _read_model(path, catalog_dir, Service)
+    assert isinstance(service, Service)
+
+    def fail(loc: tuple[str | int, ...], message: str) -> CatalogError:
+        return CatalogError(SourceLocation(file, format_key_path(loc), lines.line_of(loc)), message)
+
+    if service.name != _service_name_of(path):
+        raise fail(("name",), f"service name {service.name!r} must match its file name {path.name!r}")
+    targets = []
+    for stack_name, stack in service.stacks.items():
+        if stack_name not in defaults.stacks:
+            declared = ", ".join(sorted(defaults.stacks)) or "none"
+            raise fail(
+                ("stacks", stack_name),
+                f"stack {stack_name!r} is not declared in catalog/defaults.yaml "
+                f"(declared: {declared})",
+            )
+        for index, template in enumerate(stack.pipelines):
+            if template not in known_templates:
+                raise fail(
+                    ("stacks", stack_name, "pipelines", index),
+                    f"template {template!r} does not exist (templates/{template}{TEMPLATE_SUFFIX}); "
+                    f"known: {', '.join(sorted(known_templates)) or 'none'}",
+                )
+        for template in stack.ids:
+            if template not in stack.pipelines:
+                raise fail(
+                    ("stacks", stack_name, "ids", template),
+                    f"pinned id for {template!r}, which this stack does not list in `pipelines`",
+                )
+        stack_defaults = defaults.stacks[stack_name]
+        variables = merge_layers(defaults.vars, stack_defaults.vars, service.vars, stack.vars)
+        for template in stack.pipelines:
+            key = partition_key(service.name, stack_name, template)
+            targets.append(
+                Target(
+                    key=key,
+                    service=service.name,
+                    stack=stack_name,
+                    template=template,
+                    source_file=file,
+                    approval=stack.approval or stack_defaults.approval,
+                    prune=defaults.prune if service.prune is None else service.prune,
+                    pinned_id=stack.ids.get(template),
+                    context=_context(service, stack_name, template, variables),
+                )
+            )
+    return targets
+
+
+def _context(service: Service, stack: str, template: str, variables: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **variables,
+        "app_name": service.name,
+        "product": service.product,
+        "team": service.team,
+        "email": service.email,
+        "namespace": service.namespace,
+        "git_repo": service.git_repo,
+        "stack": stack,
+        "template": template,
+    }

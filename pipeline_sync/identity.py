@@ -1,0 +1,107 @@
+"""Deterministic identities: pipeline ids, expected-artifact ids, trigger ids, and reference rewriting."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+# Never change: every managed pipeline id is derived from it.
+PIPELINE_NAMESPACE = uuid.UUID("6f1c2d0e-5b7a-5e39-9a51-7a3f0c1e2b44")
+
+# Stage fields holding expected-artifact ids (reference/front50.md); dotted = nested.
+STAGE_ARTIFACT_ID_FIELDS = (
+    "manifestArtifactId",
+    "expectedArtifactId",
+    "stackArtifactId",
+    "pipelinesArtifactId",
+)
+STAGE_ARTIFACT_ID_LIST_FIELDS = ("requiredArtifactIds", "packageArtifactIds")
+
+
+def pipeline_id_for(key: str) -> str:
+    """The managed id of partition key service/stack/template: a lower-case UUID."""
+    return str(uuid.uuid5(PIPELINE_NAMESPACE, key))
+
+
+def _child_id(pipeline_id: str, kind: str, name: str) -> str:
+    try:
+        parent = uuid.UUID(pipeline_id)
+    except ValueError:
+        parent = uuid.uuid5(PIPELINE_NAMESPACE, pipeline_id)
+    return str(uuid.uuid5(parent, f"{kind}/{name}"))
+
+
+def artifact_id_for(pipeline_id: str, display_name: str) -> str:
+    return _child_id(pipeline_id, "artifact", display_name)
+
+
+def trigger_id_for(pipeline_id: str, index: int, trigger_type: str) -> str:
+    return _child_id(pipeline_id, "trigger", f"{index}/{trigger_type}")
+
+
+def expected_artifacts(pipeline: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every expected artifact: pipeline-level, then stage-level."""
+    for artifact in _dicts(pipeline.get("expectedArtifacts")):
+        yield artifact
+    for stage in _dicts(pipeline.get("stages")):
+        yield from _dicts(stage.get("expectedArtifacts"))
+
+
+def artifact_references(pipeline: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+    """(path, container, index-or-key) of every field that holds an expected-artifact id."""
+    for s_index, stage in enumerate(pipeline.get("stages") or []):
+        if not isinstance(stage, dict):
+            continue
+        base = f"stages[{s_index}]"
+        for name in STAGE_ARTIFACT_ID_FIELDS:
+            if isinstance(stage.get(name), str):
+                yield f"{base}.{name}", stage, name
+        for name in STAGE_ARTIFACT_ID_LIST_FIELDS:
+            values = stage.get(name)
+            if isinstance(values, list):
+                for i, value in enumerate(values):
+                    if isinstance(value, str):
+                        yield f"{base}.{name}[{i}]", values, i
+        build = stage.get("buildDefinitionArtifact")
+        if isinstance(build, dict) and isinstance(build.get("artifactId"), str):
+            yield f"{base}.buildDefinitionArtifact.artifactId", build, "artifactId"
+        for i, item in enumerate(stage.get("inputArtifacts") or []):
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                yield f"{base}.inputArtifacts[{i}].id", item, "id"
+    for t_index, trigger in enumerate(pipeline.get("triggers") or []):
+        if not isinstance(trigger, dict):
+            continue
+        values = trigger.get("expectedArtifactIds")
+        if isinstance(values, list):
+            for i, value in enumerate(values):
+                if isinstance(value, str):
+                    yield f"triggers[{t_index}].expectedArtifactIds[{i}]", values, i
+
+
+def assign_identities(pipeline: dict[str, Any], pipeline_id: str, application: str) -> None:
+    """Set id and application, give artifacts and triggers stable ids, rewrite displayName refs."""
+    pipeline["id"] = pipeline_id
+    pipeline["application"] = application
+    by_display_name: dict[str, str] = {}
+    for artifact in expected_artifacts(pipeline):
+        display_name = artifact.get("displayName")
+        if not artifact.get("id") and isinstance(display_name, str):
+            artifact["id"] = artifact_id_for(pipeline_id, display_name)
+        if isinstance(display_name, str) and isinstance(artifact.get("id"), str):
+            by_display_name.setdefault(display_name, artifact["id"])
+    known_ids = {a.get("id") for a in expected_artifacts(pipeline)}
+    for _, container, slot in artifact_references(pipeline):
+        value = container[slot]
+        if value not in known_ids and value in by_display_name:
+            container[slot] = by_display_name[value]
+    for index, trigger in enumerate(_dicts(pipeline.get("triggers"))):
+        if not trigger.get("id"):
+            trigger["id"] = trigger_id_for(pipeline_id, index, str(trigger.get("type", "")))
+
+
+def _dicts(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict):
+                yield item

@@ -1,0 +1,36 @@
+"""Name rules: catalog names become S3 keys, Spinnaker ids and Dagster partition keys."""
+
+from __future__ import annotations
+
+import re
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+PINNED_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
+VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PARTITION_KEY = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+)
+FORBIDDEN_PIPELINE_NAME_CHARS = frozenset("\\^/?%#")
+
+
+def dns_label_problem(name: object) -> str | None:
+    """Why name is not a lower-case DNS label, or None when it is one."""
+    if not isinstance(name, str):
+        return f"must be a string, got {type(name).__name__}"
+    if len(name) > 63:
+        return f"{name!r} is longer than 63 characters"
+    if not DNS_LABEL.match(name):
+        return (
+            f"{name!r} is not a lower-case DNS label "
+            "(a-z, 0-9 and '-', starting and ending with a letter or digit)"
+        )
+    return None
+
+
+def is_partition_key(key: str) -> bool:
+    """True when key is service/stack/template with every part a DNS label of at most 63."""
+    return bool(PARTITION_KEY.match(key)) and all(len(p) <= 63 for p in key.split("/"))
+
+
+def partition_key(service: str, stack: str, template: str) -> str:
+    return f"{service}/{stack}/{template}"
