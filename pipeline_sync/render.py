@@ -210,6 +210,8 @@ def _record_value(context: Context, value: Any) -> str:
     pass_context keeps Jinja from folding constant expressions at compile time, which
     would record them into no render's budget.
     """
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises here: finalize would otherwise hide it
     budget = current_budget.get()
     budget.check_time()
     budget.placeholders.append(value)

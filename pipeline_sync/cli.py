@@ -1,0 +1,241 @@
+"""The `pipeline-sync` command: thin verbs over the core; exit codes follow terraform's convention."""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline_sync.build import Workspace, render_all, select_keys
+from pipeline_sync.errors import PipelineSyncError
+from pipeline_sync.front50 import Front50Settings, Front50Store, LiveObject
+from pipeline_sync.plan import Plan, Status, build_plan, fleet_summary
+from pipeline_sync.provenance import marker_of
+from pipeline_sync.publish import apply_approved
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+
+
+def _workspace(ctx: click.Context) -> Workspace:
+    ws: Workspace = ctx.obj["workspace_factory"]()
+    for error in ws.catalog.errors:
+        click.echo(f"error: {error}", err=True)
+    return ws
+
+
+def _store() -> Front50Store:
+    return Front50Store(Front50Settings.from_env())
+
+
+@click.group()
+@click.option(
+    "--catalog",
+    "catalog_dir",
+    default="catalog",
+    show_default=True,
+    type=click.Path(path_type=Path),
+)
+@click.option(
+    "--templates",
+    "templates_dir",
+    default="templates",
+    show_default=True,
+    type=click.Path(path_type=Path),
+)
+@click.version_option(package_name="pipeline-sync")
+@click.pass_context
+def main(ctx: click.Context, catalog_dir: Path, templates_dir: Path) -> None:
+    """Spinnaker pipelines as code: render, validate, plan and apply against Front50's bucket."""
+    ctx.ensure_object(dict)
+    ctx.obj["workspace_factory"] = lambda: Workspace.load(catalog_dir, templates_dir)
+
+
+@main.command()
+@click.pass_context
+def validate(ctx: click.Context) -> None:
+    """Render and validate every target; one line per problem."""
+    ws = _workspace(ctx)
+    outcomes = render_all(ws)
+    problems = [p for o in outcomes.values() for p in o.problems]
+    for problem in problems:
+        click.echo(problem)
+    invalid = sum(1 for o in outcomes.values() if not o.valid)
+    failed = len(ws.catalog.errors)
+    summary = (
+        f"{len(outcomes)} targets: {len(outcomes) - invalid} valid, {invalid} invalid; "
+        f"{failed} catalog file{'s' if failed != 1 else ''} failed"
+    )
+    click.echo(summary, err=bool(problems or failed))
+    ctx.exit(EXIT_ERROR if problems or failed else EXIT_OK)
+
+
+@main.command()
+@click.option("--select", "pattern", default=None, help="Glob over service/stack/template keys.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Write Front50's layout under DIR."
+)
+@click.pass_context
+def render(ctx: click.Context, pattern: str | None, out: Path | None) -> None:
+    """Render pipelines: print them as JSON, or write DIR/pipelines/<id>/pipeline-metadata.json."""
+    ws = _workspace(ctx)
+    keys = select_keys(ws.catalog.targets, pattern)
+    outcomes = render_all(ws, keys)
+    failed = bool(ws.catalog.errors)
+    printed: dict[str, Any] = {}
+    for key, outcome in outcomes.items():
+        if not outcome.valid or outcome.rendered is None:
+            failed = True
+            for problem in outcome.problems:
+                click.echo(f"error: {problem}", err=True)
+            continue
+        if out is None:
+            printed[key] = outcome.rendered.document
+        else:
+            path = out / "pipelines" / outcome.rendered.pipeline_id / "pipeline-metadata.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(outcome.rendered.document, indent=2, sort_keys=True) + "\n")
+            click.echo(f"{key} -> {path}")
+    if out is None:
+        click.echo(json.dumps(printed, indent=2, sort_keys=True))
+    ctx.exit(EXIT_ERROR if failed else EXIT_OK)
+
+
+def compute_plan(ws: Workspace, store: Front50Store, pattern: str | None) -> Plan:
+    keys = select_keys(ws.catalog.targets, pattern)
+    outcomes = render_all(ws, keys)
+    live = store.read_live()
+    scope = None
+    if pattern is not None:
+        scope = [k for k in _managed_keys(live) if fnmatch.fnmatchcase(k, pattern)]
+    return build_plan(ws.catalog, outcomes, live, scope=scope)
+
+
+def _managed_keys(live: dict[str, LiveObject]) -> list[str]:
+    return [m["key"] for obj in live.values() if (m := marker_of(obj.document))]
+
+
+@main.command()
+@click.option("--select", "pattern", default=None, help="Glob over service/stack/template keys.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Save the plan for `apply`.")
+@click.option("--json", "as_json", is_flag=True, help="Print per-key entries as JSON.")
+@click.pass_context
+def plan(ctx: click.Context, pattern: str | None, out: Path | None, as_json: bool) -> None:
+    """Diff the catalog against Front50. Exit 0 nothing to do, 2 changes pending, 1 errors."""
+    ws = _workspace(ctx)
+    try:
+        the_plan = compute_plan(ws, _store(), pattern)
+    except PipelineSyncError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    if out is not None:
+        out.write_text(the_plan.dumps() + "\n")
+    if as_json:
+        click.echo(json.dumps(_json_entries(the_plan), indent=2, sort_keys=True))
+    else:
+        _print_plan(the_plan)
+        if out is not None:
+            click.echo(f"\nSaved the plan to {out}. Apply exactly it with: pipeline-sync apply {out}")
+    if the_plan.has_errors or ws.catalog.errors:
+        ctx.exit(EXIT_ERROR)
+    ctx.exit(EXIT_CHANGES if the_plan.has_changes else EXIT_OK)
+
+
+def _json_entries(the_plan: Plan) -> dict[str, Any]:
+    return {
+        "entries": [
+            {
+                "key": e.key,
+                "status": str(e.status),
+                "digest": e.digest,
+                "pipeline_id": e.pipeline_id,
+                "diff": e.diff,
+                "messages": list(e.messages),
+            }
+            for e in the_plan.entries.values()
+        ],
+        "summary": fleet_summary(the_plan),
+        "warnings": list(the_plan.warnings),
+    }
+
+
+def _print_plan(the_plan: Plan) -> None:
+    for entry in the_plan.entries.values():
+        if entry.status is Status.IN_SYNC:
+            continue
+        click.echo(f"\n{entry.status}: {entry.key}  (digest {entry.digest})")
+        for message in entry.messages:
+            click.echo(f"  {message}")
+        if entry.diff_yaml:
+            click.echo("  " + entry.diff_yaml.rstrip().replace("\n", "\n  "))
+    for warning in the_plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    summary = fleet_summary(the_plan)
+    click.echo("\nSummary: " + ", ".join(f"{n} {s}" for s, n in summary["counts"].items()))
+    deletes = [k for k, e in the_plan.entries.items() if e.status is Status.DELETE]
+    if deletes:
+        click.echo(f"Deletes ({len(deletes)}): " + ", ".join(deletes))
+    for cluster in summary["clusters"]:
+        if cluster["count"] > 1:
+            stacks = ", ".join(f"{s}: {n}" for s, n in cluster["stacks"].items())
+            click.echo(
+                f"  the same change in {cluster['count']} pipelines ({stacks}), e.g. {cluster['example']}"
+            )
+
+
+@main.command()
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--select", "pattern", default=None, help="Apply only entries matching this glob.")
+@click.option("--approver", default=None, help="Recorded in the audit trail (default: the OS user).")
+@click.pass_context
+def apply(ctx: click.Context, plan_file: Path, pattern: str | None, approver: str | None) -> None:
+    """Apply exactly the saved plan's entries that are still current; refuse stale ones."""
+    try:
+        saved = Plan.from_json(json.loads(plan_file.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        click.echo(f"error: {plan_file} is not a pipeline-sync plan: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    approved = {
+        key: entry.digest
+        for key in select_keys(saved.entries, pattern)
+        if (entry := saved.entries[key]).actionable
+    }
+    if not approved:
+        click.echo("Nothing to apply: the plan has no create, update, drift or delete entries.")
+        ctx.exit(EXIT_OK)
+    ws = _workspace(ctx)
+    try:
+        store = _store()
+    except PipelineSyncError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    who = approver or getpass.getuser()
+    results = apply_approved(ws, store, approved, approver=who)
+    for result in results:
+        stream_err = not result.ok
+        click.echo(f"{result.outcome}: {result.message}", err=stream_err)
+    applied = sum(1 for r in results if r.outcome == "applied")
+    click.echo(
+        f"{applied} applied, {sum(1 for r in results if not r.ok)} refused or failed (approver: {who})"
+    )
+    ctx.exit(EXIT_OK if all(r.ok for r in results) else EXIT_ERROR)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--digest", required=True, help="The plan digest shown by the plan (metadata or `plan`).")
+@click.option("--approver", default=None, help="Who approves (default: the OS user).")
+@click.pass_context
+def approve(ctx: click.Context, key: str, digest: str, approver: str | None) -> None:
+    """Approve one pipeline's plan in Dagster (needs DAGSTER_HOME); the approval sensor publishes it."""
+    from pipeline_sync.defs.approve import approve_in_dagster
+
+    who = approver or getpass.getuser()
+    ok, message = approve_in_dagster(key, digest, who)
+    click.echo(message, err=not ok)
+    ctx.exit(EXIT_OK if ok else EXIT_ERROR)

@@ -1,0 +1,1 @@
+"""Dagster adapter: partitions, resources, assets, checks, sensors and schedules over the core."""

@@ -1,0 +1,41 @@
+"""`pipeline-sync approve`: materialise the approval asset of one partition on the Dagster instance."""
+
+from __future__ import annotations
+
+import os
+
+from pipeline_sync.names import is_partition_key
+
+
+def approve_in_dagster(key: str, digest: str, approver: str) -> tuple[bool, str]:
+    """Run approval_job for key on DAGSTER_HOME's instance; (ok, message)."""
+    if not is_partition_key(key):
+        return False, f"{key!r} is not a partition key (service/stack/template, lower-case)."
+    if not os.environ.get("DAGSTER_HOME"):
+        return False, "DAGSTER_HOME is not set: point it at the Dagster instance the daemon uses."
+    import dagster as dg
+
+    from pipeline_sync.definitions import defs
+    from pipeline_sync.defs.partitions import PARTITIONS_NAME
+
+    instance = dg.DagsterInstance.get()
+    if not instance.has_dynamic_partition(PARTITIONS_NAME, key):
+        return False, f"{key} is not a known partition; wait for catalog_sensor or check the key."
+    result = defs.resolve_job_def("approval_job").execute_in_process(
+        instance=instance,
+        partition_key=key,
+        run_config={"ops": {"approval": {"config": {"approver": approver, "plan_digest": digest}}}},
+        raise_on_error=False,
+        tags={"pipeline_sync/approver": approver},
+    )
+    if result.success:
+        return True, (
+            f"Approved {key} at digest {digest[:12]} as {approver} (run {result.run_id}). "
+            "approval_sensor will publish it."
+        )
+    failures = [
+        event.step_failure_data.error.message.strip()
+        for event in result.all_events
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error
+    ]
+    return False, failures[0] if failures else f"approval run {result.run_id} failed"

@@ -1,0 +1,324 @@
+# Dagster reads the context annotations at definition time, so no postponed annotations here.
+"""Assets: catalog and templates -> rendered pipeline -> plan (vs live Front50) -> approval -> published."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from pipeline_sync.build import render_all
+from pipeline_sync.names import is_partition_key
+from pipeline_sync.plan import Plan, PlanEntry, Status, build_plan, fleet_summary, plan_digest
+from pipeline_sync.publish import apply_approved, current_plan
+from pipeline_sync.status import AUTO_APPROVABLE, diff_markdown, display_status, entry_summary
+
+from .partitions import PARTITIONS_NAME, pipeline_partitions
+from .resources import CatalogResource, Front50Resource
+from .state import (
+    PLAN_ASSET,
+    latest_metadata,
+    read_plan_state,
+    state_value,
+    write_leftover_keys,
+    write_plan_state,
+)
+
+AUTO_APPROVER = "policy:approval=auto"
+
+catalog_source = dg.AssetSpec(
+    "catalog_source",
+    description="The catalog/ YAML files: services, stacks, variables (edited in git).",
+    group_name="inputs",
+    kinds={"yaml"},
+)
+templates_source = dg.AssetSpec(
+    "templates_source",
+    description="The templates/ Jinja2 + YAML pipeline templates (edited in git).",
+    group_name="inputs",
+    kinds={"jinja"},
+)
+front50_live = dg.AssetSpec(
+    "front50_live",
+    description="The pipeline object as Front50 holds it in S3 (observed when plans run).",
+    group_name="inputs",
+    partitions_def=pipeline_partitions,
+    kinds={"s3"},
+)
+
+
+def plan_metadata(entry: PlanEntry) -> dict[str, Any]:
+    values: dict[str, Any] = entry_summary(entry)
+    values["diff"] = dg.MetadataValue.md(diff_markdown(entry))
+    if entry.drift_fields:
+        values["drift_fields"] = ", ".join(entry.drift_fields)
+    return values
+
+
+def live_observation(entry: PlanEntry) -> dg.AssetObservation:
+    version = entry.live_etag or "absent"
+    return dg.AssetObservation(
+        front50_live.key,
+        partition=entry.key,
+        metadata={"etag": version, "pipeline_id": entry.pipeline_id or ""},
+        tags={"dagster/data_version": version},
+    )
+
+
+@dg.asset(
+    partitions_def=pipeline_partitions,
+    deps=[catalog_source, templates_source],
+    group_name="pipelines",
+    kinds={"python"},
+    check_specs=[dg.AssetCheckSpec("pipeline_is_valid", asset="rendered_pipeline", blocking=True)],
+)
+def rendered_pipeline(context: dg.AssetExecutionContext, catalog: CatalogResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """Render one pipeline from its catalog entry and template, and validate it."""
+    key = context.partition_key
+    workspace = catalog.workspace()
+    if key not in workspace.catalog.targets:
+        note = "not in the catalog (any live copy is an orphan or delete entry of the plan)"
+        return dg.MaterializeResult(
+            metadata={"in_catalog": False, "note": note},
+            check_results=[dg.AssetCheckResult(passed=True, metadata={"note": note})],
+        )
+    outcome = render_all(workspace, [key])[key]
+    problems = "\n".join(outcome.problems)
+    for problem in outcome.problems:
+        context.log.error(problem)
+    metadata: dict[str, Any] = {"in_catalog": True, "valid": outcome.valid, "problems": problems}
+    if outcome.rendered is not None:
+        metadata.update(
+            pipeline_id=outcome.rendered.pipeline_id,
+            render_digest=outcome.rendered.digest,
+            name=str(outcome.rendered.document.get("name", "")),
+        )
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                passed=outcome.valid,
+                metadata={"problems": problems or "none"},
+                description=problems or "the rendered pipeline is valid",
+            )
+        ],
+    )
+
+
+@dg.asset(
+    partitions_def=pipeline_partitions,
+    deps=[rendered_pipeline, front50_live],
+    group_name="pipelines",
+    kinds={"python"},
+)
+def pipeline_plan(
+    context: dg.AssetExecutionContext, catalog: CatalogResource, front50: Front50Resource
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """Diff one pipeline against Front50's live copy: status, plan digest, and the diff."""
+    key = context.partition_key
+    plan = current_plan(catalog.workspace(), front50.store(), [key])
+    entry = plan.entries.get(key) or _gone(key)
+    context.log.info(f"{key}: {display_status(entry)} (plan digest {entry.digest})")
+    for message in entry.messages:
+        context.log.info(message)
+    if entry.diff_yaml:
+        context.log.info(f"diff of {key}:\n{entry.diff_yaml}")
+    context.log_event(live_observation(entry))
+    write_plan_state(context.instance, [entry])
+    return dg.MaterializeResult(metadata=plan_metadata(entry))
+
+
+def _gone(key: str) -> PlanEntry:
+    return PlanEntry(
+        key=key,
+        status=Status.IN_SYNC,
+        digest=plan_digest(key, None, None),
+        messages=("neither in the catalog nor in the bucket: nothing to do",),
+    )
+
+
+class ApprovalConfig(dg.Config):
+    """Approve exactly one plan: the digest shown in the plan's metadata."""
+
+    approver: str
+    plan_digest: str
+
+
+@dg.asset(
+    partitions_def=pipeline_partitions,
+    deps=[pipeline_plan],
+    group_name="pipelines",
+    kinds={"python"},
+)
+def approval(
+    context: dg.AssetExecutionContext,
+    config: ApprovalConfig,
+    catalog: CatalogResource,
+    front50: Front50Resource,
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """A person's approval of exactly one plan digest of this pipeline."""
+    key = context.partition_key
+    latest = latest_metadata(context.instance, PLAN_ASSET, key)
+    latest_digest = latest.get("plan_digest")
+    if latest_digest != config.plan_digest:
+        raise dg.Failure(
+            f"Approval refused for {key}: digest {config.plan_digest[:12]} is not the latest plan "
+            f"({str(latest_digest)[:12] if latest_digest else 'none yet'}). Materialize pipeline_plan "
+            "for this partition, read its diff, and approve the digest it shows. Nothing was published."
+        )
+    entry = current_plan(catalog.workspace(), front50.store(), [key]).entries.get(key)
+    if entry is None or entry.digest != config.plan_digest:
+        raise dg.Failure(
+            f"Approval refused for {key}: the pipeline, catalog or template changed since the plan "
+            "was made (stale plan). Plan again and approve the new digest. Nothing was published."
+        )
+    if not entry.actionable:
+        raise dg.Failure(
+            f"Approval refused for {key}: its plan is {display_status(entry)}; only create, update, "
+            "drift and delete entries can be approved. " + " ".join(entry.messages)
+        )
+    context.log.info(f"{config.approver} approved {key} at plan digest {entry.digest}")
+    return dg.MaterializeResult(
+        metadata={
+            "approver": config.approver,
+            "plan_digest": entry.digest,
+            "status": str(entry.status),
+        }
+    )
+
+
+class PublishConfig(dg.Config):
+    """Filled in by the approval sensor."""
+
+    plan_digest: str
+    approver: str
+
+
+@dg.asset(
+    partitions_def=pipeline_partitions,
+    deps=[approval],
+    group_name="pipelines",
+    kinds={"s3"},
+)
+def published_pipeline(
+    context: dg.AssetExecutionContext,
+    config: PublishConfig,
+    catalog: CatalogResource,
+    front50: Front50Resource,
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """The pipeline written to Front50's bucket, after its exact plan was approved."""
+    key = context.partition_key
+    workspace, store = catalog.workspace(), front50.store()
+    result = apply_approved(workspace, store, {key: config.plan_digest}, approver=config.approver)[0]
+    if result.outcome != "applied":
+        raise dg.Failure(f"Not published: {result.message}")
+    context.log.info(result.message)
+    after = current_plan(workspace, store, [key]).entries.get(key) or _gone(key)
+    context.log_event(
+        dg.AssetMaterialization(
+            PLAN_ASSET,
+            partition=key,
+            metadata={**plan_metadata(after), "display_status": f"published by {config.approver}"},
+        )
+    )
+    write_plan_state(context.instance, [after])
+    return dg.MaterializeResult(
+        metadata={
+            "approver": config.approver,
+            "plan_digest": config.plan_digest,
+            "operation": result.status or "",
+            "s3_etag": result.etag or "",
+            "s3_version_id": result.version_id or "",
+            "display_status": "published",
+        }
+    )
+
+
+@dg.asset(
+    deps=[catalog_source, templates_source, front50_live],
+    group_name="fleet",
+    kinds={"python"},
+)
+def fleet_plan(
+    context: dg.AssetExecutionContext, catalog: CatalogResource, front50: Front50Resource
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """Reconcile every pipeline in one run; record only partitions whose plan changed."""
+    workspace = catalog.workspace()
+    for error in workspace.catalog.errors:
+        context.log.error(str(error))
+    plan = build_plan(workspace.catalog, render_all(workspace), front50.store().read_live())
+    _ensure_partitions(context, plan)
+    previous = read_plan_state(context.instance, plan.entries)
+    changed = [e for e in plan.entries.values() if previous.get(e.key) != state_value(e)]
+    for event in _partition_events(changed):
+        context.log_event(event)
+    write_plan_state(context.instance, changed)
+    write_leftover_keys(
+        context.instance,
+        [k for k, e in plan.entries.items() if e.status in {Status.ORPHAN, Status.DELETE, Status.UNKNOWN}],
+    )
+    summary = fleet_summary(plan)
+    text = summary_markdown(summary, plan, len(changed))
+    context.log.info(text)
+    return dg.MaterializeResult(
+        metadata={
+            "pipelines": len(plan.entries),
+            "changed_since_last_run": len(changed),
+            **{f"count_{status}": n for status, n in summary["counts"].items()},
+            "summary": dg.MetadataValue.md(text),
+            "drift": ", ".join(summary["drift"]) or "none",
+            "conflict": ", ".join(summary["conflict"]) or "none",
+            "pending": ", ".join(summary["pending"]) or "none",
+        }
+    )
+
+
+def _ensure_partitions(context: dg.AssetExecutionContext, plan: Plan) -> None:
+    have = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
+    missing = sorted(k for k in plan.entries if k not in have and is_partition_key(k))
+    if missing:
+        context.instance.add_dynamic_partitions(PARTITIONS_NAME, missing)
+
+
+def _partition_events(
+    changed: list[PlanEntry],
+) -> Iterator[dg.AssetObservation | dg.AssetMaterialization]:
+    for entry in changed:
+        if not is_partition_key(entry.key):
+            continue
+        yield live_observation(entry)
+        yield dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))
+        if entry.approval == "auto" and entry.status in AUTO_APPROVABLE:
+            yield dg.AssetMaterialization(
+                approval.key,
+                partition=entry.key,
+                metadata={
+                    "approver": AUTO_APPROVER,
+                    "plan_digest": entry.digest,
+                    "status": str(entry.status),
+                },
+            )
+
+
+def summary_markdown(summary: dict[str, Any], plan: Plan, changed: int) -> str:
+    lines = [
+        f"**{len(plan.entries)} pipelines**, {changed} with a new plan since the last run.",
+        "",
+    ]
+    lines += ["| status | count |", "|---|---|"]
+    lines += [f"| {status} | {n} |" for status, n in summary["counts"].items()]
+    clusters = [c for c in summary["clusters"] if c["count"] > 1][:10]
+    if clusters:
+        lines += ["", "**Fleet clusters**"]
+        for c in clusters:
+            stacks = ", ".join(f"{s}: {n}" for s, n in c["stacks"].items())
+            lines.append(f"- the same change in {c['count']} pipelines ({stacks}), e.g. `{c['example']}`")
+    for title in ("drift", "conflict", "invalid", "pending"):
+        keys = summary[title]
+        if keys:
+            shown = ", ".join(f"`{k}`" for k in keys[:50]) + (
+                f" and {len(keys) - 50} more" if len(keys) > 50 else ""
+            )
+            lines += ["", f"**{title}** ({len(keys)}): {shown}"]
+    for warning in plan.warnings[:20]:
+        lines += ["", f"warning: {warning}"]
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""Resources: the catalog on disk and Front50's bucket, configured from the environment at run time."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from pipeline_sync.build import Workspace
+from pipeline_sync.front50 import Front50Settings, Front50Store
+
+
+class CatalogResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Where the catalog and templates live (relative paths resolve against the working directory)."""
+
+    catalog_dir: str | None = None
+    templates_dir: str | None = None
+
+    def workspace(self) -> Workspace:
+        catalog = self.catalog_dir or os.environ.get("PIPELINE_SYNC_CATALOG", "catalog")
+        templates = self.templates_dir or os.environ.get("PIPELINE_SYNC_TEMPLATES", "templates")
+        return Workspace.load(Path(catalog), Path(templates))
+
+
+class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Front50's S3 bucket. Unset fields fall back to PIPELINE_SYNC_* variables when a run starts.
+
+    Fields are plain optionals rather than EnvVar: an unset EnvVar fails every run at
+    config time, even for optional settings.
+    """
+
+    bucket: str | None = None
+    root: str | None = None
+    endpoint_url: str | None = None
+    cache_dir: str | None = None
+
+    def settings(self) -> Front50Settings:
+        env = dict(os.environ)
+        if self.bucket:
+            env["PIPELINE_SYNC_BUCKET"] = self.bucket
+        if self.root:
+            env["PIPELINE_SYNC_ROOT"] = self.root
+        if self.endpoint_url:
+            env["PIPELINE_SYNC_ENDPOINT_URL"] = self.endpoint_url
+        if self.cache_dir:
+            env["PIPELINE_SYNC_CACHE_DIR"] = self.cache_dir
+        return Front50Settings.from_env(env)
+
+    def store(self) -> Front50Store:
+        return Front50Store(self.settings())

@@ -1,0 +1,78 @@
+"""Seed a Front50 bucket for the demo: most pipelines in sync, one drifted, one conflict, one missing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline_sync.build import Workspace
+from pipeline_sync.front50 import Front50Store
+from pipeline_sync.plan import Status
+from pipeline_sync.publish import apply_approved, current_plan
+
+DRIFT_KEY = "checkout/prod/deploy"
+MISSING_KEY = "search/prod/deploy"
+CONFLICT_KEY = "notifications/prod/deploy"
+UNMANAGED_ID = "0b7e2d4a-6c1f-4f8e-9d3a-5e2b1c0a9f77"
+UNTOUCHED_ID = "5a0c9e1b-2d3f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+def seed(store: Front50Store, catalog_dir: Path, templates_dir: Path) -> dict[str, str]:
+    """Write the demo's starting state; returns what was arranged, for the banner."""
+    store.client.create_bucket(Bucket=store.settings.bucket)
+    store.client.put_bucket_versioning(
+        Bucket=store.settings.bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    workspace = Workspace.load(catalog_dir, templates_dir)
+    keys = [k for k in workspace.catalog.targets if k not in {MISSING_KEY, CONFLICT_KEY}]
+    plan = current_plan(workspace, store, keys)
+    approved = {k: e.digest for k, e in plan.entries.items() if e.status is Status.CREATE}
+    apply_approved(workspace, store, approved, approver="demo-seed")
+    _edit_in_deck(store, plan.entries[DRIFT_KEY].pipeline_id or "")
+    conflict_name = str(plan_name(workspace, CONFLICT_KEY))
+    _put_unmanaged(store, UNMANAGED_ID, "notifications", conflict_name, "hand-made in Deck")
+    _put_unmanaged(store, UNTOUCHED_ID, "legacy-app", "deploy-by-hand", "not in the catalog")
+    return {
+        "drift": DRIFT_KEY,
+        "create": MISSING_KEY,
+        "conflict": CONFLICT_KEY,
+        "unmanaged": f"legacy-app/deploy-by-hand ({UNTOUCHED_ID})",
+    }
+
+
+def plan_name(workspace: Workspace, key: str) -> object:
+    return workspace.renderer.render(workspace.catalog.targets[key]).document["name"]
+
+
+def _edit_in_deck(store: Front50Store, pipeline_id: str) -> None:
+    """Simulate a person raising replicas in Deck: the object changes, the marker stays."""
+    live = store.read_pipeline(pipeline_id)
+    assert live is not None and live.document is not None
+    document = dict(live.document)
+    for stage in document.get("stages", []):
+        if stage.get("refId") == "bake":
+            stage.setdefault("overrides", {})["replicaCount"] = 12
+    document["lastModifiedBy"] = "alice@example.com"
+    store.put_pipeline(pipeline_id, json.dumps(document).encode(), if_match=live.etag)
+
+
+def _put_unmanaged(store: Front50Store, pipeline_id: str, application: str, name: str, why: str) -> None:
+    document = {
+        "id": pipeline_id,
+        "application": application,
+        "name": name,
+        "description": why,
+        "stages": [
+            {
+                "refId": "1",
+                "type": "wait",
+                "name": "Wait",
+                "waitTime": 30,
+                "requisiteStageRefIds": [],
+            }
+        ],
+        "triggers": [],
+        "lastModifiedBy": "bob@example.com",
+        "updateTs": "1700000000000",
+    }
+    store.put_pipeline(pipeline_id, json.dumps(document).encode(), if_match=None)

@@ -1,0 +1,376 @@
+"""Front50's S3 layout through boto3: list and read pipelines in bulk, write with compare-and-swap."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import platformdirs
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline_sync.canonical import sha256_hex
+from pipeline_sync.errors import StalePlanError, StoreError
+
+PIPELINES = "pipelines"
+APPLICATIONS = "applications"
+PIPELINE_FILE = "pipeline-metadata.json"
+APPLICATION_FILE = "application-metadata.json"
+MARKER_FILE = "last-modified.json"
+WRITER = "pipeline-sync"
+_PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+
+
+@dataclass(frozen=True)
+class Front50Settings:
+    """Where Front50 keeps its objects, and how to reach them."""
+
+    bucket: str
+    root: str = "front50"
+    endpoint_url: str | None = None
+    region: str | None = None
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    max_workers: int = 16
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Front50Settings:
+        """Settings from PIPELINE_SYNC_* variables; boto3 reads AWS_ENDPOINT_URL(_S3) itself."""
+        env = os.environ if environ is None else environ
+        bucket = env.get("PIPELINE_SYNC_BUCKET", "")
+        if not bucket:
+            raise StoreError(
+                "PIPELINE_SYNC_BUCKET is not set: export the name of Front50's S3 bucket "
+                "(and PIPELINE_SYNC_ROOT if its root folder is not 'front50')."
+            )
+        cache_dir = env.get("PIPELINE_SYNC_CACHE_DIR")
+        return cls(
+            bucket=bucket,
+            root=env.get("PIPELINE_SYNC_ROOT") or "front50",
+            endpoint_url=env.get("PIPELINE_SYNC_ENDPOINT_URL") or None,
+            cache_dir=Path(cache_dir) if cache_dir else None,
+            use_cache=env.get("PIPELINE_SYNC_CACHE", "on").lower() not in {"off", "0", "false"},
+        )
+
+
+@dataclass(frozen=True)
+class LiveObject:
+    """One pipeline object as it is in the bucket."""
+
+    pipeline_id: str
+    key: str
+    etag: str
+    document: dict[str, Any] | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write left behind, for the audit trail."""
+
+    key: str
+    etag: str | None
+    version_id: str | None
+
+
+@dataclass
+class RequestCounter:
+    """Counts S3 requests by operation name (botocore event hook)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        with self._lock:
+            self.counts[model.name] = self.counts.get(model.name, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def make_s3_client(settings: Front50Settings) -> Any:
+    """A boto3 S3 client with standard retries, bounded attempts and timeouts."""
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=settings.max_workers + 4,
+    )
+    return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=config)
+
+
+class ContentCache:
+    """Object bodies keyed by (S3 key, ETag), kept in a sqlite file across runs."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._db = sqlite3.connect(":memory:" if path is None else str(path))
+        if path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS objects "
+            "(key TEXT PRIMARY KEY, etag TEXT NOT NULL, body BLOB NOT NULL)"
+        )
+
+    def get_many(self, wanted: Mapping[str, str]) -> dict[str, bytes]:
+        rows = self._db.execute("SELECT key, etag, body FROM objects").fetchall()
+        return {key: body for key, etag, body in rows if wanted.get(key) == etag}
+
+    def put_many(self, items: Iterable[tuple[str, str, bytes]]) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO objects (key, etag, body) VALUES (?, ?, ?)", list(items)
+            )
+
+    def forget_except(self, keep: Iterable[str]) -> None:
+        keep_set = set(keep)
+        stale = [(k,) for (k,) in self._db.execute("SELECT key FROM objects") if k not in keep_set]
+        with self._db:
+            self._db.executemany("DELETE FROM objects WHERE key = ?", stale)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def default_cache_path(settings: Front50Settings) -> Path:
+    base = settings.cache_dir or Path(platformdirs.user_cache_dir("pipeline-sync"))
+    base.mkdir(parents=True, exist_ok=True)
+    where = sha256_hex(
+        settings.endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3", "")
+        or os.environ.get("AWS_ENDPOINT_URL", ""),
+        settings.bucket,
+        settings.root,
+    )
+    return base / f"front50-{where[:16]}.sqlite"
+
+
+class Front50Store:
+    """Reads and writes pipelines exactly as Front50 lays them out in S3."""
+
+    def __init__(self, settings: Front50Settings, client: Any | None = None) -> None:
+        self.settings = settings
+        self.client = client if client is not None else make_s3_client(settings)
+        self._known_applications: set[str] = set()
+
+    # -- keys ---------------------------------------------------------------
+    @property
+    def root(self) -> str:
+        return self.settings.root.strip("/")
+
+    def pipeline_key(self, pipeline_id: str) -> str:
+        return f"{self.root}/{PIPELINES}/{pipeline_id.lower()}/{PIPELINE_FILE}"
+
+    def application_key(self, application: str) -> str:
+        return f"{self.root}/{APPLICATIONS}/{application.lower()}/{APPLICATION_FILE}"
+
+    def marker_key(self, group: str) -> str:
+        return f"{self.root}/{group}/{MARKER_FILE}"
+
+    # -- reads --------------------------------------------------------------
+    def list_pipeline_etags(self) -> dict[str, tuple[str, str]]:
+        """{pipeline id: (key, etag)} from one paginated listing."""
+        prefix = f"{self.root}/{PIPELINES}/"
+        found: dict[str, tuple[str, str]] = {}
+        for item in self._list(prefix):
+            key = item["Key"]
+            rest = key[len(prefix) :]
+            parts = rest.split("/")
+            if len(parts) == 2 and parts[1] == PIPELINE_FILE and parts[0]:
+                found[parts[0]] = (key, item["ETag"])
+        return found
+
+    def list_applications(self) -> set[str]:
+        """Application names (lower-case) from one listing, not a request per application."""
+        prefix = f"{self.root}/{APPLICATIONS}/"
+        names = set()
+        for item in self._list(prefix):
+            parts = item["Key"][len(prefix) :].split("/")
+            if len(parts) == 2 and parts[1] == APPLICATION_FILE:
+                names.add(parts[0])
+        self._known_applications |= names
+        return names
+
+    def read_live(self) -> dict[str, LiveObject]:
+        """Every pipeline object, reading only those whose ETag the local cache lacks."""
+        listing = self.list_pipeline_etags()
+        wanted = {key: etag for key, etag in listing.values()}
+        cache = ContentCache(default_cache_path(self.settings) if self.settings.use_cache else None)
+        try:
+            bodies = cache.get_many(wanted)
+            missing = [key for key in wanted if key not in bodies]
+            fetched = self._get_many(missing)
+            cache.put_many((key, etag, body) for key, (etag, body) in fetched.items())
+            cache.forget_except(wanted)
+        finally:
+            cache.close()
+        for key, (_, body) in fetched.items():
+            bodies[key] = body
+        live = {}
+        for pipeline_id, (key, _) in listing.items():
+            etag = fetched[key][0] if key in fetched else wanted[key]
+            live[pipeline_id] = parse_live(pipeline_id, key, etag, bodies.get(key))
+        return live
+
+    def read_pipeline(self, pipeline_id: str) -> LiveObject | None:
+        """One pipeline object, fresh from S3, or None when absent."""
+        key = self.pipeline_key(pipeline_id)
+        try:
+            response = self.client.get_object(Bucket=self.settings.bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in {"NoSuchKey", "404"}:
+                return None
+            raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
+        body = response["Body"].read()
+        return parse_live(pipeline_id.lower(), key, response["ETag"], body)
+
+    def _list(self, prefix: str) -> Iterable[dict[str, Any]]:
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=prefix):
+                yield from page.get("Contents", [])
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"cannot list s3://{self.settings.bucket}/{prefix}: {exc}") from None
+
+    def _get_many(self, keys: list[str]) -> dict[str, tuple[str, bytes]]:
+        def get(key: str) -> tuple[str, tuple[str, bytes] | None]:
+            try:
+                response = self.client.get_object(Bucket=self.settings.bucket, Key=key)
+            except ClientError as exc:
+                if _error_code(exc) in {"NoSuchKey", "404"}:
+                    return key, None  # deleted since the listing
+                raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
+            return key, (response["ETag"], response["Body"].read())
+
+        if not keys:
+            return {}
+        with ThreadPoolExecutor(max_workers=self.settings.max_workers) as pool:
+            results = list(pool.map(get, keys))
+        return {key: value for key, value in results if value is not None}
+
+    # -- writes -------------------------------------------------------------
+    def put_pipeline(self, pipeline_id: str, body: bytes, *, if_match: str | None) -> WriteResult:
+        """Write a pipeline object only if it is still as planned (ETag), or still absent."""
+        key = self.pipeline_key(pipeline_id)
+        condition = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
+        try:
+            response = self.client.put_object(
+                Bucket=self.settings.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                **condition,
+            )
+        except ClientError as exc:
+            if _error_code(exc) in _PRECONDITION_CODES:
+                raise StalePlanError(_stale_message(key, if_match)) from None
+            raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
+        self.bump_marker(PIPELINES)
+        return WriteResult(key=key, etag=response.get("ETag"), version_id=response.get("VersionId"))
+
+    def delete_pipeline(self, pipeline_id: str, *, if_match: str) -> WriteResult:
+        """Delete a pipeline object only if it is still the version the plan saw."""
+        key = self.pipeline_key(pipeline_id)
+        try:
+            response = self.client.delete_object(Bucket=self.settings.bucket, Key=key, IfMatch=if_match)
+        except ClientError as exc:
+            if _error_code(exc) in _PRECONDITION_CODES | {"NoSuchKey", "404"}:
+                raise StalePlanError(_stale_message(key, if_match)) from None
+            raise StoreError(f"cannot delete s3://{self.settings.bucket}/{key}: {exc}") from None
+        self.bump_marker(PIPELINES)
+        return WriteResult(key=key, etag=None, version_id=response.get("VersionId"))
+
+    def bump_marker(self, group: str) -> None:
+        """Tell Front50 the group changed: {"lastModified": <epoch ms as a JSON number>}."""
+        body = json.dumps({"lastModified": now_ms()}).encode()
+        self._put(self.marker_key(group), body)
+
+    def ensure_application(self, application: str, email: str | None) -> bool:
+        """Create the application object when missing; True when it was created."""
+        name = application.lower()
+        if name in self._known_applications:
+            return False
+        key = self.application_key(name)
+        try:
+            self.client.head_object(Bucket=self.settings.bucket, Key=key)
+            self._known_applications.add(name)
+            return False
+        except ClientError as exc:
+            if _error_code(exc) not in {"404", "NoSuchKey", "NotFound"}:
+                raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
+        stamp = str(now_ms())
+        document = {
+            "name": application.upper(),
+            "email": email or "",
+            "createTs": stamp,
+            "updateTs": stamp,
+            "lastModifiedBy": WRITER,
+            "cloudProviders": "",
+        }
+        try:
+            self.client.put_object(
+                Bucket=self.settings.bucket,
+                Key=key,
+                Body=json.dumps(document, sort_keys=True).encode(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            if _error_code(exc) in _PRECONDITION_CODES:
+                self._known_applications.add(name)  # someone created it meanwhile: fine
+                return False
+            raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
+        self.bump_marker(APPLICATIONS)
+        self._known_applications.add(name)
+        return True
+
+    def _put(self, key: str, body: bytes) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.settings.bucket, Key=key, Body=body, ContentType="application/json"
+            )
+        except ClientError as exc:
+            raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
+
+
+def parse_live(pipeline_id: str, key: str, etag: str, body: bytes | None) -> LiveObject:
+    """Parse a live object; anything that is not a pipeline is kept with its problem, never raised."""
+    if body is None:
+        return LiveObject(pipeline_id, key, etag, None, "object vanished while reading")
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return LiveObject(pipeline_id, key, etag, None, f"not valid JSON: {exc}")
+    if not isinstance(document, dict):
+        return LiveObject(pipeline_id, key, etag, None, "not a JSON object")
+    if not isinstance(document.get("id"), str) or not document["id"]:
+        return LiveObject(pipeline_id, key, etag, document, "has no id")
+    return LiveObject(pipeline_id, key, etag, document)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _error_code(exc: ClientError) -> str:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return code if code else status
+
+
+def _stale_message(key: str, if_match: str | None) -> str:
+    seen = f"ETag {if_match}" if if_match else "no object"
+    return (
+        f"stale plan: s3 object {key} is no longer what the plan saw ({seen}); "
+        "nothing was written. Run `pipeline-sync plan` again and approve the new plan."
+    )

@@ -1,0 +1,376 @@
+"""The plan: each target's render against its live object, as a status, a diff and a digest (pure)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pipeline_sync.build import RenderOutcome
+from pipeline_sync.canonical import canonical_json, sha256_hex
+from pipeline_sync.catalog import Catalog
+from pipeline_sync.diff import changed_paths, fleet_signature, semantic_diff, to_yaml, unified_diff
+from pipeline_sync.front50 import LiveObject
+from pipeline_sync.provenance import content_digest, managed_document, marker_of, normalise
+
+PLAN_FORMAT = 1
+
+
+class Status(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    IN_SYNC = "in-sync"
+    DRIFT = "drift"
+    CONFLICT = "conflict"
+    INVALID = "invalid"
+    DELETE = "delete"
+    ORPHAN = "orphan"
+    UNKNOWN = "unknown"
+
+
+ACTIONABLE = frozenset({Status.CREATE, Status.UPDATE, Status.DRIFT, Status.DELETE})
+ERRORS = frozenset({Status.INVALID, Status.CONFLICT, Status.UNKNOWN})
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """What would happen to one pipeline, and the digest an approval must name."""
+
+    key: str
+    status: Status
+    digest: str
+    pipeline_id: str | None = None
+    application: str | None = None
+    name: str | None = None
+    stack: str | None = None
+    live_etag: str | None = None
+    approval: str = "manual"
+    email: str | None = None
+    messages: tuple[str, ...] = ()
+    diff: Mapping[str, Any] = field(default_factory=dict)
+    diff_yaml: str = ""
+    unified: str = ""
+    drift_kind: str | None = None
+    drift_fields: tuple[str, ...] = ()
+    signature: str | None = None
+    adopt: bool = False
+    desired: Mapping[str, Any] | None = None
+
+    @property
+    def actionable(self) -> bool:
+        return self.status in ACTIONABLE
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = str(self.status)
+        data["messages"] = list(self.messages)
+        data["drift_fields"] = list(self.drift_fields)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PlanEntry:
+        values = dict(data)
+        values["status"] = Status(values["status"])
+        values["messages"] = tuple(values.get("messages", ()))
+        values["drift_fields"] = tuple(values.get("drift_fields", ()))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every entry, keyed by partition key, plus problems that belong to no entry."""
+
+    entries: Mapping[str, PlanEntry]
+    warnings: tuple[str, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(str(e.status) for e in self.entries.values()).items()))
+
+    @property
+    def has_errors(self) -> bool:
+        return any(e.status in ERRORS for e in self.entries.values())
+
+    @property
+    def has_changes(self) -> bool:
+        return any(e.actionable for e in self.entries.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": PLAN_FORMAT,
+            "warnings": list(self.warnings),
+            "entries": [self.entries[k].to_json() for k in sorted(self.entries)],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        if data.get("format") != PLAN_FORMAT:
+            raise ValueError(f"unsupported plan format {data.get('format')!r}; expected {PLAN_FORMAT}")
+        entries = [PlanEntry.from_json(e) for e in data["entries"]]
+        return cls({e.key: e for e in entries}, tuple(data.get("warnings", ())))
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, sort_keys=True)
+
+
+def plan_digest(key: str, live_etag: str | None, desired: Mapping[str, Any] | None) -> str:
+    """sha256 over (key, live ETag or "absent", canonical rendered JSON or "absent")."""
+    body = canonical_json(desired) if desired is not None else "absent"
+    return sha256_hex(key, live_etag or "absent", body)
+
+
+class _LiveIndex:
+    """Live objects by id and by (application, name), compared case-insensitively."""
+
+    def __init__(self, live: Mapping[str, LiveObject]) -> None:
+        self.by_id = {pid.lower(): obj for pid, obj in live.items()}
+        self.by_name: dict[tuple[str, str], list[LiveObject]] = defaultdict(list)
+        for obj in live.values():
+            doc = obj.document
+            if doc and isinstance(doc.get("application"), str) and isinstance(doc.get("name"), str):
+                self.by_name[(doc["application"].lower(), doc["name"].lower())].append(obj)
+
+    def same_name(self, application: str, name: str, except_id: str) -> list[LiveObject]:
+        found = self.by_name.get((application.lower(), name.lower()), [])
+        return [o for o in found if o.pipeline_id.lower() != except_id.lower()]
+
+
+def build_plan(
+    catalog: Catalog,
+    outcomes: Mapping[str, RenderOutcome],
+    live: Mapping[str, LiveObject],
+    *,
+    scope: Iterable[str] | None = None,
+) -> Plan:
+    """Combine renders and live objects into a plan.
+
+    scope limits which managed live pipelines may become orphan/delete/unknown entries
+    (a --select glob); None means the whole bucket.
+    """
+    index = _LiveIndex(live)
+    entries = {key: _target_entry(outcome, index) for key, outcome in outcomes.items()}
+    wanted_scope = set(scope) if scope is not None else None
+    warnings = []
+    for obj in live.values():
+        if obj.problem and obj.document is None:
+            warnings.append(f"live object {obj.key} is unreadable ({obj.problem}); left alone")
+        marker = marker_of(obj.document)
+        if marker is None:
+            continue
+        key = marker["key"]
+        target = catalog.targets.get(key)
+        if target is not None and key in entries:
+            continue
+        if wanted_scope is not None and key not in wanted_scope:
+            continue
+        if target is not None:
+            continue  # in the catalog but outside this selection
+        entries[key] = _leftover_entry(catalog, key, obj)
+    return Plan(dict(sorted(entries.items())), tuple(sorted(warnings)))
+
+
+def _target_entry(outcome: RenderOutcome, index: _LiveIndex) -> PlanEntry:
+    target = outcome.target
+    common = {"key": target.key, "stack": target.stack, "approval": target.approval}
+    if not outcome.valid or outcome.rendered is None:
+        return PlanEntry(
+            status=Status.INVALID,
+            digest=plan_digest(target.key, None, None),
+            messages=outcome.problems,
+            **common,
+        )
+    rendered = outcome.rendered
+    desired = managed_document(rendered.document, key=target.key, source_file=target.source_file)
+    pipeline_id = rendered.pipeline_id
+    application, name = str(desired["application"]), str(desired["name"])
+    live = index.by_id.get(pipeline_id.lower())
+    etag = live.etag if live else None
+    base = dict(
+        common,
+        pipeline_id=pipeline_id,
+        application=application,
+        name=name,
+        email=target.context.get("email"),
+        live_etag=etag,
+        digest=plan_digest(target.key, etag, desired),
+    )
+    clashes = index.same_name(application, name, pipeline_id)
+    if clashes:
+        ids = ", ".join(sorted(o.pipeline_id for o in clashes))
+        return PlanEntry(
+            status=Status.CONFLICT,
+            messages=(
+                f"another live pipeline ({ids}) already has application {application!r} and "
+                f"name {name!r}; rename one of them, or adopt it with `pipeline-sync adopt "
+                f"{application} {name!r}`",
+            ),
+            **base,
+        )
+    if live is None:
+        return _changed(Status.CREATE, None, desired, base)
+    marker = marker_of(live.document)
+    if live.document is None or marker is None:
+        if target.pinned_id and live.document is not None:
+            return _changed(
+                Status.UPDATE,
+                live.document,
+                desired,
+                base,
+                adopt=True,
+                messages=(f"adopts the unmanaged pipeline {pipeline_id} pinned in {target.source_file}",),
+            )
+        what = (
+            f"is unreadable ({live.problem})" if live.document is None else "is not managed by pipeline-sync"
+        )
+        return PlanEntry(
+            status=Status.CONFLICT,
+            messages=(
+                f"the live object at this pipeline's id {pipeline_id} {what}; it is left alone. "
+                "Pin a different id or adopt it.",
+            ),
+            **base,
+        )
+    if marker["key"] != target.key:
+        return PlanEntry(
+            status=Status.CONFLICT,
+            messages=(f"the live pipeline at id {pipeline_id} is managed as {marker['key']!r}",),
+            **base,
+        )
+    live_digest = content_digest(live.document)
+    if live_digest == content_digest(desired):
+        return PlanEntry(status=Status.IN_SYNC, **base)
+    written_digest = marker.get("renderDigest")
+    if live_digest == written_digest:
+        return _changed(Status.UPDATE, live.document, desired, base)
+    catalog_changed = content_digest(desired) != written_digest
+    return _changed(
+        Status.DRIFT,
+        live.document,
+        desired,
+        base,
+        drift_kind="both" if catalog_changed else "deck",
+        person_fields=not catalog_changed,
+    )
+
+
+def _changed(
+    status: Status,
+    live: Mapping[str, Any] | None,
+    desired: Mapping[str, Any] | None,
+    base: dict[str, Any],
+    *,
+    adopt: bool = False,
+    messages: tuple[str, ...] = (),
+    drift_kind: str | None = None,
+    person_fields: bool = False,
+) -> PlanEntry:
+    old = normalise(live) if live is not None else None
+    new = normalise(desired) if desired is not None else None
+    diff = semantic_diff(old, new)
+    key = str(base["key"])
+    names = [
+        *key.split("/"),
+        str(base.get("pipeline_id") or ""),
+        str(base.get("application") or ""),
+    ]
+    # A create's diff is the whole pipeline: cluster creates by template instead.
+    template = key.split("/")[-1]
+    signature_source = {"status": str(status), "diff": {} if status is Status.CREATE else diff}
+    drift_fields: tuple[str, ...] = ()
+    if drift_kind:
+        if person_fields:
+            drift_fields = tuple(changed_paths(diff))
+            messages += (
+                "changed in Deck since pipeline-sync wrote it; applying overwrites these fields: "
+                + ", ".join(drift_fields),
+            )
+        else:
+            messages += (
+                "changed in Deck and in the catalog/templates since pipeline-sync wrote it; "
+                "the diff shows both (use `pipeline-sync rollback` history to separate them)",
+            )
+    return PlanEntry(
+        status=status,
+        desired=desired,
+        diff=diff,
+        diff_yaml=to_yaml(diff) if diff else "",
+        unified=unified_diff(old, new, key),
+        signature=(f"create:{template}" if status is Status.CREATE else "")
+        + fleet_signature(_blank_uuids(signature_source), names),
+        adopt=adopt,
+        messages=messages,
+        drift_kind=drift_kind,
+        drift_fields=drift_fields,
+        **base,
+    )
+
+
+def _blank_uuids(data: Any) -> Any:
+    return json.loads(_UUID.sub("<uuid>", json.dumps(data, sort_keys=True)))
+
+
+def _leftover_entry(catalog: Catalog, key: str, obj: LiveObject) -> PlanEntry:
+    """A managed live pipeline whose target is not in the catalog."""
+    service = key.split("/")[0]
+    stack = key.split("/")[1] if key.count("/") == 2 else None
+    doc = obj.document or {}
+    base = dict(
+        key=key,
+        stack=stack,
+        pipeline_id=obj.pipeline_id,
+        application=doc.get("application"),
+        name=doc.get("name"),
+        live_etag=obj.etag,
+    )
+    if catalog.defaults_error is not None or service in catalog.failed_services:
+        return PlanEntry(
+            status=Status.UNKNOWN,
+            digest=plan_digest(key, obj.etag, None),
+            messages=(f"unknown (catalog error): the catalog file of service {service!r} failed to load",),
+            **base,
+        )
+    siblings = [t for t in catalog.targets.values() if t.service == service]
+    prune = siblings[0].prune if siblings else catalog.prune
+    if not prune:
+        return PlanEntry(
+            status=Status.ORPHAN,
+            digest=plan_digest(key, obj.etag, None),
+            messages=("no longer in the catalog; set `prune: true` to delete it, or remove it by hand",),
+            **base,
+        )
+    entry = _changed(Status.DELETE, obj.document, None, {**base, "digest": plan_digest(key, obj.etag, None)})
+    return entry
+
+
+def fleet_summary(plan: Plan, limit: int = 20) -> dict[str, Any]:
+    """Counts per status and stack, and clusters of the same change across pipelines."""
+    by_stack: dict[str, Counter[str]] = defaultdict(Counter)
+    clusters: dict[str, list[PlanEntry]] = defaultdict(list)
+    for entry in plan.entries.values():
+        by_stack[entry.stack or "?"][str(entry.status)] += 1
+        if entry.actionable and entry.signature:
+            clusters[entry.signature].append(entry)
+    ordered = sorted(clusters.values(), key=lambda group: (-len(group), group[0].key))
+    return {
+        "counts": plan.counts(),
+        "by_stack": {stack: dict(sorted(c.items())) for stack, c in sorted(by_stack.items())},
+        "clusters": [
+            {
+                "count": len(group),
+                "status": sorted({str(e.status) for e in group}),
+                "stacks": dict(sorted(Counter(e.stack or "?" for e in group).items())),
+                "example": group[0].key,
+                "keys": [e.key for e in group[:limit]],
+                "example_diff": group[0].diff_yaml,
+            }
+            for group in ordered
+        ],
+        "drift": sorted(k for k, e in plan.entries.items() if e.status is Status.DRIFT),
+        "conflict": sorted(k for k, e in plan.entries.items() if e.status is Status.CONFLICT),
+        "invalid": sorted(k for k, e in plan.entries.items() if e.status is Status.INVALID),
+        "pending": sorted(k for k, e in plan.entries.items() if e.actionable),
+    }

@@ -1,0 +1,50 @@
+"""What makes a pipeline managed: Deck's lock, the provenance marker, and content normalisation."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline_sync.canonical import canonical_json, sha256_hex
+
+MARKER_FIELD = "pipelineSync"
+SERVER_MANAGED_FIELDS = ("updateTs", "lastModifiedBy", "lastModified", "index")
+
+
+def normalise(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The document without server-managed fields, the marker, or a default schema."""
+    clean = {k: v for k, v in document.items() if k not in SERVER_MANAGED_FIELDS and k != MARKER_FIELD}
+    if clean.get("schema") == "1":
+        del clean["schema"]
+    return clean
+
+
+def content_digest(document: Mapping[str, Any]) -> str:
+    """sha256 of the normalised canonical JSON: equal digests mean no semantic difference."""
+    return sha256_hex(canonical_json(normalise(document)))
+
+
+def marker_of(document: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The provenance marker, or None for a pipeline pipeline-sync does not manage."""
+    if document is None:
+        return None
+    marker = document.get(MARKER_FIELD)
+    if isinstance(marker, dict) and isinstance(marker.get("key"), str):
+        return marker
+    return None
+
+
+def managed_document(rendered: Mapping[str, Any], *, key: str, source_file: str) -> dict[str, Any]:
+    """The rendered pipeline with Deck's lock and the provenance marker, ready to write."""
+    document = copy.deepcopy(dict(rendered))
+    document["locked"] = {
+        "ui": True,
+        "allowUnlockUi": True,
+        "description": (
+            f"Managed by pipeline-sync from {source_file} ({key}). "
+            "Edit the catalog or template instead: changes made here show up as drift."
+        ),
+    }
+    document[MARKER_FIELD] = {"key": key, "renderDigest": content_digest(document)}
+    return document
