@@ -22,6 +22,7 @@ test: $(STAMP)
 	$(BIN)/ruff check pipeline_sync tests bench
 	$(BIN)/ruff format --check pipeline_sync tests bench
 	$(BIN)/mypy
+	DAGSTER_HOME=$$(mktemp -d) $(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
