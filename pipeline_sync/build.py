@@ -56,22 +56,40 @@ def render_one(workspace: Workspace, target: Target) -> RenderOutcome:
 def render_all(workspace: Workspace, keys: list[str] | None = None) -> dict[str, RenderOutcome]:
     """Render and validate targets (all by default), including fleet-wide collision checks.
 
-    Collisions are checked across the whole catalog even when keys selects a few,
-    so a selection can never hide a duplicate name.
+    A selection is still checked against the whole catalog, so it can never hide a
+    duplicate: names can only collide within an application (= service), so only the
+    selected services are rendered in full; ids of every other target are known without
+    rendering.
     """
     targets = workspace.catalog.targets
     wanted = sorted(targets) if keys is None else keys
     outcomes = {key: render_one(workspace, targets[key]) for key in wanted}
-    fleet = dict(outcomes)
+    documents = {k: o.rendered.document for k, o in outcomes.items() if o.rendered is not None}
     if keys is not None:
+        services = {targets[k].service for k in wanted}
         for key, target in targets.items():
-            if key not in fleet:
-                fleet[key] = render_one(workspace, target)
-    documents = {k: o.rendered.document for k, o in fleet.items() if o.rendered is not None}
+            if key in documents:
+                continue
+            if target.service in services:
+                other = render_one(workspace, target)
+                if other.rendered is not None:
+                    documents[key] = other.rendered.document
+            else:
+                documents[key] = _identity_only(workspace, target)
     for key, problems in validate_fleet(documents).items():
         if key in outcomes:
             old = outcomes[key]
-            outcomes[key] = RenderOutcome(
-                old.target, old.rendered, old.problems + tuple(str(p) for p in problems)
-            )
+            outcomes[key] = RenderOutcome(old.target, old.rendered, old.problems + tuple(str(p) for p in problems))
     return outcomes
+
+
+def _identity_only(workspace: Workspace, target: Target) -> dict[str, str]:
+    """What the fleet check needs of an unrendered target of another application: its id.
+
+    The name is a placeholder that cannot collide: another application's names never clash.
+    """
+    return {
+        "id": workspace.renderer.pipeline_id(target.key),
+        "application": target.service,
+        "name": f"\x00{target.key}",
+    }

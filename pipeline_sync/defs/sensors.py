@@ -36,7 +36,7 @@ def catalog_sensor(
     have = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
     # Partitions of a service whose file failed to load are unknown, not gone: keep them.
     removable = {k for k in have - want if k.split("/")[0] not in failed}
-    requests = []
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
     if want - have:
         requests.append(pipeline_partitions.build_add_request(sorted(want - have)))
     if removable:
