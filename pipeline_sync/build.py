@@ -79,7 +79,8 @@ def render_all(workspace: Workspace, keys: list[str] | None = None) -> dict[str,
     for key, problems in validate_fleet(documents).items():
         if key in outcomes:
             old = outcomes[key]
-            outcomes[key] = RenderOutcome(old.target, old.rendered, old.problems + tuple(str(p) for p in problems))
+            extra = tuple(str(p) for p in problems)
+            outcomes[key] = RenderOutcome(old.target, old.rendered, old.problems + extra)
     return outcomes
 
 

@@ -42,15 +42,14 @@ def trigger_id_for(pipeline_id: str, index: int, trigger_type: str) -> str:
 
 def expected_artifacts(pipeline: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Every expected artifact: pipeline-level, then stage-level."""
-    for artifact in _dicts(pipeline.get("expectedArtifacts")):
-        yield artifact
+    yield from _dicts(pipeline.get("expectedArtifacts"))
     for stage in _dicts(pipeline.get("stages")):
         yield from _dicts(stage.get("expectedArtifacts"))
 
 
 def artifact_references(pipeline: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
     """(path, container, index-or-key) of every field that holds an expected-artifact id."""
-    for s_index, stage in enumerate(pipeline.get("stages") or []):
+    for s_index, stage in enumerate(_list(pipeline.get("stages"))):
         if not isinstance(stage, dict):
             continue
         base = f"stages[{s_index}]"
@@ -66,10 +65,10 @@ def artifact_references(pipeline: dict[str, Any]) -> Iterator[tuple[str, Any, An
         build = stage.get("buildDefinitionArtifact")
         if isinstance(build, dict) and isinstance(build.get("artifactId"), str):
             yield f"{base}.buildDefinitionArtifact.artifactId", build, "artifactId"
-        for i, item in enumerate(stage.get("inputArtifacts") or []):
+        for i, item in enumerate(_list(stage.get("inputArtifacts"))):
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 yield f"{base}.inputArtifacts[{i}].id", item, "id"
-    for t_index, trigger in enumerate(pipeline.get("triggers") or []):
+    for t_index, trigger in enumerate(_list(pipeline.get("triggers"))):
         if not isinstance(trigger, dict):
             continue
         values = trigger.get("expectedArtifactIds")
@@ -98,6 +97,11 @@ def assign_identities(pipeline: dict[str, Any], pipeline_id: str, application: s
     for index, trigger in enumerate(_dicts(pipeline.get("triggers"))):
         if not trigger.get("id"):
             trigger["id"] = trigger_id_for(pipeline_id, index, str(trigger.get("type", "")))
+
+
+def _list(value: Any) -> list[Any]:
+    """value when it is a list, else empty: validation reports the wrong type, not a crash."""
+    return value if isinstance(value, list) else []
 
 
 def _dicts(value: Any) -> Iterator[dict[str, Any]]:
