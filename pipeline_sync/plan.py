@@ -175,7 +175,7 @@ def build_plan(
 
 def _target_entry(outcome: RenderOutcome, index: _LiveIndex) -> PlanEntry:
     target = outcome.target
-    common = {"key": target.key, "stack": target.stack, "approval": target.approval}
+    common: dict[str, Any] = {"key": target.key, "stack": target.stack, "approval": target.approval}
     if not outcome.valid or outcome.rendered is None:
         return PlanEntry(
             status=Status.INVALID,
@@ -189,7 +189,7 @@ def _target_entry(outcome: RenderOutcome, index: _LiveIndex) -> PlanEntry:
     application, name = str(desired["application"]), str(desired["name"])
     live = index.by_id.get(pipeline_id.lower())
     etag = live.etag if live else None
-    base = dict(
+    base: dict[str, Any] = dict(
         common,
         pipeline_id=pipeline_id,
         application=application,
@@ -318,7 +318,7 @@ def _leftover_entry(catalog: Catalog, key: str, obj: LiveObject) -> PlanEntry:
     service = key.split("/")[0]
     stack = key.split("/")[1] if key.count("/") == 2 else None
     doc = obj.document or {}
-    base = dict(
+    base: dict[str, Any] = dict(
         key=key,
         stack=stack,
         pipeline_id=obj.pipeline_id,
