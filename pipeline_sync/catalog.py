@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline_sync.errors import CatalogError, SourceLocation
 from pipeline_sync.merge import merge_layers
@@ -50,6 +50,9 @@ def _check_dns_label(value: str) -> str:
     return value
 
 
+DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]
+
+
 def _check_variables(value: dict[str, Any]) -> dict[str, Any]:
     for name in value:
         if not isinstance(name, str) or not VARIABLE_NAME.match(name):
@@ -74,21 +77,14 @@ class StackDefaults(_Strict):
 
 class Defaults(_Strict):
     vars: dict[str, Any] = Field(default_factory=dict)
-    stacks: dict[str, StackDefaults]
+    stacks: dict[DnsLabel, StackDefaults]
     prune: bool = False
 
     _vars = field_validator("vars")(_check_variables)
 
-    @field_validator("stacks")
-    @classmethod
-    def _stack_names(cls, value: dict[str, StackDefaults]) -> dict[str, StackDefaults]:
-        for name in value:
-            _check_dns_label(name)
-        return value
-
 
 class ServiceStack(_Strict):
-    pipelines: list[str]
+    pipelines: list[DnsLabel]
     vars: dict[str, Any] = Field(default_factory=dict)
     ids: dict[str, str] = Field(default_factory=dict)
     approval: Approval | None = None
@@ -98,8 +94,6 @@ class ServiceStack(_Strict):
     @field_validator("pipelines")
     @classmethod
     def _template_names(cls, value: list[str]) -> list[str]:
-        for name in value:
-            _check_dns_label(name)
         if len(set(value)) != len(value):
             raise ValueError("a template is listed twice")
         return value
@@ -117,7 +111,7 @@ class ServiceStack(_Strict):
 
 
 class Service(_Strict):
-    name: str
+    name: DnsLabel
     product: str
     team: str
     namespace: str
@@ -127,7 +121,6 @@ class Service(_Strict):
     stacks: dict[str, ServiceStack]
     prune: bool | None = None
 
-    _name = field_validator("name")(_check_dns_label)
     _vars = field_validator("vars")(_check_variables)
 
 
@@ -224,7 +217,7 @@ def _read_model(path: Path, catalog_dir: Path, model: type[_Strict]) -> tuple[An
 
 def _as_catalog_error(exc: ValidationError, file: str, lines: LineMap) -> CatalogError:
     first = exc.errors()[0]
-    loc = tuple(part for part in first["loc"] if isinstance(part, str | int))
+    loc = tuple(part for part in first["loc"] if isinstance(part, str | int) and part != "[key]")
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = f"unknown key {loc[-1]!r}; check its spelling against the catalog reference"

@@ -58,3 +58,46 @@ def workspace_of(root: Path) -> Workspace:
 def object_keys(store: Front50Store) -> list[str]:
     response = store.client.list_objects_v2(Bucket=store.settings.bucket)
     return sorted(o["Key"] for o in response.get("Contents", []))
+
+
+MINIMAL_TEMPLATE = """\
+application: "{{ app_name }}"
+name: "deploy-{{ stack }}"
+description: "{{ description }}"
+stages:
+  - refId: "deploy"
+    type: deployManifest
+    account: "k8s-{{ stack }}"
+"""
+
+MINIMAL_DEFAULTS = """\
+vars:
+  description: plain
+stacks:
+  dev: {approval: auto}
+  prod: {}
+"""
+
+
+def service_yaml(name: str = "svc", stacks: str = "  dev: {pipelines: [deploy]}\n", extra: str = "") -> str:
+    return (
+        f"name: {name}\nproduct: prod-x\nteam: team-x\nnamespace: ns-x\ngit_repo: repo-x\n{extra}stacks:\n{stacks}"
+    )
+
+
+def write_project(
+    root: Path,
+    *,
+    defaults: str = MINIMAL_DEFAULTS,
+    services: dict[str, str] | None = None,
+    templates: dict[str, str] | None = None,
+) -> Path:
+    """A catalog/ and templates/ tree under root, from text; returns root."""
+    (root / "catalog" / "services").mkdir(parents=True, exist_ok=True)
+    (root / "templates").mkdir(parents=True, exist_ok=True)
+    (root / "catalog" / "defaults.yaml").write_text(defaults)
+    for name, text in (services if services is not None else {"svc": service_yaml()}).items():
+        (root / "catalog" / "services" / f"{name}.yaml").write_text(text)
+    for name, text in (templates if templates is not None else {"deploy": MINIMAL_TEMPLATE}).items():
+        (root / "templates" / f"{name}.yaml.j2").write_text(text)
+    return root
