@@ -58,9 +58,7 @@ def _check_variables(value: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(name, str) or not VARIABLE_NAME.match(name):
             raise ValueError(f"variable name {name!r} is not an identifier ([A-Za-z_][A-Za-z0-9_]*)")
         if name in RESERVED_CONTEXT_NAMES:
-            raise ValueError(
-                f"variable {name!r} shadows a name the template context defines; rename it"
-            )
+            raise ValueError(f"variable {name!r} shadows a name the template context defines; rename it")
     return value
 
 
@@ -187,9 +185,7 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
 
 
 def available_templates(templates_dir: Path) -> frozenset[str]:
-    return frozenset(
-        p.name[: -len(TEMPLATE_SUFFIX)] for p in Path(templates_dir).glob(f"*{TEMPLATE_SUFFIX}")
-    )
+    return frozenset(p.name[: -len(TEMPLATE_SUFFIX)] for p in Path(templates_dir).glob(f"*{TEMPLATE_SUFFIX}"))
 
 
 def _service_name_of(path: Path) -> str:
@@ -259,8 +255,7 @@ def _load_service(
             declared = ", ".join(sorted(defaults.stacks)) or "none"
             raise fail(
                 ("stacks", stack_name),
-                f"stack {stack_name!r} is not declared in catalog/defaults.yaml "
-                f"(declared: {declared})",
+                f"stack {stack_name!r} is not declared in catalog/defaults.yaml (declared: {declared})",
             )
         for index, template in enumerate(stack.pipelines):
             if template not in known_templates:

@@ -54,9 +54,7 @@ class LineMap:
 def load_yaml(text: str, file: str) -> tuple[Any, LineMap]:
     """Parse one YAML document safely, returning the data and a line map."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
-        raise YamlDocumentError(
-            SourceLocation(file), f"document is larger than {MAX_DOCUMENT_BYTES} bytes"
-        )
+        raise YamlDocumentError(SourceLocation(file), f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

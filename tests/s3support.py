@@ -80,9 +80,7 @@ stacks:
 
 
 def service_yaml(name: str = "svc", stacks: str = "  dev: {pipelines: [deploy]}\n", extra: str = "") -> str:
-    return (
-        f"name: {name}\nproduct: prod-x\nteam: team-x\nnamespace: ns-x\ngit_repo: repo-x\n{extra}stacks:\n{stacks}"
-    )
+    return f"name: {name}\nproduct: prod-x\nteam: team-x\nnamespace: ns-x\ngit_repo: repo-x\n{extra}stacks:\n{stacks}"
 
 
 def write_project(
