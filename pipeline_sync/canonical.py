@@ -9,9 +9,7 @@ from typing import Any
 
 def canonical_json(document: Any) -> str:
     """Sorted keys, fixed separators, UTF-8 text: identical inputs give identical bytes."""
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def sha256_hex(*parts: str) -> str:

@@ -84,14 +84,10 @@ class Renderer:
         except TemplateBudgetExceeded as exc:
             raise RenderError(target.key, SourceLocation(file), str(exc)) from None
         except RecursionError:
-            raise RenderError(
-                target.key, SourceLocation(file), "template recursion went too deep"
-            ) from None
+            raise RenderError(target.key, SourceLocation(file), "template recursion went too deep") from None
         except (jinja2.TemplateError, PipelineSyncError, TypeError, ValueError) as exc:
             line = _template_line(exc.__traceback__, compiled.filename)
-            raise RenderError(
-                target.key, SourceLocation(file, line=line), _describe(exc)
-            ) from None
+            raise RenderError(target.key, SourceLocation(file, line=line), _describe(exc)) from None
         finally:
             current_budget.reset(token)
         document = self._parse(text, target, file)
@@ -122,9 +118,7 @@ class Renderer:
             source = path.read_text(encoding="utf-8")
             tree = self._env.parse(source, target.template, str(path))
             code = self._env.compile(self._env.guard_loops(tree), target.template, str(path))
-            compiled = self._env.template_class.from_code(
-                self._env, code, self._env.make_globals(None), None
-            )
+            compiled = self._env.template_class.from_code(self._env, code, self._env.make_globals(None), None)
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(
                 target.key, SourceLocation(file, line=exc.lineno), f"template syntax error: {exc.message}"

@@ -38,17 +38,14 @@ class RenderBudget:
         self.iterations += 1
         if self.iterations > MAX_LOOP_ITERATIONS:
             raise TemplateBudgetExceeded(
-                f"template loops ran more than {MAX_LOOP_ITERATIONS} iterations; "
-                "is a loop without end?"
+                f"template loops ran more than {MAX_LOOP_ITERATIONS} iterations; is a loop without end?"
             )
         if self.iterations % 1024 == 0:
             self.check_time()
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
-            raise TemplateBudgetExceeded(
-                f"template took longer than {MAX_RENDER_SECONDS:.0f} s to render"
-            )
+            raise TemplateBudgetExceeded(f"template took longer than {MAX_RENDER_SECONDS:.0f} s to render")
 
 
 current_budget: contextvars.ContextVar[RenderBudget] = contextvars.ContextVar("render_budget")
@@ -73,11 +70,11 @@ class BudgetedSandbox(SandboxedEnvironment):
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "*":
             for seq, count in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(count, int):
-                    if len(seq) * count > MAX_SEQUENCE_GROWTH:
-                        raise TemplateBudgetExceeded(
-                            f"a multiplication would build a sequence of {len(seq) * count} items"
-                        )
+                sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
+                if sized and len(seq) * count > MAX_SEQUENCE_GROWTH:
+                    raise TemplateBudgetExceeded(
+                        f"a multiplication would build a sequence of {len(seq) * count} items"
+                    )
             return operator.mul(left, right)
         if operator_name == "**":
             if isinstance(right, int | float) and abs(right) > 1000:
