@@ -162,6 +162,10 @@ Press Ctrl-C to stop everything this demo started.
 """
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "3000")))
@@ -179,7 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 1
     procs = Processes()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Install handlers explicitly: a shell that starts us in the background without job
+    # control leaves SIGINT ignored, and Ctrl-C must always stop everything we started.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         arranged = prepare(args.home, args.s3_port, procs)
         dagster = procs.start(

@@ -18,7 +18,10 @@ def approve_in_dagster(key: str, digest: str, approver: str) -> tuple[bool, str]
     from pipeline_sync.definitions import defs
     from pipeline_sync.defs.partitions import PARTITIONS_NAME
 
-    instance = dg.DagsterInstance.get()
+    try:
+        instance = dg.DagsterInstance.get()
+    except dg.DagsterInvariantViolationError as exc:
+        return False, f"cannot open the Dagster instance: {exc}"
     if not instance.has_dynamic_partition(PARTITIONS_NAME, key):
         return False, f"{key} is not a known partition; wait for catalog_sensor or check the key."
     result = defs.resolve_job_def("approval_job").execute_in_process(
