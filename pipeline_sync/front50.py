@@ -80,6 +80,7 @@ class WriteResult:
     key: str
     etag: str | None
     version_id: str | None
+    marker_error: str | None = None
 
 
 @dataclass
@@ -230,6 +231,8 @@ class Front50Store:
             if _error_code(exc) in {"NoSuchKey", "404"}:
                 return None
             raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
         body = response["Body"].read()
         return parse_live(pipeline_id.lower(), key, response["ETag"], body)
 
@@ -249,6 +252,8 @@ class Front50Store:
                 if _error_code(exc) in {"NoSuchKey", "404"}:
                     return key, None  # deleted since the listing
                 raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
+            except BotoCoreError as exc:
+                raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
             return key, (response["ETag"], response["Body"].read())
 
         if not keys:
@@ -259,7 +264,11 @@ class Front50Store:
 
     # -- writes -------------------------------------------------------------
     def put_pipeline(self, pipeline_id: str, body: bytes, *, if_match: str | None) -> WriteResult:
-        """Write a pipeline object only if it is still as planned (ETag), or still absent."""
+        """Write a pipeline object only if it is still as planned (ETag), or still absent.
+
+        A failed condition is a stale plan, unless the object now holds exactly these bytes:
+        then an earlier attempt of this very write landed and only its response was lost.
+        """
         key = self.pipeline_key(pipeline_id)
         condition = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
         try:
@@ -271,11 +280,20 @@ class Front50Store:
                 **condition,
             )
         except ClientError as exc:
-            if _error_code(exc) in _PRECONDITION_CODES:
+            if _error_code(exc) not in _PRECONDITION_CODES:
+                raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
+            landed = self._holds_exactly(key, body)
+            if landed is None:
                 raise StalePlanError(_stale_message(key, if_match)) from None
+            response = landed
+        except BotoCoreError as exc:
             raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
-        self.bump_marker(PIPELINES)
-        return WriteResult(key=key, etag=response.get("ETag"), version_id=response.get("VersionId"))
+        return WriteResult(
+            key=key,
+            etag=response.get("ETag"),
+            version_id=response.get("VersionId"),
+            marker_error=self._bump_quietly(PIPELINES),
+        )
 
     def delete_pipeline(self, pipeline_id: str, *, if_match: str) -> WriteResult:
         """Delete a pipeline object only if it is still the version the plan saw."""
@@ -283,11 +301,39 @@ class Front50Store:
         try:
             response = self.client.delete_object(Bucket=self.settings.bucket, Key=key, IfMatch=if_match)
         except ClientError as exc:
-            if _error_code(exc) in _PRECONDITION_CODES | {"NoSuchKey", "404"}:
+            if _error_code(exc) in {"NoSuchKey", "404"}:
+                response = {}  # already gone (an earlier attempt whose response was lost): same end state
+            elif _error_code(exc) in _PRECONDITION_CODES:
                 raise StalePlanError(_stale_message(key, if_match)) from None
+            else:
+                raise StoreError(f"cannot delete s3://{self.settings.bucket}/{key}: {exc}") from None
+        except BotoCoreError as exc:
             raise StoreError(f"cannot delete s3://{self.settings.bucket}/{key}: {exc}") from None
-        self.bump_marker(PIPELINES)
-        return WriteResult(key=key, etag=None, version_id=response.get("VersionId"))
+        return WriteResult(
+            key=key,
+            etag=None,
+            version_id=response.get("VersionId"),
+            marker_error=self._bump_quietly(PIPELINES),
+        )
+
+    def _holds_exactly(self, key: str, body: bytes) -> dict[str, Any] | None:
+        """The object's ETag and version when it holds exactly body, else None."""
+        try:
+            response = self.client.get_object(Bucket=self.settings.bucket, Key=key)
+            if response["Body"].read() == body:
+                return {"ETag": response.get("ETag"), "VersionId": response.get("VersionId")}
+        except (ClientError, BotoCoreError):
+            return None
+        return None
+
+    def _bump_quietly(self, group: str) -> str | None:
+        """Bump a marker; a failure is reported, not raised: the object is written, and
+        Front50's background refresh still finds it within a minute."""
+        try:
+            self.bump_marker(group)
+        except StoreError as exc:
+            return str(exc)
+        return None
 
     def bump_marker(self, group: str) -> None:
         """Tell Front50 the group changed: {"lastModified": <epoch ms as a JSON number>}."""
@@ -307,6 +353,8 @@ class Front50Store:
         except ClientError as exc:
             if _error_code(exc) not in {"404", "NoSuchKey", "NotFound"}:
                 raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
         stamp = str(now_ms())
         document = {
             "name": application.upper(),
@@ -329,7 +377,9 @@ class Front50Store:
                 self._known_applications.add(name)  # someone created it meanwhile: fine
                 return False
             raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
-        self.bump_marker(APPLICATIONS)
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
+        self._bump_quietly(APPLICATIONS)
         self._known_applications.add(name)
         return True
 
@@ -338,7 +388,7 @@ class Front50Store:
             self.client.put_object(
                 Bucket=self.settings.bucket, Key=key, Body=body, ContentType="application/json"
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
 
 

@@ -106,10 +106,13 @@ def _write(store: Front50Store, entry: PlanEntry, approver: str) -> ApplyResult:
             approver,
         )
     assert entry.desired is not None and entry.application is not None
+    # The application first: if it can't be written, nothing is, and a re-run does both.
+    created_app = store.ensure_application(entry.application, entry.email)
     body = stamped_body(entry.desired, approver=approver, plan_digest=entry.digest)
     result = store.put_pipeline(entry.pipeline_id, body, if_match=entry.live_etag)
-    created_app = store.ensure_application(entry.application, entry.email)
     note = f" (created application {entry.application})" if created_app else ""
+    if result.marker_error:
+        note += f"; the change marker was not bumped ({result.marker_error}): Front50 sees it within a minute"
     return ApplyResult(
         entry.key,
         "applied",
