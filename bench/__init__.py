@@ -1,0 +1,1 @@
+"""Benchmarks, not tests: pipeline-sync against the naive loop at fleet scale (python -m bench.reconcile)."""

@@ -1,0 +1,87 @@
+"""The naive loop the seed describes, written plainly: the baseline every figure is compared with.
+
+For each target: compile its template (jinja2.Template, per call), render it, parse the YAML with
+the pure-Python SafeLoader, GET the live object, DeepDiff the two, and dump any diff as YAML.
+The only additions to the seed's loop are the stable ids and provenance marker pipeline-sync
+writes (assign_identities, managed_document), so that its verdicts can be checked against
+pipeline-sync's own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from botocore.exceptions import ClientError
+from deepdiff import DeepDiff
+
+from pipeline_sync.catalog import TEMPLATE_SUFFIX, load_catalog
+from pipeline_sync.front50 import PIPELINE_FILE
+from pipeline_sync.identity import assign_identities, pipeline_id_for
+from pipeline_sync.provenance import managed_document, normalise
+
+
+@dataclass
+class NaiveResult:
+    """Verdict counts and where the time went (seconds)."""
+
+    in_sync: int = 0
+    changed: int = 0
+    missing: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("render", "get", "diff"), 0.0))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "in_sync": self.in_sync,
+            "changed": self.changed,
+            "missing": self.missing,
+            "seconds_by_phase": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def _pipeline_id(app_name: str, stack: str, template: str) -> str:
+    return pipeline_id_for(f"{app_name}/{stack}/{template}")
+
+
+def naive_plan(
+    catalog_dir: Path, templates_dir: Path, client: Any, bucket: str, root: str = "front50"
+) -> NaiveResult:
+    result = NaiveResult()
+    catalog = load_catalog(catalog_dir, templates_dir)
+    for key, target in sorted(catalog.targets.items()):
+        started = time.perf_counter()
+        text = (templates_dir / f"{target.template}{TEMPLATE_SUFFIX}").read_text()
+        template = jinja2.Template(text)  # compiled on every call, as the seed did
+        yaml_text = template.render({**target.context, "pipeline_id": _pipeline_id})
+        document = yaml.load(yaml_text, Loader=yaml.SafeLoader)  # the pure-Python loader
+        pipeline_id = pipeline_id_for(key)
+        assign_identities(document, pipeline_id, target.service)
+        desired = managed_document(document, key=key, source_file=target.source_file)
+        rendered = time.perf_counter()
+        try:
+            response = client.get_object(Bucket=bucket, Key=f"{root}/pipelines/{pipeline_id}/{PIPELINE_FILE}")
+            live = json.loads(response["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404"}:
+                raise
+            live = None
+        fetched = time.perf_counter()
+        if live is None:
+            result.missing += 1
+        else:
+            patch = DeepDiff(normalise(live), normalise(desired))
+            if patch:
+                result.changed += 1
+                yaml.dump(json.loads(patch.to_json()))  # the seed shows each diff as YAML
+            else:
+                result.in_sync += 1
+        done = time.perf_counter()
+        result.seconds["render"] += rendered - started
+        result.seconds["get"] += fetched - rendered
+        result.seconds["diff"] += done - fetched
+    return result

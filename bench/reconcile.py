@@ -1,0 +1,745 @@
+"""The fleet benchmark: the naive loop, `pipeline-sync plan` and the Dagster reconcile, side by side.
+
+    python -m bench.reconcile            # full: N = 1,000 and 10,000 (under 20 minutes on 2 cores)
+    python -m bench.reconcile --quick    # N = 200 only, a few minutes
+
+One moto S3 server (a child process that counts requests by operation) holds a bucket per N.
+For each N it generates a synthetic catalog (bench.synth), seeds the matching live pipelines,
+then measures, each in a child process of its own (wall time, S3 requests, peak RSS):
+  cold        the first run: an empty content cache and an empty Dagster instance;
+  no-op       nothing changed since the last run (cache warm);
+  template    one template edited, so every pipeline rendered from it changes;
+  drift       1% of the live pipelines edited in Deck (marker kept).
+Methods: the naive loop (bench.naive; run at N <= --naive-max and scaled linearly above),
+`pipeline-sync plan` as a subprocess, and reconcile_job (the fleet_plan asset) in process on
+a sqlite instance on disk and, at N <= --postgres-max, on PostgreSQL through deploy/dagster.yaml.
+Between scenarios the Dagster instances get their per-partition plan state back, so every
+scenario is measured against the same warm baseline. It prints a table and writes it, with the
+targets of issue 6 checked, to bench/results/latest.md (--quick: latest-quick.md), raw figures
+to the .json beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench import synth
+from bench.s3server import S3Server
+
+PROJECT = Path(__file__).resolve().parent.parent
+RESULTS = PROJECT / "bench" / "results"
+BIN = Path(sys.executable).parent
+SCENARIOS = ("cold", "no-op", "template changed", "1% drifted")
+CHILD_TIMEOUT = 900
+
+NAIVE = "naive loop"
+CLI = "pipeline-sync plan (CLI)"
+DAGSTER = "Dagster reconcile"
+
+# Targets of issue 6, for a no-op reconcile of 10,000 pipelines on a 2-core machine.
+TARGET_N = 10_000
+MAX_NOOP_REQUESTS = 15
+MAX_PLAN_SECONDS = 30.0
+MAX_DAGSTER_SECONDS = 60.0
+MIN_TIME_RATIO = 20.0
+MIN_REQUEST_RATIO = 100.0
+MAX_RSS_MIB = 1024.0
+CONSTANT_EVENTS = 20  # run bookkeeping: start, step, logs, the summary materialization ...
+
+
+@dataclass
+class Measurement:
+    """One method on one scenario at one size."""
+
+    size: int
+    scenario: str
+    method: str
+    seconds: float
+    requests: dict[str, int]
+    rss_mib: float | None
+    verdict: str = ""
+    events: int | None = None
+    partition_events: int | None = None
+    changed: int | None = None
+    scaled_from: int | None = None
+    note: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+
+@dataclass
+class Settings:
+    sizes: list[int]
+    naive_max: int
+    postgres_max: int
+    use_postgres: bool
+    work: Path
+    results: Path
+    command: str
+    postgres_note: str = ""
+
+
+@dataclass
+class Child:
+    seconds: float
+    rss_mib: float
+    returncode: int
+
+
+@dataclass
+class Postgres:
+    url: str
+    stop: str
+
+
+@dataclass
+class Storage:
+    name: str  # "sqlite" or "postgres"
+    home: Path
+    env: dict[str, str]
+
+
+class BenchError(Exception):
+    """The bench cannot go on; the message says why."""
+
+
+_STARTED = time.monotonic()
+
+
+def log(message: str) -> None:
+    print(f"[{time.monotonic() - _STARTED:7.1f}s] {message}", flush=True)
+
+
+def run_child(argv: list[str], env: dict[str, str], log_path: Path, timeout: float = CHILD_TIMEOUT) -> Child:
+    """Run argv to its end through bench.rss: its wall time and its own peak RSS (see bench/rss.py)."""
+    measured = log_path.with_name(log_path.name + ".rss.json")
+    launcher = [sys.executable, "-m", "bench.rss", str(measured), "--", *argv]
+    with open(log_path, "wb") as out:
+        process = subprocess.Popen(
+            launcher, env=env, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise BenchError(f"{argv[0]} ran longer than {timeout:.0f} s; see {log_path}") from None
+    if not measured.exists():
+        raise BenchError(f"bench.rss did not run {argv[0]}; see {log_path}")
+    data = json.loads(measured.read_text())
+    return Child(seconds=data["seconds"], rss_mib=data["maxrss_kib"] / 1024, returncode=data["returncode"])
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+@contextmanager
+def postgres_server(work: Path) -> Iterator[Postgres]:
+    """A throwaway PostgreSQL from .ci/start-postgres.sh (durable settings), stopped afterwards."""
+    env_file = work / "postgres.env"
+    env = dict(os.environ, PIPELINE_SYNC_PG_DURABLE="1", PIPELINE_SYNC_PG_DB="pipeline_sync_bench")
+    env.pop("PIPELINE_SYNC_TEST_POSTGRES_URL", None)
+    started = subprocess.run(
+        ["bash", str(PROJECT / ".ci" / "start-postgres.sh"), str(env_file)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if started.returncode != 0:
+        raise BenchError(f"PostgreSQL did not start: {started.stderr.strip()[-1000:]}")
+    found = dict(re.findall(r"^export (\w+)=(.*)$", env_file.read_text(), re.MULTILINE))
+    values = {k: shlex.split(v)[0] if v else "" for k, v in found.items()}
+    server = Postgres(values["PIPELINE_SYNC_TEST_POSTGRES_URL"], values["PIPELINE_SYNC_TEST_POSTGRES_STOP"])
+    try:
+        yield server
+    finally:
+        subprocess.run(["bash", "-c", server.stop], check=False, timeout=120)
+
+
+def create_database(server: Postgres, name: str) -> None:
+    import psycopg2  # type: ignore[import-untyped]
+
+    connection = psycopg2.connect(server.url)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        connection.close()
+
+
+# -- Dagster instances -------------------------------------------------------------------------
+
+
+def sqlite_storage(home: Path) -> Storage:
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return Storage("sqlite", home, {"DAGSTER_HOME": str(home)})
+
+
+def postgres_storage(home: Path, server: Postgres, database: str) -> Storage:
+    """An instance configured by deploy/dagster.yaml itself, pointed at the bench's server."""
+    create_database(server, database)
+    home.mkdir(parents=True)
+    shutil.copy(PROJECT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    url = urlsplit(server.url)
+    env = {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": url.hostname or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(url.port or 5432),
+        "DAGSTER_PG_USER": url.username or "postgres",
+        "DAGSTER_PG_PASSWORD": url.password or "",
+        "DAGSTER_PG_DB": database,
+    }
+    return Storage("postgres", home, env)
+
+
+# -- one size ----------------------------------------------------------------------------------
+
+
+class SizeBench:
+    """Everything measured at one fleet size, against one bucket of the shared S3 server."""
+
+    def __init__(self, size: int, settings: Settings, s3: S3Server, postgres: Postgres | None) -> None:
+        self.size = size
+        self.settings = settings
+        self.s3 = s3
+        self.postgres = postgres
+        self.work = settings.work / f"n{size}"
+        self.bucket = f"bench-{size}"
+        self.logs = self.work / "logs"
+        self.results: list[Measurement] = []
+        self.setup: dict[str, float] = {}
+
+    def run(self) -> list[Measurement]:
+        self.logs.mkdir(parents=True)
+        started = time.perf_counter()
+        self.fleet = synth.write_fleet(self.work / "project", self.size)
+        self.base = synth.baseline(self.fleet)
+        self.setup["render baseline (s)"] = time.perf_counter() - started
+        started = time.perf_counter()
+        synth.seed(synth.s3_client(self.s3.url), self.bucket, self.base)
+        self.setup["seed bucket (s)"] = time.perf_counter() - started
+        log(
+            f"N={self.size}: {self.fleet.services} services, roles {self.base.role_counts()}, "
+            f"{len(self.base.bodies)} objects seeded "
+            f"({self.setup['render baseline (s)']:.0f} s render, {self.setup['seed bucket (s)']:.0f} s seed)"
+        )
+        storages = [sqlite_storage(self.work / "dagster-sqlite")]
+        if self.postgres is not None and self.size <= self.settings.postgres_max:
+            storages.append(
+                postgres_storage(self.work / "dagster-postgres", self.postgres, f"bench_n{self.size}")
+            )
+        for scenario in SCENARIOS:
+            changed = self._arrange(scenario)
+            if scenario != "cold" and self.size <= self.settings.naive_max:
+                self._measure(self._naive(scenario))
+            self._measure(self._cli(scenario))
+            for storage in storages:
+                self._measure(self._dagster(scenario, storage, restore=scenario != "cold"))
+            self._restore(scenario, changed)
+        return self.results
+
+    def _measure(self, measurement: Measurement) -> None:
+        self.results.append(measurement)
+        log(
+            f"N={self.size} {measurement.scenario:<16} {measurement.method:<30} "
+            f"{measurement.seconds:7.2f} s  {measurement.total_requests:6d} S3 requests  "
+            f"{measurement.rss_mib or 0:6.0f} MiB  {measurement.verdict}"
+        )
+
+    # scenarios
+    def _arrange(self, scenario: str) -> list[str]:
+        if scenario == "template changed":
+            using = synth.edit_template(self.fleet)
+            log(f"N={self.size}: edited {synth.CHANGED_TEMPLATE} ({using} pipelines use it)")
+        if scenario == "1% drifted":
+            keys = synth.drift_keys(self.base)
+            synth.put_all(synth.s3_client(self.s3.url), self.bucket, synth.drifted_bodies(self.base, keys))
+            log(f"N={self.size}: edited {len(keys)} live pipelines as Deck would")
+            return keys
+        return []
+
+    def _restore(self, scenario: str, drifted: list[str]) -> None:
+        if scenario == "template changed":
+            synth.restore_template(self.fleet)
+        if drifted:
+            synth.put_all(
+                synth.s3_client(self.s3.url), self.bucket, synth.original_bodies(self.base, drifted)
+            )
+
+    # methods
+    def _env(self, **extra: str) -> dict[str, str]:
+        env = self.s3.client_env()
+        env.update(extra)
+        return env
+
+    def _slug(self, scenario: str, method: str) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", f"{scenario}-{method}".lower()).strip("-")
+
+    def _naive(self, scenario: str) -> Measurement:
+        out = self.logs / f"{self._slug(scenario, 'naive')}.json"
+        child, data = self._worker("naive", scenario, out, self._env())
+        verdict = f"{data['in_sync']} in sync, {data['changed']} changed, {data['missing']} missing"
+        return Measurement(
+            self.size,
+            scenario,
+            NAIVE,
+            data["seconds"],
+            self._counts(),
+            child.rss_mib,
+            verdict=verdict,
+            details={"phases": data["seconds_by_phase"], "client_requests": data["client_requests"]},
+        )
+
+    def _cli(self, scenario: str) -> Measurement:
+        log_path = self.logs / f"{self._slug(scenario, 'cli')}.log"
+        env = self._env(
+            PIPELINE_SYNC_BUCKET=self.bucket, PIPELINE_SYNC_CACHE_DIR=str(self.work / "cache-cli")
+        )
+        argv = [
+            str(BIN / "pipeline-sync"),
+            "--catalog",
+            str(self.fleet.catalog_dir),
+            "--templates",
+            str(self.fleet.templates_dir),
+            "plan",
+        ]
+        self.s3.reset()
+        child = run_child(argv, env, log_path)
+        if child.returncode not in (0, 2):
+            raise BenchError(f"pipeline-sync plan exited {child.returncode}:\n{tail(log_path)}")
+        summary = re.findall(r"^Summary: (.*)$", log_path.read_text(errors="replace"), re.MULTILINE)
+        return Measurement(
+            self.size,
+            scenario,
+            CLI,
+            child.seconds,
+            self._counts(),
+            child.rss_mib,
+            verdict=summary[-1] if summary else "?",
+            note="whole process, imports included",
+        )
+
+    def _dagster(self, scenario: str, storage: Storage, *, restore: bool) -> Measurement:
+        out = self.logs / f"{self._slug(scenario, 'dagster-' + storage.name)}.json"
+        extra = ["--cache-dir", str(self.work / f"cache-dagster-{storage.name}")]
+        if restore:
+            extra.append("--restore-state")
+        child, data = self._worker("dagster", scenario, out, self._env(**storage.env), extra)
+        if not data["success"]:
+            raise BenchError(f"reconcile_job failed on {storage.name}; see {out}")
+        summary = data["summary"]
+        counts = {k.removeprefix("count_"): v for k, v in summary.items() if k.startswith("count_")}
+        return Measurement(
+            self.size,
+            scenario,
+            f"{DAGSTER} ({storage.name})",
+            data["seconds"],
+            self._counts(),
+            child.rss_mib,
+            verdict=", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
+            events=data["events"],
+            partition_events=data["partition_events"],
+            changed=summary.get("changed_since_last_run"),
+            note="execute_in_process only",
+            details={"events_by_type": data["events_by_type"], "client_requests": data["client_requests"]},
+        )
+
+    def _worker(
+        self, kind: str, scenario: str, out: Path, env: dict[str, str], extra: list[str] | None = None
+    ) -> tuple[Child, dict[str, Any]]:
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.worker",
+            kind,
+            "--out",
+            str(out),
+            "--catalog",
+            str(self.fleet.catalog_dir),
+            "--templates",
+            str(self.fleet.templates_dir),
+            "--bucket",
+            self.bucket,
+            *(extra or []),
+        ]
+        self.s3.reset()
+        log_path = out.with_suffix(".log")
+        child = run_child(argv, env, log_path)
+        if child.returncode != 0 or not out.exists():
+            raise BenchError(f"bench.worker {kind} ({scenario}) exited {child.returncode}:\n{tail(log_path)}")
+        data: dict[str, Any] = json.loads(out.read_text())
+        return child, data
+
+    def _counts(self) -> dict[str, int]:
+        return {k: v for k, v in self.s3.counts().items() if v}
+
+
+def scaled_naive(results: list[Measurement], sizes: list[int]) -> list[Measurement]:
+    """The naive loop at sizes it did not run at: its largest measured figure, scaled linearly."""
+    measured = [m for m in results if m.method == NAIVE and m.scaled_from is None]
+    if not measured:
+        return []
+    base_size = max(m.size for m in measured)
+    extra = []
+    for size in sizes:
+        if size <= base_size:
+            continue
+        factor = size / base_size
+        for m in (m for m in measured if m.size == base_size):
+            extra.append(
+                Measurement(
+                    size,
+                    m.scenario,
+                    NAIVE,
+                    m.seconds * factor,
+                    {k: round(v * factor) for k, v in m.requests.items()},
+                    None,
+                    verdict="(scaled)",
+                    scaled_from=base_size,
+                    note=f"scaled linearly from N={base_size:,}",
+                )
+            )
+    return extra
+
+
+# -- reporting ---------------------------------------------------------------------------------
+
+_SHORT = {
+    "ListObjectsV2": "List",
+    "GetObject": "Get",
+    "PutObject": "Put",
+    "HeadObject": "Head",
+    "DeleteObject": "Delete",
+}
+
+
+def requests_text(requests: dict[str, int]) -> str:
+    total = sum(requests.values())
+    if not total:
+        return "0"
+    parts = ", ".join(f"{v:,} {_SHORT.get(k, k)}" for k, v in sorted(requests.items(), key=lambda kv: -kv[1]))
+    return f"{total:,} ({parts})"
+
+
+def table(results: list[Measurement]) -> str:
+    lines = [
+        "| N | scenario | method | wall (s) | S3 requests | Dagster events (per partition) "
+        "| peak RSS (MiB) | verdict |",
+        "|---:|---|---|---:|---|---:|---:|---|",
+    ]
+    order = {name: i for i, name in enumerate(SCENARIOS)}
+    for m in sorted(results, key=lambda m: (m.size, order[m.scenario], _method_rank(m.method))):
+        method = m.method + (f" *(scaled from {m.scaled_from:,})*" if m.scaled_from else "")
+        events = "" if m.events is None else f"{m.events:,} ({m.partition_events:,})"
+        rss = "—" if m.rss_mib is None else f"{m.rss_mib:,.0f}"
+        lines.append(
+            f"| {m.size:,} | {m.scenario} | {method} | {m.seconds:,.1f} | {requests_text(m.requests)} "
+            f"| {events} | {rss} | {m.verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def _method_rank(method: str) -> int:
+    return 0 if method == NAIVE else 1 if method == CLI else 2
+
+
+def _find(results: list[Measurement], size: int, scenario: str, method: str) -> Measurement | None:
+    return next(
+        (m for m in results if m.size == size and m.scenario == scenario and m.method == method), None
+    )
+
+
+def checks(results: list[Measurement]) -> list[tuple[str, str, str]]:
+    """(target, measured, PASS/MISS) for issue 6's targets, at the largest N measured."""
+    size = max(m.size for m in results)
+    out: list[tuple[str, str, str]] = []
+    scope = f"N={size:,}" + ("" if size >= TARGET_N else f" (targets are for N={TARGET_N:,})")
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "**MISS**"
+
+    cli = _find(results, size, "no-op", CLI)
+    naive = _find(results, size, "no-op", NAIVE)
+    dagster = [
+        m for m in results if m.size == size and m.scenario == "no-op" and m.method.startswith(DAGSTER)
+    ]
+    for m in [x for x in [cli, *dagster] if x is not None]:
+        out.append(
+            (
+                f"{scope}, no-op, warm cache: at most {MAX_NOOP_REQUESTS} S3 requests ({m.method})",
+                str(m.total_requests),
+                verdict(m.total_requests <= MAX_NOOP_REQUESTS),
+            )
+        )
+    if cli:
+        out.append(
+            (
+                f"{scope}, no-op: `pipeline-sync plan` under {MAX_PLAN_SECONDS:.0f} s",
+                f"{cli.seconds:.1f} s",
+                verdict(cli.seconds < MAX_PLAN_SECONDS),
+            )
+        )
+    for m in dagster:
+        out.append(
+            (
+                f"{scope}, no-op: the whole Dagster run under {MAX_DAGSTER_SECONDS:.0f} s ({m.method})",
+                f"{m.seconds:.1f} s",
+                verdict(m.seconds < MAX_DAGSTER_SECONDS),
+            )
+        )
+    for m in (m for m in results if m.method.startswith(DAGSTER) and m.scenario != "cold"):
+        assert m.events is not None and m.partition_events is not None
+        changed = m.changed or 0
+        ok = m.partition_events <= 3 * changed and m.events - m.partition_events <= CONSTANT_EVENTS
+        out.append(
+            (
+                f"N={m.size:,}, {m.scenario}: Dagster events O(changed) + constant ({m.method})",
+                f"{m.events:,} events = {m.partition_events:,} per-partition for {changed:,} changed "
+                f"+ {m.events - m.partition_events} per run",
+                verdict(ok),
+            )
+        )
+    if cli and naive:
+        ratio = naive.seconds / cli.seconds
+        scaled = " (naive scaled)" if naive.scaled_from else ""
+        out.append(
+            (
+                f"{scope}, no-op: at least {MIN_TIME_RATIO:.0f}x less wall time than the naive loop{scaled}",
+                f"{ratio:.1f}x ({naive.seconds:,.0f} s vs {cli.seconds:.1f} s)",
+                verdict(ratio >= MIN_TIME_RATIO),
+            )
+        )
+        request_ratio = naive.total_requests / max(1, cli.total_requests)
+        out.append(
+            (
+                f"{scope}, no-op: at least {MIN_REQUEST_RATIO:.0f}x fewer S3 requests than the naive loop",
+                f"{request_ratio:,.0f}x ({naive.total_requests:,} vs {cli.total_requests})",
+                verdict(request_ratio >= MIN_REQUEST_RATIO),
+            )
+        )
+    measured_rss = [m for m in results if m.size == size and m.rss_mib is not None]
+    if measured_rss:
+        worst = max(measured_rss, key=lambda m: m.rss_mib or 0)
+        out.append(
+            (
+                f"{scope}: peak RSS under {MAX_RSS_MIB:,.0f} MiB (every measured process)",
+                f"{worst.rss_mib:,.0f} MiB at most ({worst.method}, {worst.scenario})",
+                verdict((worst.rss_mib or 0) < MAX_RSS_MIB),
+            )
+        )
+    return out
+
+
+def naive_phases(results: list[Measurement]) -> list[str]:
+    lines = []
+    for m in results:
+        if m.method == NAIVE and m.scaled_from is None and m.scenario == "no-op":
+            phases = m.details.get("phases", {})
+            per = {k: 1000 * v / m.size for k, v in phases.items()}
+            lines.append(
+                f"- N={m.size:,}: {1000 * m.seconds / m.size:.1f} ms per pipeline: "
+                + ", ".join(f"{k} {v:.1f} ms" for k, v in per.items())
+            )
+    return lines
+
+
+def markdown(
+    results: list[Measurement], settings: Settings, setup: dict[int, dict[str, float]], seconds: float
+) -> str:
+    import dagster
+
+    lines = [
+        "# pipeline-sync fleet benchmark: latest results",
+        "",
+        f"Command: `{settings.command}` (from the project root; `make bench` runs the full mode).",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, dagster {dagster.__version__}; "
+        f"the whole bench took {seconds / 60:.1f} min.",
+        "",
+        "## Results",
+        "",
+        table(results),
+        "",
+        "Columns: *wall* is the whole `pipeline-sync plan` process (imports included), the naive loop "
+        "itself, or the Dagster run (`execute_in_process`, instance and imports excluded). *S3 requests* "
+        "are counted at the (moto) server, by operation; the in-process methods counted them at the "
+        f"client too (botocore `before-call.s3`): {client_agreement(results)}. "
+        "*Dagster events* are every event-log record "
+        "of the run, with those tied to a partition in brackets. *Peak RSS* is the measuring child "
+        "process's own (`wait4` rusage, started from a small launcher, bench/rss.py, so that it does not "
+        "inherit the bench's own high-water mark). *Verdict* is the plan's counts by status.",
+        "",
+        "Scenarios: *cold* = first run (empty content cache, empty Dagster instance); *no-op* = nothing "
+        "changed since the last run; *template changed* = `templates/deploy-canary.yaml.j2` edited, so "
+        "every pipeline of it changes; *1% drifted* = 1% of the live pipelines edited as Deck would "
+        "(provenance marker kept). The synthetic fleet (bench/synth.py) also starts with 0.5% pending "
+        "updates, 0.3% drift, 0.2% missing and 0.2% unmanaged pipelines beside the catalog's.",
+        "",
+        *([settings.postgres_note, ""] if settings.postgres_note else []),
+        "## Targets",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        *[f"| {t} | {m} | {v} |" for t, m, v in checks(results)],
+        "",
+        "## The naive loop, per pipeline",
+        "",
+        *naive_phases(results),
+        "",
+        "## Setup",
+        "",
+        *[
+            f"- N={size:,}: " + ", ".join(f"{k} {v:.1f}" for k, v in values.items())
+            for size, values in sorted(setup.items())
+        ],
+        "",
+        "Where the time goes: see bench/results/profile.md.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def client_agreement(results: list[Measurement]) -> str:
+    """Whether the client-side counts of the in-process methods matched the server's."""
+    differ = [
+        f"{m.method} at N={m.size:,} ({m.scenario}): client {requests_text(m.details['client_requests'])}"
+        for m in results
+        if "client_requests" in m.details and m.details["client_requests"] != m.requests
+    ]
+    return "they agreed on every run" if not differ else "they differed on " + "; ".join(differ)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None) -> Settings:
+    parser = argparse.ArgumentParser(prog="python -m bench.reconcile", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="N=200 only (naive and Postgres included).")
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    parser.add_argument("--naive-max", type=int, default=None, help="Largest N to run the naive loop at.")
+    parser.add_argument("--postgres-max", type=int, default=None, help="Largest N to run Postgres at.")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--results", type=Path, default=None, help="Markdown results file.")
+    parser.add_argument("--keep", type=Path, default=None, help="Work in this directory and keep it.")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    sizes = args.sizes or ([200] if quick else [1_000, 10_000])
+    command = " ".join(["python -m bench.reconcile", *(argv if argv is not None else sys.argv[1:])])
+    return Settings(
+        sizes=sorted(sizes),
+        naive_max=args.naive_max or (200 if quick else 1_000),
+        postgres_max=args.postgres_max or (200 if quick else 1_000),
+        use_postgres=not args.no_postgres,
+        work=args.keep or Path(),
+        results=args.results or RESULTS / ("latest-quick.md" if quick else "latest.md"),
+        command=command.strip(),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse(argv)
+    log(f"{settings.command}: sizes {settings.sizes}, naive up to {settings.naive_max}")
+    started = time.perf_counter()
+    with _workdir(settings) as work:
+        settings.work = work
+        results, setup = _run_all(settings)
+    results += scaled_naive(results, settings.sizes)
+    seconds = time.perf_counter() - started
+    text = markdown(results, settings, setup, seconds)
+    write_atomically(settings.results, text)
+    write_atomically(
+        settings.results.with_suffix(".json"),
+        json.dumps([asdict(m) for m in results], indent=1, sort_keys=True) + "\n",
+    )
+    print()
+    print(text)
+    shown = settings.results
+    if shown.is_relative_to(PROJECT):
+        shown = shown.relative_to(PROJECT)
+    print(f"Wrote {shown} (and {shown.with_suffix('.json').name})")
+    print(f"Command: {settings.command}")
+    return 0
+
+
+@contextmanager
+def _workdir(settings: Settings) -> Iterator[Path]:
+    if settings.work != Path():
+        settings.work.mkdir(parents=True, exist_ok=True)
+        yield settings.work.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="pipeline-sync-bench-") as tmp:
+        yield Path(tmp)
+
+
+def _run_all(settings: Settings) -> tuple[list[Measurement], dict[int, dict[str, float]]]:
+    results: list[Measurement] = []
+    setup: dict[int, dict[str, float]] = {}
+    with S3Server(settings.work / "s3server.log") as s3, _maybe_postgres(settings) as postgres:
+        for size in settings.sizes:
+            bench = SizeBench(size, settings, s3, postgres)
+            results += bench.run()
+            setup[size] = bench.setup
+    return results, setup
+
+
+@contextmanager
+def _maybe_postgres(settings: Settings) -> Iterator[Postgres | None]:
+    if not settings.use_postgres or not any(n <= settings.postgres_max for n in settings.sizes):
+        yield None
+        return
+    with ExitStack() as stack:
+        try:
+            server: Postgres | None = stack.enter_context(postgres_server(settings.work))
+        except BenchError as exc:
+            log(f"skipping the Postgres runs: {exc}")
+            settings.postgres_note = f"The PostgreSQL runs were skipped: {exc}"
+            server = None
+        if server is not None:
+            log(f"PostgreSQL up at {server.url}")
+        yield server
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,193 @@
+"""A moto S3 server in its own process that counts requests by S3 operation, for the bench.
+
+Run as `python -m bench.s3server --port N`. Besides S3 it answers two paths of its own:
+GET /__bench__/counts (JSON {operation: count}) and POST /__bench__/reset.
+Counting at the server sees every request of every client, including the CLI's subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs
+
+CONTROL_PREFIX = "/__bench__/"
+PROJECT = Path(__file__).resolve().parent.parent
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_BUCKET_GETS = {
+    "versions": "ListObjectVersions",
+    "versioning": "GetBucketVersioning",
+    "location": "GetBucketLocation",
+}
+
+
+def operation_of(method: str, path: str, query: str, environ: dict[str, Any]) -> str:
+    """The S3 operation a path-style request performs (the names botocore uses)."""
+    bucket, _, key = path.lstrip("/").partition("/")
+    params = parse_qs(query, keep_blank_values=True)
+    if not bucket:
+        return "ListBuckets" if method == "GET" else f"{method} /"
+    if not key:
+        if method == "GET":
+            if "list-type" in params:
+                return "ListObjectsV2"
+            return next((op for name, op in _BUCKET_GETS.items() if name in params), "ListObjects")
+        if method == "PUT":
+            return "PutBucketVersioning" if "versioning" in params else "CreateBucket"
+        if method == "POST" and "delete" in params:
+            return "DeleteObjects"
+        return {"HEAD": "HeadBucket", "DELETE": "DeleteBucket"}.get(method, f"{method} bucket")
+    if method == "PUT":
+        return "CopyObject" if "HTTP_X_AMZ_COPY_SOURCE" in environ else "PutObject"
+    return {
+        "GET": "GetObject",
+        "HEAD": "HeadObject",
+        "DELETE": "DeleteObject",
+    }.get(method, f"{method} object")
+
+
+class CountingApp:
+    """WSGI middleware: count each S3 request, serve the control paths, pass the rest to moto."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path.startswith(CONTROL_PREFIX):
+            return self._control(path[len(CONTROL_PREFIX) :], method, start_response)
+        operation = operation_of(method, path, environ.get("QUERY_STRING", ""), environ)
+        with self.lock:
+            self.counts[operation] += 1
+        return self.app(environ, start_response)
+
+    def _control(self, command: str, method: str, start_response: StartResponse) -> Iterable[bytes]:
+        with self.lock:
+            body = json.dumps(dict(self.counts), sort_keys=True).encode()
+            if command == "reset" and method == "POST":
+                self.counts.clear()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def serve(host: str, port: int) -> None:
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    app = CountingApp(DomainDispatcherApplication(create_backend_app))
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server.serve_forever()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class S3Server:
+    """The counting server as a child process; use as a context manager."""
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> S3Server:
+        out = open(self._log, "wb")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench.s3server", "--port", str(self.port)],
+            cwd=PROJECT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the moto server exited at start-up; see {self._log}")
+            try:
+                self.counts()
+                return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the moto server did not answer on {self.url} within 60 s; see {self._log}")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def counts(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"{self.url}{CONTROL_PREFIX}counts", timeout=10) as response:
+            data: dict[str, int] = json.loads(response.read())
+        return data
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}{CONTROL_PREFIX}reset", method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for a child that talks to this server with fake credentials only."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PIPELINE_SYNC_"))}
+        env.update(
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_ENDPOINT_URL_S3=self.url,
+        )
+        return env
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    serve(args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

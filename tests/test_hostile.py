@@ -1,0 +1,122 @@
+"""The hostile corpus (tests/hostile/): every bad input gets a clear error and nothing written; the rest carry on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from s3support import PROJECT, object_keys, service_yaml, workspace_of, write_project
+
+from pipeline_sync.build import render_all
+from pipeline_sync.front50 import Front50Store
+from pipeline_sync.identity import pipeline_id_for
+from pipeline_sync.plan import Plan, Status, build_plan
+from pipeline_sync.publish import apply_approved
+
+CORPUS = Path(__file__).parent / "hostile"
+CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
+INJECTION = 'x" : y\nnew_key: injected # {{ 7*7 }} {% if true %}'
+
+
+def build_project(root: Path) -> Path:
+    shutil.copytree(PROJECT / "catalog", root / "catalog")
+    shutil.copytree(PROJECT / "templates", root / "templates")
+    for case in CASES:
+        service = (CORPUS / case / "service.yaml").read_text()
+        template = CORPUS / case / "template.yaml.j2"
+        if template.exists():
+            shutil.copy(template, root / "templates" / f"{case}.yaml.j2")
+            service = service.replace("pipelines: [deploy]", f"pipelines: [{case}]")
+        (root / "catalog" / "services" / f"{case}.yaml").write_text(service)
+    injected = (root / "catalog" / "services" / "catalog-api.yaml").read_text()
+    injected = injected.replace(
+        "git_repo: catalog-api\n", f"git_repo: catalog-api\nvars: {{git_org: {json.dumps(INJECTION)}}}\n"
+    )
+    (root / "catalog" / "services" / "catalog-api.yaml").write_text(injected)
+    return root
+
+
+def plan_of(root: Path, store: Front50Store) -> tuple[Plan, str]:
+    ws = workspace_of(root)
+    plan = build_plan(ws.catalog, render_all(ws), store.read_live())
+    text = "\n".join(
+        [*(str(e) for e in ws.catalog.errors), *(m for e in plan.entries.values() for m in e.messages)]
+    )
+    return plan, text
+
+
+@pytest.fixture
+def hostile_run(tmp_path: Path, store: Front50Store) -> tuple[Plan, str, Front50Store]:
+    root = build_project(tmp_path / "project")
+    store.put_pipeline("not-json", b"{this is not json", if_match=None)
+    store.put_pipeline("no-id", b'{"name": "x", "application": "checkout"}', if_match=None)
+    plan, text = plan_of(root, store)
+    approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
+    results = apply_approved(workspace_of(root), store, approved, approver="alice")
+    assert {r.outcome for r in results} == {"applied"}
+    return plan, text, store
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_each_bad_input_is_named_and_writes_nothing(
+    hostile_run: tuple[Plan, str, Front50Store], case: str
+) -> None:
+    plan, text, store = hostile_run
+    for fragment in (CORPUS / case / "expected.txt").read_text().splitlines():
+        assert fragment in text, f"{case}: {fragment!r} not in errors"
+    for entry in plan.entries.values():
+        if entry.key.startswith(f"{case}/"):
+            assert entry.status is Status.INVALID and not entry.actionable
+    for key in object_keys(store):
+        assert f"/{case}/" not in key
+
+
+def test_good_pipelines_carry_on(hostile_run: tuple[Plan, str, Front50Store]) -> None:
+    plan, _, store = hostile_run
+    applied = [e for e in plan.entries.values() if e.status is Status.CREATE]
+    assert len(applied) == 13
+    assert "front50/pipelines/not-json/pipeline-metadata.json" in object_keys(store)
+    assert any("not-json" in w and "not valid JSON" in w for w in plan.warnings)
+
+
+def test_injected_values_are_inert_and_the_pipeline_intact(
+    hostile_run: tuple[Plan, str, Front50Store],
+) -> None:
+    _, _, store = hostile_run
+    live = store.read_pipeline(pipeline_id_for("catalog-api/prod/deploy"))
+    assert live is not None and live.document is not None
+    git_trigger = live.document["triggers"][0]
+    assert git_trigger["project"] == INJECTION
+    assert "new_key" not in live.document and "new_key" not in git_trigger
+
+
+def test_two_targets_with_one_name_are_both_refused(tmp_path: Path, store: Front50Store) -> None:
+    stacks = "  dev: {pipelines: [a, b]}\n"
+    root = write_project(
+        tmp_path,
+        services={"svc": service_yaml(stacks=stacks)},
+        templates={"a": "name: Same\nstages: []\n", "b": "name: same\nstages: []\n"},
+    )
+    plan, text = plan_of(root, store)
+    assert (
+        plan.entries["svc/dev/a"].status is Status.INVALID
+        and plan.entries["svc/dev/b"].status is Status.INVALID
+    )
+    assert "svc/dev/b" in " ".join(plan.entries["svc/dev/a"].messages)
+    assert "{{ stack }}" in text
+
+
+def test_pinned_id_used_by_another_target_is_refused(tmp_path: Path, store: Front50Store) -> None:
+    taken = pipeline_id_for("svc/dev/deploy")
+    stacks = f"  dev:\n    pipelines: [deploy]\n    ids: {{deploy: {taken}}}\n"
+    root = write_project(
+        tmp_path,
+        services={"svc": service_yaml(), "other": service_yaml(name="other", stacks=stacks)},
+    )
+    plan, _ = plan_of(root, store)
+    for key, other in (("svc/dev/deploy", "other/dev/deploy"), ("other/dev/deploy", "svc/dev/deploy")):
+        assert plan.entries[key].status is Status.INVALID
+        assert other in " ".join(plan.entries[key].messages)
+    assert object_keys(store) == []
