@@ -10,12 +10,15 @@ from typing import Any
 
 import click
 
+from pipeline_sync.adopt import adopt as adopt_pipeline
 from pipeline_sync.build import Workspace, render_all, select_keys
 from pipeline_sync.errors import PipelineSyncError
 from pipeline_sync.front50 import Front50Settings, Front50Store, LiveObject
-from pipeline_sync.plan import Plan, Status, build_plan, fleet_summary
+from pipeline_sync.history import written_documents
+from pipeline_sync.plan import Plan, PlanEntry, Status, build_plan, fleet_summary
 from pipeline_sync.provenance import marker_of
-from pipeline_sync.publish import apply_approved
+from pipeline_sync.publish import ApplyResult, apply_approved
+from pipeline_sync.rollback import apply_rollback, describe_versions, plan_rollback
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -54,6 +57,7 @@ def main(ctx: click.Context, catalog_dir: Path, templates_dir: Path) -> None:
     """Spinnaker pipelines as code: render, validate, plan and apply against Front50's bucket."""
     ctx.ensure_object(dict)
     ctx.obj["workspace_factory"] = lambda: Workspace.load(catalog_dir, templates_dir)
+    ctx.obj["dirs"] = (catalog_dir, templates_dir)
 
 
 @main.command()
@@ -113,7 +117,8 @@ def compute_plan(ws: Workspace, store: Front50Store, pattern: str | None) -> Pla
     scope = None
     if pattern is not None:
         scope = [k for k in _managed_keys(live) if fnmatch.fnmatchcase(k, pattern)]
-    return build_plan(ws.catalog, outcomes, live, scope=scope)
+    written = written_documents(store, live, None if pattern is None else [*keys, *(scope or [])])
+    return build_plan(ws.catalog, outcomes, live, scope=scope, written=written)
 
 
 def _managed_keys(live: dict[str, LiveObject]) -> list[str]:
@@ -156,6 +161,9 @@ def _json_entries(the_plan: Plan) -> dict[str, Any]:
                 "pipeline_id": e.pipeline_id,
                 "diff": e.diff,
                 "messages": list(e.messages),
+                "drift_kind": e.drift_kind,
+                "drift_fields": list(e.drift_fields),
+                "adopt": e.adopt,
             }
             for e in the_plan.entries.values()
         ],
@@ -164,15 +172,22 @@ def _json_entries(the_plan: Plan) -> dict[str, Any]:
     }
 
 
+def _print_entry(entry: PlanEntry) -> None:
+    for message in entry.messages:
+        click.echo(f"  {message}")
+    if entry.drift_yaml:
+        click.echo("  what a person changed since pipeline-sync wrote it (carry a hotfix into the catalog):")
+        click.echo("    " + entry.drift_yaml.rstrip().replace("\n", "\n    "))
+    if entry.diff_yaml:
+        click.echo("  " + entry.diff_yaml.rstrip().replace("\n", "\n  "))
+
+
 def _print_plan(the_plan: Plan) -> None:
     for entry in the_plan.entries.values():
         if entry.status is Status.IN_SYNC:
             continue
         click.echo(f"\n{entry.status}: {entry.key}  (digest {entry.digest})")
-        for message in entry.messages:
-            click.echo(f"  {message}")
-        if entry.diff_yaml:
-            click.echo("  " + entry.diff_yaml.rstrip().replace("\n", "\n  "))
+        _print_entry(entry)
     for warning in the_plan.warnings:
         click.echo(f"warning: {warning}", err=True)
     summary = fleet_summary(the_plan)
@@ -200,22 +215,21 @@ def apply(ctx: click.Context, plan_file: Path, pattern: str | None, approver: st
     except (OSError, ValueError, KeyError, TypeError) as exc:
         click.echo(f"error: {plan_file} is not a pipeline-sync plan: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
-    approved = {
-        key: entry.digest
-        for key in select_keys(saved.entries, pattern)
-        if (entry := saved.entries[key]).actionable
-    }
-    if not approved:
+    chosen = [e for key in select_keys(saved.entries, pattern) if (e := saved.entries[key]).actionable]
+    if not chosen:
         click.echo("Nothing to apply: the plan has no create, update, drift or delete entries.")
         ctx.exit(EXIT_OK)
-    ws = _workspace(ctx)
     try:
         store = _store()
     except PipelineSyncError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
     who = approver or getpass.getuser()
-    results = apply_approved(ws, store, approved, approver=who)
+    approved = {e.key: e.digest for e in chosen if e.rollback_version is None}
+    results: list[ApplyResult] = []
+    if approved:
+        results += apply_approved(_workspace(ctx), store, approved, approver=who)
+    results += [apply_rollback(store, e, approver=who) for e in chosen if e.rollback_version is not None]
     for result in results:
         stream_err = not result.ok
         click.echo(f"{result.outcome}: {result.message}", err=stream_err)
@@ -239,3 +253,70 @@ def approve(ctx: click.Context, key: str, digest: str, approver: str | None) -> 
     ok, message = approve_in_dagster(key, digest, who)
     click.echo(message, err=not ok)
     ctx.exit(EXIT_OK if ok else EXIT_ERROR)
+
+
+@main.command()
+@click.argument("application")
+@click.argument("name")
+@click.pass_context
+def adopt(ctx: click.Context, application: str, name: str) -> None:
+    """Take over an unmanaged pipeline in place: pin its id into its catalog target."""
+    catalog_dir, templates_dir = ctx.obj["dirs"]
+    try:
+        done = adopt_pipeline(catalog_dir, templates_dir, _store(), application, name)
+    except PipelineSyncError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    entry = done.entry
+    click.echo(f"Adopting pipeline {done.pipeline_id} ({entry.application}/{entry.name}) as {done.key}.")
+    click.echo(f"Pinned its id in {done.file}: stacks.{entry.stack}.ids.{done.key.split('/')[-1]}")
+    click.echo(
+        "\nHow the live pipeline differs from what the catalog renders (applying writes the catalog's):"
+    )
+    click.echo(entry.unified or "(no difference)")
+    click.echo(
+        f"Next: commit the catalog change, then `pipeline-sync plan --select {done.key} --out plan.json` "
+        "(an update that adopts it, same id) and `pipeline-sync apply plan.json`."
+    )
+    ctx.exit(EXIT_OK)
+
+
+@main.command()
+@click.argument("key")
+@click.option(
+    "--to", "to_version", default=None, help="The S3 version id to restore (default: the previous)."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Save the rollback plan for `apply`."
+)
+@click.option("--list", "list_versions", is_flag=True, help="List the stored versions and exit.")
+@click.pass_context
+def rollback(
+    ctx: click.Context, key: str, to_version: str | None, out: Path | None, list_versions: bool
+) -> None:
+    """Plan restoring an earlier S3 version of KEY (partition key or pipeline id); apply it like a plan."""
+    ws = ctx.obj["workspace_factory"]()
+    catalog_id = ws.renderer.pipeline_id(key) if key in ws.catalog.targets else None
+    try:
+        store = _store()
+        if list_versions:
+            for line in describe_versions(store, key, catalog_id):
+                click.echo(line)
+            ctx.exit(EXIT_OK)
+        entry = plan_rollback(store, key, catalog_id=catalog_id, to_version=to_version)
+    except PipelineSyncError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    click.echo(f"\nrollback ({entry.status}): {entry.key}  (digest {entry.digest})")
+    _print_entry(entry)
+    if out is not None:
+        out.write_text(Plan({entry.key: entry}).dumps() + "\n")
+        click.echo(f"\nSaved the rollback to {out}. Apply exactly it with: pipeline-sync apply {out}")
+    else:
+        click.echo("\nNothing saved: pass --out PLAN.json to save this rollback for `pipeline-sync apply`.")
+    click.echo(
+        f"After it is applied, the next reconcile shows the catalog's version of {entry.key} again as an "
+        "update (stacks with approval: auto apply it on their own): revert the catalog or template "
+        "change too, or the next approved plan undoes this rollback."
+    )
+    ctx.exit(EXIT_OK)

@@ -83,6 +83,16 @@ class WriteResult:
     marker_error: str | None = None
 
 
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One S3 version of a pipeline object (the bucket keeps them when versioning is on)."""
+
+    version_id: str
+    etag: str
+    last_modified: str
+    is_latest: bool
+
+
 @dataclass
 class RequestCounter:
     """Counts S3 requests by operation name (botocore event hook)."""
@@ -261,6 +271,48 @@ class Front50Store:
         with ThreadPoolExecutor(max_workers=self.settings.max_workers) as pool:
             results = list(pool.map(get, keys))
         return {key: value for key, value in results if value is not None}
+
+    # -- history ------------------------------------------------------------
+    def versioning(self) -> str | None:
+        """The bucket's versioning status ("Enabled" or "Suspended"), or None when never enabled."""
+        try:
+            response = self.client.get_bucket_versioning(Bucket=self.settings.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"cannot read the versioning of s3://{self.settings.bucket}: {exc}") from None
+        status = response.get("Status")
+        return str(status) if status else None
+
+    def pipeline_versions(self, pipeline_id: str) -> list[ObjectVersion]:
+        """Every stored version of a pipeline object, newest first (delete markers left out)."""
+        key = self.pipeline_key(pipeline_id)
+        found = []
+        try:
+            paginator = self.client.get_paginator("list_object_versions")
+            for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=key):
+                for item in page.get("Versions", []):
+                    if item["Key"] == key:
+                        found.append(
+                            ObjectVersion(
+                                version_id=str(item["VersionId"]),
+                                etag=str(item["ETag"]),
+                                last_modified=item["LastModified"].isoformat(),
+                                is_latest=bool(item.get("IsLatest")),
+                            )
+                        )
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"cannot list versions of s3://{self.settings.bucket}/{key}: {exc}") from None
+        return found
+
+    def read_pipeline_version(self, pipeline_id: str, version_id: str) -> LiveObject:
+        """One stored version of a pipeline object, parsed like a live one."""
+        key = self.pipeline_key(pipeline_id)
+        try:
+            response = self.client.get_object(Bucket=self.settings.bucket, Key=key, VersionId=version_id)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(
+                f"cannot read version {version_id} of s3://{self.settings.bucket}/{key}: {exc}"
+            ) from None
+        return parse_live(pipeline_id.lower(), key, response["ETag"], response["Body"].read())
 
     # -- writes -------------------------------------------------------------
     def put_pipeline(self, pipeline_id: str, body: bytes, *, if_match: str | None) -> WriteResult:

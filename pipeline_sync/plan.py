@@ -18,6 +18,7 @@ from pipeline_sync.front50 import LiveObject
 from pipeline_sync.provenance import content_digest, managed_document, marker_of, normalise
 
 PLAN_FORMAT = 1
+ROLLBACK_SOURCE = "rollback:"
 
 
 class Status(StrEnum):
@@ -60,6 +61,17 @@ class PlanEntry:
     signature: str | None = None
     adopt: bool = False
     desired: Mapping[str, Any] | None = None
+    # What a person changed since pipeline-sync wrote the pipeline (written -> live), as YAML.
+    drift_yaml: str = ""
+    # Where desired comes from: None for the catalog, "rollback:<S3 version id>" for a rollback.
+    source: str | None = None
+
+    @property
+    def rollback_version(self) -> str | None:
+        """The S3 version a rollback entry restores, or None for a catalog entry."""
+        if self.source and self.source.startswith(ROLLBACK_SOURCE):
+            return self.source[len(ROLLBACK_SOURCE) :]
+        return None
 
     @property
     def actionable(self) -> bool:
@@ -145,14 +157,19 @@ def build_plan(
     live: Mapping[str, LiveObject],
     *,
     scope: Iterable[str] | None = None,
+    written: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Plan:
     """Combine renders and live objects into a plan.
 
     scope limits which managed live pipelines may become orphan/delete/unknown entries
     (a --select glob); None means the whole bucket.
+    written maps a pipeline id (lower-case) to the document pipeline-sync last wrote there,
+    found in the bucket's version history; it separates a person's edits from the catalog's
+    when both changed a pipeline. Without it such drift is shown as one diff.
     """
     index = _LiveIndex(live)
-    entries = {key: _target_entry(outcome, index) for key, outcome in outcomes.items()}
+    history = {pid.lower(): doc for pid, doc in (written or {}).items()}
+    entries = {key: _target_entry(outcome, index, history) for key, outcome in outcomes.items()}
     wanted_scope = set(scope) if scope is not None else None
     warnings = []
     for obj in live.values():
@@ -169,18 +186,24 @@ def build_plan(
             continue
         if target is not None:
             continue  # in the catalog but outside this selection
-        entries[key] = _leftover_entry(catalog, key, obj)
+        entries[key] = _leftover_entry(catalog, key, obj, history.get(obj.pipeline_id.lower()))
     return Plan(dict(sorted(entries.items())), tuple(sorted(warnings)))
 
 
-def _target_entry(outcome: RenderOutcome, index: _LiveIndex) -> PlanEntry:
+def _target_entry(
+    outcome: RenderOutcome, index: _LiveIndex, written: Mapping[str, Mapping[str, Any]]
+) -> PlanEntry:
     target = outcome.target
     common: dict[str, Any] = {"key": target.key, "stack": target.stack, "approval": target.approval}
     if not outcome.valid or outcome.rendered is None:
+        origin = (
+            f"{target.source_file}: stacks.{target.stack}.pipelines lists template {target.template!r}; "
+            f"nothing is written for {target.key} until the problems above are fixed"
+        )
         return PlanEntry(
             status=Status.INVALID,
             digest=plan_digest(target.key, None, None),
-            messages=outcome.problems,
+            messages=(*outcome.problems, origin),
             **common,
         )
     rendered = outcome.rendered
@@ -243,18 +266,67 @@ def _target_entry(outcome: RenderOutcome, index: _LiveIndex) -> PlanEntry:
     live_digest = content_digest(live.document)
     if live_digest == content_digest(desired):
         return PlanEntry(status=Status.IN_SYNC, **base)
-    written_digest = marker.get("renderDigest")
-    if live_digest == written_digest:
+    if live_digest == marker.get("renderDigest"):
         return _changed(Status.UPDATE, live.document, desired, base)
-    catalog_changed = content_digest(desired) != written_digest
+    return _drift_entry(live.document, desired, base, marker, written.get(pipeline_id.lower()))
+
+
+def _drift_entry(
+    live: Mapping[str, Any],
+    desired: Mapping[str, Any],
+    base: dict[str, Any],
+    marker: Mapping[str, Any],
+    written: Mapping[str, Any] | None,
+) -> PlanEntry:
+    """A person changed the live pipeline: in Deck only, or while the catalog changed too."""
+    written_digest = marker.get("renderDigest")
+    before: Mapping[str, Any] | None = desired
+    kind = "deck"
+    if content_digest(desired) != written_digest:
+        kind, before = "both", _verified(written, written_digest)
+    if before is None:
+        return _changed(
+            Status.DRIFT,
+            live,
+            desired,
+            base,
+            drift_kind=kind,
+            messages=(
+                "changed in Deck and in the catalog/templates since pipeline-sync wrote it; the fields "
+                "a person changed can't be separated from the catalog's change: no version "
+                "pipeline-sync wrote was found in the bucket's history (that needs S3 versioning). "
+                "The diff shows both; check it for a hotfix to carry into the catalog.",
+            ),
+        )
+    person = semantic_diff(normalise(before), normalise(live))
+    fields = tuple(changed_paths(person))
+    if kind == "deck":
+        message = "changed in Deck since pipeline-sync wrote it; applying overwrites these fields: "
+        message += ", ".join(fields)
+    else:
+        catalog_fields = changed_paths(semantic_diff(normalise(before), normalise(desired)))
+        message = (
+            f"changed in Deck since pipeline-sync wrote it (a person changed {', '.join(fields)}) "
+            f"and in the catalog/templates (which change {', '.join(catalog_fields)}); applying "
+            "overwrites the person's fields: carry a hotfix into the catalog first if it should stay"
+        )
     return _changed(
         Status.DRIFT,
-        live.document,
+        live,
         desired,
         base,
-        drift_kind="both" if catalog_changed else "deck",
-        person_fields=not catalog_changed,
+        drift_kind=kind,
+        drift_fields=fields,
+        drift_yaml=to_yaml(person),
+        messages=(message,),
     )
+
+
+def _verified(written: Mapping[str, Any] | None, digest: object) -> Mapping[str, Any] | None:
+    """written, when it is exactly what the live marker says pipeline-sync rendered."""
+    if written is None or content_digest(written) != digest:
+        return None
+    return written
 
 
 def _changed(
@@ -266,7 +338,8 @@ def _changed(
     adopt: bool = False,
     messages: tuple[str, ...] = (),
     drift_kind: str | None = None,
-    person_fields: bool = False,
+    drift_fields: tuple[str, ...] = (),
+    drift_yaml: str = "",
 ) -> PlanEntry:
     old = normalise(live) if live is not None else None
     new = normalise(desired) if desired is not None else None
@@ -280,19 +353,6 @@ def _changed(
     # A create's diff is the whole pipeline: cluster creates by template instead.
     template = key.split("/")[-1]
     signature_source = {"status": str(status), "diff": {} if status is Status.CREATE else diff}
-    drift_fields: tuple[str, ...] = ()
-    if drift_kind:
-        if person_fields:
-            drift_fields = tuple(changed_paths(diff))
-            messages += (
-                "changed in Deck since pipeline-sync wrote it; applying overwrites these fields: "
-                + ", ".join(drift_fields),
-            )
-        else:
-            messages += (
-                "changed in Deck and in the catalog/templates since pipeline-sync wrote it; "
-                "the diff shows both (use `pipeline-sync rollback` history to separate them)",
-            )
     return PlanEntry(
         status=status,
         desired=desired,
@@ -305,6 +365,7 @@ def _changed(
         messages=messages,
         drift_kind=drift_kind,
         drift_fields=drift_fields,
+        drift_yaml=drift_yaml,
         **base,
     )
 
@@ -313,7 +374,9 @@ def _blank_uuids(data: Any) -> Any:
     return json.loads(_UUID.sub("<uuid>", json.dumps(data, sort_keys=True)))
 
 
-def _leftover_entry(catalog: Catalog, key: str, obj: LiveObject) -> PlanEntry:
+def _leftover_entry(
+    catalog: Catalog, key: str, obj: LiveObject, written: Mapping[str, Any] | None
+) -> PlanEntry:
     """A managed live pipeline whose target is not in the catalog."""
     service = key.split("/")[0]
     stack = key.split("/")[1] if key.count("/") == 2 else None
@@ -342,8 +405,60 @@ def _leftover_entry(catalog: Catalog, key: str, obj: LiveObject) -> PlanEntry:
             messages=("no longer in the catalog; set `prune: true` to delete it, or remove it by hand",),
             **base,
         )
-    entry = _changed(Status.DELETE, obj.document, None, {**base, "digest": plan_digest(key, obj.etag, None)})
-    return entry
+    messages: tuple[str, ...] = (
+        "no longer in the catalog, and pruning is on: deleting it needs approval like any change",
+    )
+    written_digest = (marker_of(obj.document) or {}).get("renderDigest")
+    if obj.document is not None and content_digest(obj.document) != written_digest:
+        before = _verified(written, written_digest)
+        fields = changed_paths(semantic_diff(normalise(before), normalise(obj.document))) if before else []
+        changed = f" ({', '.join(fields)})" if fields else ""
+        messages += (
+            f"a person changed it{changed} since pipeline-sync wrote it; deleting discards that too",
+        )
+    return _changed(
+        Status.DELETE,
+        obj.document,
+        None,
+        {**base, "digest": plan_digest(key, obj.etag, None)},
+        messages=messages,
+    )
+
+
+def rollback_entry(
+    key: str,
+    pipeline_id: str,
+    live: LiveObject | None,
+    restored: Mapping[str, Any],
+    version_id: str,
+    *,
+    stack: str | None = None,
+) -> PlanEntry:
+    """An entry that writes an earlier S3 version back: approved and applied like any other.
+
+    Its digest binds the key, the live ETag and the restored document, exactly as a catalog
+    entry's binds the rendered one; apply re-reads both instead of rendering.
+    """
+    etag = live.etag if live is not None else None
+    base: dict[str, Any] = dict(
+        key=key,
+        stack=stack,
+        pipeline_id=pipeline_id,
+        application=restored.get("application"),
+        name=restored.get("name"),
+        live_etag=etag,
+        digest=plan_digest(key, etag, restored),
+        source=f"{ROLLBACK_SOURCE}{version_id}",
+    )
+    status = Status.UPDATE if live is not None else Status.CREATE
+    what = "the live pipeline back to" if live is not None else "the deleted pipeline from"
+    return _changed(
+        status,
+        live.document if live is not None else None,
+        restored,
+        base,
+        messages=(f"rolls {what} S3 version {version_id}",),
+    )
 
 
 def fleet_summary(plan: Plan, limit: int = 20) -> dict[str, Any]:
@@ -372,5 +487,6 @@ def fleet_summary(plan: Plan, limit: int = 20) -> dict[str, Any]:
         "drift": sorted(k for k, e in plan.entries.items() if e.status is Status.DRIFT),
         "conflict": sorted(k for k, e in plan.entries.items() if e.status is Status.CONFLICT),
         "invalid": sorted(k for k, e in plan.entries.items() if e.status is Status.INVALID),
+        "delete": sorted(k for k, e in plan.entries.items() if e.status is Status.DELETE),
         "pending": sorted(k for k, e in plan.entries.items() if e.actionable),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from pipeline_sync.build import Workspace, render_all
 from pipeline_sync.canonical import canonical_json
 from pipeline_sync.errors import StalePlanError, StoreError
 from pipeline_sync.front50 import WRITER, Front50Store, now_ms
+from pipeline_sync.history import written_documents
 from pipeline_sync.plan import Plan, PlanEntry, Status, build_plan
 from pipeline_sync.provenance import MARKER_FIELD
 
@@ -33,10 +35,16 @@ class ApplyResult:
 
 
 def current_plan(workspace: Workspace, store: Front50Store, keys: list[str]) -> Plan:
-    """The plan for keys as things stand now: fresh render, fresh live listing."""
+    """The plan for keys as things stand now: fresh render, fresh live listing.
+
+    Where a person edited a pipeline, the version pipeline-sync last wrote is looked up in the
+    bucket's history, so the plan can name the person's fields.
+    """
     in_catalog = [k for k in keys if k in workspace.catalog.targets]
     outcomes = render_all(workspace, in_catalog)
-    return build_plan(workspace.catalog, outcomes, store.read_live(), scope=keys)
+    live = store.read_live()
+    written = written_documents(store, live, keys)
+    return build_plan(workspace.catalog, outcomes, live, scope=keys, written=written)
 
 
 def apply_approved(
@@ -125,7 +133,11 @@ def _write(store: Front50Store, entry: PlanEntry, approver: str) -> ApplyResult:
 
 
 def stamped_body(desired: Mapping[str, Any], *, approver: str, plan_digest: str) -> bytes:
-    """The bytes to write: server fields Front50 expects, plus who approved which plan."""
+    """The bytes to write: server fields Front50 expects, plus who approved which plan.
+
+    writeId makes every write's bytes unique, so a retry that finds "its" bytes in the bucket
+    knows they are its own, not an identical write by a racing apply.
+    """
     document: dict[str, Any] = copy.deepcopy(dict(desired))
     document["updateTs"] = str(now_ms())
     document["lastModifiedBy"] = WRITER
@@ -133,5 +145,6 @@ def stamped_body(desired: Mapping[str, Any], *, approver: str, plan_digest: str)
         **document[MARKER_FIELD],
         "approvedBy": approver,
         "planDigest": plan_digest,
+        "writeId": uuid.uuid4().hex,
     }
     return canonical_json(document).encode("utf-8")

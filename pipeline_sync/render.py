@@ -20,7 +20,7 @@ from jinja2.runtime import Context
 
 from pipeline_sync.canonical import canonical_json, sha256_hex
 from pipeline_sync.catalog import TEMPLATE_SUFFIX, Catalog, Target
-from pipeline_sync.errors import PipelineSyncError, RenderError, SourceLocation, YamlDocumentError
+from pipeline_sync.errors import RenderError, SourceLocation, YamlDocumentError
 from pipeline_sync.identity import assign_identities, pipeline_id_for
 from pipeline_sync.names import partition_key
 from pipeline_sync.sandbox import (
@@ -85,7 +85,7 @@ class Renderer:
             raise RenderError(target.key, SourceLocation(file), str(exc)) from None
         except RecursionError:
             raise RenderError(target.key, SourceLocation(file), "template recursion went too deep") from None
-        except (jinja2.TemplateError, PipelineSyncError, TypeError, ValueError) as exc:
+        except Exception as exc:  # a template can raise anything (1/0, [].pop()): never crash the fleet
             line = _template_line(exc.__traceback__, compiled.filename)
             raise RenderError(target.key, SourceLocation(file, line=line), _describe(exc)) from None
         finally:

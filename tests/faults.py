@@ -10,10 +10,6 @@ request's fate is decided by a seeded random generator:
 Run as a script (`python tests/faults.py kill ...`), it applies a saved approval in a child
 process that SIGKILLs itself around its Nth PutObject: a process dying mid-plan.
 
-(Coordination note: two helpers were started on issue 7 at once. This file was rewritten by
-the one that then left faults to the other -- FaultInjector.attach/.injected keep
-test_faults.py working -- and took drift, adoption, rollback and the hostile corpus instead:
-plan.py, cli.py, adopt.py, rollback.py, test_hostile.py, test_drift.py, test_adopt_rollback.py.)
 """
 
 from __future__ import annotations

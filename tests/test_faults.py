@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 from dagster_dev import moto_server
-from faults import FaultInjector
+from faults import FaultInjector, atomic_conditional_writes
 from s3support import workspace_of
 
 from pipeline_sync.build import render_all
@@ -185,10 +185,11 @@ def test_two_racing_applies_write_once(s3_environment: str, project: Path, tmp_p
         results.extend(r.outcome for r in apply_approved(ws, store, {key: entry.digest}, approver="racer"))
 
     threads = [threading.Thread(target=racer) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    with atomic_conditional_writes():  # moto checks then writes without a lock; S3 is atomic
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
     assert sorted(results) == ["applied", "stale"]
     assert (
         versions_per_key(Front50Store(settings))[Front50Store(settings).pipeline_key(entry.pipeline_id or "")]

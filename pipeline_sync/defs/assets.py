@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from pipeline_sync.build import render_all
+from pipeline_sync.history import written_documents
 from pipeline_sync.names import is_partition_key
 from pipeline_sync.plan import Plan, PlanEntry, Status, build_plan, fleet_summary, plan_digest
 from pipeline_sync.publish import apply_approved, current_plan
@@ -245,7 +246,9 @@ def fleet_plan(
     workspace = catalog.workspace()
     for error in workspace.catalog.errors:
         context.log.error(str(error))
-    plan = build_plan(workspace.catalog, render_all(workspace), front50.store().read_live())
+    store = front50.store()
+    live = store.read_live()
+    plan = build_plan(workspace.catalog, render_all(workspace), live, written=written_documents(store, live))
     _ensure_partitions(context, plan)
     previous = read_plan_state(context.instance, plan.entries)
     changed = [e for e in plan.entries.values() if previous.get(e.key) != state_value(e)]

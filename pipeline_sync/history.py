@@ -1,0 +1,71 @@
+"""Pipeline history from S3 object versions: what pipeline-sync last wrote before a person edited it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pipeline_sync.errors import StoreError
+from pipeline_sync.front50 import Front50Store, LiveObject
+from pipeline_sync.provenance import content_digest, marker_of
+
+# How far back to look for the version pipeline-sync wrote before a person edited it.
+MAX_HISTORY = 20
+
+
+def person_edited(obj: LiveObject) -> bool:
+    """True for a managed pipeline whose content is no longer what pipeline-sync wrote."""
+    marker = marker_of(obj.document)
+    return (
+        obj.document is not None
+        and marker is not None
+        and content_digest(obj.document) != marker.get("renderDigest")
+    )
+
+
+def last_written(store: Front50Store, obj: LiveObject, *, limit: int = MAX_HISTORY) -> dict[str, Any] | None:
+    """The newest earlier version of obj that pipeline-sync wrote and nobody changed, or None."""
+    marker = marker_of(obj.document)
+    if marker is None:
+        return None
+    for version in store.pipeline_versions(obj.pipeline_id)[:limit]:
+        if version.etag == obj.etag:
+            continue
+        document = store.read_pipeline_version(obj.pipeline_id, version.version_id).document
+        old_marker = marker_of(document)
+        if (
+            document is not None
+            and old_marker is not None
+            and old_marker["key"] == marker["key"]
+            and old_marker.get("renderDigest") == content_digest(document)
+        ):
+            return document
+    return None
+
+
+def written_documents(
+    store: Front50Store, live: Mapping[str, LiveObject], keys: Iterable[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """{pipeline id: what pipeline-sync last wrote} for managed pipelines a person edited since.
+
+    Only those pipelines (of keys, when given) are looked up, and only when the bucket keeps
+    versions, so a plan with no drift costs no extra request. History is a help, not a need:
+    when it can't be read (no permission, say) the plan shows such drift as one diff.
+    """
+    wanted = set(keys) if keys is not None else None
+    edited = [
+        obj
+        for obj in live.values()
+        if person_edited(obj) and (wanted is None or (marker_of(obj.document) or {})["key"] in wanted)
+    ]
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        if not edited or store.versioning() is None:
+            return found
+        for obj in edited:
+            document = last_written(store, obj)
+            if document is not None:
+                found[obj.pipeline_id.lower()] = document
+    except StoreError:
+        pass
+    return found
