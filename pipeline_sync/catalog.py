@@ -16,6 +16,7 @@ from pipeline_sync.yamlsafe import LineMap, format_key_path, load_yaml
 
 DEFAULTS_FILE = "defaults.yaml"
 SERVICES_DIR = "services"
+SERVICE_SUFFIXES = (".yaml", ".yml")
 TEMPLATE_SUFFIX = ".yaml.j2"
 
 # Names the template context defines itself; a catalog variable may not shadow them.
@@ -36,7 +37,6 @@ RESERVED_CONTEXT_NAMES = frozenset(
         "varargs",
         "kwargs",
         "caller",
-        "ps_guard_iter",
     }
 )
 
@@ -175,12 +175,13 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
         return Catalog(root=catalog_dir, defaults_error=exc)
     targets: dict[str, Target] = {}
     failures: list[ServiceFailure] = []
-    for path in sorted((catalog_dir / SERVICES_DIR).glob("*.y*ml")):
+    for service, paths in _service_files(catalog_dir).items():
         try:
-            for target in _load_service(path, catalog_dir, defaults, known_templates):
+            _refuse_duplicates(paths, catalog_dir)
+            for target in _load_service(paths[0], catalog_dir, defaults, known_templates):
                 targets[target.key] = target
         except CatalogError as exc:
-            failures.append(ServiceFailure(service=_service_name_of(path), error=exc))
+            failures.append(ServiceFailure(service=service, error=exc))
     return Catalog(root=catalog_dir, targets=targets, failures=failures, prune=defaults.prune)
 
 
@@ -189,7 +190,27 @@ def available_templates(templates_dir: Path) -> frozenset[str]:
 
 
 def _service_name_of(path: Path) -> str:
-    return path.name.split(".")[0]
+    return path.stem  # svc.prod.yaml -> "svc.prod", which no service name can match
+
+
+def _service_files(catalog_dir: Path) -> dict[str, list[Path]]:
+    """Service files by the service their name claims; dotfiles (editor locks, backups) skipped."""
+    folder = catalog_dir / SERVICES_DIR
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if path.suffix in SERVICE_SUFFIXES and not path.name.startswith("."):
+            found.setdefault(_service_name_of(path), []).append(path)
+    return found
+
+
+def _refuse_duplicates(paths: list[Path], catalog_dir: Path) -> None:
+    """svc.yaml and svc.yml would both define svc: neither may silently win."""
+    if len(paths) > 1:
+        files = [_relative(path, catalog_dir) for path in paths]
+        raise CatalogError(
+            SourceLocation(files[-1]),
+            f"service {_service_name_of(paths[0])!r} is defined by {' and '.join(files)}; keep one file",
+        )
 
 
 def _relative(path: Path, catalog_dir: Path) -> str:
@@ -253,9 +274,10 @@ def _load_service(
     for stack_name, stack in service.stacks.items():
         if stack_name not in defaults.stacks:
             declared = ", ".join(sorted(defaults.stacks)) or "none"
+            defaults_file = _relative(catalog_dir / DEFAULTS_FILE, catalog_dir)
             raise fail(
                 ("stacks", stack_name),
-                f"stack {stack_name!r} is not declared in catalog/defaults.yaml (declared: {declared})",
+                f"stack {stack_name!r} is not declared in {defaults_file} (declared: {declared})",
             )
         for index, template in enumerate(stack.pipelines):
             if template not in known_templates:

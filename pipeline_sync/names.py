@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-PINNED_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
-VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# \A and \Z, not ^ and $: "$" also matches before a trailing newline, so "dev\n" would pass.
+DNS_LABEL = re.compile(r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+PINNED_ID = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,127}\Z")
+VARIABLE_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 PARTITION_KEY = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z"
 )
 FORBIDDEN_PIPELINE_NAME_CHARS = frozenset("\\^/?%#")
 

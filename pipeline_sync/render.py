@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime
 import math
 import re
@@ -10,6 +9,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,9 +29,15 @@ from pipeline_sync.sandbox import (
     BudgetedSandbox,
     RenderBudget,
     TemplateBudgetExceeded,
+    TemplateText,
     current_budget,
+    value_size,
 )
-from pipeline_sync.yamlsafe import load_yaml
+from pipeline_sync.yamlsafe import MAX_NESTING_DEPTH, QuotedText, load_yaml
+
+# One pipeline_id() call a template made while rendering: (app_name, stack, template, answer),
+# the arguments as the function saw them (str), the answer None when they named no target.
+Reference = tuple[str, str, str, str | None]
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,9 @@ class RenderedPipeline:
     document: Mapping[str, Any]
     canonical: str
 
-    @property
+    @cached_property
     def digest(self) -> str:
+        """sha256 of the canonical JSON, computed once (the dataclass is frozen)."""
         return sha256_hex(self.canonical)
 
 
@@ -56,6 +63,7 @@ class Renderer:
         self._catalog = catalog
         self._env = BudgetedSandbox(finalize=_record_value)
         self._cache: dict[str, jinja2.Template] = {}
+        self._sources: dict[str, str] = {}
         # A fresh nonce per renderer: template text can never contain a real placeholder.
         self._placeholder_prefix = f"PSV{secrets.token_hex(8)}N"
         self._placeholder = re.compile(re.escape(self._placeholder_prefix) + r"(\d+)Z")
@@ -66,11 +74,28 @@ class Renderer:
             return target.pinned_id
         return pipeline_id_for(key)
 
+    def referenced_id(self, app_name: str, stack: str, template: str) -> str | None:
+        """What a template's pipeline_id(app_name, stack, template) returns; None when it raises
+        because the arguments name no catalog target (of a service that loaded)."""
+        key = partition_key(app_name, stack, template)
+        if key not in self._catalog.targets and app_name not in self._catalog.failed_services:
+            return None
+        return self.pipeline_id(key)
+
+    def template_source(self, target: Target) -> str:
+        """The exact text of target's template that this renderer compiled (compiling it on first
+        use); raises RenderError like render() when the template cannot be read or compiled."""
+        self._compiled(target)
+        return self._sources[target.template]
+
     def template_file(self, template: str) -> str:
         return f"{self._templates_dir.name}/{template}{TEMPLATE_SUFFIX}"
 
-    def render(self, target: Target) -> RenderedPipeline:
-        """Render one target; raises RenderError naming file, line and partition."""
+    def render(self, target: Target, *, references: list[Reference] | None = None) -> RenderedPipeline:
+        """Render one target; raises RenderError naming file, line and partition.
+
+        references, when given, receives every pipeline_id() call the template made, in order.
+        """
         file = self.template_file(target.template)
         compiled = self._compiled(target)
         budget = RenderBudget(
@@ -79,7 +104,7 @@ class Renderer:
         )
         token = current_budget.set(budget)
         try:
-            context = {**target.context, "pipeline_id": self._pipeline_id_function(target)}
+            context = {**target.context, "pipeline_id": self._pipeline_id_function(target, references)}
             text = _join_bounded(compiled.generate(context))
         except TemplateBudgetExceeded as exc:
             raise RenderError(target.key, SourceLocation(file), str(exc)) from None
@@ -102,7 +127,7 @@ class Renderer:
         assign_identities(document, pipeline_id, target.service)
         try:
             canonical = canonical_json(document)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise RenderError(target.key, SourceLocation(file), f"not representable as JSON: {exc}") from None
         return RenderedPipeline(
             key=target.key, pipeline_id=pipeline_id, document=document, canonical=canonical
@@ -125,27 +150,33 @@ class Renderer:
             ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise RenderError(target.key, SourceLocation(file), f"cannot read template: {exc}") from None
+        except (RecursionError, SyntaxError, MemoryError):  # Jinja's and Python's compilers recurse
+            message = "template nests too deeply to compile"
+            raise RenderError(target.key, SourceLocation(file), message) from None
+        self._sources[target.template] = source
         self._cache[target.template] = compiled
         return compiled
 
-    def _pipeline_id_function(self, target: Target) -> Callable[[str, str, str], str]:
-        catalog = self._catalog
-
+    def _pipeline_id_function(
+        self, target: Target, references: list[Reference] | None = None
+    ) -> Callable[[str, str, str], str]:
         def pipeline_id(app_name: str, stack: str, template: str) -> str:
-            key = partition_key(str(app_name), str(stack), str(template))
-            if key not in catalog.targets and str(app_name) not in catalog.failed_services:
+            answer = self.referenced_id(str(app_name), str(stack), str(template))
+            if references is not None:
+                references.append((str(app_name), str(stack), str(template), answer))
+            if answer is None:
                 raise RenderError(
                     target.key,
                     SourceLocation(self.template_file(target.template)),
                     f"pipeline_id({app_name!r}, {stack!r}, {template!r}) names no catalog target",
                 )
-            return self.pipeline_id(key)
+            return answer
 
         return pipeline_id
 
     def _parse(self, text: str, target: Target, file: str) -> Any:
         try:
-            data, _ = load_yaml(text, file)
+            data, _ = load_yaml(text, file, keep_quoting=True)
         except YamlDocumentError as exc:
             line = exc.location.line
             where = f" (line {line} of the rendered output)" if line else ""
@@ -157,57 +188,139 @@ class Renderer:
     def _fill(self, node: Any, values: list[Any], target: Target, file: str) -> Any:
         """Replace placeholders with the values they stand for, as data, never as YAML."""
 
-        def text_of(match: re.Match[str]) -> str:
-            return str(values[int(match.group(1))])
+        def fail(path: str, message: str) -> RenderError:
+            return RenderError(target.key, SourceLocation(file, path), message)
 
-        def fill(item: Any, path: str) -> Any:
-            if isinstance(item, str):
-                whole = self._placeholder.fullmatch(item)
-                if whole:
-                    return copy.deepcopy(values[int(whole.group(1))])
-                return self._placeholder.sub(text_of, item) if self._placeholder_prefix in item else item
-            if isinstance(item, dict):
-                out = {}
-                for key, value in item.items():
-                    if not isinstance(key, str):
-                        raise RenderError(
-                            target.key,
-                            SourceLocation(file, path),
-                            f"mapping key {key!r} is not a string; quote it in the template",
-                        )
-                    new_key = self._placeholder.sub(text_of, key)
-                    out[new_key] = fill(value, f"{path}.{new_key}" if path else new_key)
-                return out
-            if isinstance(item, list):
-                return [fill(v, f"{path}[{i}]") for i, v in enumerate(item)]
-            if isinstance(item, datetime.date | datetime.datetime):
-                raise RenderError(
-                    target.key,
-                    SourceLocation(file, path),
-                    f"value {item!s} parsed as a date; quote it in the template",
-                )
-            if isinstance(item, float) and not math.isfinite(item):
-                raise RenderError(target.key, SourceLocation(file, path), "value is not a finite number")
-            if isinstance(item, bytes | set):
-                raise RenderError(
-                    target.key, SourceLocation(file, path), f"{type(item).__name__} values are not JSON"
-                )
+        try:
+            return _Filler(self._placeholder, self._placeholder_prefix, values, fail).fill(node, "")
+        except RecursionError:
+            raise fail("", "a value nests too deeply (or contains itself)") from None
+
+
+class _Filler:
+    """Puts the values behind placeholders into a parsed document: as data, never as YAML.
+
+    A placeholder that is a whole plain scalar (`x: {{ v }}`) becomes the value itself, type
+    and all; anywhere else (quoted, in a block scalar, inside other text, in a key) it becomes
+    str(value), as Jinja would have printed it. A value's own text may hold placeholders
+    (a macro's output joined with `~`): those expand too, never re-parsed as YAML.
+    """
+
+    def __init__(
+        self,
+        pattern: re.Pattern[str],
+        prefix: str,
+        values: list[Any],
+        fail: Callable[[str, str], RenderError],
+    ) -> None:
+        self._pattern = pattern
+        self._nonce = prefix.lower()
+        self._values = values
+        self._fail = fail
+        self._texts: dict[int, str] = {}
+        self._expanding: set[int] = set()
+        self._spent = 0
+
+    def fill(self, item: Any, path: str) -> Any:
+        """The parsed document item at path, with its placeholders filled in."""
+        if isinstance(item, str):
+            whole = self._pattern.fullmatch(item)
+            if whole and not isinstance(item, QuotedText):
+                return self.value(self._values[int(whole.group(1))], path, 0)
+            return self.text(item, path)
+        if isinstance(item, dict):
+            return self._mapping(item, path, lambda value, sub: self.fill(value, sub))
+        if isinstance(item, list):
+            return [self.fill(v, f"{path}[{i}]") for i, v in enumerate(item)]
+        return self._scalar(item, path, "template")
+
+    def value(self, item: Any, path: str, depth: int) -> Any:
+        """A copy of a value the template inserted whole, checked to be plain JSON data."""
+        if depth > MAX_NESTING_DEPTH:
+            raise self._fail(
+                path, f"a value nests deeper than {MAX_NESTING_DEPTH} levels (or contains itself)"
+            )
+        if isinstance(item, str):
+            return self.text(item, path)
+        self._charge(1, path)
+        if isinstance(item, dict):
+            return self._mapping(item, path, lambda value, sub: self.value(value, sub, depth + 1))
+        if isinstance(item, list | tuple):
+            return [self.value(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item)]
+        return self._scalar(item, path, "catalog")
+
+    def text(self, item: str, path: str) -> str:
+        """item with every placeholder replaced by its value's text, as a plain str."""
+        out = self._pattern.sub(lambda m: self._text_of(int(m.group(1)), path), item)
+        if self._nonce in out.lower():
+            raise self._fail(
+                path,
+                "a filter or string operation changed the text a macro or block produced "
+                "(upper, slicing, ...) so a value in it can no longer be placed; "
+                "apply it to the values instead",
+            )
+        self._charge(len(out), path)
+        return str(out)
+
+    def _text_of(self, index: int, path: str) -> str:
+        if index in self._texts:
+            return self._texts[index]
+        if index in self._expanding or index >= len(self._values):
+            raise self._fail(path, "a template built a placeholder of its own; that is not allowed")
+        self._expanding.add(index)
+        expanded = self.text(str(self._values[index]), path)
+        self._expanding.discard(index)
+        self._texts[index] = expanded
+        return expanded
+
+    def _mapping(self, item: dict[Any, Any], path: str, fill: Callable[[Any, str], Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in item.items():
+            if not isinstance(key, str):
+                raise self._fail(path, f"mapping key {key!r} is not a string; quote it")
+            new_key = self.text(key, path)
+            sub = f"{path}.{new_key}" if path else new_key
+            if new_key in out:
+                raise self._fail(sub, f"key {new_key!r} appears twice once values are filled in")
+            out[new_key] = fill(value, sub)
+        return out
+
+    def _scalar(self, item: Any, path: str, source: str) -> Any:
+        if item is None or isinstance(item, bool | int):
             return item
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise self._fail(path, "value is not a finite number")
+            return item
+        if isinstance(item, datetime.date | datetime.datetime):
+            raise self._fail(path, f"value {item!s} parsed as a date; quote it in the {source}")
+        raise self._fail(
+            path,
+            f"a {type(item).__name__} value is not JSON data; "
+            "convert it in the template (for example with |list or |string)",
+        )
 
-        return fill(node, "")
+    def _charge(self, size: int, path: str) -> None:
+        self._spent += size
+        if self._spent > 2 * MAX_OUTPUT_CHARS:
+            raise self._fail(path, f"the filled-in pipeline is larger than {2 * MAX_OUTPUT_CHARS} characters")
 
 
 @pass_context
 def _record_value(context: Context, value: Any) -> str:
     """Jinja finalize: every {{ expression }} becomes a placeholder, its value kept aside.
 
-    pass_context keeps Jinja from folding constant expressions at compile time, which
-    would record them into no render's budget.
+    A macro's or block's own output (TemplateText) passes through as text: its values are
+    placeholders already. pass_context keeps Jinja from folding constant expressions at
+    compile time, which would record them into no render's budget.
     """
+    budget = current_budget.get()
+    budget.tick()
+    if isinstance(value, TemplateText):
+        return value
     if isinstance(value, jinja2.Undefined):
         str(value)  # StrictUndefined raises here: finalize would otherwise hide it
-    budget = current_budget.get()
-    budget.check_time()
+    budget.charge(value_size(value))
     budget.placeholders.append(value)
     return f"{budget.placeholder_prefix}{len(budget.placeholders) - 1}Z"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -18,9 +17,12 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 
 MAX_DOCUMENT_BYTES = 1_048_576
 MAX_EXPANDED_NODES = 200_000
+# A pipeline nests a dozen levels, an inline Kubernetes manifest a few more; the bound keeps
+# every recursive walk (ours, PyYAML's constructor, render's fill) far from Python's stack limit.
+MAX_NESTING_DEPTH = 100
 
 KeyPath = tuple[str | int, ...]
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+_PLAIN_KEY = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_-]*\Z")  # \Z: "$" would accept "dev\n"
 
 
 def format_key_path(path: KeyPath) -> str:
@@ -51,68 +53,100 @@ class LineMap:
         return None
 
 
-def load_yaml(text: str, file: str) -> tuple[Any, LineMap]:
-    """Parse one YAML document safely, returning the data and a line map."""
+class QuotedText(str):
+    """A string that was a quoted or block scalar in the YAML text (load_yaml(keep_quoting=True))."""
+
+
+class _QuotingLoader(_Loader):  # type: ignore[misc, valid-type]
+    """The safe loader, but quoted and block scalars come back as QuotedText."""
+
+
+def _construct_str(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    value = loader.construct_scalar(node)
+    return QuotedText(value) if node.style else value
+
+
+_QuotingLoader.add_constructor("tag:yaml.org,2002:str", _construct_str)
+
+
+def load_yaml(text: str, file: str, *, keep_quoting: bool = False) -> tuple[Any, LineMap]:
+    """Parse one YAML document safely, returning the data and a line map.
+
+    keep_quoting returns quoted and block scalars as QuotedText, so a caller can tell
+    `x: "3"` (a string, whatever it holds) from `x: 3`.
+    """
     if len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
         raise YamlDocumentError(SourceLocation(file), f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
-    loader = _Loader(text)
+    loader = (_QuotingLoader if keep_quoting else _Loader)(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, LineMap({})
-        _check_expansion(node, file)
+        _check_graph(node, file)
         lines: dict[KeyPath, int] = {}
         _check_nodes(node, (), file, lines)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or exc.context or "invalid YAML"
+        # PyYAML splits a sentence in two ("expected a single document in the stream",
+        # "but found another document"): keep both halves.
+        problem = ", ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
         raise YamlDocumentError(SourceLocation(file, line=line), f"YAML error: {problem}") from None
     except yaml.YAMLError as exc:
         raise YamlDocumentError(SourceLocation(file), f"YAML error: {exc}") from None
+    except RecursionError:  # pragma: no cover - _check_graph bounds the depth first
+        raise YamlDocumentError(SourceLocation(file), "document is nested too deeply") from None
     finally:
         loader.dispose()
     return data, LineMap(lines)
 
 
-def _children(node: yaml.Node) -> Iterator[yaml.Node]:
+def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.SequenceNode):
-        yield from node.value
-    elif isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            yield key
-            yield value
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return []
 
 
-def _check_expansion(root: yaml.Node, file: str) -> None:
-    """Refuse documents whose aliases expand past MAX_EXPANDED_NODES (billion laughs)."""
+def _check_graph(root: yaml.Node, file: str) -> None:
+    """Refuse alias bombs (billion laughs), recursive aliases and deep nesting, before expanding.
+
+    Iterative, so a deep document cannot exhaust Python's stack here; sizes and depths are
+    memoised per node, so the walk is linear in the text even when aliases fan out.
+    """
     sizes: dict[int, int] = {}
-    on_stack: set[int] = set()
-
-    def size(node: yaml.Node) -> int:
+    depths: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
         ident = id(node)
-        if ident in sizes:
-            return sizes[ident]
-        if ident in on_stack:
-            raise YamlDocumentError(
-                SourceLocation(file, line=node.start_mark.line + 1), "recursive YAML alias"
-            )
-        on_stack.add(ident)
-        total = 1
-        for child in _children(node):
-            total += size(child)
-            if total > MAX_EXPANDED_NODES:
-                raise YamlDocumentError(
-                    SourceLocation(file, line=node.start_mark.line + 1),
-                    f"document expands to more than {MAX_EXPANDED_NODES} nodes "
-                    "through YAML aliases; refusing it",
-                )
-        on_stack.discard(ident)
-        sizes[ident] = total
-        return total
+        if expanded:
+            on_path.discard(ident)
+            kids = _children(node)
+            sizes[ident] = 1 + sum(sizes[id(kid)] for kid in kids)
+            depths[ident] = 1 + max((depths[id(kid)] for kid in kids), default=0)
+            _check_budget(node, sizes[ident], depths[ident], file)
+        elif ident in on_path:
+            line = node.start_mark.line + 1
+            raise YamlDocumentError(SourceLocation(file, line=line), "recursive YAML alias")
+        elif ident not in sizes:
+            on_path.add(ident)
+            stack.append((node, True))
+            stack.extend((kid, False) for kid in _children(node) if id(kid) not in sizes)
 
-    size(root)
+
+def _check_budget(node: yaml.Node, size: int, depth: int, file: str) -> None:
+    location = SourceLocation(file, line=node.start_mark.line + 1)
+    if size > MAX_EXPANDED_NODES:
+        raise YamlDocumentError(
+            location,
+            f"document expands to more than {MAX_EXPANDED_NODES} nodes through YAML aliases; refusing it",
+        )
+    if depth > MAX_NESTING_DEPTH:
+        raise YamlDocumentError(location, f"document nests deeper than {MAX_NESTING_DEPTH} levels")
 
 
 def _check_nodes(node: yaml.Node, path: KeyPath, file: str, lines: dict[KeyPath, int]) -> None:

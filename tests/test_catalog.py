@@ -1,0 +1,490 @@
+"""Catalog loading: targets, approval, layered variables, pinned ids, and errors with file, line and key."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pipeline_sync.catalog import Catalog, load_catalog
+from pipeline_sync.merge import deep_merge, merge_layers
+from pipeline_sync.yamlsafe import MAX_DOCUMENT_BYTES
+
+if TYPE_CHECKING:
+    from conftest import MakeProject
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICE_HEAD = "name: svc\nproduct: shop\nteam: shop-team\nnamespace: shop-ns\ngit_repo: shop-repo\n"  # lines 1-5; a test's own lines start at 6
+
+
+def only_error(catalog: Catalog) -> str:
+    assert catalog.targets == {}, sorted(catalog.targets)
+    assert len(catalog.errors) == 1, catalog.errors
+    return str(catalog.errors[0])
+
+
+def service_error(make_project: MakeProject, tmp_path: Path, text: str, **kwargs: Any) -> str:
+    return only_error(make_project(tmp_path, services={"svc": text}, **kwargs).load())
+
+
+# --- targets, approval, variables -------------------------------------------------------------
+
+
+def test_example_catalog_loads_without_errors() -> None:
+    catalog = load_catalog(REPO / "catalog", REPO / "templates")
+    assert catalog.errors == [] and catalog.failures == [] and catalog.defaults_error is None
+    assert len(catalog.targets) == 13
+    assert {"checkout/prod/deploy", "checkout/prod/deploy-canary", "search/stage/deploy"} <= set(
+        catalog.targets
+    )
+
+
+def test_one_target_per_listed_template_keyed_service_stack_template(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    stacks = {"dev": {"pipelines": ["deploy", "canary"]}, "prod": {"pipelines": ["deploy"]}}
+    project = make_project(
+        tmp_path,
+        services={"svc": {"stacks": stacks}, "other": {}},
+        templates={"deploy": "name: d\n", "canary": "name: c\n"},
+    )
+    targets = project.load().targets
+    assert sorted(targets) == ["other/dev/deploy", "svc/dev/canary", "svc/dev/deploy", "svc/prod/deploy"]
+    target = targets["svc/dev/canary"]
+    assert (target.key, target.service, target.stack, target.template) == (
+        "svc/dev/canary",
+        "svc",
+        "dev",
+        "canary",
+    )
+    assert target.source_file == "catalog/services/svc.yaml"
+
+
+def test_vars_are_optional_everywhere(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path,
+        defaults="stacks:\n  dev: {}\n",
+        services={"svc": SERVICE_HEAD + "stacks:\n  dev: {pipelines: [deploy]}\n"},
+    )
+    context = project.load().targets["svc/dev/deploy"].context
+    assert context == {
+        "app_name": "svc",
+        "product": "shop",
+        "team": "shop-team",
+        "email": None,
+        "namespace": "shop-ns",
+        "git_repo": "shop-repo",
+        "stack": "dev",
+        "template": "deploy",
+    }
+
+
+def test_approval_defaults_to_manual(make_project: MakeProject, tmp_path: Path) -> None:
+    assert make_project(tmp_path).load().targets["svc/dev/deploy"].approval == "manual"
+
+
+def test_approval_auto_on_defaults_stack_propagates_and_service_stack_overrides(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    defaults = {"stacks": {"dev": {"approval": "auto"}, "qa": {"approval": "auto"}, "prod": {}}}
+    stacks = {
+        "dev": {"pipelines": ["deploy"]},
+        "qa": {"pipelines": ["deploy"], "approval": "manual"},
+        "prod": {"pipelines": ["deploy"], "approval": "auto"},
+    }
+    targets = make_project(tmp_path, defaults=defaults, services={"svc": {"stacks": stacks}}).load().targets
+    assert {key: t.approval for key, t in targets.items()} == {
+        "svc/dev/deploy": "auto",
+        "svc/qa/deploy": "manual",
+        "svc/prod/deploy": "auto",
+    }
+
+
+def test_variables_layer_lowest_first(make_project: MakeProject, tmp_path: Path) -> None:
+    defaults = {
+        "vars": {"a": "defaults", "b": "defaults", "c": "defaults", "d": "defaults"},
+        "stacks": {"dev": {"vars": {"b": "stack", "c": "stack", "d": "stack"}}, "prod": {}},
+    }
+    service = {
+        "vars": {"c": "service", "d": "service"},
+        "stacks": {
+            "dev": {"pipelines": ["deploy"], "vars": {"d": "service-stack"}},
+            "prod": {"pipelines": ["deploy"]},
+        },
+    }
+    targets = make_project(tmp_path, defaults=defaults, services={"svc": service}).load().targets
+    dev = targets["svc/dev/deploy"].context
+    assert [dev[k] for k in "abcd"] == ["defaults", "stack", "service", "service-stack"]
+    prod = targets["svc/prod/deploy"].context
+    assert [prod[k] for k in "abcd"] == ["defaults", "defaults", "service", "service"]
+
+
+def test_maps_merge_deeply_lists_and_scalars_replace(make_project: MakeProject, tmp_path: Path) -> None:
+    defaults = {
+        "vars": {
+            "helm": {"chart": "c", "version": "1", "values": {"branch": "main", "path": "p"}},
+            "weights": [10, 50],
+            "n": 1,
+        },
+        "stacks": {"dev": {"vars": {"helm": {"values": {"branch": "dev"}}}}},
+    }
+    service = {
+        "vars": {"helm": {"version": "2"}, "weights": [1], "n": {"now": "a map"}},
+        "stacks": {
+            "dev": {"pipelines": ["deploy"], "vars": {"helm": {"values": {"path": "q"}}, "weights": []}}
+        },
+    }
+    context = (
+        make_project(tmp_path, defaults=defaults, services={"svc": service})
+        .load()
+        .targets["svc/dev/deploy"]
+        .context
+    )
+    assert context["helm"] == {"chart": "c", "version": "2", "values": {"branch": "dev", "path": "q"}}
+    assert context["weights"] == []  # lists replace whole, even with an empty list
+    assert context["n"] == {"now": "a map"}  # a scalar replaced by a map
+
+
+def test_targets_do_not_share_mutable_variables(make_project: MakeProject, tmp_path: Path) -> None:
+    defaults = {"vars": {"helm": {"chart": "c"}, "weights": [1, 2]}, "stacks": {"dev": {}, "prod": {}}}
+    stacks = {"dev": {"pipelines": ["deploy"]}, "prod": {"pipelines": ["deploy"]}}
+    targets = make_project(tmp_path, defaults=defaults, services={"svc": {"stacks": stacks}}).load().targets
+    dev, prod = targets["svc/dev/deploy"].context, targets["svc/prod/deploy"].context
+    assert dev["helm"] is not prod["helm"] and dev["weights"] is not prod["weights"]
+
+
+def test_merge_functions_do_not_mutate_their_inputs() -> None:
+    base = {"m": {"a": 1, "l": [1]}}
+    override = {"m": {"b": 2}}
+    merged = deep_merge(base, override)
+    merged["m"]["l"].append(2)
+    assert base == {"m": {"a": 1, "l": [1]}} and override == {"m": {"b": 2}}
+    assert merge_layers({"x": 1}, {}, {"x": 2}, {"y": 3}) == {"x": 2, "y": 3}
+
+
+def test_pinned_ids(make_project: MakeProject, tmp_path: Path) -> None:
+    stacks = {
+        "dev": {"pipelines": ["deploy", "canary"], "ids": {"deploy": "0b7e2d4a-6c1f-4f8e-9d3a-5e2b1c0a9f77"}},
+        "prod": {"pipelines": ["deploy"]},
+    }
+    project = make_project(
+        tmp_path,
+        services={"svc": {"stacks": stacks}},
+        templates={"deploy": "name: d\n", "canary": "name: c\n"},
+    )
+    targets = project.load().targets
+    assert targets["svc/dev/deploy"].pinned_id == "0b7e2d4a-6c1f-4f8e-9d3a-5e2b1c0a9f77"
+    assert targets["svc/dev/canary"].pinned_id is None
+    assert targets["svc/prod/deploy"].pinned_id is None
+
+
+def test_prune_defaults_and_service_override(make_project: MakeProject, tmp_path: Path) -> None:
+    defaults = {"prune": True, "stacks": {"dev": {}}}
+    project = make_project(tmp_path, defaults=defaults, services={"svc": {}, "keep": {"prune": False}})
+    catalog = project.load()
+    assert catalog.prune is True
+    assert catalog.targets["svc/dev/deploy"].prune is True
+    assert catalog.targets["keep/dev/deploy"].prune is False
+
+
+# --- errors name the file, the line and the key path ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (
+            "tema: typo\nstacks:\n  dev: {pipelines: [deploy]}\n",
+            "catalog/services/svc.yaml:6: tema: unknown key 'tema'; check its spelling against the catalog reference",
+        ),
+        (
+            "stacks:\n  dev:\n    pipelines: [deploy]\n    varz: {a: 1}\n",
+            "catalog/services/svc.yaml:9: stacks.dev.varz: unknown key 'varz'",
+        ),
+        (
+            "stacks:\n  dev: {pipelines: [deploy]}\nteam: again\n",
+            "catalog/services/svc.yaml:8: team: duplicate key 'team' (first defined on line 3); "
+            "YAML would silently keep only the last one",
+        ),
+        (
+            "stacks:\n  dev: {pipelines: [deploy]}\n  qa: {pipelines: [deploy]}\n",
+            "catalog/services/svc.yaml:8: stacks.qa: stack 'qa' is not declared in catalog/defaults.yaml "
+            "(declared: dev, prod)",
+        ),
+        (
+            "stacks:\n  dev: {pipelines: [deploy]}\n  prod:\n    pipelines:\n      - deploy\n      - nope\n",
+            "catalog/services/svc.yaml:11: stacks.prod.pipelines[1]: template 'nope' does not exist "
+            "(templates/nope.yaml.j2); known: deploy",
+        ),
+        (
+            "stacks:\n  dev: {pipelines: [deploy, deploy]}\n",
+            "catalog/services/svc.yaml:7: stacks.dev.pipelines: a template is listed twice",
+        ),
+        (
+            "vars: {stack: x}\nstacks:\n  dev: {pipelines: [deploy]}\n",
+            "catalog/services/svc.yaml:6: vars: variable 'stack' shadows a name the template context defines; "
+            "rename it",
+        ),
+        (
+            "stacks:\n  dev:\n    pipelines: [deploy]\n    vars: {app_name: x}\n",
+            "catalog/services/svc.yaml:9: stacks.dev.vars: variable 'app_name' shadows a name",
+        ),
+        (
+            "vars: {pipeline_id: x}\nstacks:\n  dev: {pipelines: [deploy]}\n",
+            "variable 'pipeline_id' shadows a name",
+        ),
+        (
+            "vars: {my-var: x}\nstacks:\n  dev: {pipelines: [deploy]}\n",
+            "catalog/services/svc.yaml:6: vars: variable name 'my-var' is not an identifier",
+        ),
+        (
+            'vars: {"x\\n": 1}\nstacks:\n  dev: {pipelines: [deploy]}\n',
+            "variable name 'x\\n' is not an identifier",
+        ),
+        (
+            "stacks:\n  dev: {pipelines: [deploy], ids: {other: abc}}\n",
+            "catalog/services/svc.yaml:7: stacks.dev.ids.other: pinned id for 'other', which this stack "
+            "does not list in `pipelines`",
+        ),
+        (
+            "stacks:\n  dev: {pipelines: [deploy], ids: {deploy: ../../x}}\n",
+            "catalog/services/svc.yaml:7: stacks.dev.ids: pinned id '../../x' for 'deploy' must be lower-case",
+        ),
+        (
+            'stacks:\n  dev: {pipelines: [deploy], ids: {deploy: "abc\\n"}}\n',
+            "pinned id 'abc\\n' for 'deploy' must be lower-case",
+        ),
+        (
+            "stacks:\n  dev: {pipelines: [deploy], approval: sometimes}\n",
+            "catalog/services/svc.yaml:7: stacks.dev.approval: Input should be 'auto' or 'manual'",
+        ),
+        ("stacks: {}\nproduct: again\n", "catalog/services/svc.yaml:7: product: duplicate key 'product'"),
+    ],
+)
+def test_service_errors_name_file_line_and_key(
+    make_project: MakeProject, tmp_path: Path, lines: str, expected: str
+) -> None:
+    assert expected in service_error(make_project, tmp_path, SERVICE_HEAD + lines)
+
+
+def test_missing_required_key(make_project: MakeProject, tmp_path: Path) -> None:
+    text = SERVICE_HEAD.replace("team: shop-team\n", "") + "stacks:\n  dev: {pipelines: [deploy]}\n"
+    assert service_error(make_project, tmp_path, text) == (
+        "catalog/services/svc.yaml:1: team: required key 'team' is missing"
+    )
+
+
+def test_several_problems_are_counted(make_project: MakeProject, tmp_path: Path) -> None:
+    text = SERVICE_HEAD + "oops: 1\nalso: 2\nstacks:\n  dev: {pipelines: [deploy]}\n"
+    assert service_error(make_project, tmp_path, text).endswith("(and 1 more problem in this file)")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("- a\n- list\n", "catalog/services/svc.yaml:1: expected a mapping at the top level"),
+        ("", "catalog/services/svc.yaml:1: expected a mapping at the top level"),
+        ("name: svc\nstacks: [\n", "catalog/services/svc.yaml:3: YAML error:"),
+        ("name: !!python/object:os.system x\n", "could not determine a constructor"),
+    ],
+)
+def test_unreadable_service_files(
+    make_project: MakeProject, tmp_path: Path, text: str, expected: str
+) -> None:
+    assert expected in service_error(make_project, tmp_path, text)
+
+
+def test_not_utf8_is_an_error(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    (project.catalog_dir / "services" / "svc.yaml").write_bytes(b"name: \xff\xfe\n")
+    assert only_error(project.load()).startswith("catalog/services/svc.yaml: cannot read file:")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "Svc",
+        "svc..x",
+        "svc/x",
+        "svc.x",
+        "-svc",
+        "svc-",
+        "svc_x",
+        "x" * 64,
+        "svс",
+        "ѕvc",
+        "ｓvc",
+        "svc\n",
+        "",
+        " svc",
+    ],
+)
+def test_service_name_must_be_a_dns_label(make_project: MakeProject, tmp_path: Path, bad: str) -> None:
+    project = make_project(tmp_path, services={"svc": {"name": bad}})
+    message = only_error(project.load())
+    assert message.startswith("catalog/services/svc.yaml:1: name: ")
+    assert "is not a lower-case DNS label" in message or "is longer than 63 characters" in message
+
+
+def test_dns_label_of_63_characters_is_fine(make_project: MakeProject, tmp_path: Path) -> None:
+    name = "a" * 63
+    assert f"{name}/dev/deploy" in make_project(tmp_path, services={name: {}}).load().targets
+
+
+@pytest.mark.parametrize(
+    ("bad", "key_path"),
+    [
+        ("Prod", "stacks.Prod"),
+        ("pr..od", 'stacks["pr..od"]'),
+        ("pr/od", 'stacks["pr/od"]'),
+        ("prоd", 'stacks["prоd"]'),  # Cyrillic о looks like prod; the quotes give it away
+        ("dev\n", 'stacks["dev\\n"]'),
+        ("p" * 64, "stacks." + "p" * 64),
+    ],
+)
+def test_stack_name_must_be_a_dns_label(
+    make_project: MakeProject, tmp_path: Path, bad: str, key_path: str
+) -> None:
+    project = make_project(tmp_path, defaults={"stacks": {"dev": {}, bad: {}}})
+    catalog = project.load()
+    assert catalog.targets == {} and catalog.defaults_error is not None
+    message = str(catalog.defaults_error)
+    assert message.startswith(f"catalog/defaults.yaml:3: {key_path}: ")
+    assert "is not a lower-case DNS label" in message or "longer than 63" in message
+
+
+@pytest.mark.parametrize("bad", ["Deploy", "../deploy", "dеploy", "deploy\n", "de_ploy"])
+def test_template_name_must_be_a_dns_label(make_project: MakeProject, tmp_path: Path, bad: str) -> None:
+    project = make_project(tmp_path, services={"svc": {"stacks": {"dev": {"pipelines": ["deploy", bad]}}}})
+    message = only_error(project.load())
+    assert message.startswith("catalog/services/svc.yaml:11: stacks.dev.pipelines[1]: ")
+    assert "is not a lower-case DNS label" in message
+
+
+def test_service_name_must_match_file_name(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project(tmp_path, services={"svc": {"name": "other"}})
+    assert only_error(project.load()) == (
+        "catalog/services/svc.yaml:1: name: service name 'other' must match its file name 'svc.yaml'"
+    )
+
+
+def test_file_name_with_extra_dots_does_not_match(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project(tmp_path, services={})
+    project.write_service("svc.prod", {"name": "svc"})
+    catalog = project.load()
+    assert catalog.failed_services == frozenset({"svc.prod"})
+    assert "must match its file name 'svc.prod.yaml'" in only_error(catalog)
+
+
+def test_service_defined_by_two_files_fails_that_service(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project(tmp_path, services={"svc": {}, "good": {}})
+    (project.catalog_dir / "services" / "svc.yml").write_text(
+        (project.catalog_dir / "services" / "svc.yaml").read_text()
+    )
+    catalog = project.load()
+    assert sorted(catalog.targets) == ["good/dev/deploy"]
+    assert catalog.failed_services == frozenset({"svc"})
+    assert str(catalog.errors[0]) == (
+        "catalog/services/svc.yml: service 'svc' is defined by catalog/services/svc.yaml and "
+        "catalog/services/svc.yml; keep one file"
+    )
+
+
+def test_yml_files_and_only_yaml_files_are_services(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project(tmp_path, services={"svc": {}})
+    services = project.catalog_dir / "services"
+    (services / "other.yml").write_text(
+        (services / "svc.yaml").read_text().replace("name: svc", "name: other")
+    )
+    (services / "README.md").write_text("not a service\n")
+    (services / ".#svc.yaml").write_text("an editor's lock file\n")
+    (services / "svc.yaml~").write_text("a backup\n")
+    catalog = project.load()
+    assert catalog.errors == []
+    assert sorted(catalog.targets) == ["other/dev/deploy", "svc/dev/deploy"]
+
+
+def test_alias_bomb_is_refused_quickly(make_project: MakeProject, tmp_path: Path) -> None:
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    text = "\n".join(bomb) + "\n" + SERVICE_HEAD + "stacks:\n  dev: {pipelines: [deploy]}\n"
+    started = time.monotonic()
+    message = service_error(make_project, tmp_path, text)
+    assert time.monotonic() - started < 2
+    assert message.startswith("catalog/services/svc.yaml:")
+    assert "through YAML aliases; refusing it" in message
+
+
+def test_huge_document_is_refused(make_project: MakeProject, tmp_path: Path) -> None:
+    text = (
+        SERVICE_HEAD
+        + f"vars: {{blob: '{'x' * MAX_DOCUMENT_BYTES}'}}\nstacks:\n  dev: {{pipelines: [deploy]}}\n"
+    )
+    assert service_error(make_project, tmp_path, text) == (
+        f"catalog/services/svc.yaml: document is larger than {MAX_DOCUMENT_BYTES} bytes"
+    )
+
+
+def test_broken_service_fails_only_that_service(make_project: MakeProject, tmp_path: Path) -> None:
+    broken = (
+        SERVICE_HEAD.replace("name: svc", "name: bad") + "tema: typo\nstacks:\n  dev: {pipelines: [deploy]}\n"
+    )
+    project = make_project(tmp_path, services={"good": {}, "bad": broken, "also-good": {}})
+    catalog = project.load()
+    assert sorted(catalog.targets) == ["also-good/dev/deploy", "good/dev/deploy"]
+    assert catalog.failed_services == frozenset({"bad"})
+    assert [f.service for f in catalog.failures] == ["bad"]
+    assert str(catalog.failures[0].error).startswith("catalog/services/bad.yaml:6: tema: unknown key")
+    assert catalog.defaults_error is None
+
+
+@pytest.mark.parametrize(
+    ("defaults", "expected"),
+    [
+        (
+            "stacks:\n  dev: {}\nsurprise: true\n",
+            "catalog/defaults.yaml:3: surprise: unknown key 'surprise'",
+        ),
+        (
+            "stacks:\n  dev: {aproval: auto}\n",
+            "catalog/defaults.yaml:2: stacks.dev.aproval: unknown key 'aproval'",
+        ),
+        ("vars: {}\n", "catalog/defaults.yaml:1: stacks: required key 'stacks' is missing"),
+        (
+            "vars: {template: x}\nstacks:\n  dev: {}\n",
+            "catalog/defaults.yaml:1: vars: variable 'template' shadows a name the template context defines",
+        ),
+        (
+            "stacks:\n  dev: {}\n  dev: {approval: auto}\n",
+            "catalog/defaults.yaml:3: stacks.dev: duplicate key 'dev' (first defined on line 2)",
+        ),
+        ("stacks:\n  dev: {approval: yes}\n", "catalog/defaults.yaml:2: stacks.dev.approval:"),
+    ],
+)
+def test_broken_defaults_fail_everything(
+    make_project: MakeProject, tmp_path: Path, defaults: str, expected: str
+) -> None:
+    catalog = make_project(tmp_path, defaults=defaults, services={"a": {}, "b": {}}).load()
+    assert catalog.targets == {} and catalog.failures == []
+    assert catalog.errors == [catalog.defaults_error]
+    assert expected in str(catalog.defaults_error)
+
+
+def test_missing_defaults_fail_everything(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    (project.catalog_dir / "defaults.yaml").unlink()
+    catalog = project.load()
+    assert catalog.targets == {}
+    assert str(catalog.defaults_error) == (
+        "catalog/defaults.yaml: catalog defaults file is missing; it must declare at least `stacks:`"
+    )
+
+
+def test_catalog_values_that_look_like_yaml_or_jinja_load_as_strings(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    value = "a: b # c {{ d }} {% raw %} - e &f *g !!python/object \"'"
+    project = make_project(tmp_path, services={"svc": {"vars": {"x": value}}})
+    assert project.load().targets["svc/dev/deploy"].context["x"] == value

@@ -1,0 +1,154 @@
+"""Safe YAML loading: duplicate keys, alias bombs, size and depth limits, line numbers, quoting."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pipeline_sync.errors import YamlDocumentError
+from pipeline_sync.yamlsafe import (
+    MAX_DOCUMENT_BYTES,
+    MAX_EXPANDED_NODES,
+    MAX_NESTING_DEPTH,
+    QuotedText,
+    format_key_path,
+    load_yaml,
+)
+
+FILE = "catalog/services/svc.yaml"
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(YamlDocumentError) as info:
+        load_yaml(text, FILE)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (("stacks", "prod", "pipelines", 1), "stacks.prod.pipelines[1]"),
+        (("vars",), "vars"),
+        ((0, "name"), "[0].name"),
+        (("stacks", "dev\n"), 'stacks["dev\\n"]'),
+        (("stacks", "a.b"), 'stacks["a.b"]'),
+        (("stacks", "ргоd"), 'stacks["ргоd"]'),
+        ((), ""),
+    ],
+)
+def test_format_key_path(path: tuple[str | int, ...], expected: str) -> None:
+    assert format_key_path(path) == expected
+
+
+def test_loads_data_and_remembers_lines() -> None:
+    text = "name: svc\nstacks:\n  prod:\n    pipelines:\n      - deploy\n      - canary\n"
+    data, lines = load_yaml(text, FILE)
+    assert data == {"name": "svc", "stacks": {"prod": {"pipelines": ["deploy", "canary"]}}}
+    assert lines.line_of(("name",)) == 1
+    assert lines.line_of(("stacks", "prod")) == 3
+    assert lines.line_of(("stacks", "prod", "pipelines", 1)) == 6
+    assert lines.line_of(("stacks", "prod", "nope", 4)) == 3  # deepest known prefix
+
+
+def test_empty_document_is_none() -> None:
+    data, lines = load_yaml("# only a comment\n", FILE)
+    assert data is None and lines.line_of(("x",)) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "name: a\nteam: b\nname: c\n",
+            f"{FILE}:3: name: duplicate key 'name' (first defined on line 1); "
+            "YAML would silently keep only the last one",
+        ),
+        (
+            "stacks:\n  prod:\n    vars: {}\n    vars: {x: 1}\n",
+            f"{FILE}:4: stacks.prod.vars: duplicate key 'vars' (first defined on line 3)",
+        ),
+        ("stacks: {prod: {}, dev: {}, prod: {}}\n", f"{FILE}:1: stacks.prod: duplicate key 'prod'"),
+        ("l:\n  - {a: 1, a: 2}\n", f"{FILE}:2: l[0].a: duplicate key 'a'"),
+    ],
+)
+def test_duplicate_keys_are_refused_with_line(text: str, expected: str) -> None:
+    assert expected in error_of(text)
+
+
+def test_merge_keys_may_override() -> None:
+    data, _ = load_yaml("base: &b {a: 1, b: 1}\nchild:\n  <<: *b\n  b: 2\n", FILE)
+    assert data["child"] == {"a": 1, "b": 2}
+
+
+def billion_laughs(levels: int = 9) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    started = time.monotonic()
+    message = error_of(billion_laughs())
+    assert time.monotonic() - started < 2
+    assert message.startswith(f"{FILE}:")
+    assert f"expands to more than {MAX_EXPANDED_NODES} nodes through YAML aliases; refusing it" in message
+
+
+def test_modest_aliases_are_fine() -> None:
+    data, _ = load_yaml("a: &x [1, 2]\nb: [*x, *x]\n", FILE)
+    assert data["b"] == [[1, 2], [1, 2]]
+
+
+def test_recursive_alias_is_refused() -> None:
+    assert error_of("a: &a [1, *a]\n") == f"{FILE}:1: recursive YAML alias"
+
+
+def test_huge_document_is_refused_before_parsing() -> None:
+    expected = f"{FILE}: document is larger than {MAX_DOCUMENT_BYTES} bytes"
+    assert error_of("x: '" + "a" * MAX_DOCUMENT_BYTES + "'\n") == expected
+
+
+def test_size_limit_counts_bytes_not_characters() -> None:
+    text = "x: '" + "é" * (MAX_DOCUMENT_BYTES // 2 + 1) + "'\n"
+    assert len(text) < MAX_DOCUMENT_BYTES
+    assert "document is larger than" in error_of(text)
+
+
+@pytest.mark.parametrize("levels", [MAX_NESTING_DEPTH + 5, 990])
+def test_deep_nesting_is_refused_without_recursion_error(levels: int) -> None:
+    mapping = "".join("  " * i + f"k{i}:\n" for i in range(levels)) + "  " * levels + "leaf\n"
+    assert f"document nests deeper than {MAX_NESTING_DEPTH} levels" in error_of(mapping)
+    flow = "x: " + "[" * levels + "]" * levels + "\n"
+    assert "nest" in error_of(flow)
+
+
+def test_ordinary_nesting_is_fine() -> None:
+    depth = MAX_NESTING_DEPTH - 10
+    data, _ = load_yaml("x: " + "[" * depth + "]" * depth + "\n", FILE)
+    assert isinstance(data["x"], list)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("name: svc\nstacks: [\n", 3, "YAML error:"),
+        ("a: 1\n b: 2\n", 2, "YAML error:"),
+        ("x: !!python/object/apply:os.system [echo hi]\n", 1, "could not determine a constructor"),
+        ("a: 1\n---\nb: 2\n", 2, "YAML error: expected a single document in the stream, but found another"),
+    ],
+)
+def test_syntax_errors_and_unsafe_tags_name_the_line(text: str, line: int, problem: str) -> None:
+    message = error_of(text)
+    assert message.startswith(f"{FILE}:{line}: ")
+    assert problem in message
+
+
+def test_keep_quoting_marks_quoted_and_block_scalars() -> None:
+    text = "a: \"3\"\nb: '3'\nc: 3\nd: plain\ne: |\n  block\nf: >-\n  folded\n"
+    data, _ = load_yaml(text, FILE, keep_quoting=True)
+    assert {key for key, value in data.items() if isinstance(value, QuotedText)} == {"a", "b", "e", "f"}
+    assert data == {"a": "3", "b": "3", "c": 3, "d": "plain", "e": "block\n", "f": "folded"}
+    plain, _ = load_yaml(text, FILE)
+    assert not any(isinstance(value, QuotedText) for value in plain.values())
