@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from pipeline_sync.build import Workspace
+from pipeline_sync.errors import PipelineSyncError
 from pipeline_sync.front50 import Front50Store
 from pipeline_sync.plan import Status
 from pipeline_sync.publish import apply_approved, current_plan
@@ -27,7 +28,9 @@ def seed(store: Front50Store, catalog_dir: Path, templates_dir: Path) -> dict[st
     keys = [k for k in workspace.catalog.targets if k not in {MISSING_KEY, CONFLICT_KEY}]
     plan = current_plan(workspace, store, keys)
     approved = {k: e.digest for k, e in plan.entries.items() if e.status is Status.CREATE}
-    apply_approved(workspace, store, approved, approver="demo-seed")
+    failed = [r.message for r in apply_approved(workspace, store, approved, approver="demo-seed") if not r.ok]
+    if failed:
+        raise PipelineSyncError("the demo seed could not write its pipelines: " + "; ".join(failed))
     _edit_in_deck(store, plan.entries[DRIFT_KEY].pipeline_id or "")
     conflict_name = str(plan_name(workspace, CONFLICT_KEY))
     _put_unmanaged(store, UNMANAGED_ID, "notifications", conflict_name, "hand-made in Deck")
@@ -47,11 +50,16 @@ def plan_name(workspace: Workspace, key: str) -> object:
 def _edit_in_deck(store: Front50Store, pipeline_id: str) -> None:
     """Simulate a person raising replicas in Deck: the object changes, the marker stays."""
     live = store.read_pipeline(pipeline_id)
-    assert live is not None and live.document is not None
+    if live is None or live.document is None:
+        raise PipelineSyncError(f"the demo seed could not read back pipeline {pipeline_id} to edit it")
     document = dict(live.document)
-    for stage in document.get("stages", []):
-        if stage.get("refId") == "bake":
-            stage.setdefault("overrides", {})["replicaCount"] = 12
+    bake = [s for s in document.get("stages", []) if s.get("refId") == "bake"]
+    if not bake:
+        raise PipelineSyncError(
+            f"the demo seed edits the 'bake' stage of {DRIFT_KEY}, and its template has none: "
+            "update pipeline_sync/demo_seed.py to edit a stage that exists."
+        )
+    bake[0].setdefault("overrides", {})["replicaCount"] = 12
     document["lastModifiedBy"] = "alice@example.com"
     store.put_pipeline(pipeline_id, json.dumps(document).encode(), if_match=live.etag)
 

@@ -1,19 +1,35 @@
-"""A real browser against `dagster dev`: the asset graph, the partitions, one partition's diff."""
+"""Headless Chromium on the demo's UI: the asset graph, the pipeline partitions, one partition's diff.
+
+Needs Debian's /usr/bin/chromium and playwright-python (`bash .ci/install-browser.sh`); skipped
+without them, except under CI, where that is a failure. Screenshots go to a temporary folder, or
+to docs/ with PIPELINE_SYNC_SCREENSHOTS=docs (how the committed docs/*.png are made).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import pytest
-from dagster_dev import PROJECT, DagsterDev, dagster_dev, moto_server, s3_env
+from dagster_dev import PROJECT, DemoLike, demo_like
+
+from pipeline_sync.demo import partition_url
+from pipeline_sync.demo_seed import DRIFT_KEY, MISSING_KEY
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
-# Debian's Chromium as root, on a machine whose only network is loopback.
+# Debian's Chromium as root on a machine whose only network is loopback: no sandbox, no GPU, and
+# none of the background fetches (updates, sync, QUIC probes) a closed network would refuse.
 CHROMIUM_FLAGS = [
+    "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
@@ -22,97 +38,135 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DRIFT_KEY = "checkout/prod/deploy"
+# Read at collection: the demo-like setup replaces PIPELINE_SYNC_* variables while it runs.
+TO_DOCS = os.environ.get("PIPELINE_SYNC_SCREENSHOTS") == "docs"
+ASSETS = (
+    "catalog_source",
+    "templates_source",
+    "front50_live",
+    "rendered_pipeline",
+    "pipeline_plan",
+    "approval",
+    "published_pipeline",
+    "fleet_plan",
+)
 
 
-def _browser_or_skip() -> None:
-    missing = []
-    if not Path(CHROMIUM).exists():
-        missing.append(CHROMIUM)
+def missing_browser() -> str | None:
+    missing = [] if Path(CHROMIUM).exists() else [CHROMIUM]
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        missing.append("playwright (pip install -e '.[browser]')")
-    if missing:
-        message = f"browser test needs {', '.join(missing)}; run .ci/install-browser.sh"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing.append("playwright-python (the `browser` extra)")
+    if not missing:
+        return None
+    return f"needs {' and '.join(missing)}: run `bash .ci/install-browser.sh`"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoLike]:
+    reason = missing_browser()
+    if reason:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"CI must run the browser test, but it {reason}")
+        pytest.skip(reason)
+    with demo_like(tmp_path_factory.mktemp("browser"), reconcile=True) as setup:
+        yield setup
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """docs/ when asked for, else a temporary folder: tests never write into the repository."""
+    if TO_DOCS:
+        return PROJECT / "docs"
+    return tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture
-def demo_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DagsterDev]:
-    import dagster as dg
+def page(demo: DemoLike, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A page in a fresh Chromium profile; fails the test if the UI asked for anything off this machine.
 
-    from pipeline_sync.build import Workspace
-    from pipeline_sync.definitions import defs
-    from pipeline_sync.demo_seed import seed
-    from pipeline_sync.front50 import Front50Settings, Front50Store
-
-    with moto_server() as endpoint:
-        env = s3_env(endpoint, tmp_path, "front50-browser")
-        for name, value in env.items():
-            if name.startswith(("AWS_", "PIPELINE_SYNC_", "DAGSTER_")):
-                monkeypatch.setenv(name, value)
-        monkeypatch.setenv("PIPELINE_SYNC_CATALOG", str(PROJECT / "catalog"))
-        monkeypatch.setenv("PIPELINE_SYNC_TEMPLATES", str(PROJECT / "templates"))
-        seed(Front50Store(Front50Settings.from_env()), PROJECT / "catalog", PROJECT / "templates")
-        keys = sorted(Workspace.load(PROJECT / "catalog", PROJECT / "templates").catalog.targets)
-        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-            instance.add_dynamic_partitions("pipelines", keys)
-            result = defs.resolve_job_def("reconcile_job").execute_in_process(instance=instance)
-            assert result.success
-        with dagster_dev(env, tmp_path / "dagster-dev.log") as server:
-            yield server
-
-
-def screenshot_dir(tmp_path: Path) -> Path:
-    """docs/ when asked (PIPELINE_SYNC_SCREENSHOTS=docs), else a temporary folder."""
-    if os.environ.get("PIPELINE_SYNC_SCREENSHOTS") == "docs":
-        return PROJECT / "docs"
-    return tmp_path / "screenshots"
-
-
-def test_ui_shows_graph_partitions_and_a_diff(demo_server: DagsterDev, tmp_path: Path) -> None:
-    _browser_or_skip()
+    If the test fails, what the page showed is kept as failure.png and failure.txt in tmp_path.
+    """
     from playwright.sync_api import sync_playwright
 
-    shots = screenshot_dir(tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    elsewhere: list[str] = []
+    troubles: list[str] = []
     with sync_playwright() as playwright:
-        # launch() gives every run a fresh, empty profile of its own.
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        context = playwright.chromium.launch_persistent_context(
+            tmp_path / "chromium-profile",
+            executable_path=CHROMIUM,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-
-            page.goto(f"{demo_server.url}/assets/pipeline_plan?view=partitions", wait_until="networkidle")
-            page.wait_for_timeout(2500)
-            skip = page.get_by_role("button", name="Skip")  # Dagster's first-visit newsletter dialog
-            if skip.count():
-                skip.click()
-            page.get_by_text("13 Partitions Selected").wait_for(timeout=30_000)
-            page.get_by_text(DRIFT_KEY, exact=True).first.wait_for()
-            page.screenshot(path=str(shots / "partitions.png"))
-
-            page.get_by_text(DRIFT_KEY, exact=True).first.click()
-            diff = page.locator(".dagster-markdown").first
-            diff.wait_for(timeout=30_000)
-            text = diff.inner_text()
-            assert f"--- live/{DRIFT_KEY}" in text
-            assert "replicaCount: 12" in text and "replicaCount: 6" in text
-            page.get_by_text("drifted, pending approval").wait_for()
-            page.screenshot(path=str(shots / "partition-diff.png"))
-
-            page.goto(
-                f"{demo_server.url}/assets/pipeline_plan?view=lineage&lineageScope=neighbors&lineageDepth=4",
-                wait_until="networkidle",
-            )
-            for name in ("rendered_pipeline", "approval", "published_pipeline", "front50_live"):
-                page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(shots / "asset-graph.png"))
+            page = context.new_page()
+            page.set_default_timeout(45_000)
+            page.on("request", lambda r: elsewhere.append(r.url) if off_machine(r.url) else None)
+            page.on("pageerror", lambda e: troubles.append(f"page error: {e}"))
+            page.on("crash", lambda _: troubles.append("the page crashed"))
+            # Dagster's first-visit "join the community" dialog: dismiss it whenever it shows.
+            page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda b: b.click())
+            failed_before = request.session.testsfailed
+            yield page
+            if request.session.testsfailed > failed_before:  # this test's call just failed
+                keep_evidence(page, tmp_path, troubles)
         finally:
-            browser.close()
-    for name in ("partitions.png", "partition-diff.png", "asset-graph.png"):
-        png = (shots / name).read_bytes()
-        assert png.startswith(b"\x89PNG") and len(png) > 20_000
+            context.close()
+    assert not elsewhere, f"the UI fetched from outside this machine: {elsewhere}"
+
+
+def keep_evidence(page: Page, where: Path, troubles: list[str]) -> None:
+    print("\n".join([f"page url: {page.url}", *troubles]))
+    with suppress(Exception):
+        page.screenshot(path=str(where / "failure.png"))
+        (where / "failure.txt").write_text(page.inner_text("body"))
+        print(f"what the page showed: {where / 'failure.png'} and failure.txt")
+
+
+def off_machine(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in {"http", "https", "ws", "wss"} and parsed.hostname not in {
+        "127.0.0.1",
+        "localhost",
+    }
+
+
+def test_asset_graph_shows_every_asset(demo: DemoLike, page: Page, shots: Path) -> None:
+    page.goto(f"{demo.server.url}/asset-groups", wait_until="networkidle")
+    for group in ("inputs", "pipelines", "fleet"):
+        page.get_by_text(group, exact=True).first.wait_for()
+    expand = page.locator('[aria-label="unfold_more"]')  # one per collapsed group
+    while expand.count():
+        expand.first.click()
+    page.reload(wait_until="networkidle")  # the graph fits itself to the page only when it loads
+    for asset in ASSETS:
+        page.get_by_text(asset, exact=True).first.wait_for()
+    page.wait_for_timeout(1000)  # edges are drawn after the nodes
+    page.screenshot(path=str(shots / "asset-graph.png"))
+
+
+def test_partitions_list_every_pipeline_with_its_plan(demo: DemoLike, page: Page, shots: Path) -> None:
+    plan = demo.server.latest_metadata("pipeline_plan", MISSING_KEY)
+    assert plan["status"] == "create"
+    page.goto(partition_url(demo.server.url, "pipeline_plan", MISSING_KEY), wait_until="networkidle")
+    page.get_by_text(f"{len(demo.keys)} Partitions Selected").wait_for()
+    for key in demo.keys:
+        page.get_by_text(key, exact=True).first.wait_for()
+    page.get_by_text(plan["display_status"], exact=True).wait_for()
+    page.get_by_text(plan["plan_digest"], exact=True).wait_for()
+    page.screenshot(path=str(shots / "partitions.png"))
+
+
+def test_a_partition_shows_its_diff(demo: DemoLike, page: Page, shots: Path) -> None:
+    plan = demo.server.latest_metadata("pipeline_plan", DRIFT_KEY)
+    assert plan["status"] == "drift"
+    page.goto(partition_url(demo.server.url, "pipeline_plan", DRIFT_KEY), wait_until="networkidle")
+    page.get_by_text(plan["display_status"], exact=True).wait_for()
+    diff = page.locator(".dagster-markdown").first
+    diff.wait_for()
+    text = diff.inner_text()
+    assert f"--- live/{DRIFT_KEY}" in text and f"+++ rendered/{DRIFT_KEY}" in text
+    assert "-    replicaCount: 12" in text and "+    replicaCount: 6" in text
+    diff.scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "partition-diff.png"))

@@ -1,85 +1,144 @@
-"""`make demo`'s program: it starts, prints where to go, and Ctrl-C leaves nothing behind."""
+"""`make demo`'s program for real: it starts, says where to go, and Ctrl-C leaves nothing behind.
+
+Each demo runs in a process group of its own, as a terminal's foreground job would, and gets
+SIGINT the way Ctrl-C sends it: to that group.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dagster_dev import PROJECT, free_port, group_alive
+from dagster_dev import PROJECT, assert_nothing_left, free_port, processes_using, wait_until
+
+from pipeline_sync import demo as demo_module
+from pipeline_sync.demo_seed import CONFLICT_KEY, DRIFT_KEY, MISSING_KEY
 
 pytestmark = pytest.mark.e2e
 
+START_SECONDS = 180
 
-def start_demo(tmp_path: Path, port: int, s3_port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PIPELINE_SYNC_", "DAGSTER_"))}
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipeline_sync.demo",
-                "--port",
-                str(port),
-                "--s3-port",
-                str(s3_port),
-                "--home",
-                str(tmp_path / "demo"),
-            ],
+
+@dataclass
+class Demo:
+    process: subprocess.Popen[bytes]
+    home: Path
+    port: int
+    s3_port: int
+    out: Path
+    err: Path
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster_home"
+
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, seconds: float = START_SECONDS) -> str:
+        def seen() -> str | None:
+            assert self.process.poll() is None, (
+                f"the demo exited early:\n{self.stdout()}\n{self.err.read_text()}"
+            )
+            return self.stdout() if text in self.stdout() else None
+
+        return wait_until(f"{text!r} on the demo's stdout", seen, seconds)
+
+    def ctrl_c(self) -> int:
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=60)
+
+
+def demo_argv(port: int, s3_port: int, home: Path) -> list[str]:
+    options = ["--port", str(port), "--s3-port", str(s3_port), "--home", str(home)]
+    return [sys.executable, "-m", "pipeline_sync.demo", *options]
+
+
+@contextmanager
+def running_demo(tmp_path: Path, home: Path, port: int, s3_port: int, name: str = "demo") -> Iterator[Demo]:
+    out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        process = subprocess.Popen(
+            demo_argv(port, s3_port, home),
             cwd=PROJECT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            stdout=stdout,
+            stderr=stderr,
             start_new_session=True,
         )
-
-
-def test_demo_starts_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    log = tmp_path / "demo.log"
-    port = free_port()
-    demo = start_demo(tmp_path, port, free_port(), log)
+    demo = Demo(process, home, port, s3_port, out, err)
     try:
-        deadline = time.monotonic() + 180
-        while b"demo is running" not in log.read_bytes():
-            assert demo.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the demo did not start in 180 s"
-            time.sleep(1)
-        text = log.read_text()
-        assert f"http://127.0.0.1:{port}" in text
-        assert "drift     checkout/prod/deploy" in text and "create    search/prod/deploy" in text
-        assert "pipeline-sync approve search/prod/deploy --digest" in text
-        os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        assert demo.wait(timeout=60) == 0
-        deadline = time.monotonic() + 30
-        while group_alive(demo.pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert not group_alive(demo.pid)
-        children = subprocess.run(
-            ["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True
-        ).stdout
-        assert children.strip() == "", f"left behind: {children}"
+        yield demo
     finally:
-        if group_alive(demo.pid):
-            os.killpg(demo.pid, signal.SIGKILL)
+        if process.poll() is None:  # the test failed midway: leave nothing running
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        assert_nothing_left(demo.dagster_home, seconds=30)
 
 
-def test_busy_port_gives_a_clear_message(tmp_path: Path) -> None:
-    import socket
+def assert_stopped_cleanly(demo: Demo) -> None:
+    assert demo.ctrl_c() == 0, demo.err.read_text()
+    assert "Stopping the demo" in demo.err.read_text()
+    assert_nothing_left(demo.dagster_home)
+    assert demo_module.port_free(demo.port) and demo_module.port_free(demo.s3_port)
 
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+
+def test_demo_starts_twice_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    home, port, s3_port = tmp_path / "home", free_port(), free_port()
+    for attempt in ("first", "second"):  # the second run reuses the home and the ports
+        with running_demo(tmp_path, home, port, s3_port, attempt) as demo:
+            text = demo.wait_for_output(f"pipeline-sync demo is running: http://127.0.0.1:{port}")
+            assert f"drift     {DRIFT_KEY}" in text and f"create    {MISSING_KEY}" in text
+            assert f"conflict  {CONFLICT_KEY}" in text
+            approve = re.search(
+                rf"pipeline-sync approve {MISSING_KEY} --digest ([0-9a-f]{{64}}) --approver", text
+            )
+            assert approve, text
+            assert f"source {home / 'env.sh'}" in text
+            assert len(processes_using(demo.dagster_home)) >= 4  # the demo, dagster dev and its servers
+            if attempt == "first":
+                busy = subprocess.run(
+                    demo_argv(free_port(), free_port(), home), cwd=PROJECT, capture_output=True, text=True
+                )
+                assert busy.returncode == 1
+                assert f"another demo (pid {demo.process.pid}) is running from {home}" in busy.stderr
+            assert_stopped_cleanly(demo)
+
+
+def test_demo_interrupted_while_starting_leaves_nothing(tmp_path: Path) -> None:
+    with running_demo(tmp_path, tmp_path / "home", free_port(), free_port()) as demo:
+        demo.wait_for_output("Starting dagster dev")
+        time.sleep(1)  # dagster dev is importing, or starting its code server
+        assert_stopped_cleanly(demo)
+        assert "demo is running" not in demo.stdout()
+
+
+@pytest.mark.parametrize("busy_option", ["--port", "--s3-port"])
+def test_a_busy_port_gives_a_clear_message(tmp_path: Path, busy_option: str) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        busy = listener.getsockname()[1]
+        port, s3_port = (busy, free_port()) if busy_option == "--port" else (free_port(), busy)
         result = subprocess.run(
-            [sys.executable, "-m", "pipeline_sync.demo", "--port", str(port), "--home", str(tmp_path / "d")],
+            demo_argv(port, s3_port, tmp_path / "home"),
             cwd=PROJECT,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=120,
         )
     assert result.returncode == 1
-    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    option = "--port / DEMO_PORT" if busy_option == "--port" else "--s3-port / DEMO_S3_PORT"
+    assert result.stderr == (
+        f"error: port {busy} on 127.0.0.1 is already in use; free it or choose another with {option}.\n"
+    )
+    assert not (tmp_path / "home").exists(), "nothing is set up before the ports are checked"
