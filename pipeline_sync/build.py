@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
-from dataclasses import dataclass
+import gc
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline_sync.catalog import Catalog, Target, load_catalog
 from pipeline_sync.errors import RenderError
-from pipeline_sync.render import RenderedPipeline, Renderer
+from pipeline_sync.render import Reference, RenderedPipeline, Renderer
+from pipeline_sync.render_cache import (
+    CachedRender,
+    RenderCache,
+    context_fingerprint,
+    render_key,
+    template_digest,
+    template_is_deterministic,
+)
 from pipeline_sync.spinnaker import validate_fleet, validate_pipeline
 
 
@@ -28,15 +40,30 @@ class RenderOutcome:
 
 @dataclass(frozen=True)
 class Workspace:
-    """A loaded catalog and its renderer."""
+    """A loaded catalog, its renderer, and the render cache render_all uses.
+
+    render_cache None means: the cache the environment configures (PIPELINE_SYNC_CACHE_DIR,
+    PIPELINE_SYNC_CACHE), made at first use, not when the workspace is loaded.
+    """
 
     catalog: Catalog
     renderer: Renderer
+    render_cache: RenderCache | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def load(cls, catalog_dir: Path, templates_dir: Path) -> Workspace:
+    def load(
+        cls, catalog_dir: Path, templates_dir: Path, *, render_cache: RenderCache | None = None
+    ) -> Workspace:
         catalog = load_catalog(catalog_dir, templates_dir)
-        return cls(catalog=catalog, renderer=Renderer(templates_dir, catalog))
+        return cls(catalog=catalog, renderer=Renderer(templates_dir, catalog), render_cache=render_cache)
+
+    @property
+    def cache(self) -> RenderCache:
+        """The render cache: the one given, else one from the environment, made now and kept."""
+        if self.render_cache is None:
+            object.__setattr__(self, "render_cache", RenderCache.from_env())
+        assert self.render_cache is not None
+        return self.render_cache
 
 
 def select_keys(keys: list[str] | Mapping[str, object], pattern: str | None) -> list[str]:
@@ -45,8 +72,13 @@ def select_keys(keys: list[str] | Mapping[str, object], pattern: str | None) -> 
 
 
 def render_one(workspace: Workspace, target: Target) -> RenderOutcome:
+    """Render and validate one target, always afresh (render_all is the cached path)."""
+    return _render_one(workspace, target, None)
+
+
+def _render_one(workspace: Workspace, target: Target, references: list[Reference] | None) -> RenderOutcome:
     try:
-        rendered = workspace.renderer.render(target)
+        rendered = workspace.renderer.render(target, references=references)
     except RenderError as exc:
         return RenderOutcome(target, None, (str(exc),))
     problems = tuple(str(p) for p in validate_pipeline(target.key, rendered.document))
@@ -59,19 +91,23 @@ def render_all(workspace: Workspace, keys: list[str] | None = None) -> dict[str,
     A selection is still checked against the whole catalog, so it can never hide a
     duplicate: names can only collide within an application (= service), so only the
     selected services are rendered in full; ids of every other target are known without
-    rendering.
+    rendering. Renders come from the workspace's render cache when their inputs are unchanged
+    (pipeline_sync.render_cache); fleet-wide checks always run.
     """
     targets = workspace.catalog.targets
     wanted = sorted(targets) if keys is None else keys
-    outcomes = {key: render_one(workspace, targets[key]) for key in wanted}
+    services = {targets[k].service for k in wanted} if keys is not None else set()
+    chosen = set(wanted)
+    siblings = [k for k, t in targets.items() if k not in chosen and t.service in services]
+    rendered = render_many(workspace, [targets[k] for k in dict.fromkeys([*wanted, *siblings])])
+    outcomes = {key: rendered[key] for key in wanted}
     documents = {k: o.rendered.document for k, o in outcomes.items() if o.rendered is not None}
     if keys is not None:
-        services = {targets[k].service for k in wanted}
         for key, target in targets.items():
             if key in documents:
                 continue
             if target.service in services:
-                other = render_one(workspace, target)
+                other = rendered[key]
                 if other.rendered is not None:
                     documents[key] = other.rendered.document
             else:
@@ -82,6 +118,119 @@ def render_all(workspace: Workspace, keys: list[str] | None = None) -> dict[str,
             extra = tuple(str(p) for p in problems)
             outcomes[key] = RenderOutcome(old.target, old.rendered, old.problems + extra)
     return outcomes
+
+
+def render_many(workspace: Workspace, targets: list[Target]) -> dict[str, RenderOutcome]:
+    """Render and validate targets one by one (no fleet checks), through the render cache.
+
+    Every stored row the targets need is read in one query, new renders are written in one
+    transaction; render errors are never stored.
+    """
+    cache = workspace.cache
+    templates: dict[str, str | None] = {}
+    cache_keys: dict[str, str] = {}
+    outcomes: dict[str, RenderOutcome] = {}
+    # The cached path allocates millions of acyclic objects (rows, documents): generational
+    # GC would only rescan them, again and again. Renders (misses) run with GC as it was.
+    with _gc_paused():
+        for target in targets:
+            cache_key = _cache_key(workspace, target, templates)
+            if cache_key is not None:
+                cache_keys[target.key] = cache_key
+        stored = cache.load(cache_keys.values())
+        for target in targets:
+            cache_key = cache_keys.get(target.key)
+            hit = stored.get(cache_key) if cache_key is not None else None
+            outcome = _from_cache(workspace.renderer, target, hit) if hit is not None else None
+            if outcome is not None:
+                outcomes[target.key] = outcome
+    new: dict[str, CachedRender] = {}
+    for target in targets:
+        if target.key in outcomes:
+            continue
+        references: list[Reference] = []
+        outcome = _render_one(workspace, target, references)
+        cache_key = cache_keys.get(target.key)
+        rendered = outcome.rendered
+        document = _read_back(rendered) if cache_key is not None and rendered is not None else None
+        if cache_key is not None and rendered is not None and document is not None:
+            new[cache_key] = CachedRender(
+                pipeline_id=rendered.pipeline_id,
+                canonical=rendered.canonical,
+                problems=outcome.problems,
+                references=tuple(references),
+            )
+            # The document a later hit will give (equal, in plain JSON types): one kind either way.
+            rendered = RenderedPipeline(rendered.key, rendered.pipeline_id, document, rendered.canonical)
+            outcome = RenderOutcome(target, rendered, outcome.problems)
+        outcomes[target.key] = outcome
+    cache.store(new, used=[cache_keys[k] for k in outcomes if k in cache_keys and cache_keys[k] not in new])
+    return {target.key: outcomes[target.key] for target in targets}
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC, then hand what was allocated meanwhile to its oldest generation.
+
+    Without the hand-over, the first collections after the pause would scan every object it
+    allocated, twice (young, then middle generation). freeze() + unfreeze() is the documented
+    way to move all tracked objects to the oldest generation; it is skipped when someone else
+    has frozen objects, which unfreeze() would release.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
+            gc.enable()
+
+
+def _cache_key(workspace: Workspace, target: Target, templates: dict[str, str | None]) -> str | None:
+    """target's render cache key, or None when its render must not be cached.
+
+    templates memoizes, per template name, the digest of its source (None: not cacheable).
+    """
+    if target.template not in templates:
+        try:
+            source = workspace.renderer.template_source(target)
+        except RenderError:
+            source = None  # rendering reports it
+        cacheable = source is not None and template_is_deterministic(source)
+        templates[target.template] = template_digest(source) if source is not None and cacheable else None
+    digest = templates[target.template]
+    if digest is None:
+        return None
+    context = context_fingerprint(target.context)
+    if context is None:
+        return None
+    return render_key(workspace.cache.code, target, digest, context)
+
+
+def _from_cache(renderer: Renderer, target: Target, hit: CachedRender) -> RenderOutcome | None:
+    """The stored outcome, when every pipeline_id() call it made gets the same answer today."""
+    for app_name, stack, template, answer in hit.references:
+        if renderer.referenced_id(app_name, stack, template) != answer:
+            return None
+    try:
+        document = json.loads(hit.canonical)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    rendered = RenderedPipeline(
+        key=target.key, pipeline_id=hit.pipeline_id, document=document, canonical=hit.canonical
+    )
+    return RenderOutcome(target, rendered, hit.problems)
+
+
+def _read_back(rendered: RenderedPipeline) -> dict[str, Any] | None:
+    """The canonical JSON read back, when it equals the document (no tuples, no non-string keys)."""
+    document = json.loads(rendered.canonical)
+    return document if isinstance(document, dict) and document == rendered.document else None
 
 
 def _identity_only(workspace: Workspace, target: Target) -> dict[str, str]:

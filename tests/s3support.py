@@ -17,6 +17,12 @@ PROJECT = Path(__file__).resolve().parent.parent
 BUCKET = "front50-test"
 
 
+@pytest.fixture(autouse=True)
+def private_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every test gets its own content and render caches, never the user's cache dir."""
+    monkeypatch.setenv("PIPELINE_SYNC_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Fake credentials so nothing can reach real AWS, and no endpoint from the outside."""

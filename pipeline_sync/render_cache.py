@@ -1,0 +1,416 @@
+"""A persistent render cache: each target's canonical JSON and validation, reused while its inputs hold.
+
+Rendering a target is a pure function of its inputs, so a warm plan need not run Jinja, the
+YAML load and the safety walks again (about 1.3 ms a target): it reads the stored canonical
+JSON back with ``json.loads`` (about 0.02 ms). On a hit the outcome is
+``RenderedPipeline(key, pipeline_id, json.loads(canonical), canonical)`` with the stored
+validation problems; Jinja and YAML never run.
+
+The key of a target's render (``render_key``) is sha256 over:
+
+1. the **code fingerprint** (``code_fingerprint``): ``RENDER_CACHE_FORMAT`` (bump it when what
+   a stored render means changes), ``pipeline_sync.__version__``, the source bytes of every
+   module on the render and validation path (``CODE_MODULES``: an edit to any of them
+   invalidates everything, even when nobody bumps a version), the versions of Jinja2,
+   MarkupSafe and PyYAML, whether libyaml is used, and the Python version. It is computed when
+   this module is imported, right after those modules, so it describes the code that runs.
+   When a source cannot be read, the cache lives in memory only;
+2. the target's **key** (service/stack/template: it names the template, and problems quote
+   it), its **service** (the ``application``) and its **template** name;
+3. its **own id**: the pinned id, or "derived" (then it is uuid5 of the key, by code in the
+   fingerprint);
+4. sha256 of the **template source**, exactly the text the renderer compiled
+   (``Renderer.template_source``: the same string that is rendered, so an edit between
+   hashing and compiling cannot be stored under the old text);
+5. the **context** (merged variables and the service's fields) as JSON that *keeps map
+   order*: a template can iterate a map, and ``canonical_json`` would sort keys and give two
+   contexts a ``{% for %}`` tells apart the same key. A context holding anything but plain
+   JSON types (a YAML date, set or binary, a tuple, a non-string key) is not cached.
+
+and, checked when a row is used rather than hashed into the key:
+
+6. **what ``pipeline_id()`` answered**. A template may call ``pipeline_id(app, stack,
+   template)`` with any arguments, so which other targets it depends on is only known by
+   rendering it. Every call (its arguments, and the id it returned or "names no target") is
+   stored with the render, and the row is used only when the current catalog (its targets,
+   pinned ids and failed services, through ``Renderer.referenced_id``) answers every recorded
+   call the same. A render is deterministic given 1-5 and those answers, so equal answers
+   mean an equal render: adding, removing or re-pinning a target invalidates exactly the
+   renders that asked about it, and nothing else.
+
+Nothing else reaches a render: the templates directory and file names appear only in error
+messages, and render errors are never cached. Templates using Jinja's nondeterministic
+``random`` filter or ``lipsum`` global are never cached. Validation: the per-target problems
+(``validate_pipeline``, a pure function of the key and the document, its code in the
+fingerprint) are stored with the render; the fleet-wide checks (name and id collisions across
+targets) always run. A render is stored only when its canonical JSON reads back equal to the
+document; render_all then hands out that read-back document on the miss too, so a hit and a
+miss give the same document, in plain JSON types.
+
+Storage: ``render-cache.sqlite`` beside the content cache (``PIPELINE_SYNC_CACHE_DIR``, else
+the user cache dir); ``PIPELINE_SYNC_CACHE=off`` keeps it in memory, for one workspace. A run
+reads every row it needs in one query and writes its new rows in one transaction. A corrupt
+file is deleted and rebuilt; a locked or unwritable one only costs the speed-up. Rows unused
+for ``MAX_IDLE_DAYS`` days are deleted when a run writes, and the oldest beyond ``MAX_ROWS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jinja2
+import platformdirs
+import yaml
+from jinja2 import nodes
+
+import pipeline_sync
+from pipeline_sync.canonical import sha256_hex
+from pipeline_sync.catalog import Target
+from pipeline_sync.render import Reference
+
+# Bump when what a cached render means changes without a change to CODE_MODULES' source.
+RENDER_CACHE_FORMAT = 1
+CACHE_FILE = "render-cache.sqlite"
+TABLE = f"renders_v{RENDER_CACHE_FORMAT}"
+MAX_IDLE_DAYS = 14
+MAX_ROWS = 200_000
+BUSY_TIMEOUT_MS = 5_000
+_DAY = 86_400
+_T = TypeVar("_T")
+
+# Modules whose code decides a render or its validation problems.
+CODE_MODULES = (
+    "pipeline_sync.build",
+    "pipeline_sync.canonical",
+    "pipeline_sync.errors",
+    "pipeline_sync.identity",
+    "pipeline_sync.names",
+    "pipeline_sync.render",
+    "pipeline_sync.render_cache",
+    "pipeline_sync.sandbox",
+    "pipeline_sync.spinnaker",
+    "pipeline_sync.yamlsafe",
+)
+LIBRARIES = ("jinja2", "MarkupSafe", "PyYAML")
+# Jinja globals and filters whose output differs from one call to the next.
+NONDETERMINISTIC_NAMES = frozenset({"lipsum"})
+NONDETERMINISTIC_FILTERS = frozenset({"random"})
+
+
+@dataclass(frozen=True)
+class CachedRender:
+    """What a render left behind: enough to rebuild its RenderedPipeline and RenderOutcome."""
+
+    pipeline_id: str
+    canonical: str
+    problems: tuple[str, ...]
+    references: tuple[Reference, ...]
+
+
+def code_fingerprint() -> str | None:
+    """sha256 over everything in the code that a render depends on; None if a source is unreadable.
+
+    Computed once, when this module is imported: right after the modules it reads were
+    imported, so the source it hashes is the code that runs (even if files change later).
+    """
+    return _CODE_FINGERPRINT
+
+
+def _fingerprint() -> str | None:
+    parts = [
+        "pipeline-sync render cache",
+        str(RENDER_CACHE_FORMAT),
+        pipeline_sync.__version__,
+        f"{sys.implementation.name} {sys.version_info.major}.{sys.version_info.minor}",
+        f"libyaml={getattr(yaml, '__with_libyaml__', False)}",
+        f"jinja2.__version__={jinja2.__version__}",
+    ]
+    for library in LIBRARIES:
+        try:
+            parts.append(f"{library}={importlib.metadata.version(library)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(f"{library}=?")
+    for name in CODE_MODULES:
+        try:
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.origin is None:
+                return None
+            parts.append(name)
+            parts.append(hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest())
+        except (ImportError, OSError, ValueError):
+            return None
+    return sha256_hex(*parts)
+
+
+def context_fingerprint(context: Mapping[str, Any]) -> str | None:
+    """The context as JSON in its own key order, or None when it holds anything but plain JSON types."""
+    if not isinstance(context, dict) or not _plain(context):
+        return None
+    try:
+        return json.dumps(context, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _plain(root: Any) -> bool:
+    """True when root is built only of dict (string keys), list, str, int, float, bool and None."""
+    stack = [root]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            for key, value in item.items():
+                if type(key) is not str:
+                    return False
+                if type(value) in (dict, list):
+                    stack.append(value)
+                elif type(value) not in _SCALARS:
+                    return False
+        elif kind is list:
+            for value in item:
+                if type(value) in (dict, list):
+                    stack.append(value)
+                elif type(value) not in _SCALARS:
+                    return False
+        elif kind not in _SCALARS:
+            return False
+    return True
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def template_is_deterministic(source: str) -> bool:
+    """False when the template uses a Jinja global or filter that differs from call to call."""
+    try:
+        tree = jinja2.Environment().parse(source)
+    except jinja2.TemplateError:
+        return False
+    if any(node.name in NONDETERMINISTIC_NAMES for node in tree.find_all(nodes.Name)):
+        return False
+    return not any(node.name in NONDETERMINISTIC_FILTERS for node in tree.find_all(nodes.Filter))
+
+
+def template_digest(source: str) -> str:
+    """sha256 of a template's text, as it is compiled."""
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def render_key(code: str, target: Target, template: str, context: str) -> str:
+    """The cache key of one target's render (see the module docstring for what it covers).
+
+    template is template_digest() of the source the renderer compiled, context is
+    context_fingerprint() of target.context. The target's own id is its pinned id, else
+    derived from its key by code the fingerprint covers.
+    """
+    own_id = f"pinned:{target.pinned_id}" if target.pinned_id else "derived"
+    parts = (code, target.key, target.service, target.template, own_id, template, context)
+    # Length-prefixed, so no two different part lists hash the same text; one update is faster
+    # than canonical.sha256_hex's two per part, 10,000 times a plan.
+    text = "".join(f"{len(part)}:{part}" for part in parts)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def cache_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """Where the render cache lives, or None when PIPELINE_SYNC_CACHE turns caching off."""
+    env = os.environ if environ is None else environ
+    if env.get("PIPELINE_SYNC_CACHE", "on").lower() in {"off", "0", "false"}:
+        return None
+    configured = env.get("PIPELINE_SYNC_CACHE_DIR")
+    base = Path(configured) if configured else Path(platformdirs.user_cache_dir("pipeline-sync"))
+    return base / CACHE_FILE
+
+
+class RenderCache:
+    """Stored renders by key: in a sqlite file across runs, or in memory for one workspace."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._code = code_fingerprint()
+        self._path = path if self._code is not None else None
+        self._memory: dict[str, CachedRender] = {}
+        self._used: dict[str, int] = {}  # key -> when it was last marked used, of rows loaded
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RenderCache:
+        return cls(cache_path(environ))
+
+    @classmethod
+    def in_memory(cls) -> RenderCache:
+        return cls(None)
+
+    @property
+    def path(self) -> Path | None:
+        """The sqlite file, or None when this cache lives in memory."""
+        return self._path
+
+    @property
+    def code(self) -> str:
+        """The code fingerprint every key of this cache starts from."""
+        return self._code or "unfingerprinted"
+
+    # -- reads --------------------------------------------------------------
+    def load(self, keys: Iterable[str]) -> dict[str, CachedRender]:
+        """The stored renders of keys (those it has), read in one query."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        if self._path is None:
+            return {k: self._memory[k] for k in wanted if k in self._memory}
+        nothing: list[tuple[Any, ...]] = []
+        rows = self._guarded(lambda db: self._select(db, wanted), nothing)
+        found: dict[str, CachedRender] = {}
+        for key, pipeline_id, canonical, problems, references, used in rows:
+            entry = _entry(pipeline_id, canonical, problems, references)
+            if entry is not None:
+                found[key] = entry
+                self._used[key] = used if isinstance(used, int) else 0
+        return found
+
+    @staticmethod
+    def _select(db: sqlite3.Connection, wanted: list[str]) -> list[tuple[Any, ...]]:
+        return db.execute(
+            f"SELECT key, pipeline_id, canonical, problems, refs, used FROM {TABLE} "
+            "WHERE key IN (SELECT value FROM json_each(?))",
+            (json.dumps(wanted),),
+        ).fetchall()
+
+    # -- writes -------------------------------------------------------------
+    def store(self, new: Mapping[str, CachedRender], used: Iterable[str] = ()) -> None:
+        """Write new renders and mark used ones as used today, in one transaction.
+
+        Also forgets renders unused for MAX_IDLE_DAYS days and the oldest beyond MAX_ROWS.
+        A locked or unwritable cache is left as it is: the next run renders again.
+        """
+        now = int(time.time())
+        if self._path is None:
+            self._memory.update(new)
+            return
+        stale = [(now, k) for k in used if self._used.get(k, now) < now - _DAY]
+        if not new and not stale:
+            return
+        rows = [
+            (
+                key,
+                entry.pipeline_id,
+                entry.canonical,
+                json.dumps(list(entry.problems)),
+                json.dumps([list(r) for r in entry.references]),
+                now,
+            )
+            for key, entry in new.items()
+        ]
+
+        def write(db: sqlite3.Connection) -> None:
+            with db:
+                db.executemany(
+                    f"INSERT OR REPLACE INTO {TABLE} "
+                    "(key, pipeline_id, canonical, problems, refs, used) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                db.executemany(f"UPDATE {TABLE} SET used = ? WHERE key = ?", stale)
+                if rows:
+                    db.execute(f"DELETE FROM {TABLE} WHERE used < ?", (now - MAX_IDLE_DAYS * _DAY,))
+                    (count,) = db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
+                    if count > MAX_ROWS:
+                        db.execute(
+                            f"DELETE FROM {TABLE} WHERE key IN "
+                            f"(SELECT key FROM {TABLE} ORDER BY used DESC LIMIT -1 OFFSET ?)",
+                            (MAX_ROWS,),
+                        )
+
+        self._guarded(write, None)
+
+    # -- the file -----------------------------------------------------------
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} (key TEXT PRIMARY KEY, pipeline_id TEXT NOT NULL, "
+                "canonical TEXT NOT NULL, problems TEXT NOT NULL, refs TEXT NOT NULL, "
+                "used INTEGER NOT NULL) WITHOUT ROWID"
+            )
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _guarded(self, action: Callable[[sqlite3.Connection], _T], fallback: _T) -> _T:
+        """Run action on a fresh connection. A corrupt file is deleted and the action retried
+        once on a new one; any other sqlite or file-system failure gives fallback (the cache is
+        only a speed-up)."""
+        assert self._path is not None
+        for attempt in range(2):
+            try:
+                db = self._connect(self._path)
+                try:
+                    return action(db)
+                finally:
+                    db.close()
+            except sqlite3.OperationalError:
+                return fallback  # locked, read-only, cannot open: not a reason to delete anything
+            except sqlite3.DatabaseError:
+                if attempt == 1 or not self._discard():
+                    return fallback
+            except OSError:
+                return fallback
+        return fallback
+
+    def _discard(self) -> bool:
+        """Remove a corrupt cache file (and its WAL); True when it is gone."""
+        assert self._path is not None
+        try:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{self._path}{suffix}").unlink(missing_ok=True)
+        except OSError:
+            return False
+        return True
+
+
+def _entry(pipeline_id: Any, canonical: Any, problems: Any, references: Any) -> CachedRender | None:
+    """A stored row as a CachedRender, or None when it is not what this code writes."""
+    try:
+        problem_list = [] if problems == "[]" else json.loads(problems)
+        reference_list = [] if references == "[]" else json.loads(references)
+    except (TypeError, ValueError):
+        return None
+    if not (
+        isinstance(pipeline_id, str)
+        and isinstance(canonical, str)
+        and isinstance(problem_list, list)
+        and all(isinstance(p, str) for p in problem_list)
+        and isinstance(reference_list, list)
+        and all(_is_reference(r) for r in reference_list)
+    ):
+        return None
+    return CachedRender(
+        pipeline_id=pipeline_id,
+        canonical=canonical,
+        problems=tuple(problem_list),
+        references=tuple((r[0], r[1], r[2], r[3]) for r in reference_list),
+    )
+
+
+def _is_reference(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 4
+        and all(isinstance(v, str) for v in value[:3])
+        and (value[3] is None or isinstance(value[3], str))
+    )
+
+
+_CODE_FINGERPRINT = _fingerprint()
