@@ -20,6 +20,7 @@ import yaml
 from botocore.exceptions import ClientError
 from deepdiff import DeepDiff
 
+from pipeline_sync.canonical import canonical_json
 from pipeline_sync.catalog import TEMPLATE_SUFFIX, load_catalog
 from pipeline_sync.front50 import PIPELINE_FILE
 from pipeline_sync.identity import assign_identities, pipeline_id_for
@@ -61,7 +62,7 @@ def naive_plan(
         document = yaml.load(yaml_text, Loader=yaml.SafeLoader)  # the pure-Python loader
         pipeline_id = pipeline_id_for(key)
         assign_identities(document, pipeline_id, target.service)
-        desired = managed_document(document, key=key, source_file=target.source_file)
+        desired = managed_document(canonical_json(document), key=key, source_file=target.source_file)
         rendered = time.perf_counter()
         try:
             response = client.get_object(Bucket=bucket, Key=f"{root}/pipelines/{pipeline_id}/{PIPELINE_FILE}")

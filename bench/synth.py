@@ -225,7 +225,7 @@ def baseline(fleet: Fleet) -> Baseline:
             older = copy.deepcopy(dict(rendered.document))
             older["description"] = f"{older.get('description', '')} (rendered by an older template)"
             target = workspace.catalog.targets[key]
-            desired = managed_document(older, key=key, source_file=target.source_file)
+            desired = managed_document(canonical_json(older), key=key, source_file=target.source_file)
             body = stamped_body(desired, approver=SEED_APPROVER, plan_digest="0" * 64)
         elif role == "drift":
             body = edited_in_deck(body)

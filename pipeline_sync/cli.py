@@ -16,7 +16,6 @@ from pipeline_sync.errors import PipelineSyncError
 from pipeline_sync.front50 import Front50Settings, Front50Store, LiveObject
 from pipeline_sync.history import written_documents
 from pipeline_sync.plan import Plan, PlanEntry, Status, build_plan, fleet_summary
-from pipeline_sync.provenance import marker_of
 from pipeline_sync.publish import ApplyResult, apply_approved
 from pipeline_sync.rollback import apply_rollback, describe_versions, plan_rollback
 
@@ -122,7 +121,7 @@ def compute_plan(ws: Workspace, store: Front50Store, pattern: str | None) -> Pla
 
 
 def _managed_keys(live: dict[str, LiveObject]) -> list[str]:
-    return [m["key"] for obj in live.values() if (m := marker_of(obj.document))]
+    return [m["key"] for obj in live.values() if (m := obj.summary.marker)]
 
 
 @main.command()

@@ -15,17 +15,17 @@ MAX_HISTORY = 20
 
 def person_edited(obj: LiveObject) -> bool:
     """True for a managed pipeline whose content is no longer what pipeline-sync wrote."""
-    marker = marker_of(obj.document)
+    summary = obj.summary
     return (
-        obj.document is not None
-        and marker is not None
-        and content_digest(obj.document) != marker.get("renderDigest")
+        summary.has_document
+        and summary.marker is not None
+        and summary.content_digest != summary.marker.get("renderDigest")
     )
 
 
 def last_written(store: Front50Store, obj: LiveObject, *, limit: int = MAX_HISTORY) -> dict[str, Any] | None:
     """The newest earlier version of obj that pipeline-sync wrote and nobody changed, or None."""
-    marker = marker_of(obj.document)
+    marker = obj.summary.marker
     if marker is None:
         return None
     for version in store.pipeline_versions(obj.pipeline_id)[:limit]:
@@ -56,7 +56,7 @@ def written_documents(
     edited = [
         obj
         for obj in live.values()
-        if person_edited(obj) and (wanted is None or (marker_of(obj.document) or {})["key"] in wanted)
+        if person_edited(obj) and (wanted is None or (obj.summary.marker or {})["key"] in wanted)
     ]
     found: dict[str, dict[str, Any]] = {}
     try:

@@ -9,19 +9,27 @@ from typing import Any
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """A new dict: override's maps merged into base's, anything else replaced."""
-    merged: dict[str, Any] = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        current = merged.get(key)
-        if isinstance(current, Mapping) and isinstance(value, Mapping):
-            merged[key] = deep_merge(current, value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+    return merge_layers(base, override)
 
 
 def merge_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge layers lowest first."""
+    """Merge layers lowest first, into a new tree that shares nothing with them.
+
+    Each value is copied once, as it enters the result; maps already in the result (copies
+    themselves) are merged into in place.
+    """
     result: dict[str, Any] = {}
     for layer in layers:
-        result = deep_merge(result, layer)
+        _merge_into(result, layer)
     return result
+
+
+def _merge_into(owned: dict[str, Any], override: Mapping[str, Any]) -> None:
+    for key, value in override.items():
+        current = owned.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            if not isinstance(current, dict):
+                current = owned[key] = dict(current)
+            _merge_into(current, value)
+        else:
+            owned[key] = copy.deepcopy(value)

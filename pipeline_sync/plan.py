@@ -15,7 +15,7 @@ from pipeline_sync.canonical import canonical_json, sha256_hex
 from pipeline_sync.catalog import Catalog
 from pipeline_sync.diff import changed_paths, fleet_signature, semantic_diff, to_yaml, unified_diff
 from pipeline_sync.front50 import LiveObject
-from pipeline_sync.provenance import content_digest, managed_document, marker_of, normalise
+from pipeline_sync.provenance import MARKER_FIELD, content_digest, managed_document, marker_of, normalise
 
 PLAN_FORMAT = 1
 ROLLBACK_SOURCE = "rollback:"
@@ -142,9 +142,9 @@ class _LiveIndex:
         self.by_id = {pid.lower(): obj for pid, obj in live.items()}
         self.by_name: dict[tuple[str, str], list[LiveObject]] = defaultdict(list)
         for obj in live.values():
-            doc = obj.document
-            if doc and isinstance(doc.get("application"), str) and isinstance(doc.get("name"), str):
-                self.by_name[(doc["application"].lower(), doc["name"].lower())].append(obj)
+            summary = obj.summary
+            if summary.application is not None and summary.name is not None:
+                self.by_name[(summary.application.lower(), summary.name.lower())].append(obj)
 
     def same_name(self, application: str, name: str, except_id: str) -> list[LiveObject]:
         found = self.by_name.get((application.lower(), name.lower()), [])
@@ -173,9 +173,9 @@ def build_plan(
     wanted_scope = set(scope) if scope is not None else None
     warnings = []
     for obj in live.values():
-        if obj.problem and obj.document is None:
+        if obj.problem and not obj.summary.has_document:
             warnings.append(f"live object {obj.key} is unreadable ({obj.problem}); left alone")
-        marker = marker_of(obj.document)
+        marker = obj.summary.marker
         if marker is None:
             continue
         key = marker["key"]
@@ -207,7 +207,8 @@ def _target_entry(
             **common,
         )
     rendered = outcome.rendered
-    desired = managed_document(rendered.document, key=target.key, source_file=target.source_file)
+    desired = managed_document(rendered.canonical, key=target.key, source_file=target.source_file)
+    desired_content = str(desired[MARKER_FIELD]["renderDigest"])  # content_digest(desired), computed once
     pipeline_id = rendered.pipeline_id
     application, name = str(desired["application"]), str(desired["name"])
     live = index.by_id.get(pipeline_id.lower())
@@ -235,9 +236,10 @@ def _target_entry(
         )
     if live is None:
         return _changed(Status.CREATE, None, desired, base)
-    marker = marker_of(live.document)
-    if live.document is None or marker is None:
-        if target.pinned_id and live.document is not None:
+    summary = live.summary
+    marker = summary.marker
+    if not summary.has_document or marker is None:
+        if target.pinned_id and summary.has_document and live.document is not None:
             return _changed(
                 Status.UPDATE,
                 live.document,
@@ -246,9 +248,9 @@ def _target_entry(
                 adopt=True,
                 messages=(f"adopts the unmanaged pipeline {pipeline_id} pinned in {target.source_file}",),
             )
-        what = (
-            f"is unreadable ({live.problem})" if live.document is None else "is not managed by pipeline-sync"
-        )
+        what = "is not managed by pipeline-sync"
+        if not summary.has_document:
+            what = f"is unreadable ({live.problem})"
         return PlanEntry(
             status=Status.CONFLICT,
             messages=(
@@ -263,17 +265,20 @@ def _target_entry(
             messages=(f"the live pipeline at id {pipeline_id} is managed as {marker['key']!r}",),
             **base,
         )
-    live_digest = content_digest(live.document)
-    if live_digest == content_digest(desired):
+    live_digest = summary.content_digest
+    if live_digest == desired_content:
         return PlanEntry(status=Status.IN_SYNC, **base)
+    document = live.document
+    assert document is not None  # summary.has_document: the body parses
     if live_digest == marker.get("renderDigest"):
-        return _changed(Status.UPDATE, live.document, desired, base)
-    return _drift_entry(live.document, desired, base, marker, written.get(pipeline_id.lower()))
+        return _changed(Status.UPDATE, document, desired, base)
+    return _drift_entry(document, desired, desired_content, base, marker, written.get(pipeline_id.lower()))
 
 
 def _drift_entry(
     live: Mapping[str, Any],
     desired: Mapping[str, Any],
+    desired_content: str,
     base: dict[str, Any],
     marker: Mapping[str, Any],
     written: Mapping[str, Any] | None,
@@ -282,7 +287,7 @@ def _drift_entry(
     written_digest = marker.get("renderDigest")
     before: Mapping[str, Any] | None = desired
     kind = "deck"
-    if content_digest(desired) != written_digest:
+    if desired_content != written_digest:
         kind, before = "both", _verified(written, written_digest)
     if before is None:
         return _changed(
