@@ -2,7 +2,8 @@
 
 `python -m bench.worker naive|dagster --out RESULT.json ...`; the parent reads RESULT.json.
 S3 requests are counted here at the client too (botocore's before-call hook on the default
-session, which every client made afterwards inherits), as a cross-check of the server's count.
+session, and on pipeline-sync's own session: every client made afterwards inherits it), as a
+cross-check of the server's count.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from pipeline_sync.front50 import RequestCounter
+from pipeline_sync.front50 import RequestCounter, s3_session
 
 
 def _counted_session() -> RequestCounter:
@@ -24,6 +25,7 @@ def _counted_session() -> RequestCounter:
     boto3.setup_default_session()
     assert boto3.DEFAULT_SESSION is not None
     boto3.DEFAULT_SESSION.events.register("before-call.s3", counter)
+    s3_session().events.register("before-call.s3", counter)
     return counter
 
 

@@ -16,7 +16,6 @@ from pipeline_sync.catalog import Target
 from pipeline_sync.errors import CatalogError, PipelineSyncError
 from pipeline_sync.front50 import Front50Store, LiveObject
 from pipeline_sync.plan import PlanEntry, Status, build_plan
-from pipeline_sync.provenance import marker_of
 from pipeline_sync.yamlsafe import load_yaml
 
 
@@ -63,16 +62,15 @@ def find_unmanaged(live: Mapping[str, LiveObject], application: str, name: str) 
     found = [
         obj
         for obj in live.values()
-        if obj.document is not None
-        and str(obj.document.get("application", "")).lower() == application.lower()
-        and str(obj.document.get("name", "")).lower() == name.lower()
+        if (obj.summary.application or "").lower() == application.lower()
+        and (obj.summary.name or "").lower() == name.lower()
     ]
     if not found:
         raise AdoptError(
             f"no pipeline named {name!r} in application {application!r} is in the bucket "
             "(names are compared case-insensitively, as Front50 does)"
         )
-    managed = [(obj, marker_of(obj.document)) for obj in found]
+    managed = [(obj, obj.summary.marker) for obj in found]
     for obj, marker in managed:
         if marker is not None:
             raise AdoptError(
@@ -128,7 +126,7 @@ def _check_pinnable(target: Target, obj: LiveObject, live: Mapping[str, LiveObje
             "remove that pin first if this pipeline should replace it"
         )
     for other in live.values():
-        marker = marker_of(other.document)
+        marker = other.summary.marker
         if marker is not None and marker["key"] == target.key:
             raise AdoptError(
                 f"{target.key} is already managed at id {other.pipeline_id}; adopting {obj.pipeline_id} "

@@ -106,23 +106,41 @@ def _timestamp_text(value: str) -> str:
     return value
 
 
-def make_s3_client(settings: Front50Settings) -> Any:
-    """A boto3 S3 client with standard retries, bounded attempts and timeouts.
+_session_lock = threading.Lock()
+_session: boto3.Session | None = None
 
-    Timestamps (LastModified) are left as the text S3 sent: nothing here computes with them,
-    and parsing them into datetimes is a fifth of the client time of a 10,000-object listing.
+
+def s3_session() -> boto3.Session:
+    """The boto3 session every pipeline-sync client is made from, created on first use.
+
+    It leaves timestamps (LastModified) as the text S3 sent: nothing here computes with
+    them, and parsing them into datetimes is a fifth of the client time of a 10,000-object
+    listing. One session for the process also loads botocore's service model once.
     """
+    global _session
+    with _session_lock:
+        if _session is None:
+            core = botocore.session.get_session()
+            core.get_component("response_parser_factory").set_parser_defaults(
+                timestamp_parser=_timestamp_text
+            )
+            _session = boto3.Session(botocore_session=core)
+        return _session
+
+
+def make_s3_client(settings: Front50Settings) -> Any:
+    """A boto3 S3 client with standard retries, bounded attempts and timeouts."""
     config = Config(
         retries={"mode": "standard", "total_max_attempts": 5},
         connect_timeout=5,
         read_timeout=30,
         max_pool_connections=settings.max_workers + 4,
     )
-    session = botocore.session.get_session()
-    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp_text)
-    return boto3.Session(botocore_session=session).client(
-        "s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=config
-    )
+    session = s3_session()
+    with _session_lock:  # a boto3 session is not thread-safe; the clients it makes are
+        return session.client(
+            "s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=config
+        )
 
 
 @dataclass(frozen=True)

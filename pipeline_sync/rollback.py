@@ -75,14 +75,14 @@ def _locate(
         obj = live.get(target.lower())
         if obj is None:
             return None, target.lower(), None
-        marker = marker_of(obj.document)
+        marker = obj.summary.marker
         if marker is None:
             raise RollbackError(
                 f"the live pipeline {target!r} is not managed by pipeline-sync; it is left alone"
             )
         return str(marker["key"]), obj.pipeline_id, obj
     for obj in live.values():
-        marker = marker_of(obj.document)
+        marker = obj.summary.marker
         if marker is not None and marker["key"] == target:
             return target, obj.pipeline_id, obj
     if catalog_id is None:

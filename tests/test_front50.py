@@ -115,3 +115,20 @@ def test_client_uses_standard_retries_and_timeouts(store: Front50Store) -> None:
     config = client.meta.config
     assert config.retries["mode"] == "standard" and config.retries["total_max_attempts"] == 5
     assert config.connect_timeout == 5 and config.read_timeout == 30
+
+
+def test_clients_come_from_one_session_that_keeps_timestamps_as_text(store: Front50Store) -> None:
+    from pipeline_sync.front50 import make_s3_client, s3_session
+
+    store.put_pipeline("p1", b'{"id": "p1"}', if_match=None)
+    counter = RequestCounter()
+    s3_session().events.register("before-call.s3", counter)
+    try:
+        client = make_s3_client(Front50Settings(bucket=BUCKET))
+        listed = client.list_objects_v2(Bucket=BUCKET)["Contents"]
+        Front50Store(store.settings, client=client).list_pipeline_etags()
+    finally:
+        s3_session().events.unregister("before-call.s3", counter)
+    assert counter.counts == {"ListObjectsV2": 2}
+    stamp = listed[0]["LastModified"]
+    assert isinstance(stamp, str) and stamp.endswith("Z") and stamp[:2] == "20"
