@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import fnmatch
-import gc
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline_sync.catalog import Catalog, Target, load_catalog
 from pipeline_sync.errors import RenderError
+from pipeline_sync.gcpause import gc_paused
 from pipeline_sync.render import Reference, RenderedPipeline, Renderer
 from pipeline_sync.render_cache import (
     CachedRender,
@@ -54,7 +53,8 @@ class Workspace:
     def load(
         cls, catalog_dir: Path, templates_dir: Path, *, render_cache: RenderCache | None = None
     ) -> Workspace:
-        catalog = load_catalog(catalog_dir, templates_dir)
+        with gc_paused():
+            catalog = load_catalog(catalog_dir, templates_dir)
         return cls(catalog=catalog, renderer=Renderer(templates_dir, catalog), render_cache=render_cache)
 
     @property
@@ -132,7 +132,7 @@ def render_many(workspace: Workspace, targets: list[Target]) -> dict[str, Render
     outcomes: dict[str, RenderOutcome] = {}
     # The cached path allocates millions of acyclic objects (rows, documents): generational
     # GC would only rescan them, again and again. Renders (misses) run with GC as it was.
-    with _gc_paused():
+    with gc_paused():
         for target in targets:
             cache_key = _cache_key(workspace, target, templates)
             if cache_key is not None:
@@ -166,27 +166,6 @@ def render_many(workspace: Workspace, targets: list[Target]) -> dict[str, Render
         outcomes[target.key] = outcome
     cache.store(new, used=[cache_keys[k] for k in outcomes if k in cache_keys and cache_keys[k] not in new])
     return {target.key: outcomes[target.key] for target in targets}
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC, then hand what was allocated meanwhile to its oldest generation.
-
-    Without the hand-over, the first collections after the pause would scan every object it
-    allocated, twice (young, then middle generation). freeze() + unfreeze() is the documented
-    way to move all tracked objects to the oldest generation; it is skipped when someone else
-    has frozen objects, which unfreeze() would release.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            if gc.get_freeze_count() == 0:
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
 
 
 def _cache_key(workspace: Workspace, target: Target, templates: dict[str, str | None]) -> str | None:

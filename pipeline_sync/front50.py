@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline_sync.canonical import sha256_hex
 from pipeline_sync.errors import StalePlanError, StoreError
+from pipeline_sync.gcpause import gc_paused
 from pipeline_sync.live import SUMMARY_FINGERPRINT, LiveObject, LiveSummary, parse_live
 
 __all__ = ["Front50Settings", "Front50Store", "LiveObject", "LiveSummary", "parse_live"]
@@ -265,6 +266,10 @@ class Front50Store:
         Objects the cache holds with a current summary are not parsed: their documents are
         read from the body on first use. Everything else is parsed, summarised and cached.
         """
+        with gc_paused():
+            return self._read_live()
+
+    def _read_live(self) -> dict[str, LiveObject]:
         listing = self.list_pipeline_etags()
         wanted = {key: etag for key, etag in listing.values()}
         cache = ContentCache(default_cache_path(self.settings) if self.settings.use_cache else None)
