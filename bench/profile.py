@@ -96,7 +96,7 @@ def _phases(size: int) -> int:
             listing = store.list_pipeline_etags()
             lap("list the bucket (ListObjectsV2 pages)")
             live = store.read_live()
-            lap("read_live again (listing + cache + json.loads)")
+            lap("read_live again (listing + cached summaries)")
             build_plan(workspace.catalog, outcomes, live)
             lap("build_plan (normalise, digests, diffs of changed)")
     total = sum(times.values()) - times["list the bucket (ListObjectsV2 pages)"]
