@@ -153,52 +153,100 @@ class CachedObject:
 
 
 class ContentCache:
-    """Object bodies and their summaries keyed by (S3 key, ETag), kept in a sqlite file across runs."""
+    """Object bodies and their summaries keyed by (S3 key, ETag), kept in a sqlite file across runs.
+
+    Only a speed-up: a corrupt file is deleted and made again, and a file that can't be used
+    (locked, read-only, a full disk) gives an empty cache for this run, never a failed plan.
+    """
 
     TABLE = "objects_v2"
 
     def __init__(self, path: Path | None) -> None:
-        self._db = sqlite3.connect(":memory:" if path is None else str(path), timeout=5)
+        self._db = self._open(path)
+
+    @classmethod
+    def _open(cls, path: Path | None) -> sqlite3.Connection:
         if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-        with self._db:
-            self._db.execute("DROP TABLE IF EXISTS objects")  # format 1: bodies only
-            self._db.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.TABLE} (key TEXT PRIMARY KEY, etag TEXT NOT NULL, "
-                "body BLOB NOT NULL, summary TEXT, summary_of TEXT)"
-            )
+            for attempt in range(2):
+                try:
+                    return cls._connect(path)
+                except sqlite3.OperationalError:
+                    break  # locked or unwritable: not a reason to delete anything
+                except sqlite3.DatabaseError:
+                    if attempt == 1 or not _discard(path):
+                        break
+                except OSError:
+                    break
+        return cls._connect(None)
+
+    @classmethod
+    def _connect(cls, path: Path | None) -> sqlite3.Connection:
+        db = sqlite3.connect(":memory:" if path is None else str(path), timeout=5)
+        try:
+            if path is not None:
+                db.execute("PRAGMA journal_mode=WAL")
+            with db:
+                db.execute("DROP TABLE IF EXISTS objects")  # format 1: bodies only
+                db.execute(
+                    f"CREATE TABLE IF NOT EXISTS {cls.TABLE} (key TEXT PRIMARY KEY, etag TEXT NOT NULL, "
+                    "body BLOB NOT NULL, summary TEXT, summary_of TEXT)"
+                )
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def get_many(self, wanted: Mapping[str, str]) -> dict[str, CachedObject]:
-        rows = self._db.execute(f"SELECT key, etag, body, summary, summary_of FROM {self.TABLE}").fetchall()
+        try:
+            rows = self._db.execute(
+                f"SELECT key, etag, body, summary, summary_of FROM {self.TABLE}"
+            ).fetchall()
+        except sqlite3.Error:
+            return {}
         found = {}
         for key, etag, body, summary, summary_of in rows:
-            if wanted.get(key) != etag:
+            if wanted.get(key) != etag or not isinstance(body, bytes):
                 continue
-            fresh = summary is not None and summary_of == SUMMARY_FINGERPRINT
-            found[key] = CachedObject(bytes(body), LiveSummary.from_json(summary) if fresh else None)
+            fresh = isinstance(summary, str) and summary_of == SUMMARY_FINGERPRINT
+            found[key] = CachedObject(body, LiveSummary.from_json(summary) if fresh else None)
         return found
 
     def put_many(self, items: Iterable[tuple[str, str, bytes, LiveSummary]]) -> None:
         rows = [(key, etag, body, s.to_json(), SUMMARY_FINGERPRINT) for key, etag, body, s in items]
         if not rows:
             return
-        with self._db:
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO {self.TABLE} (key, etag, body, summary, summary_of) "
-                "VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
+        try:
+            with self._db:
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO {self.TABLE} (key, etag, body, summary, summary_of) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.Error:
+            pass  # not kept: the next run reads these objects again
 
     def forget_except(self, keep: Iterable[str]) -> None:
         keep_set = set(keep)
-        stale = [(k,) for (k,) in self._db.execute(f"SELECT key FROM {self.TABLE}") if k not in keep_set]
-        if not stale:
-            return
-        with self._db:
-            self._db.executemany(f"DELETE FROM {self.TABLE} WHERE key = ?", stale)
+        try:
+            stale = [(k,) for (k,) in self._db.execute(f"SELECT key FROM {self.TABLE}") if k not in keep_set]
+            if stale:
+                with self._db:
+                    self._db.executemany(f"DELETE FROM {self.TABLE} WHERE key = ?", stale)
+        except sqlite3.Error:
+            pass
 
     def close(self) -> None:
         self._db.close()
+
+
+def _discard(path: Path) -> bool:
+    """Remove a corrupt cache file (and its WAL); True when it is gone."""
+    try:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    except OSError:
+        return False
+    return True
 
 
 def default_cache_path(settings: Front50Settings) -> Path:
@@ -272,7 +320,7 @@ class Front50Store:
     def _read_live(self) -> dict[str, LiveObject]:
         listing = self.list_pipeline_etags()
         wanted = {key: etag for key, etag in listing.values()}
-        cache = ContentCache(default_cache_path(self.settings) if self.settings.use_cache else None)
+        cache = ContentCache(self._cache_path())
         try:
             cached = cache.get_many(wanted)
             fetched = self._get_many([key for key in wanted if key not in cached])
@@ -298,6 +346,15 @@ class Front50Store:
         finally:
             cache.close()
         return live
+
+    def _cache_path(self) -> Path | None:
+        """The content cache file, or None (a cache in memory) when it is off or can't be made."""
+        if not self.settings.use_cache:
+            return None
+        try:
+            return default_cache_path(self.settings)
+        except OSError:
+            return None
 
     def read_pipeline(self, pipeline_id: str) -> LiveObject | None:
         """One pipeline object, fresh from S3, or None when absent."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from pipeline_sync import front50
-from pipeline_sync.front50 import ContentCache, Front50Store, default_cache_path
+from pipeline_sync.front50 import ContentCache, Front50Store, RequestCounter, default_cache_path
 from pipeline_sync.live import LiveObject, LiveSummary, parse_live, summarise
 from pipeline_sync.provenance import MARKER_FIELD, content_digest
 
@@ -107,3 +109,24 @@ def test_a_cache_of_the_old_format_is_replaced(store: Front50Store) -> None:
     with sqlite3.connect(path) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {ContentCache.TABLE}
+
+
+def test_a_corrupt_cache_file_is_replaced(store: Front50Store) -> None:
+    _put(store, "p1", MANAGED)
+    path = default_cache_path(store.settings)
+    path.write_bytes(b"this is not a sqlite database" * 100)
+    assert store.read_live()["p1"].document == MANAGED
+    with sqlite3.connect(path) as db:  # made again, and holding the object
+        assert db.execute(f"SELECT count(*) FROM {ContentCache.TABLE}").fetchone() == (1,)
+
+
+def test_a_cache_that_cannot_be_made_only_costs_reads(store: Front50Store, tmp_path: Path) -> None:
+    _put(store, "p1", MANAGED)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory should be")
+    settings = dataclasses.replace(store.settings, cache_dir=blocker / "cache")
+    counter = RequestCounter()
+    store.client.meta.events.register("before-call.s3", counter)
+    for _ in range(2):
+        assert Front50Store(settings, client=store.client).read_live()["p1"].document == MANAGED
+    assert counter.counts == {"ListObjectsV2": 2, "GetObject": 2}
