@@ -19,6 +19,7 @@ import platformdirs
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline_sync.cachefiles import discard_sqlite_file
 from pipeline_sync.canonical import sha256_hex
 from pipeline_sync.errors import StalePlanError, StoreError
 from pipeline_sync.gcpause import gc_paused
@@ -173,7 +174,7 @@ class ContentCache:
                 except sqlite3.OperationalError:
                     break  # locked or unwritable: not a reason to delete anything
                 except sqlite3.DatabaseError:
-                    if attempt == 1 or not _discard(path):
+                    if attempt == 1 or not discard_sqlite_file(path):
                         break
                 except OSError:
                     break
@@ -237,16 +238,6 @@ class ContentCache:
 
     def close(self) -> None:
         self._db.close()
-
-
-def _discard(path: Path) -> bool:
-    """Remove a corrupt cache file (and its WAL); True when it is gone."""
-    try:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-    except OSError:
-        return False
-    return True
 
 
 def default_cache_path(settings: Front50Settings) -> Path:

@@ -75,6 +75,7 @@ import yaml
 from jinja2 import nodes
 
 import pipeline_sync
+from pipeline_sync.cachefiles import discard_sqlite_file
 from pipeline_sync.canonical import sha256_hex
 from pipeline_sync.catalog import Target
 from pipeline_sync.render import Reference
@@ -372,12 +373,7 @@ class RenderCache:
     def _discard(self) -> bool:
         """Remove a corrupt cache file (and its WAL); True when it is gone."""
         assert self._path is not None
-        try:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{self._path}{suffix}").unlink(missing_ok=True)
-        except OSError:
-            return False
-        return True
+        return discard_sqlite_file(self._path)
 
 
 def _entry(pipeline_id: Any, canonical: Any, problems: Any, references: Any) -> CachedRender | None:
