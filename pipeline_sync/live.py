@@ -148,7 +148,8 @@ class LiveObject:
 
     @property
     def problem(self) -> str | None:
-        return self._problem
+        """Why this object is not a usable pipeline, or None (from its summary: one verdict)."""
+        return self.summary.problem
 
     @property
     def summary(self) -> LiveSummary:

@@ -130,3 +130,10 @@ def test_a_cache_that_cannot_be_made_only_costs_reads(store: Front50Store, tmp_p
     for _ in range(2):
         assert Front50Store(settings, client=store.client).read_live()["p1"].document == MANAGED
     assert counter.counts == {"ListObjectsV2": 2, "GetObject": 2}
+
+
+def test_a_document_that_cannot_be_digested_is_unreadable() -> None:
+    obj = parse_live("p1", "k", '"e"', b'{"id": "p1", "name": "\\ud800"}')  # a lone surrogate
+    assert obj.document is not None  # valid JSON, but not text that can be encoded and hashed
+    assert not obj.summary.has_document
+    assert (obj.problem or "").startswith("cannot be compared")
