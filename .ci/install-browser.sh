@@ -12,28 +12,15 @@ cd "$(dirname "$0")/.."
 
 venv="${VENV:-.venv}"
 log() { echo "install-browser: $*" >&2; }
-
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    sudo -n "$@"
-  else
-    log "Chromium is not installed and this user cannot install it (not root, no passwordless sudo)."
-    log "Install it first: apt-get install -y chromium fonts-liberation"
-    exit 1
-  fi
-}
+. .ci/lib.sh
 
 if [ -x /usr/bin/chromium ]; then
   log "chromium is already installed"
 else
   log "installing Debian's chromium package"
-  export DEBIAN_FRONTEND=noninteractive
-  as_root apt-get update -qq </dev/null >&2
   # Recommends would add a desktop's worth of services (upower, a notification daemon); a headless
   # browser needs the binary, and a font for legible screenshots.
-  as_root apt-get install -y -qq --no-install-recommends chromium fonts-liberation </dev/null >&2
+  apt_install Chromium chromium fonts-liberation
 fi
 log "$(/usr/bin/chromium --version 2>/dev/null)"  # the wrapper script warns about /dev/shm
 

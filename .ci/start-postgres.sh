@@ -17,6 +17,7 @@ set -euo pipefail
 out="${1:-}"
 db="${PIPELINE_SYNC_PG_DB:-pipeline_sync_test}"
 log() { echo "start-postgres: $*" >&2; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 emit() {
   # $1 = url, $2 = stop command
@@ -39,25 +40,11 @@ pg_bindir() {
   fi
 }
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    sudo -n "$@"
-  else
-    log "PostgreSQL is not installed and this user cannot install it (not root, no passwordless sudo)."
-    log "Install it first: apt-get install -y postgresql"
-    exit 1
-  fi
-}
-
 install_postgres() {
   log "installing Debian's postgresql package (no server binaries under /usr/lib/postgresql)"
-  export DEBIAN_FRONTEND=noninteractive
-  as_root apt-get update -qq </dev/null >&2
   # The package's post-install script may try to start its own cluster; on a machine without
   # an init system that fails harmlessly. We never use that cluster.
-  as_root apt-get install -y -qq --no-install-recommends postgresql </dev/null >&2
+  apt_install PostgreSQL postgresql
 }
 
 # Reuse a server that is already up (idempotence: a second call changes nothing).
