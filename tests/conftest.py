@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from s3support import write_tree
 
 from pipeline_sync.catalog import Catalog, load_catalog
 from pipeline_sync.render import RenderedPipeline, Renderer
@@ -52,8 +53,12 @@ class Project:
     def write_service(self, name: str, service: Text) -> Path:
         """Write services/<name>.yaml: text verbatim, or a mapping over the default service fields."""
         path = self.catalog_dir / "services" / f"{name}.yaml"
-        path.write_text(_yaml_text(service, {"name": name, **SERVICE_FIELDS}), encoding="utf-8")
+        path.write_text(_service_text(name, service), encoding="utf-8")
         return path
+
+
+def _service_text(name: str, service: Text) -> str:
+    return _yaml_text(service, {"name": name, **SERVICE_FIELDS})
 
 
 def _yaml_text(value: Text, base: Mapping[str, Any]) -> str:
@@ -77,13 +82,15 @@ def make_project() -> MakeProject:
         templates: Mapping[str, str] | None = None,
     ) -> Project:
         project = Project(Path(root))
-        (project.catalog_dir / "services").mkdir(parents=True, exist_ok=True)
-        project.templates_dir.mkdir(parents=True, exist_ok=True)
-        (project.catalog_dir / "defaults.yaml").write_text(_yaml_text(defaults, {}), encoding="utf-8")
-        for name, service in (services if services is not None else {"svc": {}}).items():
-            project.write_service(name, service)
-        for name, text in (templates if templates is not None else {"deploy": TEMPLATE}).items():
-            (project.templates_dir / f"{name}.yaml.j2").write_text(text, encoding="utf-8")
+        write_tree(
+            project.root,
+            defaults=_yaml_text(defaults, {}),
+            services={
+                name: _service_text(name, service)
+                for name, service in (services if services is not None else {"svc": {}}).items()
+            },
+            templates=templates if templates is not None else {"deploy": TEMPLATE},
+        )
         return project
 
     return make

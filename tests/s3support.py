@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import boto3
@@ -97,11 +97,23 @@ def write_project(
     templates: dict[str, str] | None = None,
 ) -> Path:
     """A catalog/ and templates/ tree under root, from text; returns root."""
+    write_tree(
+        root,
+        defaults=defaults,
+        services=services if services is not None else {"svc": service_yaml()},
+        templates=templates if templates is not None else {"deploy": MINIMAL_TEMPLATE},
+    )
+    return root
+
+
+def write_tree(
+    root: Path, *, defaults: str, services: Mapping[str, str], templates: Mapping[str, str]
+) -> None:
+    """catalog/defaults.yaml, catalog/services/<name>.yaml and templates/<name>.yaml.j2 under root."""
     (root / "catalog" / "services").mkdir(parents=True, exist_ok=True)
     (root / "templates").mkdir(parents=True, exist_ok=True)
-    (root / "catalog" / "defaults.yaml").write_text(defaults)
-    for name, text in (services if services is not None else {"svc": service_yaml()}).items():
-        (root / "catalog" / "services" / f"{name}.yaml").write_text(text)
-    for name, text in (templates if templates is not None else {"deploy": MINIMAL_TEMPLATE}).items():
-        (root / "templates" / f"{name}.yaml.j2").write_text(text)
-    return root
+    (root / "catalog" / "defaults.yaml").write_text(defaults, encoding="utf-8")
+    for name, text in services.items():
+        (root / "catalog" / "services" / f"{name}.yaml").write_text(text, encoding="utf-8")
+    for name, text in templates.items():
+        (root / "templates" / f"{name}.yaml.j2").write_text(text, encoding="utf-8")
