@@ -25,10 +25,10 @@ from botocore.config import Config
 
 from pipeline_sync.build import Workspace, render_all
 from pipeline_sync.canonical import canonical_json
+from pipeline_sync.engine import stamped_body
 from pipeline_sync.front50 import PIPELINE_FILE
 from pipeline_sync.plan import build_plan
 from pipeline_sync.provenance import managed_document
-from pipeline_sync.publish import stamped_body
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 ROOT = "front50"

@@ -11,11 +11,15 @@ from typing import Any
 
 import yaml
 
+from pipeline_sync import engine
 from pipeline_sync.build import Workspace, render_all
 from pipeline_sync.catalog import Target
+from pipeline_sync.engine import Selection
 from pipeline_sync.errors import CatalogError, PipelineSyncError
-from pipeline_sync.front50 import Front50Store, LiveObject
-from pipeline_sync.plan import PlanEntry, Status, build_plan
+from pipeline_sync.live import LiveObject
+from pipeline_sync.plan import PlanEntry
+from pipeline_sync.status import Status
+from pipeline_sync.store import Store
 from pipeline_sync.yamlsafe import load_yaml
 
 
@@ -33,9 +37,7 @@ class Adoption:
     entry: PlanEntry
 
 
-def adopt(
-    catalog_dir: Path, templates_dir: Path, store: Front50Store, application: str, name: str
-) -> Adoption:
+def adopt(catalog_dir: Path, templates_dir: Path, store: Store, application: str, name: str) -> Adoption:
     """Pin the id of the unmanaged pipeline application/name into its catalog target.
 
     The service file is edited in place (one inserted `ids` entry; comments and layout kept)
@@ -50,7 +52,7 @@ def adopt(
     original = path.read_text(encoding="utf-8")
     path.write_text(pin_id(original, target.source_file, target.stack, target.template, obj.pipeline_id))
     try:
-        entry = _adopting_entry(Workspace.load(catalog_dir, templates_dir), target.key, live, obj)
+        entry = _adopting_entry(Workspace.load(catalog_dir, templates_dir), target.key, store, obj)
     except BaseException:
         path.write_text(original, encoding="utf-8")
         raise
@@ -134,13 +136,11 @@ def _check_pinnable(target: Target, obj: LiveObject, live: Mapping[str, LiveObje
             )
 
 
-def _adopting_entry(
-    workspace: Workspace, key: str, live: Mapping[str, LiveObject], obj: LiveObject
-) -> PlanEntry:
+def _adopting_entry(workspace: Workspace, key: str, store: Store, obj: LiveObject) -> PlanEntry:
     target = workspace.catalog.targets.get(key)
     if target is None or target.pinned_id != obj.pipeline_id:
         raise AdoptError(f"the edited catalog does not pin {obj.pipeline_id} on {key}; the file was put back")
-    entry = build_plan(workspace.catalog, render_all(workspace, [key]), live, scope=[key]).entries[key]
+    entry = engine.plan(workspace, store, Selection.of([key])).entries[key]
     if entry.status is not Status.UPDATE or not entry.adopt:
         raise AdoptError(
             f"after pinning, {key} plans as {entry.status}, not as an adopting update, so the file was "

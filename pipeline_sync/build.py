@@ -85,21 +85,27 @@ def _render_one(workspace: Workspace, target: Target, references: list[Reference
     return RenderOutcome(target, rendered, problems)
 
 
-def render_all(workspace: Workspace, keys: list[str] | None = None) -> dict[str, RenderOutcome]:
+def render_all(
+    workspace: Workspace, keys: list[str] | None = None, *, use_cache: bool = True
+) -> dict[str, RenderOutcome]:
     """Render and validate targets (all by default), including fleet-wide collision checks.
 
     A selection is still checked against the whole catalog, so it can never hide a
     duplicate: names can only collide within an application (= service), so only the
     selected services are rendered in full; ids of every other target are known without
     rendering. Renders come from the workspace's render cache when their inputs are unchanged
-    (pipeline_sync.render_cache); fleet-wide checks always run.
+    (pipeline_sync.render_cache), unless use_cache is False; fleet-wide checks always run.
     """
     targets = workspace.catalog.targets
     wanted = sorted(targets) if keys is None else keys
     services = {targets[k].service for k in wanted} if keys is not None else set()
     chosen = set(wanted)
     siblings = [k for k, t in targets.items() if k not in chosen and t.service in services]
-    rendered = render_many(workspace, [targets[k] for k in dict.fromkeys([*wanted, *siblings])])
+    chosen_targets = [targets[k] for k in dict.fromkeys([*wanted, *siblings])]
+    if use_cache:
+        rendered = render_many(workspace, chosen_targets)
+    else:  # a write decision: never from the cache, which anyone with the cache directory can edit
+        rendered = {target.key: render_one(workspace, target) for target in chosen_targets}
     outcomes = {key: rendered[key] for key in wanted}
     documents = {k: o.rendered.document for k, o in outcomes.items() if o.rendered is not None}
     if keys is not None:

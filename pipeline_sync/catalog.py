@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline_sync.errors import CatalogError, SourceLocation
+from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.merge import merge_layers
 from pipeline_sync.names import PINNED_ID, VARIABLE_NAME, dns_label_problem, partition_key
 from pipeline_sync.yamlsafe import LineMap, format_key_path, load_yaml
@@ -73,10 +74,19 @@ class StackDefaults(_Strict):
     _vars = field_validator("vars")(_check_variables)
 
 
+class CatalogIdentity(_Strict):
+    """Which catalog this is, written into every marker so catalogs sharing a store never claim
+    each other's pipelines; formerly lists earlier ids still owned ("" = markers without an id)."""
+
+    id: DnsLabel
+    formerly: list[str] = Field(default_factory=list)
+
+
 class Defaults(_Strict):
     vars: dict[str, Any] = Field(default_factory=dict)
     stacks: dict[DnsLabel, StackDefaults]
     prune: bool = False
+    catalog: CatalogIdentity | None = None
 
     _vars = field_validator("vars")(_check_variables)
 
@@ -154,6 +164,20 @@ class Catalog:
     failures: list[ServiceFailure] = field(default_factory=list)
     prune: bool = False
     defaults_error: CatalogError | None = None
+    # None: a catalog without `catalog: {id: ...}`; its markers carry no catalog id.
+    catalog_id: str | None = None
+    former_ids: frozenset[str | None] = frozenset()
+
+    def owns_marker_of(self, catalog_id: object) -> bool:
+        """True when a marker naming catalog_id (None: no id) was written by this catalog."""
+        return catalog_id == self.catalog_id or catalog_id in self.former_ids
+
+    def pipeline_id(self, key: str) -> str:
+        """The id this catalog gives key: pinned in the service file, else derived from the key."""
+        target = self.targets.get(key)
+        if target is not None and target.pinned_id:
+            return target.pinned_id
+        return pipeline_id_for(key)
 
     @property
     def failed_services(self) -> frozenset[str]:
@@ -182,7 +206,15 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
                 targets[target.key] = target
         except CatalogError as exc:
             failures.append(ServiceFailure(service=service, error=exc))
-    return Catalog(root=catalog_dir, targets=targets, failures=failures, prune=defaults.prune)
+    identity = defaults.catalog
+    return Catalog(
+        root=catalog_dir,
+        targets=targets,
+        failures=failures,
+        prune=defaults.prune,
+        catalog_id=identity.id if identity else None,
+        former_ids=frozenset(i or None for i in identity.formerly) if identity else frozenset(),
+    )
 
 
 def available_templates(templates_dir: Path) -> frozenset[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import getpass
 import json
 from pathlib import Path
@@ -10,14 +9,15 @@ from typing import Any
 
 import click
 
+from pipeline_sync import engine
 from pipeline_sync.adopt import adopt as adopt_pipeline
 from pipeline_sync.build import Workspace, render_all, select_keys
+from pipeline_sync.engine import ApplyResult, Selection
 from pipeline_sync.errors import PipelineSyncError
-from pipeline_sync.front50 import Front50Settings, Front50Store, LiveObject
-from pipeline_sync.history import written_documents
-from pipeline_sync.plan import Plan, PlanEntry, Status, build_plan, fleet_summary
-from pipeline_sync.publish import ApplyResult, apply_approved
+from pipeline_sync.front50 import Front50Settings, Front50Store
+from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
 from pipeline_sync.rollback import apply_rollback, describe_versions, plan_rollback
+from pipeline_sync.status import Status
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -110,18 +110,7 @@ def render(ctx: click.Context, pattern: str | None, out: Path | None) -> None:
 
 
 def compute_plan(ws: Workspace, store: Front50Store, pattern: str | None) -> Plan:
-    keys = select_keys(ws.catalog.targets, pattern)
-    outcomes = render_all(ws, keys)
-    live = store.read_live()
-    scope = None
-    if pattern is not None:
-        scope = [k for k in _managed_keys(live) if fnmatch.fnmatchcase(k, pattern)]
-    written = written_documents(store, live, None if pattern is None else [*keys, *(scope or [])])
-    return build_plan(ws.catalog, outcomes, live, scope=scope, written=written)
-
-
-def _managed_keys(live: dict[str, LiveObject]) -> list[str]:
-    return [m["key"] for obj in live.values() if (m := obj.summary.marker)]
+    return engine.plan(ws, store, Selection(pattern=pattern))
 
 
 @main.command()
@@ -227,7 +216,7 @@ def apply(ctx: click.Context, plan_file: Path, pattern: str | None, approver: st
     approved = {e.key: e.digest for e in chosen if e.rollback_version is None}
     results: list[ApplyResult] = []
     if approved:
-        results += apply_approved(_workspace(ctx), store, approved, approver=who)
+        results += engine.apply(_workspace(ctx), store, approved, approver=who)
     results += [apply_rollback(store, e, approver=who) for e in chosen if e.rollback_version is not None]
     for result in results:
         stream_err = not result.ok

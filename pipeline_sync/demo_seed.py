@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline_sync import engine
 from pipeline_sync.build import Workspace
+from pipeline_sync.engine import Selection
 from pipeline_sync.errors import PipelineSyncError
 from pipeline_sync.front50 import Front50Store
-from pipeline_sync.plan import Status
-from pipeline_sync.publish import apply_approved, current_plan
+from pipeline_sync.status import Status
 
 DRIFT_KEY = "checkout/prod/deploy"
 MISSING_KEY = "search/prod/deploy"
@@ -26,9 +27,9 @@ def seed(store: Front50Store, catalog_dir: Path, templates_dir: Path) -> dict[st
     )
     workspace = Workspace.load(catalog_dir, templates_dir)
     keys = [k for k in workspace.catalog.targets if k not in {MISSING_KEY, CONFLICT_KEY}]
-    plan = current_plan(workspace, store, keys)
+    plan = engine.plan(workspace, store, Selection.of(keys))
     approved = {k: e.digest for k, e in plan.entries.items() if e.status is Status.CREATE}
-    failed = [r.message for r in apply_approved(workspace, store, approved, approver="demo-seed") if not r.ok]
+    failed = [r.message for r in engine.apply(workspace, store, approved, approver="demo-seed") if not r.ok]
     if failed:
         raise PipelineSyncError("the demo seed could not write its pipelines: " + "; ".join(failed))
     _edit_in_deck(store, plan.entries[DRIFT_KEY].pipeline_id or "")

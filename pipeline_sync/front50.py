@@ -6,10 +6,10 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,33 @@ from pipeline_sync.canonical import sha256_hex
 from pipeline_sync.errors import StalePlanError, StoreError
 from pipeline_sync.gcpause import gc_paused
 from pipeline_sync.live import SUMMARY_FINGERPRINT, LiveObject, LiveSummary, parse_live
+from pipeline_sync.store import ObjectVersion, WriteResult
+from pipeline_sync.store.front50 import (
+    WRITER,
+    application_document,
+    change_marker_body,
+    next_change_stamp,
+    now_ms,
+    read_change_marker,
+)
 
-__all__ = ["Front50Settings", "Front50Store", "LiveObject", "LiveSummary", "parse_live"]
+__all__ = [
+    "WRITER",
+    "Front50Settings",
+    "Front50Store",
+    "LiveObject",
+    "LiveSummary",
+    "ObjectVersion",
+    "WriteResult",
+    "now_ms",
+    "parse_live",
+]
 
 PIPELINES = "pipelines"
 APPLICATIONS = "applications"
 PIPELINE_FILE = "pipeline-metadata.json"
 APPLICATION_FILE = "application-metadata.json"
 MARKER_FILE = "last-modified.json"
-WRITER = "pipeline-sync"
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 
 
@@ -66,26 +84,6 @@ class Front50Settings:
             cache_dir=Path(cache_dir) if cache_dir else None,
             use_cache=env.get("PIPELINE_SYNC_CACHE", "on").lower() not in {"off", "0", "false"},
         )
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What a write left behind, for the audit trail."""
-
-    key: str
-    etag: str | None
-    version_id: str | None
-    marker_error: str | None = None
-
-
-@dataclass(frozen=True)
-class ObjectVersion:
-    """One S3 version of a pipeline object (the bucket keeps them when versioning is on)."""
-
-    version_id: str
-    etag: str
-    last_modified: str
-    is_latest: bool
 
 
 @dataclass
@@ -260,6 +258,12 @@ class Front50Store:
         self.settings = settings
         self.client = client if client is not None else make_s3_client(settings)
         self._known_applications: set[str] = set()
+        # Per group: the newest LastModified a listing saw, and the marker value last read.
+        self._newest_listed: dict[str, str] = {}
+        self._marker_seen: dict[str, int] = {}
+
+    def describe(self) -> str:
+        return f"s3://{self.settings.bucket}"
 
     # -- keys ---------------------------------------------------------------
     @property
@@ -362,10 +366,15 @@ class Front50Store:
         return parse_live(pipeline_id.lower(), key, response["ETag"], body)
 
     def _list(self, prefix: str) -> Iterable[dict[str, Any]]:
+        group = prefix[len(self.root) + 1 :].strip("/")
         try:
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=prefix):
-                yield from page.get("Contents", [])
+                contents = page.get("Contents", [])
+                newest = max((str(i.get("LastModified", "")) for i in contents), default="")
+                if newest > self._newest_listed.get(group, ""):
+                    self._newest_listed[group] = newest
+                yield from contents
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"cannot list s3://{self.settings.bucket}/{prefix}: {exc}") from None
 
@@ -388,6 +397,9 @@ class Front50Store:
         return {key: value for key, value in results if value is not None}
 
     # -- history ------------------------------------------------------------
+    def keeps_history(self) -> bool:
+        return self.versioning() is not None
+
     def versioning(self) -> str | None:
         """The bucket's versioning status ("Enabled" or "Suspended"), or None when never enabled."""
         try:
@@ -503,9 +515,41 @@ class Front50Store:
         return None
 
     def bump_marker(self, group: str) -> None:
-        """Tell Front50 the group changed: {"lastModified": <epoch ms as a JSON number>}."""
-        body = json.dumps({"lastModified": now_ms()}).encode()
-        self._put(self.marker_key(group), body)
+        """Tell Front50 the group changed: {"lastModified": <epoch ms as a JSON number>}, past
+        the value last read from the marker, so a clock behind Front50's still counts."""
+        stamp = next_change_stamp(
+            self._marker_seen.get(group), newest_object_ms=_epoch_ms(self._newest_listed.get(group))
+        )
+        self._put(self.marker_key(group), change_marker_body(stamp))
+        self._marker_seen[group] = stamp
+
+    def repair_change_signals(self) -> list[str]:
+        """Bump each group's marker when an object of it is newer than the marker: a write whose
+        bump was lost (a crash between the two) is then seen by Front50 on its next load."""
+        repaired = []
+        self.list_pipeline_etags()
+        self.list_applications()
+        for group in (PIPELINES, APPLICATIONS):
+            newest = _epoch_ms(self._newest_listed.get(group))
+            marker = self._read_marker(group)
+            if marker is not None:
+                self._marker_seen[group] = marker
+            if newest is not None and (marker is None or newest > marker):
+                self.bump_marker(group)
+                repaired.append(self.marker_key(group))
+        return repaired
+
+    def _read_marker(self, group: str) -> int | None:
+        key = self.marker_key(group)
+        try:
+            response = self.client.get_object(Bucket=self.settings.bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in {"NoSuchKey", "404"}:
+                return None
+            raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
+        return read_change_marker(response["Body"].read())
 
     def ensure_application(self, application: str, email: str | None) -> bool:
         """Create the application object when missing; True when it was created."""
@@ -522,15 +566,7 @@ class Front50Store:
                 raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
         except BotoCoreError as exc:
             raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
-        stamp = str(now_ms())
-        document = {
-            "name": application.upper(),
-            "email": email or "",
-            "createTs": stamp,
-            "updateTs": stamp,
-            "lastModifiedBy": WRITER,
-            "cloudProviders": "",
-        }
+        document = application_document(application, email)
         try:
             self.client.put_object(
                 Bucket=self.settings.bucket,
@@ -559,8 +595,14 @@ class Front50Store:
             raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+def _epoch_ms(timestamp: str | None) -> int | None:
+    """Epoch ms of an S3 LastModified (ISO 8601 text, as the shared session leaves it)."""
+    if not timestamp:
+        return None
+    try:
+        return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
 
 
 def _error_code(exc: ClientError) -> str:

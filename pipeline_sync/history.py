@@ -1,4 +1,4 @@
-"""Pipeline history from S3 object versions: what pipeline-sync last wrote before a person edited it."""
+"""Pipeline history from the store's versions: what pipeline-sync last wrote before a person edited it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pipeline_sync.errors import StoreError
-from pipeline_sync.front50 import Front50Store, LiveObject
+from pipeline_sync.live import LiveObject
 from pipeline_sync.provenance import content_digest, marker_of
+from pipeline_sync.store import Store
 
 # How far back to look for the version pipeline-sync wrote before a person edited it.
 MAX_HISTORY = 20
@@ -23,7 +24,7 @@ def person_edited(obj: LiveObject) -> bool:
     )
 
 
-def last_written(store: Front50Store, obj: LiveObject, *, limit: int = MAX_HISTORY) -> dict[str, Any] | None:
+def last_written(store: Store, obj: LiveObject, *, limit: int = MAX_HISTORY) -> dict[str, Any] | None:
     """The newest earlier version of obj that pipeline-sync wrote and nobody changed, or None."""
     marker = obj.summary.marker
     if marker is None:
@@ -44,7 +45,7 @@ def last_written(store: Front50Store, obj: LiveObject, *, limit: int = MAX_HISTO
 
 
 def written_documents(
-    store: Front50Store, live: Mapping[str, LiveObject], keys: Iterable[str] | None = None
+    store: Store, live: Mapping[str, LiveObject], keys: Iterable[str] | None = None
 ) -> dict[str, dict[str, Any]]:
     """{pipeline id: what pipeline-sync last wrote} for managed pipelines a person edited since.
 
@@ -60,7 +61,7 @@ def written_documents(
     ]
     found: dict[str, dict[str, Any]] = {}
     try:
-        if not edited or store.versioning() is None:
+        if not edited or not store.keeps_history():
             return found
         for obj in edited:
             document = last_written(store, obj)

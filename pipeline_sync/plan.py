@@ -7,34 +7,21 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from pipeline_sync.build import RenderOutcome
 from pipeline_sync.canonical import canonical_json, sha256_hex
-from pipeline_sync.catalog import Catalog
+from pipeline_sync.catalog import Catalog, Target
 from pipeline_sync.diff import changed_paths, fleet_signature, semantic_diff, to_yaml, unified_diff
-from pipeline_sync.front50 import LiveObject
+from pipeline_sync.live import LiveObject
+from pipeline_sync.ownership import Owner, ownership
 from pipeline_sync.provenance import MARKER_FIELD, content_digest, managed_document, marker_of, normalise
+from pipeline_sync.status import ACTIONABLE, AUTO_APPROVABLE, ERRORS, Status
 
 PLAN_FORMAT = 1
 ROLLBACK_SOURCE = "rollback:"
 
 
-class Status(StrEnum):
-    CREATE = "create"
-    UPDATE = "update"
-    IN_SYNC = "in-sync"
-    DRIFT = "drift"
-    CONFLICT = "conflict"
-    INVALID = "invalid"
-    DELETE = "delete"
-    ORPHAN = "orphan"
-    UNKNOWN = "unknown"
-
-
-ACTIONABLE = frozenset({Status.CREATE, Status.UPDATE, Status.DRIFT, Status.DELETE})
-ERRORS = frozenset({Status.INVALID, Status.CONFLICT, Status.UNKNOWN})
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -77,6 +64,17 @@ class PlanEntry:
     def actionable(self) -> bool:
         return self.status in ACTIONABLE
 
+    @property
+    def policy_approvable(self) -> bool:
+        """True when the stack's `approval: auto` covers this entry: a create or update of the
+        catalog's own render on an auto stack. Never an adoption, a drift, a delete or a rollback."""
+        return (
+            self.approval == "auto"
+            and self.status in AUTO_APPROVABLE
+            and not self.adopt
+            and self.source is None
+        )
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = str(self.status)
@@ -99,6 +97,8 @@ class Plan:
 
     entries: Mapping[str, PlanEntry]
     warnings: tuple[str, ...] = ()
+    # Pipelines another catalog manages on the same store, by that catalog's id ("" = unnamed).
+    elsewhere: Mapping[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return dict(sorted(Counter(str(e.status) for e in self.entries.values()).items()))
@@ -115,6 +115,7 @@ class Plan:
         return {
             "format": PLAN_FORMAT,
             "warnings": list(self.warnings),
+            "elsewhere": dict(self.elsewhere),
             "entries": [self.entries[k].to_json() for k in sorted(self.entries)],
         }
 
@@ -123,7 +124,8 @@ class Plan:
         if data.get("format") != PLAN_FORMAT:
             raise ValueError(f"unsupported plan format {data.get('format')!r}; expected {PLAN_FORMAT}")
         entries = [PlanEntry.from_json(e) for e in data["entries"]]
-        return cls({e.key: e for e in entries}, tuple(data.get("warnings", ())))
+        elsewhere = {str(k): int(v) for k, v in dict(data.get("elsewhere", {})).items()}
+        return cls({e.key: e for e in entries}, tuple(data.get("warnings", ())), elsewhere)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1, sort_keys=True)
@@ -171,29 +173,39 @@ def build_plan(
     # diffs thousands of pipelines (paused, 1,052 diffs at N=10,000 peaked at 1.1 GiB).
     index = _LiveIndex(live)
     history = {pid.lower(): doc for pid, doc in (written or {}).items()}
-    entries = {key: _target_entry(outcome, index, history) for key, outcome in outcomes.items()}
+    entries = {key: _target_entry(catalog, outcome, index, history) for key, outcome in outcomes.items()}
     wanted_scope = set(scope) if scope is not None else None
     warnings = []
+    elsewhere: Counter[str] = Counter()
     for obj in live.values():
         if obj.problem and not obj.summary.has_document:
             warnings.append(f"live object {obj.key} is unreadable ({obj.problem}); left alone")
         marker = obj.summary.marker
         if marker is None:
             continue
-        key = marker["key"]
-        target = catalog.targets.get(key)
-        if target is not None and key in entries:
+        owner = ownership(catalog, obj.pipeline_id, obj.summary.application, marker)
+        claimed = str(marker.get("key"))
+        if wanted_scope is not None and claimed not in wanted_scope:
             continue
-        if wanted_scope is not None and key not in wanted_scope:
+        if owner.owner is Owner.ELSEWHERE:
+            elsewhere[owner.catalog_id or ""] += 1
             continue
-        if target is not None:
-            continue  # in the catalog but outside this selection
+        if owner.owner is Owner.NONE:
+            if catalog.pipeline_id(claimed).lower() != obj.pipeline_id.lower() or claimed not in entries:
+                warnings.append(f"live pipeline {obj.pipeline_id} is not managed: {owner.reason}; left alone")
+            continue
+        key = str(owner.key)
+        if key in entries or key in catalog.targets:
+            continue  # planned above, or in the catalog but outside this selection
         entries[key] = _leftover_entry(catalog, key, obj, history.get(obj.pipeline_id.lower()))
-    return Plan(dict(sorted(entries.items())), tuple(sorted(warnings)))
+    return Plan(dict(sorted(entries.items())), tuple(sorted(warnings)), dict(sorted(elsewhere.items())))
 
 
 def _target_entry(
-    outcome: RenderOutcome, index: _LiveIndex, written: Mapping[str, Mapping[str, Any]]
+    catalog: Catalog,
+    outcome: RenderOutcome,
+    index: _LiveIndex,
+    written: Mapping[str, Mapping[str, Any]],
 ) -> PlanEntry:
     target = outcome.target
     common: dict[str, Any] = {"key": target.key, "stack": target.stack, "approval": target.approval}
@@ -209,7 +221,9 @@ def _target_entry(
             **common,
         )
     rendered = outcome.rendered
-    desired = managed_document(rendered.canonical, key=target.key, source_file=target.source_file)
+    desired = managed_document(
+        rendered.canonical, key=target.key, source_file=target.source_file, catalog_id=catalog.catalog_id
+    )
     desired_content = str(desired[MARKER_FIELD]["renderDigest"])  # content_digest(desired), computed once
     pipeline_id = rendered.pipeline_id
     application, name = str(desired["application"]), str(desired["name"])
@@ -241,30 +255,16 @@ def _target_entry(
     summary = live.summary
     marker = summary.marker
     if not summary.has_document or marker is None:
-        if target.pinned_id and summary.has_document and live.document is not None:
-            return _changed(
-                Status.UPDATE,
-                live.document,
-                desired,
-                base,
-                adopt=True,
-                messages=(f"adopts the unmanaged pipeline {pipeline_id} pinned in {target.source_file}",),
-            )
-        what = "is not managed by pipeline-sync"
-        if not summary.has_document:
-            what = f"is unreadable ({live.problem})"
+        return _unmanaged_at_our_id(target, live, desired, base)
+    owner = ownership(catalog, pipeline_id, summary.application, marker)
+    if owner.owner is not Owner.OURS or owner.key != target.key:
+        reason = owner.reason if owner.owner is not Owner.OURS else f"its marker names {owner.key!r}"
         return PlanEntry(
             status=Status.CONFLICT,
             messages=(
-                f"the live object at this pipeline's id {pipeline_id} {what}; it is left alone. "
-                "Pin a different id or adopt it.",
+                f"the live pipeline at this pipeline's id {pipeline_id} is not managed as {target.key} "
+                f"by this catalog: {reason}; it is left alone",
             ),
-            **base,
-        )
-    if marker["key"] != target.key:
-        return PlanEntry(
-            status=Status.CONFLICT,
-            messages=(f"the live pipeline at id {pipeline_id} is managed as {marker['key']!r}",),
             **base,
         )
     live_digest = summary.content_digest
@@ -275,6 +275,52 @@ def _target_entry(
     if live_digest == marker.get("renderDigest"):
         return _changed(Status.UPDATE, document, desired, base)
     return _drift_entry(document, desired, desired_content, base, marker, written.get(pipeline_id.lower()))
+
+
+def _unmanaged_at_our_id(
+    target: Target, live: LiveObject, desired: Mapping[str, Any], base: dict[str, Any]
+) -> PlanEntry:
+    """An unmanaged or unreadable object sits at the target's id: adopt it when pinned, else conflict.
+
+    Only a pinned id adopts, and only a pipeline of the target's own application: a pin never
+    takes over another team's pipeline. Adoption is an update that only a person may approve.
+    """
+    summary = live.summary
+    pipeline_id = str(base["pipeline_id"])
+    what = "is not managed by pipeline-sync"
+    if not summary.has_document:
+        what = f"is unreadable ({live.problem})"
+    elif target.pinned_id:
+        application = summary.application
+        if application is not None and application.lower() == target.service and live.document is not None:
+            return _changed(
+                Status.UPDATE,
+                live.document,
+                desired,
+                base,
+                adopt=True,
+                messages=(
+                    f"adopts the unmanaged pipeline {pipeline_id} pinned in {target.source_file}; "
+                    "a person must approve an adoption",
+                ),
+            )
+        return PlanEntry(
+            status=Status.CONFLICT,
+            messages=(
+                f"{target.source_file} pins id {pipeline_id} for {target.key}, but that pipeline belongs "
+                f"to application {application!r}, not {target.service!r}; a pin never takes over another "
+                "application's pipeline. Remove the pin.",
+            ),
+            **base,
+        )
+    return PlanEntry(
+        status=Status.CONFLICT,
+        messages=(
+            f"the live object at this pipeline's id {pipeline_id} {what}; it is left alone. "
+            "Pin a different id or adopt it.",
+        ),
+        **base,
+    )
 
 
 def _drift_entry(
@@ -396,11 +442,18 @@ def _leftover_entry(
         name=doc.get("name"),
         live_etag=obj.etag,
     )
-    if catalog.defaults_error is not None or service in catalog.failed_services:
+    if catalog.errors:
+        # Argo CD's rule: never prune while the desired state is partly unknown. A renamed or
+        # broken service file must not turn its live pipelines into deletes.
+        files = ", ".join(sorted({e.location.file for e in catalog.errors}))
+        own = "its service file failed to load" if service in catalog.failed_services else "it is not planned"
         return PlanEntry(
             status=Status.UNKNOWN,
             digest=plan_digest(key, obj.etag, None),
-            messages=(f"unknown (catalog error): the catalog file of service {service!r} failed to load",),
+            messages=(
+                f"unknown (catalog error): {own}; nothing is deleted while any catalog file fails to "
+                f"load ({files})",
+            ),
             **base,
         )
     siblings = [t for t in catalog.targets.values() if t.service == service]

@@ -9,6 +9,7 @@ from typing import Any
 from pipeline_sync.canonical import canonical_json, sha256_hex
 
 MARKER_FIELD = "pipelineSync"
+CATALOG_FIELD = "catalog"
 SERVER_MANAGED_FIELDS = ("updateTs", "lastModifiedBy", "lastModified", "index")
 
 
@@ -35,7 +36,9 @@ def marker_of(document: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
-def managed_document(canonical: str, *, key: str, source_file: str) -> dict[str, Any]:
+def managed_document(
+    canonical: str, *, key: str, source_file: str, catalog_id: str | None = None
+) -> dict[str, Any]:
     """The rendered pipeline (given as its canonical JSON) with Deck's lock and the provenance marker.
 
     Built from the JSON rather than copied from the rendered document: a fresh tree of exactly
@@ -50,5 +53,8 @@ def managed_document(canonical: str, *, key: str, source_file: str) -> dict[str,
             "Edit the catalog or template instead: changes made here show up as drift."
         ),
     }
-    document[MARKER_FIELD] = {"key": key, "renderDigest": content_digest(document)}
+    marker: dict[str, Any] = {"key": key, "renderDigest": content_digest(document)}
+    if catalog_id is not None:
+        marker[CATALOG_FIELD] = catalog_id  # absent for an unnamed catalog: its bytes stay as they were
+    document[MARKER_FIELD] = marker
     return document

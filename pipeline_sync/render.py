@@ -21,7 +21,7 @@ from jinja2.runtime import Context
 from pipeline_sync.canonical import canonical_json, sha256_hex
 from pipeline_sync.catalog import TEMPLATE_SUFFIX, Catalog, Target
 from pipeline_sync.errors import RenderError, SourceLocation, YamlDocumentError
-from pipeline_sync.identity import assign_identities, pipeline_id_for
+from pipeline_sync.identity import assign_identities
 from pipeline_sync.names import partition_key
 from pipeline_sync.sandbox import (
     MAX_OUTPUT_CHARS,
@@ -69,10 +69,7 @@ class Renderer:
         self._placeholder = re.compile(re.escape(self._placeholder_prefix) + r"(\d+)Z")
 
     def pipeline_id(self, key: str) -> str:
-        target = self._catalog.targets.get(key)
-        if target is not None and target.pinned_id:
-            return target.pinned_id
-        return pipeline_id_for(key)
+        return self._catalog.pipeline_id(key)
 
     def referenced_id(self, app_name: str, stack: str, template: str) -> str | None:
         """What a template's pipeline_id(app_name, stack, template) returns; None when it raises

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from pipeline_sync.engine import ApplyResult, write_entry
 from pipeline_sync.errors import PipelineSyncError, StalePlanError, StoreError
-from pipeline_sync.front50 import Front50Store, LiveObject, ObjectVersion
-from pipeline_sync.plan import PlanEntry, Status, plan_digest, rollback_entry
+from pipeline_sync.live import LiveObject
+from pipeline_sync.plan import PlanEntry, plan_digest, rollback_entry
 from pipeline_sync.provenance import MARKER_FIELD, content_digest, marker_of
-from pipeline_sync.publish import ApplyResult, stamped_body
 from pipeline_sync.spinnaker import validate_pipeline
+from pipeline_sync.status import Status
+from pipeline_sync.store import ObjectVersion, Store
 
 
 class RollbackError(PipelineSyncError):
@@ -20,7 +23,7 @@ class RollbackError(PipelineSyncError):
 
 
 def plan_rollback(
-    store: Front50Store,
+    store: Store,
     target: str,
     *,
     catalog_id: str | None = None,
@@ -31,9 +34,9 @@ def plan_rollback(
     target is a partition key (service/stack/template) or a pipeline id; catalog_id is the
     catalog's id for a partition key, used when no live pipeline carries that key.
     """
-    if store.versioning() is None:
+    if not store.keeps_history():
         raise RollbackError(
-            f"s3://{store.settings.bucket} has no versioning, so it keeps no earlier version to roll "
+            f"{store.describe()} has no versioning, so it keeps no earlier version to roll "
             "back to. Revert the catalog or template change and apply that instead (and consider "
             "enabling versioning on the bucket, as Front50 does for buckets it creates)."
         )
@@ -53,7 +56,7 @@ def plan_rollback(
     return rollback_entry(key, pipeline_id, live, restored, chosen.version_id, stack=_stack_of(key))
 
 
-def describe_versions(store: Front50Store, target: str, catalog_id: str | None = None) -> list[str]:
+def describe_versions(store: Store, target: str, catalog_id: str | None = None) -> list[str]:
     """One line per stored version of target's pipeline, newest first."""
     _, pipeline_id, live = _locate(store, target, catalog_id)
     lines = []
@@ -63,9 +66,7 @@ def describe_versions(store: Front50Store, target: str, catalog_id: str | None =
     return lines
 
 
-def _locate(
-    store: Front50Store, target: str, catalog_id: str | None
-) -> tuple[str | None, str, LiveObject | None]:
+def _locate(store: Store, target: str, catalog_id: str | None) -> tuple[str | None, str, LiveObject | None]:
     """(partition key, pipeline id, live object or None) of target.
 
     The key is None for a deleted pipeline named by id: its versions' marker says it.
@@ -99,7 +100,7 @@ def _locate(
 
 
 def _choose(
-    store: Front50Store,
+    store: Store,
     target: str,
     versions: list[ObjectVersion],
     live: LiveObject | None,
@@ -115,13 +116,13 @@ def _choose(
                     )
                 return version
         raise RollbackError(
-            f"{target} has no version {to_version!r} in s3://{store.settings.bucket}; "
+            f"{target} has no version {to_version!r} in {store.describe()}; "
             f"its versions, newest first: {_listing(versions)}"
         )
     earlier = versions[1:] if current is not None else versions
     if not earlier:
         raise RollbackError(
-            f"{target} has no earlier version to roll back to in s3://{store.settings.bucket} "
+            f"{target} has no earlier version to roll back to in {store.describe()} "
             f"(versions: {_listing(versions)})"
         )
     return earlier[0]
@@ -132,11 +133,16 @@ def _listing(versions: list[ObjectVersion]) -> str:
 
 
 def _restorable(
-    store: Front50Store, key: str | None, pipeline_id: str, version: ObjectVersion
+    store: Store, key: str | None, pipeline_id: str, version: ObjectVersion
 ) -> tuple[str, dict[str, Any]]:
     """(key, the version's document), when it is a valid pipeline pipeline-sync wrote for key."""
     obj = store.read_pipeline_version(pipeline_id, version.version_id)
-    where = f"version {version.version_id} of {obj.key}"
+    return restorable_document(obj, key, f"version {version.version_id} of {obj.key}")
+
+
+def restorable_document(obj: LiveObject, key: str | None, where: str) -> tuple[str, dict[str, Any]]:
+    """The rules a restored version must meet, when it is planned and again when it is written:
+    a pipeline, with pipeline-sync's marker for key, that validates like any render."""
     if obj.document is None or obj.problem:
         raise RollbackError(f"{where} is not a pipeline ({obj.problem}); it cannot be restored")
     marker = marker_of(obj.document)
@@ -161,19 +167,23 @@ def _stack_of(key: str) -> str | None:
 # -- applying a rollback ----------------------------------------------------------------------
 
 
-def apply_rollback(store: Front50Store, entry: PlanEntry, *, approver: str) -> ApplyResult:
+def apply_rollback(store: Store, entry: PlanEntry, *, approver: str) -> ApplyResult:
     """Write an approved rollback entry back with compare-and-swap, after re-reading both sides.
 
-    The live ETag and the restored version's content must still give the approved digest:
-    anything else is a stale plan, and nothing is written.
+    The restored version must still be a valid pipeline pipeline-sync wrote for the entry's key
+    (a saved plan is a file anyone can edit), and the live version and the restored content must
+    still give the approved digest: anything else is refused, and nothing is written.
     """
     version = entry.rollback_version
-    assert version is not None and entry.pipeline_id is not None
+    assert version is not None
+    if entry.pipeline_id is None:
+        return ApplyResult(entry.key, "refused", f"{entry.key}: the rollback entry names no pipeline id")
     try:
         live = store.read_pipeline(entry.pipeline_id)
-        restored = store.read_pipeline_version(entry.pipeline_id, version).document
+        stored = store.read_pipeline_version(entry.pipeline_id, version)
+        _, restored = restorable_document(stored, entry.key, f"version {version} of {stored.key}")
         etag = live.etag if live is not None else None
-        if restored is None or plan_digest(entry.key, etag, restored) != entry.digest:
+        if plan_digest(entry.key, etag, restored) != entry.digest:
             return ApplyResult(
                 entry.key,
                 "stale",
@@ -181,21 +191,21 @@ def apply_rollback(store: Front50Store, entry: PlanEntry, *, approver: str) -> A
                 "nothing was written. Plan the rollback again.",
                 status=str(entry.status),
             )
-        if entry.status is Status.CREATE and entry.application:
-            store.ensure_application(entry.application, None)
-        document = {**restored, MARKER_FIELD: {**restored[MARKER_FIELD], "restoredFrom": version}}
-        body = stamped_body(document, approver=approver, plan_digest=entry.digest)
-        result = store.put_pipeline(entry.pipeline_id, body, if_match=etag)
+        status = Status.UPDATE if live is not None else Status.CREATE
+        checked = replace(
+            entry,
+            status=status,
+            desired=restored,
+            live_etag=etag,
+            application=str(restored.get("application")),
+            email=None,
+        )
+        result = write_entry(store, checked, approver, extra_marker={"restoredFrom": version})
+    except RollbackError as exc:
+        return ApplyResult(entry.key, "refused", f"{entry.key}: {exc}", status=str(entry.status))
     except StalePlanError as exc:
         return ApplyResult(entry.key, "stale", f"{entry.key}: {exc}", status=str(entry.status))
     except StoreError as exc:
         return ApplyResult(entry.key, "failed", f"{entry.key}: {exc}", status=str(entry.status))
-    return ApplyResult(
-        entry.key,
-        "applied",
-        f"{entry.key}: rolled back to S3 version {version} -> {result.key}",
-        str(entry.status),
-        result.etag,
-        result.version_id,
-        approver,
-    )
+    written_to = result.message.partition(" -> ")[2]
+    return replace(result, message=f"{entry.key}: rolled back to S3 version {version} -> {written_to}")

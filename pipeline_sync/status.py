@@ -1,60 +1,53 @@
-"""How a plan entry reads to a person: the status words shown in the UI and logs (pure)."""
+"""Every plan status in one table: its words, and what may be done with an entry that has it (pure).
+
+Adding a status means a row here and the planner rule that produces it; every presentation
+(CLI text, Dagster metadata, Markdown, JSON) and every approval rule reads this table.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from enum import StrEnum
 
-from pipeline_sync.plan import PlanEntry, Status
 
-_WORDS = {
-    Status.IN_SYNC: "in sync",
-    Status.CREATE: "changed (new pipeline)",
-    Status.UPDATE: "changed",
-    Status.DRIFT: "drifted",
-    Status.DELETE: "changed (delete)",
-    Status.CONFLICT: "conflict",
-    Status.INVALID: "invalid",
-    Status.ORPHAN: "orphan",
-    Status.UNKNOWN: "unknown (catalog error)",
+class Status(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    IN_SYNC = "in-sync"
+    DRIFT = "drift"
+    CONFLICT = "conflict"
+    INVALID = "invalid"
+    DELETE = "delete"
+    ORPHAN = "orphan"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """What a status means: how it reads, and what an approval of it may do."""
+
+    words: str
+    actionable: bool = False  # applying it writes or deletes something
+    error: bool = False  # `plan` exits 1 for it
+    policy_may_approve: bool = False  # a stack's `approval: auto` covers it (never adoption)
+    leftover: bool = False  # a managed pipeline whose target is not in the catalog
+
+
+STATUSES: dict[Status, StatusRow] = {
+    Status.CREATE: StatusRow("changed (new pipeline)", actionable=True, policy_may_approve=True),
+    Status.UPDATE: StatusRow("changed", actionable=True, policy_may_approve=True),
+    Status.IN_SYNC: StatusRow("in sync"),
+    # A person's edit in Deck: only a person may decide to overwrite it.
+    Status.DRIFT: StatusRow("drifted", actionable=True),
+    Status.CONFLICT: StatusRow("conflict", error=True),
+    Status.INVALID: StatusRow("invalid", error=True),
+    # Deleting always waits for a person.
+    Status.DELETE: StatusRow("changed (delete)", actionable=True, leftover=True),
+    Status.ORPHAN: StatusRow("orphan", leftover=True),
+    Status.UNKNOWN: StatusRow("unknown (catalog error)", error=True, leftover=True),
 }
 
-
-def display_status(entry: PlanEntry) -> str:
-    """E.g. 'changed, pending approval' or 'drifted, pending approval' or 'in sync'."""
-    words = _WORDS[entry.status]
-    if entry.actionable:
-        who = "auto-approved by stack policy" if _auto(entry) else "pending approval"
-        return f"{words}, {who}"
-    return words
-
-
-def _auto(entry: PlanEntry) -> bool:
-    return entry.approval == "auto" and entry.status in AUTO_APPROVABLE
-
-
-# A stack policy may approve creates and updates; drift (a person's edit) and deletes
-# always wait for a person.
-AUTO_APPROVABLE = frozenset({Status.CREATE, Status.UPDATE})
-
-
-def diff_markdown(entry: PlanEntry, limit: int = 60_000) -> str:
-    """The unified diff as a Markdown code block, truncated for the UI."""
-    text = entry.unified or "(no difference)"
-    if len(text) > limit:
-        text = text[:limit] + "\n... (truncated; see the run log for the full diff)\n"
-    return f"```diff\n{text}\n```"
-
-
-def entry_summary(entry: PlanEntry) -> dict[str, Any]:
-    """Plain values describing an entry, for metadata and JSON."""
-    return {
-        "status": str(entry.status),
-        "display_status": display_status(entry),
-        "plan_digest": entry.digest,
-        "pipeline_id": entry.pipeline_id or "",
-        "application": entry.application or "",
-        "name": entry.name or "",
-        "live_etag": entry.live_etag or "absent",
-        "approval_policy": entry.approval,
-        "messages": "\n".join(entry.messages),
-    }
+ACTIONABLE = frozenset(s for s, row in STATUSES.items() if row.actionable)
+ERRORS = frozenset(s for s, row in STATUSES.items() if row.error)
+LEFTOVERS = frozenset(s for s, row in STATUSES.items() if row.leftover)
+AUTO_APPROVABLE = frozenset(s for s, row in STATUSES.items() if row.policy_may_approve)

@@ -201,9 +201,9 @@ class KillSwitch:
 
 
 def _kill_main(args: argparse.Namespace) -> int:
+    from pipeline_sync import engine
     from pipeline_sync.build import Workspace
     from pipeline_sync.front50 import Front50Settings, Front50Store
-    from pipeline_sync.publish import apply_approved
 
     client = s3_client(args.endpoint)
     KillSwitch(args.after, args.when).install(client)
@@ -212,7 +212,7 @@ def _kill_main(args: argparse.Namespace) -> int:
     root = Path(args.project)
     workspace = Workspace.load(root / "catalog", root / "templates")
     approved = json.loads(Path(args.approved).read_text())
-    results = apply_approved(workspace, store, approved, approver="killed-run")
+    results = engine.apply(workspace, store, approved, approver="killed-run")
     print(json.dumps([[r.key, r.outcome] for r in results]))
     return 0
 

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline_sync import engine
 from pipeline_sync.build import Workspace
 from pipeline_sync.front50 import Front50Settings, Front50Store
 from pipeline_sync.plan import Plan
-from pipeline_sync.publish import apply_approved
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
     plan = Plan.from_json(json.loads(Path(plan_file).read_text()))
     approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
     workspace = Workspace.load(project / "catalog", project / "templates")
-    apply_approved(workspace, store, approved, approver="killed")
+    engine.apply(workspace, store, approved, approver="killed")
 
 
 if __name__ == "__main__":

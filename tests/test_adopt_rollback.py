@@ -16,14 +16,16 @@ from click.testing import CliRunner, Result
 from moto.server import ThreadedMotoServer
 from s3support import BUCKET, workspace_of
 
+from pipeline_sync import engine
 from pipeline_sync.adopt import AdoptError, adopt, pin_id
 from pipeline_sync.cli import compute_plan, main
+from pipeline_sync.engine import Selection
 from pipeline_sync.front50 import Front50Store
 from pipeline_sync.identity import pipeline_id_for
-from pipeline_sync.plan import Plan, Status, plan_digest
+from pipeline_sync.plan import Plan, plan_digest
 from pipeline_sync.provenance import MARKER_FIELD, content_digest
-from pipeline_sync.publish import apply_approved, current_plan
 from pipeline_sync.rollback import RollbackError, apply_rollback, plan_rollback
+from pipeline_sync.status import Status
 
 KEY = "checkout/prod/deploy"
 LEGACY = {
@@ -47,9 +49,9 @@ def bucket_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def apply_keys(project: Path, store: Front50Store, keys: list[str] | None = None) -> list[str]:
     ws = workspace_of(project)
-    plan = current_plan(ws, store, keys or sorted(ws.catalog.targets))
+    plan = engine.plan(ws, store, Selection.of(keys or sorted(ws.catalog.targets)))
     approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
-    return [r.outcome for r in apply_approved(ws, store, approved, approver="alice")]
+    return [r.outcome for r in engine.apply(ws, store, approved, approver="alice")]
 
 
 def put_unmanaged(store: Front50Store, document: dict[str, object]) -> None:
@@ -77,7 +79,9 @@ def test_adopt_pins_the_id_and_the_next_plan_takes_it_over_in_place(
     original = "# Payments' checkout service.\n" + service.read_text()
     service.write_text(original)
     put_unmanaged(store, LEGACY)
-    assert current_plan(workspace_of(project), store, [KEY]).entries[KEY].status is Status.CONFLICT
+    assert (
+        engine.plan(workspace_of(project), store, Selection.of([KEY])).entries[KEY].status is Status.CONFLICT
+    )
 
     done = adopt(project / "catalog", project / "templates", store, "checkout", "deploy-prod")
 
@@ -85,7 +89,7 @@ def test_adopt_pins_the_id_and_the_next_plan_takes_it_over_in_place(
     assert service.read_text() == original.replace(
         "  prod:\n    pipelines:", "  prod:\n    ids: {deploy: legacy-checkout-prod}\n    pipelines:"
     )
-    entry = current_plan(workspace_of(project), store, [KEY]).entries[KEY]
+    entry = engine.plan(workspace_of(project), store, Selection.of([KEY])).entries[KEY]
     assert (entry.status, entry.adopt, entry.pipeline_id) == (Status.UPDATE, True, "legacy-checkout-prod")
     assert done.entry.digest == entry.digest
     assert "waitTime" in entry.unified  # the live content the catalog's render replaces
@@ -94,7 +98,9 @@ def test_adopt_pins_the_id_and_the_next_plan_takes_it_over_in_place(
     assert live is not None and live.document is not None and live.document[MARKER_FIELD]["key"] == KEY
     assert pipelines_named(store, "checkout", "deploy-prod") == ["legacy-checkout-prod"]  # no duplicate
     assert store.read_pipeline(pipeline_id_for(KEY)) is None  # no new id
-    assert current_plan(workspace_of(project), store, [KEY]).entries[KEY].status is Status.IN_SYNC
+    assert (
+        engine.plan(workspace_of(project), store, Selection.of([KEY])).entries[KEY].status is Status.IN_SYNC
+    )
 
 
 def test_adopt_through_the_cli(project: Path, store: Front50Store, bucket_env: None) -> None:
@@ -288,7 +294,7 @@ def test_rollback_through_the_cli_then_apply(project: Path, store: Front50Store,
     assert content_digest(live.document) == v1
     assert live.document[MARKER_FIELD]["restoredFrom"] == version
     assert live.document[MARKER_FIELD]["approvedBy"] == "carol"
-    after = current_plan(workspace_of(project), store, [KEY]).entries[KEY]
+    after = engine.plan(workspace_of(project), store, Selection.of([KEY])).entries[KEY]
     assert after.status is Status.UPDATE and "1.4.1" in after.diff_yaml  # the catalog's version again
     again = cli(project, "apply", str(plan_file))
     assert again.exit_code == 1 and "stale plan" in again.output  # applies exactly once
@@ -368,7 +374,7 @@ def test_rollback_restores_a_deleted_pipeline_by_id(project: Path, store: Front5
     defaults.write_text(defaults.read_text().replace("prune: false", "prune: true"))
     delete = compute_plan(workspace_of(project), store, key).entries[key]
     assert delete.status is Status.DELETE
-    apply_approved(workspace_of(project), store, {key: delete.digest}, approver="a")
+    engine.apply(workspace_of(project), store, {key: delete.digest}, approver="a")
     assert store.read_pipeline(pipeline_id) is None
     entry = plan_rollback(store, pipeline_id)
     assert (entry.key, entry.status, entry.live_etag) == (key, Status.CREATE, None)

@@ -11,11 +11,12 @@ from botocore.exceptions import ClientError
 from click.testing import CliRunner
 from s3support import BUCKET, workspace_of
 
+from pipeline_sync import engine
 from pipeline_sync.cli import compute_plan, main
+from pipeline_sync.engine import Selection
 from pipeline_sync.front50 import Front50Store
-from pipeline_sync.plan import Plan, PlanEntry, Status, fleet_summary
-from pipeline_sync.publish import apply_approved, current_plan
-from pipeline_sync.status import AUTO_APPROVABLE
+from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
+from pipeline_sync.status import AUTO_APPROVABLE, Status
 
 KEY = "checkout/prod/deploy"
 ORPHANS = ["notifications/dev/deploy", "notifications/prod/deploy"]
@@ -32,9 +33,11 @@ def versioned(store: Front50Store) -> Front50Store:
 
 
 def apply_everything(project: Path, store: Front50Store) -> None:
-    plan = current_plan(workspace_of(project), store, sorted(workspace_of(project).catalog.targets))
+    plan = engine.plan(
+        workspace_of(project), store, Selection.of(sorted(workspace_of(project).catalog.targets))
+    )
     approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
-    assert {r.outcome for r in apply_approved(workspace_of(project), store, approved, approver="a")} == {
+    assert {r.outcome for r in engine.apply(workspace_of(project), store, approved, approver="a")} == {
         "applied"
     }
 
@@ -53,7 +56,7 @@ def bump_chart(project: Path) -> None:
 
 
 def entry_of(project: Path, store: Front50Store, key: str = KEY) -> PlanEntry:
-    return current_plan(workspace_of(project), store, [key]).entries[key]
+    return engine.plan(workspace_of(project), store, Selection.of([key])).entries[key]
 
 
 def blank_ids(text: str) -> str:
@@ -136,7 +139,7 @@ def test_history_lookup_costs_nothing_without_drift(project: Path, store: Front5
     bump_chart(project)
     calls: list[str] = []
     store.client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
-    current_plan(workspace_of(project), store, sorted(workspace_of(project).catalog.targets))
+    engine.plan(workspace_of(project), store, Selection.of(sorted(workspace_of(project).catalog.targets)))
     assert "GetBucketVersioning" not in calls and "ListObjectVersions" not in calls
 
 
@@ -166,7 +169,7 @@ def test_deletes_need_approval_and_are_listed_separately(project: Path, store: F
     )
     assert Status.DELETE not in AUTO_APPROVABLE  # a stack's auto policy never approves a delete
     updates = {k: e.digest for k, e in plan.entries.items() if e.status is Status.UPDATE}
-    apply_approved(workspace_of(project), store, updates, approver="a")
+    engine.apply(workspace_of(project), store, updates, approver="a")
     for entry in deletes.values():  # approved nothing for them: still there
         assert store.read_pipeline(entry.pipeline_id or "") is not None
 
@@ -201,7 +204,7 @@ def test_delete_goes_through_compare_and_swap(project: Path, store: Front50Store
                 deck_edit(store, pipeline_id, description="still needed, says dave")
 
         store.client.meta.events.register("before-call.s3.DeleteObject", edit_once)
-    [result] = apply_approved(workspace_of(project), store, {entry.key: entry.digest}, approver="a")
+    [result] = engine.apply(workspace_of(project), store, {entry.key: entry.digest}, approver="a")
     caught_by = "the approved digest" if when == "after the plan" else "is no longer what the plan saw"
     assert result.outcome == "stale" and caught_by in result.message
     after = store.read_pipeline(pipeline_id)
@@ -213,7 +216,7 @@ def test_approved_delete_is_applied(project: Path, store: Front50Store) -> None:
     apply_everything(project, store)
     prune_notifications(project)
     entry = full_plan(project, store).entries[ORPHANS[1]]
-    [deleted] = apply_approved(workspace_of(project), store, {entry.key: entry.digest}, approver="a")
+    [deleted] = engine.apply(workspace_of(project), store, {entry.key: entry.digest}, approver="a")
     assert deleted.outcome == "applied" and store.read_pipeline(entry.pipeline_id or "") is None
     assert ORPHANS[1] not in full_plan(project, store).entries
 

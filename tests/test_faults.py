@@ -16,12 +16,13 @@ from dagster_dev import moto_server
 from faults import FaultInjector, atomic_conditional_writes
 from s3support import workspace_of
 
+from pipeline_sync import engine
 from pipeline_sync.build import render_all
 from pipeline_sync.front50 import Front50Settings, Front50Store, make_s3_client
-from pipeline_sync.plan import Plan, Status, build_plan
+from pipeline_sync.plan import Plan, build_plan
 from pipeline_sync.provenance import content_digest
-from pipeline_sync.publish import apply_approved
 from pipeline_sync.spinnaker import validate_pipeline
+from pipeline_sync.status import Status
 
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).parent
@@ -53,7 +54,7 @@ def plan_of(project: Path, store: Front50Store) -> Plan:
 
 def apply_plan(project: Path, store: Front50Store, plan: Plan, approver: str = "alice") -> list[str]:
     approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
-    return [r.outcome for r in apply_approved(workspace_of(project), store, approved, approver=approver)]
+    return [r.outcome for r in engine.apply(workspace_of(project), store, approved, approver=approver)]
 
 
 def change_catalog(project: Path) -> None:
@@ -182,7 +183,7 @@ def test_two_racing_applies_write_once(s3_environment: str, project: Path, tmp_p
                 barrier.wait(timeout=30)  # both have planned and read the same ETag: now both write
 
         store.client.meta.events.register("provide-client-params.s3.PutObject", meet_the_other_racer)
-        results.extend(r.outcome for r in apply_approved(ws, store, {key: entry.digest}, approver="racer"))
+        results.extend(r.outcome for r in engine.apply(ws, store, {key: entry.digest}, approver="racer"))
 
     threads = [threading.Thread(target=racer) for _ in range(2)]
     with atomic_conditional_writes():  # moto checks then writes without a lock; S3 is atomic
@@ -207,7 +208,7 @@ def test_deck_edit_between_plan_and_apply_is_refused(
     assert live is not None and live.document is not None
     edited = {**live.document, "description": "hotfix by dave"}
     store.client.put_object(Bucket=settings.bucket, Key=live.key, Body=json.dumps(edited))
-    [result] = apply_approved(workspace_of(project), store, {entry.key: entry.digest}, approver="a")
+    [result] = engine.apply(workspace_of(project), store, {entry.key: entry.digest}, approver="a")
     assert result.outcome == "stale" and "stale plan" in result.message
     after = store.read_pipeline(entry.pipeline_id or "")
     assert after is not None and after.document == edited

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from s3support import PROJECT, object_keys, service_yaml, workspace_of, write_project
 
+from pipeline_sync import engine
 from pipeline_sync.build import render_all
 from pipeline_sync.front50 import Front50Store
 from pipeline_sync.identity import pipeline_id_for
-from pipeline_sync.plan import Plan, Status, build_plan
-from pipeline_sync.publish import apply_approved
+from pipeline_sync.plan import Plan, build_plan
+from pipeline_sync.status import Status
 
 CORPUS = Path(__file__).parent / "hostile"
 CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
@@ -54,7 +55,7 @@ def hostile_run(tmp_path: Path, store: Front50Store) -> tuple[Plan, str, Front50
     store.put_pipeline("no-id", b'{"name": "x", "application": "checkout"}', if_match=None)
     plan, text = plan_of(root, store)
     approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
-    results = apply_approved(workspace_of(root), store, approved, approver="alice")
+    results = engine.apply(workspace_of(root), store, approved, approver="alice")
     assert {r.outcome for r in results} == {"applied"}
     return plan, text, store
 

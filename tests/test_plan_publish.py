@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from s3support import object_keys, workspace_of
 
+from pipeline_sync import engine
 from pipeline_sync.build import render_all
+from pipeline_sync.engine import Selection
 from pipeline_sync.front50 import Front50Store
-from pipeline_sync.plan import Plan, Status, build_plan, fleet_summary, plan_digest
+from pipeline_sync.plan import Plan, build_plan, fleet_summary, plan_digest
 from pipeline_sync.provenance import MARKER_FIELD
-from pipeline_sync.publish import apply_approved, current_plan
+from pipeline_sync.status import Status
 
 KEY = "checkout/prod/deploy"
 
@@ -25,7 +27,7 @@ def plan_now(root: Path, store: Front50Store, keys: list[str] | None = None) -> 
 
 def apply_all(root: Path, store: Front50Store, plan: Plan, approver: str = "alice") -> list[str]:
     approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
-    results = apply_approved(workspace_of(root), store, approved, approver=approver)
+    results = engine.apply(workspace_of(root), store, approved, approver=approver)
     return [r.outcome for r in results]
 
 
@@ -127,7 +129,7 @@ def test_stale_plan_is_refused_and_nothing_written(project: Path, store: Front50
     pid = plan.entries[KEY].pipeline_id or ""
     edit_live(store, pid, {"description": "hotfix in Deck"})
     before = store.read_pipeline(pid)
-    results = apply_approved(workspace_of(project), store, {KEY: plan.entries[KEY].digest}, approver="a")
+    results = engine.apply(workspace_of(project), store, {KEY: plan.entries[KEY].digest}, approver="a")
     assert results[0].outcome == "stale" and "stale plan" in results[0].message
     after = store.read_pipeline(pid)
     assert before is not None and after is not None and after.etag == before.etag
@@ -159,7 +161,7 @@ def test_invalid_render_is_invalid_and_cannot_be_applied(project: Path, store: F
     plan = plan_now(project, store, [KEY])
     entry = plan.entries[KEY]
     assert entry.status is Status.INVALID and "missing_var" in entry.messages[0]
-    results = apply_approved(workspace_of(project), store, {KEY: entry.digest}, approver="a")
+    results = engine.apply(workspace_of(project), store, {KEY: entry.digest}, approver="a")
     assert results[0].outcome == "failed"
     assert object_keys(store) == []
 
@@ -196,15 +198,20 @@ def test_plan_round_trips_through_json(project: Path, store: Front50Store) -> No
 
 def test_current_plan_equals_full_plan_for_a_key(project: Path, store: Front50Store) -> None:
     full = plan_now(project, store)
-    one = current_plan(workspace_of(project), store, [KEY])
+    one = engine.plan(workspace_of(project), store, Selection.of([KEY]))
     assert one.entries[KEY].digest == full.entries[KEY].digest
 
 
-@pytest.mark.parametrize("approver", ["alice", "policy:approval=auto"])
-def test_racing_applies_write_once(project: Path, store: Front50Store, approver: str) -> None:
-    plan = plan_now(project, store, [KEY])
-    approved = {KEY: plan.entries[KEY].digest}
-    first = apply_approved(workspace_of(project), store, approved, approver=approver)
-    second = apply_approved(workspace_of(project), store, approved, approver=approver)
+@pytest.mark.parametrize(
+    ("key", "approver", "policy"),
+    [(KEY, "alice", False), ("checkout/dev/deploy", engine.AUTO_APPROVER, True)],
+)
+def test_racing_applies_write_once(
+    project: Path, store: Front50Store, key: str, approver: str, policy: bool
+) -> None:
+    plan = plan_now(project, store, [key])
+    approved = {key: plan.entries[key].digest}
+    first = engine.apply(workspace_of(project), store, approved, approver=approver, policy=policy)
+    second = engine.apply(workspace_of(project), store, approved, approver=approver, policy=policy)
     assert [r.outcome for r in first] == ["applied"]
     assert [r.outcome for r in second] == ["stale"]

@@ -6,12 +6,13 @@ from typing import Any
 
 import dagster as dg
 
+from pipeline_sync import engine
 from pipeline_sync.build import render_all
-from pipeline_sync.history import written_documents
+from pipeline_sync.engine import AUTO_APPROVER, Selection
 from pipeline_sync.names import is_partition_key
-from pipeline_sync.plan import Plan, PlanEntry, Status, build_plan, fleet_summary, plan_digest
-from pipeline_sync.publish import apply_approved, current_plan
-from pipeline_sync.status import AUTO_APPROVABLE, diff_markdown, display_status, entry_summary
+from pipeline_sync.plan import Plan, PlanEntry, fleet_summary, plan_digest
+from pipeline_sync.report import diff_markdown, display_status, entry_summary
+from pipeline_sync.status import Status
 
 from .partitions import PARTITIONS_NAME, pipeline_partitions
 from .resources import CatalogResource, Front50Resource
@@ -23,8 +24,6 @@ from .state import (
     write_leftover_keys,
     write_plan_state,
 )
-
-AUTO_APPROVER = "policy:approval=auto"
 
 catalog_source = dg.AssetSpec(
     "catalog_source",
@@ -116,7 +115,7 @@ def pipeline_plan(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Diff one pipeline against Front50's live copy: status, plan digest, and the diff."""
     key = context.partition_key
-    plan = current_plan(catalog.workspace(), front50.store(), [key])
+    plan = engine.plan(catalog.workspace(), front50.store(), Selection.of([key]))
     entry = plan.entries.get(key) or _gone(key)
     context.log.info(f"{key}: {display_status(entry)} (plan digest {entry.digest})")
     for message in entry.messages:
@@ -166,7 +165,7 @@ def approval(
             f"({str(latest_digest)[:12] if latest_digest else 'none yet'}). Materialize pipeline_plan "
             "for this partition, read its diff, and approve the digest it shows. Nothing was published."
         )
-    entry = current_plan(catalog.workspace(), front50.store(), [key]).entries.get(key)
+    entry = engine.plan(catalog.workspace(), front50.store(), Selection.of([key])).entries.get(key)
     if entry is None or entry.digest != config.plan_digest:
         raise dg.Failure(
             f"Approval refused for {key}: the pipeline, catalog or template changed since the plan "
@@ -209,11 +208,11 @@ def published_pipeline(
     """The pipeline written to Front50's bucket, after its exact plan was approved."""
     key = context.partition_key
     workspace, store = catalog.workspace(), front50.store()
-    result = apply_approved(workspace, store, {key: config.plan_digest}, approver=config.approver)[0]
+    result = engine.apply(workspace, store, {key: config.plan_digest}, approver=config.approver)[0]
     if result.outcome != "applied":
         raise dg.Failure(f"Not published: {result.message}")
     context.log.info(result.message)
-    after = current_plan(workspace, store, [key]).entries.get(key) or _gone(key)
+    after = engine.plan(workspace, store, Selection.of([key])).entries.get(key) or _gone(key)
     context.log_event(
         dg.AssetMaterialization(
             PLAN_ASSET,
@@ -247,12 +246,12 @@ def fleet_plan(
     for error in workspace.catalog.errors:
         context.log.error(str(error))
     store = front50.store()
-    live = store.read_live()
-    plan = build_plan(workspace.catalog, render_all(workspace), live, written=written_documents(store, live))
+    plan = engine.plan(workspace, store)
     _ensure_partitions(context, plan)
     previous = read_plan_state(context.instance, plan.entries)
     changed = [e for e in plan.entries.values() if previous.get(e.key) != state_value(e)]
-    for event in _partition_events(changed):
+    verify = engine.policy_verifier(workspace, store)
+    for event in _partition_events(changed, verify, context.log):
         context.log_event(event)
     write_plan_state(context.instance, changed)
     write_leftover_keys(
@@ -283,23 +282,28 @@ def _ensure_partitions(context: dg.AssetExecutionContext, plan: Plan) -> None:
 
 
 def _partition_events(
-    changed: list[PlanEntry],
+    changed: list[PlanEntry], verify: engine.Verifier, log: Any
 ) -> Iterator[dg.AssetObservation | dg.AssetMaterialization]:
     for entry in changed:
         if not is_partition_key(entry.key):
             continue
         yield live_observation(entry)
         yield dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))
-        if entry.approval == "auto" and entry.status in AUTO_APPROVABLE:
-            yield dg.AssetMaterialization(
-                approval.key,
-                partition=entry.key,
-                metadata={
-                    "approver": AUTO_APPROVER,
-                    "plan_digest": entry.digest,
-                    "status": str(entry.status),
-                },
-            )
+        if not entry.policy_approvable:
+            continue
+        refusal = verify(entry.key, entry.digest)  # from a fresh render and read: no cache decides
+        if refusal is not None:
+            log.warning(f"not auto-approved: {refusal}")
+            continue
+        yield dg.AssetMaterialization(
+            approval.key,
+            partition=entry.key,
+            metadata={
+                "approver": AUTO_APPROVER,
+                "plan_digest": entry.digest,
+                "status": str(entry.status),
+            },
+        )
 
 
 def summary_markdown(summary: dict[str, Any], plan: Plan, changed: int) -> str:

@@ -1,0 +1,301 @@
+"""The engine: the two verbs every entry point calls, plan and apply, and the one approval rule.
+
+The CLI, the Dagster assets and sensors, adopt, rollback and the bench plan through `plan` and
+write through `apply`; none of them builds a plan or writes on its own. This is also the one
+place that decides what a plan may read from caches (anything: they only speed it up) and what
+a write decision may read (nothing cached: a fresh render and a fresh read of the object it
+replaces, with ownership computed from that body).
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline_sync.build import Workspace, render_all
+from pipeline_sync.canonical import canonical_json
+from pipeline_sync.errors import StalePlanError, StoreError
+from pipeline_sync.gcpause import gc_paused
+from pipeline_sync.history import written_documents
+from pipeline_sync.live import LiveObject
+from pipeline_sync.plan import Plan, PlanEntry, build_plan
+from pipeline_sync.provenance import MARKER_FIELD
+from pipeline_sync.status import Status
+from pipeline_sync.store import Store
+from pipeline_sync.store.front50 import WRITER, now_ms
+
+POLICY_PREFIX = "policy:"
+AUTO_APPROVER = "policy:approval=auto"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which keys a plan covers: every key, the keys matching a glob, or listed keys."""
+
+    pattern: str | None = None
+    keys: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, keys: Iterable[str]) -> Selection:
+        return cls(keys=frozenset(keys))
+
+    @property
+    def everything(self) -> bool:
+        return self.pattern is None and self.keys is None
+
+    def matches(self, key: str) -> bool:
+        if self.keys is not None:
+            return key in self.keys
+        return self.pattern is None or fnmatch.fnmatchcase(key, self.pattern)
+
+
+EVERYTHING = Selection()
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The outcome of one entry, for the audit trail and the exit code."""
+
+    key: str
+    outcome: str  # applied | stale | failed | skipped | refused
+    message: str
+    status: str | None = None
+    etag: str | None = None
+    version_id: str | None = None
+    approver: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in {"applied", "skipped"}
+
+
+# -- plan -------------------------------------------------------------------------------------
+
+
+def plan(workspace: Workspace, store: Store, selection: Selection = EVERYTHING) -> Plan:
+    """The plan of the selected keys as things stand: renders and live summaries may come from
+    caches. Where a person edited a managed pipeline, the version pipeline-sync last wrote is
+    looked up in the store's history, so the plan can name the person's fields."""
+    live = store.read_live()
+    return _plan_against(workspace, store, live, selection, use_cache=True, history=True)
+
+
+def _plan_against(
+    workspace: Workspace,
+    store: Store,
+    live: Mapping[str, LiveObject],
+    selection: Selection,
+    *,
+    use_cache: bool,
+    history: bool,
+) -> Plan:
+    catalog = workspace.catalog
+    keys = sorted(k for k in catalog.targets if selection.matches(k))
+    with gc_paused():
+        outcomes = render_all(workspace, None if selection.everything else keys, use_cache=use_cache)
+    scope = None
+    if not selection.everything:
+        scope = [k for k in _marked_keys(live) if selection.matches(k)]
+    written: dict[str, dict[str, Any]] = {}
+    if history:
+        wanted = None if selection.everything else [*keys, *(scope or [])]
+        written = written_documents(store, live, wanted)
+    return build_plan(catalog, outcomes, live, scope=scope, written=written)
+
+
+def _marked_keys(live: Mapping[str, LiveObject]) -> list[str]:
+    return [str(m["key"]) for obj in live.values() if (m := obj.summary.marker)]
+
+
+def fresh_plan(workspace: Workspace, store: Store, keys: Iterable[str]) -> Plan:
+    """The plan a write decision is made from: every render fresh (no render cache), and every
+    object an entry would replace or delete read afresh from the store, so its ownership comes
+    from its real body. Other live summaries (for name collisions) may come from the cache."""
+    selection = Selection.of(keys)
+    catalog = workspace.catalog
+    live = dict(store.read_live())
+    replaced = {catalog.pipeline_id(k).lower() for k in selection.keys or () if k in catalog.targets}
+    replaced |= {
+        obj.pipeline_id.lower()
+        for obj in live.values()
+        if (m := obj.summary.marker) and selection.matches(str(m["key"]))
+    }
+    for pipeline_id in sorted(replaced):
+        fresh = store.read_pipeline(pipeline_id)
+        if fresh is None:
+            live.pop(pipeline_id, None)
+        else:
+            live[pipeline_id] = fresh
+    return _plan_against(workspace, store, live, selection, use_cache=False, history=False)
+
+
+# -- the approval rule ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an approval is not written: stale (the plan moved), failed (not a change that can be
+    written), or refused (the approval itself is not valid for this entry)."""
+
+    outcome: str
+    message: str
+
+
+def approval_refusal(
+    entry: PlanEntry | None, key: str, digest: str, *, approver: str, policy: bool
+) -> Refusal | None:
+    """Why an approval of (key, digest) by approver must not be written, or None when it may.
+
+    entry is the current plan of key (for a write: the fresh plan). One rule for every path:
+    the CLI's apply, the Dagster approval asset, the approval sensor and publishing.
+    """
+    if approver.startswith(POLICY_PREFIX) and not policy:
+        return Refusal(
+            "refused", f"{key}: approver names beginning with {POLICY_PREFIX!r} are reserved for stack policy"
+        )
+    if policy and approver != AUTO_APPROVER:
+        return Refusal("refused", f"{key}: a policy approval must name its policy ({AUTO_APPROVER})")
+    if entry is None:
+        return Refusal("stale", f"{key}: no longer planned (it left the catalog and the store)")
+    if entry.digest != digest:
+        return Refusal(
+            "stale",
+            f"{key}: stale plan: the approved digest {digest[:12]} is not the current plan "
+            f"({entry.digest[:12]}, {entry.status}); nothing was written. Plan and approve again.",
+        )
+    if entry.status is Status.IN_SYNC:
+        return None
+    if not entry.actionable:
+        return Refusal(
+            "failed", f"{key}: {entry.status} entries cannot be applied: " + "; ".join(entry.messages)
+        )
+    if policy and not entry.policy_approvable:
+        what = f"{entry.status} (an adoption)" if entry.adopt else str(entry.status)
+        return Refusal(
+            "refused",
+            f"{key}: stack policy cannot approve this {what}: adoptions, drift, deletes and rollbacks "
+            "always need a person, and policy covers only stacks with `approval: auto`",
+        )
+    return None
+
+
+# -- apply ------------------------------------------------------------------------------------
+
+
+def apply(
+    workspace: Workspace,
+    store: Store,
+    approved: Mapping[str, str],
+    *,
+    approver: str,
+    policy: bool = False,
+) -> list[ApplyResult]:
+    """Write each approved (key -> plan digest) that is still exactly the fresh plan; refuse the rest.
+
+    A failure on one entry never blocks the others. Change signals an earlier interrupted run
+    left unbumped are bumped first.
+    """
+    keys = sorted(approved)
+    try:
+        store.repair_change_signals()
+        current = fresh_plan(workspace, store, keys)
+    except StoreError as exc:
+        return [ApplyResult(k, "failed", str(exc)) for k in keys]
+    return [_apply_one(store, current.entries.get(key), key, approved[key], approver, policy) for key in keys]
+
+
+def _apply_one(
+    store: Store, entry: PlanEntry | None, key: str, digest: str, approver: str, policy: bool
+) -> ApplyResult:
+    status = str(entry.status) if entry is not None else None
+    refusal = approval_refusal(entry, key, digest, approver=approver, policy=policy)
+    if refusal is not None:
+        return ApplyResult(key, refusal.outcome, refusal.message, status=status)
+    assert entry is not None
+    if entry.status is Status.IN_SYNC:
+        return ApplyResult(key, "skipped", f"{key}: already in sync", status=status)
+    try:
+        return write_entry(store, entry, approver)
+    except StalePlanError as exc:
+        return ApplyResult(key, "stale", f"{key}: {exc}", status=status)
+    except StoreError as exc:
+        return ApplyResult(key, "failed", f"{key}: {exc}", status=status)
+
+
+def write_entry(
+    store: Store, entry: PlanEntry, approver: str, *, extra_marker: Mapping[str, Any] | None = None
+) -> ApplyResult:
+    """Write one entry the approval rule let through, under its precondition."""
+    assert entry.pipeline_id is not None
+    if entry.status is Status.DELETE:
+        assert entry.live_etag is not None
+        result = store.delete_pipeline(entry.pipeline_id, if_match=entry.live_etag)
+        return ApplyResult(
+            entry.key,
+            "applied",
+            f"{entry.key}: deleted {result.key}",
+            "delete",
+            None,
+            result.version_id,
+            approver,
+        )
+    assert entry.desired is not None and entry.application is not None
+    # The application first: if it can't be written, nothing is, and a re-run does both.
+    created_app = store.ensure_application(entry.application, entry.email)
+    desired: Mapping[str, Any] = entry.desired
+    if extra_marker:
+        desired = {**desired, MARKER_FIELD: {**desired[MARKER_FIELD], **extra_marker}}
+    body = stamped_body(desired, approver=approver, plan_digest=entry.digest)
+    result = store.put_pipeline(entry.pipeline_id, body, if_match=entry.live_etag)
+    note = f" (created application {entry.application})" if created_app else ""
+    if result.marker_error:
+        note += f"; the change marker was not bumped ({result.marker_error}): Front50 sees it within a minute"
+    return ApplyResult(
+        entry.key,
+        "applied",
+        f"{entry.key}: {entry.status} -> {result.key}{note}",
+        str(entry.status),
+        result.etag,
+        result.version_id,
+        approver,
+    )
+
+
+def stamped_body(desired: Mapping[str, Any], *, approver: str, plan_digest: str) -> bytes:
+    """The bytes to write: server fields Front50 expects, plus who approved which plan.
+
+    writeId makes every write's bytes unique, so a retry that finds "its" bytes in the store
+    knows they are its own, not an identical write by a racing apply.
+    """
+    document: dict[str, Any] = copy.deepcopy(dict(desired))
+    document["updateTs"] = str(now_ms())
+    document["lastModifiedBy"] = WRITER
+    document[MARKER_FIELD] = {
+        **document[MARKER_FIELD],
+        "approvedBy": approver,
+        "planDigest": plan_digest,
+        "writeId": uuid.uuid4().hex,
+    }
+    return canonical_json(document).encode("utf-8")
+
+
+Verifier = Callable[[str, str], str | None]
+
+
+def policy_verifier(workspace: Workspace, store: Store) -> Verifier:
+    """verify(key, digest) -> refusal or None, for the nightly policy approvals: each is checked
+    against a fresh plan before it is recorded, so a tampered cache cannot be auto-approved."""
+
+    def verify(key: str, digest: str) -> str | None:
+        try:
+            entry = fresh_plan(workspace, store, [key]).entries.get(key)
+        except StoreError as exc:
+            return f"{key}: {exc}"
+        refusal = approval_refusal(entry, key, digest, approver=AUTO_APPROVER, policy=True)
+        return refusal.message if refusal is not None else None
+
+    return verify
