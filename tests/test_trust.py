@@ -1,0 +1,386 @@
+"""Trust: no write without the current plan's approval, no claim on what we don't own, no trust in caches.
+
+Each test reproduces an attack or a careless act and checks that nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from s3support import BUCKET, object_keys, service_yaml, workspace_of, write_project
+
+from pipeline_sync import engine
+from pipeline_sync.cli import main
+from pipeline_sync.engine import AUTO_APPROVER, Selection
+from pipeline_sync.front50 import Front50Settings, Front50Store
+from pipeline_sync.identity import pipeline_id_for
+from pipeline_sync.plan import Plan, plan_digest
+from pipeline_sync.provenance import MARKER_FIELD
+from pipeline_sync.status import Status
+
+KEY = "checkout/prod/deploy"
+
+
+@pytest.fixture
+def bucket_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_SYNC_BUCKET", BUCKET)
+
+
+def cli(project: Path, *args: str) -> Result:
+    options = ["--catalog", str(project / "catalog"), "--templates", str(project / "templates")]
+    return CliRunner().invoke(main, [*options, *args])
+
+
+def apply_everything(project: Path, store: Front50Store) -> None:
+    ws = workspace_of(project)
+    plan = engine.plan(ws, store)
+    approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
+    assert {r.outcome for r in engine.apply(ws, store, approved, approver="alice")} == {"applied"}
+
+
+def body_of(store: Front50Store, pipeline_id: str) -> bytes:
+    response = store.client.get_object(Bucket=BUCKET, Key=store.pipeline_key(pipeline_id))
+    body: bytes = response["Body"].read()
+    return body
+
+
+def put_raw(store: Front50Store, pipeline_id: str, document: dict[str, Any]) -> None:
+    store.client.put_object(Bucket=BUCKET, Key=store.pipeline_key(pipeline_id), Body=json.dumps(document))
+
+
+def set_defaults(project: Path, old: str, new: str) -> None:
+    path = project / "catalog" / "defaults.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+# -- a broken catalog deletes nothing ----------------------------------------------------------
+
+
+def test_a_renamed_service_file_deletes_nothing(
+    project: Path, store: Front50Store, bucket_env: None, tmp_path: Path
+) -> None:
+    set_defaults(project, "prune: false", "prune: true")
+    apply_everything(project, store)
+    services = project / "catalog" / "services"
+    (services / "checkout.yaml").rename(services / "Checkout.yaml")
+    result = cli(project, "plan", "--out", str(tmp_path / "plan.json"))
+    assert result.exit_code == 1
+    plan = Plan.from_json(json.loads((tmp_path / "plan.json").read_text()))
+    assert not [k for k, e in plan.entries.items() if e.status is Status.DELETE]
+    checkout = {k: e for k, e in plan.entries.items() if k.startswith("checkout/")}
+    assert len(checkout) == 5 and {e.status for e in checkout.values()} == {Status.UNKNOWN}
+    assert "catalog/services/Checkout.yaml" in checkout[KEY].messages[0]
+    assert "nothing is deleted while any catalog file fails to load" in checkout[KEY].messages[0]
+
+
+def test_a_saved_plan_with_deletes_is_refused_once_the_catalog_breaks(
+    project: Path, store: Front50Store, bucket_env: None, tmp_path: Path
+) -> None:
+    set_defaults(project, "prune: false", "prune: true")
+    apply_everything(project, store)
+    (project / "catalog" / "services" / "checkout.yaml").unlink()
+    planned = cli(project, "plan", "--out", str(tmp_path / "plan.json"))
+    assert planned.exit_code == 2, planned.output
+    assert "Deletes (5)" in planned.output
+    before = object_keys(store)
+    (project / "catalog" / "services" / "search.yaml").write_text("name: search\nstacks: [oops\n")
+    applied = cli(project, "apply", str(tmp_path / "plan.json"))
+    assert applied.exit_code == 1
+    assert object_keys(store) == before
+    assert applied.output.count("failed: checkout/") == 5
+    assert (
+        "nothing is deleted while any catalog file fails to load (catalog/services/search.yaml)"
+        in applied.output
+    )
+
+
+# -- ownership is proven, not claimed ----------------------------------------------------------
+
+
+def test_a_deck_copy_keeps_the_marker_but_is_never_deleted(
+    project: Path, store: Front50Store, bucket_env: None, tmp_path: Path
+) -> None:
+    set_defaults(project, "prune: false", "prune: true")
+    apply_everything(project, store)
+    original = json.loads(body_of(store, pipeline_id_for(KEY)))
+    copy = {k: v for k, v in original.items() if k != "id"}  # what Deck's "Copy from" does
+    copy.update(id="copied-by-a-person", name="deploy-prod-copy")
+    put_raw(store, "copied-by-a-person", copy)
+    services = project / "catalog" / "services" / "checkout.yaml"
+    services.write_text(
+        services.read_text().replace("pipelines: [deploy, deploy-canary]", "pipelines: [deploy-canary]")
+    )
+    result = cli(project, "plan", "--out", str(tmp_path / "plan.json"))
+    plan = Plan.from_json(json.loads((tmp_path / "plan.json").read_text()))
+    assert plan.entries[KEY].status is Status.DELETE
+    assert plan.entries[KEY].pipeline_id == pipeline_id_for(KEY)
+    assert "copied-by-a-person is not managed" in result.output
+    applied = cli(project, "apply", str(tmp_path / "plan.json"))
+    assert applied.exit_code == 0, applied.output
+    assert json.loads(body_of(store, "copied-by-a-person"))["name"] == "deploy-prod-copy"
+    assert store.read_pipeline(pipeline_id_for(KEY)) is None
+
+
+def test_a_hand_written_marker_on_another_teams_pipeline_claims_nothing(
+    project: Path, store: Front50Store, bucket_env: None
+) -> None:
+    set_defaults(project, "prune: false", "prune: true")
+    forged = {
+        "id": "billing-deploy",
+        "application": "billing",
+        "name": "deploy",
+        "stages": [],
+        MARKER_FIELD: {"key": "billing/prod/deploy", "renderDigest": "0" * 64},
+    }
+    put_raw(store, "billing-deploy", forged)
+    plan = engine.plan(workspace_of(project), store)
+    assert "billing/prod/deploy" not in plan.entries
+    assert any("billing-deploy is not managed" in w for w in plan.warnings)
+    assert cli(project, "plan").exit_code == 2
+    assert json.loads(body_of(store, "billing-deploy")) == forged
+
+
+def test_pipelines_of_another_catalog_are_managed_elsewhere(store: Front50Store, tmp_path: Path) -> None:
+    defaults = "prune: true\ncatalog: {id: %s}\nvars: {description: x}\nstacks:\n  dev: {approval: auto}\n"
+    team_b = write_project(
+        tmp_path / "b", defaults=defaults % "team-b", services={"beta": service_yaml("beta")}
+    )
+    team_a = write_project(
+        tmp_path / "a", defaults=defaults % "team-a", services={"alpha": service_yaml("alpha")}
+    )
+    apply_everything(team_b, store)
+    beta_body = body_of(store, pipeline_id_for("beta/dev/deploy"))
+    assert json.loads(beta_body)[MARKER_FIELD]["catalog"] == "team-b"
+    plan = engine.plan(workspace_of(team_a), store)
+    assert set(plan.entries) == {"alpha/dev/deploy"} and plan.elsewhere == {"team-b": 1}
+    apply_everything(team_a, store)
+    assert body_of(store, pipeline_id_for("beta/dev/deploy")) == beta_body
+    # a catalog that takes an id for the first time still owns what it wrote without one
+    unnamed = write_project(
+        tmp_path / "c",
+        defaults=defaults.replace("catalog: {id: %s}\n", ""),
+        services={"gamma": service_yaml("gamma")},
+    )
+    apply_everything(unnamed, store)
+    set_defaults(unnamed, "prune: true\n", "prune: true\ncatalog: {id: team-c}\n")
+    assert engine.plan(workspace_of(unnamed), store).entries["gamma/dev/deploy"].status is Status.CONFLICT
+    set_defaults(unnamed, "catalog: {id: team-c}", 'catalog: {id: team-c, formerly: [""]}')
+    assert engine.plan(workspace_of(unnamed), store).entries["gamma/dev/deploy"].status is Status.IN_SYNC
+
+
+def test_the_same_key_owned_by_another_catalog_is_a_conflict(store: Front50Store, tmp_path: Path) -> None:
+    defaults = "catalog: {id: %s}\nvars: {description: x}\nstacks:\n  dev: {approval: auto}\n"
+    apply_everything(write_project(tmp_path / "b", defaults=defaults % "team-b"), store)
+    team_a = write_project(tmp_path / "a", defaults=defaults % "team-a")
+    entry = engine.plan(workspace_of(team_a), store).entries["svc/dev/deploy"]
+    assert entry.status is Status.CONFLICT and "names catalog 'team-b'" in entry.messages[0]
+
+
+# -- taking over an unmanaged pipeline always needs a person -----------------------------------
+
+BILLING = {"id": "billing-prod", "application": "billing", "name": "deploy-dev", "stages": []}
+
+
+def test_a_pin_on_an_auto_stack_never_takes_over_another_applications_pipeline(
+    store: Front50Store, tmp_path: Path
+) -> None:
+    put_raw(store, "billing-prod", BILLING)
+    stacks = "  dev: {pipelines: [deploy], ids: {deploy: billing-prod}}\n"
+    project = write_project(tmp_path / "p", services={"svc": service_yaml(stacks=stacks)})
+    entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
+    assert entry.status is Status.CONFLICT and not entry.policy_approvable
+    assert "belongs to application 'billing', not 'svc'" in entry.messages[0]
+    for approver, policy in ((AUTO_APPROVER, True), ("alice", False)):
+        [result] = engine.apply(
+            workspace_of(project), store, {entry.key: entry.digest}, approver=approver, policy=policy
+        )
+        assert result.outcome != "applied"
+    assert json.loads(body_of(store, "billing-prod")) == BILLING
+
+
+def test_policy_never_approves_an_adoption_but_a_person_may(store: Front50Store, tmp_path: Path) -> None:
+    put_raw(store, "legacy-svc", {**BILLING, "id": "legacy-svc", "application": "svc"})
+    stacks = "  dev: {pipelines: [deploy], ids: {deploy: legacy-svc}}\n"
+    project = write_project(tmp_path / "p", services={"svc": service_yaml(stacks=stacks)})
+    entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
+    assert entry.status is Status.UPDATE and entry.adopt and entry.approval == "auto"
+    assert not entry.policy_approvable
+    assert engine.policy_verifier(workspace_of(project), store)(entry.key, entry.digest) is not None
+    [by_policy] = engine.apply(
+        workspace_of(project), store, {entry.key: entry.digest}, approver=AUTO_APPROVER, policy=True
+    )
+    assert by_policy.outcome == "refused" and "an adoption" in by_policy.message
+    [forged] = engine.apply(workspace_of(project), store, {entry.key: entry.digest}, approver=AUTO_APPROVER)
+    assert forged.outcome == "refused" and "reserved for stack policy" in forged.message
+    assert json.loads(body_of(store, "legacy-svc"))["name"] == "deploy-dev"
+    [person] = engine.apply(workspace_of(project), store, {entry.key: entry.digest}, approver="alice")
+    assert person.outcome == "applied"
+
+
+# -- caches speed up a plan and never decide a write -------------------------------------------
+
+
+def test_a_tampered_render_cache_changes_the_plan_but_never_what_is_written(
+    store: Front50Store, tmp_path: Path
+) -> None:
+    project = write_project(tmp_path / "p")
+    apply_everything(project, store)
+    written = body_of(store, pipeline_id_for("svc/dev/deploy"))
+    assert engine.plan(workspace_of(project), store).counts() == {"in-sync": 1}
+    with sqlite3.connect(tmp_path / "cache" / "render-cache.sqlite") as db:
+        rows = db.execute("SELECT key, canonical FROM renders_v1").fetchall()
+        assert rows
+        for key, canonical in rows:
+            evil = canonical.replace('"k8s-dev"', '"attacker-account"')
+            db.execute("UPDATE renders_v1 SET canonical = ? WHERE key = ?", (evil, key))
+    entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
+    assert entry.status is Status.UPDATE and "attacker-account" in entry.unified
+    assert engine.policy_verifier(workspace_of(project), store)(entry.key, entry.digest) is not None
+    [result] = engine.apply(workspace_of(project), store, {entry.key: entry.digest}, approver="alice")
+    assert result.outcome == "stale"
+    [by_policy] = engine.apply(
+        workspace_of(project), store, {entry.key: entry.digest}, approver=AUTO_APPROVER, policy=True
+    )
+    assert by_policy.outcome == "stale"
+    assert body_of(store, pipeline_id_for("svc/dev/deploy")) == written
+
+
+def test_a_tampered_content_cache_never_overwrites_an_unmanaged_pipeline(
+    store: Front50Store, tmp_path: Path
+) -> None:
+    project = write_project(tmp_path / "p")
+    pipeline_id = pipeline_id_for("svc/dev/deploy")
+    squatter = {"id": pipeline_id, "application": "svc", "name": "someone-elses", "stages": []}
+    put_raw(store, pipeline_id, squatter)
+    assert engine.plan(workspace_of(project), store).entries["svc/dev/deploy"].status is Status.CONFLICT
+    cache = next((tmp_path / "cache").glob("front50-*.sqlite"))
+    with sqlite3.connect(cache) as db:
+        [(summary,)] = db.execute("SELECT summary FROM objects_v2").fetchall()
+        forged = json.loads(summary)
+        forged["marker"] = {"key": "svc/dev/deploy", "renderDigest": forged["content_digest"]}
+        db.execute("UPDATE objects_v2 SET summary = ?", (json.dumps(forged),))
+    entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
+    assert entry.status is Status.UPDATE  # the plan believed the cache...
+    for approver, policy in (("alice", False), (AUTO_APPROVER, True)):
+        [result] = engine.apply(
+            workspace_of(project), store, {entry.key: entry.digest}, approver=approver, policy=policy
+        )
+        assert result.outcome == "failed" and "not managed by pipeline-sync" in result.message
+    assert json.loads(body_of(store, pipeline_id)) == squatter  # ...the write did not
+
+
+# -- a saved plan is a file anyone can edit ----------------------------------------------------
+
+
+def test_a_hand_edited_plan_file_writes_nothing_the_catalog_does_not_say(
+    project: Path, store: Front50Store, bucket_env: None, tmp_path: Path
+) -> None:
+    pipeline_id = pipeline_id_for(KEY)
+    squatter = {"id": pipeline_id, "application": "checkout", "name": "hotfix", "stages": []}
+    put_raw(store, pipeline_id, squatter)
+    assert cli(project, "plan", "--select", KEY, "--out", str(tmp_path / "plan.json")).exit_code == 1
+    data = json.loads((tmp_path / "plan.json").read_text())
+    [entry] = data["entries"]
+    assert entry["status"] == "conflict"
+    evil = {**entry["desired"], "name": "evil"} if entry["desired"] else {"name": "evil"}
+    entry.update(status="update", desired=evil, digest=plan_digest(KEY, entry["live_etag"], evil))
+    (tmp_path / "plan.json").write_text(json.dumps(data))
+    result = cli(project, "apply", str(tmp_path / "plan.json"))
+    assert result.exit_code == 1 and "stale plan" in result.output
+    assert json.loads(body_of(store, pipeline_id)) == squatter
+
+
+def test_a_tampered_rollback_entry_is_validated_before_it_is_written(
+    project: Path, store: Front50Store, bucket_env: None, tmp_path: Path
+) -> None:
+    store.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    apply_everything(project, store)
+    pipeline_id = pipeline_id_for(KEY)
+    live = store.read_pipeline(pipeline_id)
+    assert live is not None and live.document is not None
+    unmarked = {k: v for k, v in live.document.items() if k != MARKER_FIELD}
+    unmarked["stages"] = [{"refId": "x", "type": "wait", "requisiteStageRefIds": ["missing"]}]
+    put_raw(store, pipeline_id, unmarked)  # a version nobody planned: no marker, and invalid
+    bad_version = store.pipeline_versions(pipeline_id)[0].version_id
+    put_raw(store, pipeline_id, live.document)
+    current = store.read_pipeline(pipeline_id)
+    assert current is not None
+    entry = {
+        "key": KEY,
+        "status": "update",
+        "pipeline_id": pipeline_id,
+        "application": "checkout",
+        "name": live.document["name"],
+        "live_etag": current.etag,
+        "digest": plan_digest(KEY, current.etag, unmarked),
+        "source": f"rollback:{bad_version}",
+        "desired": unmarked,
+    }
+    (tmp_path / "rb.json").write_text(json.dumps({"format": 1, "entries": [entry]}))
+    result = cli(project, "apply", str(tmp_path / "rb.json"))
+    assert result.exit_code == 1
+    assert "was not written by pipeline-sync" in result.output and "Traceback" not in result.output
+    assert json.loads(body_of(store, pipeline_id)) == live.document
+
+
+# -- change markers --------------------------------------------------------------------------
+
+
+def test_a_rerun_after_a_crash_bumps_the_markers_an_earlier_write_left_unbumped(
+    store: Front50Store, tmp_path: Path
+) -> None:
+    project = write_project(tmp_path / "p")
+    key = "svc/dev/deploy"
+    entry = engine.plan(workspace_of(project), store).entries[key]
+
+    class Crash(BaseException):
+        pass
+
+    crashing = Front50Store(store.settings, client=store.client)
+
+    def crash_before_bump(group: str) -> str | None:
+        raise Crash(group)
+
+    crashing._bump_quietly = crash_before_bump  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        engine.apply(workspace_of(project), crashing, {key: entry.digest}, approver="alice")
+    assert "front50/applications/svc/application-metadata.json" in object_keys(store)
+    assert "front50/applications/last-modified.json" not in object_keys(store)
+    results = engine.apply(workspace_of(project), store, {key: entry.digest}, approver="alice")
+    assert [r.outcome for r in results] == ["applied"]
+    for group in ("applications", "pipelines"):
+        marker = json.loads(
+            store.client.get_object(Bucket=BUCKET, Key=f"front50/{group}/last-modified.json")["Body"].read()
+        )
+        assert isinstance(marker["lastModified"], int)
+
+
+def test_the_change_marker_moves_past_a_value_ahead_of_this_clock(
+    store: Front50Store, tmp_path: Path
+) -> None:
+    project = write_project(tmp_path / "p")
+    ahead = int(time.time() * 1000) + 3_600_000
+    store.client.put_object(
+        Bucket=BUCKET, Key="front50/pipelines/last-modified.json", Body=json.dumps({"lastModified": ahead})
+    )
+    apply_everything(project, store)
+    marker = json.loads(
+        store.client.get_object(Bucket=BUCKET, Key="front50/pipelines/last-modified.json")["Body"].read()
+    )
+    assert marker["lastModified"] > ahead
+
+
+def test_one_partition_plan_selection_matches_the_fleet_plan(project: Path, store: Front50Store) -> None:
+    fleet = engine.plan(workspace_of(project), store)
+    one = engine.plan(workspace_of(project), store, Selection.of([KEY]))
+    assert one.entries[KEY] == fleet.entries[KEY]
+    settings = Front50Settings(bucket=BUCKET, cache_dir=store.settings.cache_dir)
+    assert Front50Store(settings, client=store.client).describe() == f"s3://{BUCKET}"
