@@ -35,3 +35,12 @@ def is_partition_key(key: str) -> bool:
 
 def partition_key(service: str, stack: str, template: str) -> str:
     return f"{service}/{stack}/{template}"
+
+
+def split_key(key: str) -> tuple[str, str | None, str | None]:
+    """(service, stack, template) of a key; stack and template are None when key has no three parts
+    (a marker may name anything)."""
+    parts = key.split("/")
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    return parts[0], None, None

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from pipeline_sync.catalog import Catalog
-from pipeline_sync.names import is_partition_key
+from pipeline_sync.names import is_partition_key, split_key
 from pipeline_sync.provenance import CATALOG_FIELD
 
 
@@ -65,7 +65,7 @@ def ownership(
                 "(a copy made in Deck, or a marker written by hand)"
             ),
         )
-    service = key.split("/")[0]
+    service = split_key(key)[0]
     if not isinstance(application, str) or application.lower() != service:
         return Ownership(
             Owner.NONE,

@@ -7,16 +7,19 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline_sync.build import RenderOutcome
 from pipeline_sync.canonical import canonical_json, sha256_hex
 from pipeline_sync.catalog import Catalog, Target
 from pipeline_sync.diff import changed_paths, fleet_signature, semantic_diff, to_yaml, unified_diff
 from pipeline_sync.live import LiveObject
+from pipeline_sync.names import split_key
 from pipeline_sync.ownership import Owner, ownership
 from pipeline_sync.provenance import MARKER_FIELD, content_digest, managed_document, marker_of, normalise
 from pipeline_sync.status import ACTIONABLE, AUTO_APPROVABLE, ERRORS, Status
+
+if TYPE_CHECKING:  # build owns the render cache (sqlite); the planner only reads its outcomes
+    from pipeline_sync.build import RenderOutcome
 
 PLAN_FORMAT = 1
 ROLLBACK_SOURCE = "rollback:"
@@ -404,7 +407,7 @@ def _changed(
         str(base.get("application") or ""),
     ]
     # A create's diff is the whole pipeline: cluster creates by template instead.
-    template = key.split("/")[-1]
+    template = split_key(key)[2] or key
     signature_source = {"status": str(status), "diff": {} if status is Status.CREATE else diff}
     return PlanEntry(
         status=status,
@@ -431,8 +434,7 @@ def _leftover_entry(
     catalog: Catalog, key: str, obj: LiveObject, written: Mapping[str, Any] | None
 ) -> PlanEntry:
     """A managed live pipeline whose target is not in the catalog."""
-    service = key.split("/")[0]
-    stack = key.split("/")[1] if key.count("/") == 2 else None
+    service, stack, _ = split_key(key)
     doc = obj.document or {}
     base: dict[str, Any] = dict(
         key=key,

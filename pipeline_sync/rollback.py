@@ -8,6 +8,7 @@ from typing import Any
 from pipeline_sync.engine import ApplyResult, write_entry
 from pipeline_sync.errors import PipelineSyncError, StalePlanError, StoreError
 from pipeline_sync.live import LiveObject
+from pipeline_sync.names import split_key
 from pipeline_sync.plan import PlanEntry, plan_digest, rollback_entry
 from pipeline_sync.provenance import MARKER_FIELD, content_digest, marker_of
 from pipeline_sync.spinnaker import validate_pipeline
@@ -53,7 +54,7 @@ def plan_rollback(
             f"nothing to roll back: version {chosen.version_id} of {target} has the same content as "
             "the live pipeline. Pick another with --to (see the versions with --list)."
         )
-    return rollback_entry(key, pipeline_id, live, restored, chosen.version_id, stack=_stack_of(key))
+    return rollback_entry(key, pipeline_id, live, restored, chosen.version_id, stack=split_key(key)[1])
 
 
 def describe_versions(store: Store, target: str, catalog_id: str | None = None) -> list[str]:
@@ -157,11 +158,6 @@ def restorable_document(obj: LiveObject, key: str | None, where: str) -> tuple[s
     if problems:
         raise RollbackError(f"{where} is not a valid pipeline: " + "; ".join(str(p) for p in problems))
     return key, obj.document
-
-
-def _stack_of(key: str) -> str | None:
-    parts = key.split("/")
-    return parts[1] if len(parts) == 3 else None
 
 
 # -- applying a rollback ----------------------------------------------------------------------
