@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline_sync.cachefiles import CacheSettings
 from pipeline_sync.catalog import Catalog, Target, load_catalog
 from pipeline_sync.errors import RenderError
 from pipeline_sync.gcpause import gc_paused
@@ -19,7 +20,6 @@ from pipeline_sync.render_cache import (
     context_fingerprint,
     render_key,
     template_digest,
-    template_is_deterministic,
 )
 from pipeline_sync.spinnaker import validate_fleet, validate_pipeline
 
@@ -39,30 +39,30 @@ class RenderOutcome:
 
 @dataclass(frozen=True)
 class Workspace:
-    """A loaded catalog, its renderer, and the render cache render_all uses.
-
-    render_cache None means: the cache the environment configures (PIPELINE_SYNC_CACHE_DIR,
-    PIPELINE_SYNC_CACHE), made at first use, not when the workspace is loaded.
-    """
+    """A loaded catalog, its renderer, and the render cache render_all reads (only to plan)."""
 
     catalog: Catalog
     renderer: Renderer
-    render_cache: RenderCache | None = field(default=None, compare=False, repr=False)
+    render_cache: RenderCache = field(default_factory=RenderCache.in_memory, compare=False, repr=False)
 
     @classmethod
     def load(
-        cls, catalog_dir: Path, templates_dir: Path, *, render_cache: RenderCache | None = None
+        cls,
+        catalog_dir: Path,
+        templates_dir: Path,
+        *,
+        render_cache: RenderCache | None = None,
+        caches: CacheSettings | None = None,
     ) -> Workspace:
-        with gc_paused():
-            catalog = load_catalog(catalog_dir, templates_dir)
+        """Load catalog_dir and templates_dir; the render cache is the one given, else the one the
+        cache settings (default: the environment's) place. Opening it reads nothing yet."""
+        catalog = load_catalog(catalog_dir, templates_dir)
+        if render_cache is None:
+            render_cache = RenderCache.from_settings(caches or CacheSettings.from_env())
         return cls(catalog=catalog, renderer=Renderer(templates_dir, catalog), render_cache=render_cache)
 
     @property
     def cache(self) -> RenderCache:
-        """The render cache: the one given, else one from the environment, made now and kept."""
-        if self.render_cache is None:
-            object.__setattr__(self, "render_cache", RenderCache.from_env())
-        assert self.render_cache is not None
         return self.render_cache
 
 
@@ -184,8 +184,7 @@ def _cache_key(workspace: Workspace, target: Target, templates: dict[str, str | 
             source = workspace.renderer.template_source(target)
         except RenderError:
             source = None  # rendering reports it
-        cacheable = source is not None and template_is_deterministic(source)
-        templates[target.template] = template_digest(source) if source is not None and cacheable else None
+        templates[target.template] = template_digest(source) if source is not None else None
     digest = templates[target.template]
     if digest is None:
         return None

@@ -1,10 +1,46 @@
-"""Local cache files: removing a corrupt sqlite file so that it can be made again."""
+"""Local caches, in one place: where they live, how their sqlite files are opened, what code made them.
+
+Every cache here is only a speed-up: a corrupt file is deleted and made again, a locked or
+unwritable one costs the speed-up and nothing else, and nothing in a cache decides a write.
+"""
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+import platformdirs
 
 SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+BUSY_TIMEOUT_S = 5.0
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Where both caches (live objects, renders) live, or None when caching is off."""
+
+    directory: Path | None
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, directory: str | None = None
+    ) -> CacheSettings:
+        """PIPELINE_SYNC_CACHE=off disables both; PIPELINE_SYNC_CACHE_DIR (or directory, which wins)
+        moves both; else the user cache directory."""
+        env = os.environ if environ is None else environ
+        if env.get("PIPELINE_SYNC_CACHE", "on").lower() in {"off", "0", "false"}:
+            return cls(None)
+        chosen = directory or env.get("PIPELINE_SYNC_CACHE_DIR")
+        return cls(Path(chosen) if chosen else Path(platformdirs.user_cache_dir("pipeline-sync")))
+
+    def file(self, name: str) -> Path | None:
+        """The path of one cache file, or None when caching is off."""
+        return None if self.directory is None else self.directory / name
 
 
 def discard_sqlite_file(path: Path) -> bool:
@@ -15,3 +51,43 @@ def discard_sqlite_file(path: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def guarded_sqlite(
+    path: Path, schema: Iterable[str], action: Callable[[sqlite3.Connection], _T], fallback: _T
+) -> _T:
+    """Run action on a fresh WAL connection to path, after the schema statements.
+
+    A corrupt file is deleted and the action retried once on a new one; any other sqlite or
+    file-system failure (locked, read-only, no directory, a full disk) gives fallback.
+    """
+    for attempt in range(2):
+        try:
+            db = _connect(path, schema)
+            try:
+                return action(db)
+            finally:
+                db.close()
+        except sqlite3.OperationalError:
+            return fallback  # locked, read-only, cannot open: not a reason to delete anything
+        except sqlite3.DatabaseError:
+            if attempt == 1 or not discard_sqlite_file(path):
+                return fallback
+        except OSError:
+            return fallback
+    return fallback
+
+
+def _connect(path: Path, schema: Iterable[str]) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+    try:
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
+        with db:
+            for statement in schema:
+                db.execute(statement)
+    except BaseException:
+        db.close()
+        raise
+    return db

@@ -55,7 +55,7 @@ def _store() -> Front50Store:
 def main(ctx: click.Context, catalog_dir: Path, templates_dir: Path) -> None:
     """Spinnaker pipelines as code: render, validate, plan and apply against Front50's bucket."""
     ctx.ensure_object(dict)
-    ctx.obj["workspace_factory"] = lambda: Workspace.load(catalog_dir, templates_dir)
+    ctx.obj["workspace_factory"] = lambda: engine.load_workspace(catalog_dir, templates_dir)
     ctx.obj["dirs"] = (catalog_dir, templates_dir)
 
 

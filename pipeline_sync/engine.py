@@ -14,9 +14,11 @@ import fnmatch
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipeline_sync.build import Workspace, render_all
+from pipeline_sync.cachefiles import CacheSettings
 from pipeline_sync.canonical import canonical_json
 from pipeline_sync.errors import StalePlanError, StoreError
 from pipeline_sync.gcpause import gc_paused
@@ -76,11 +78,18 @@ class ApplyResult:
 # -- plan -------------------------------------------------------------------------------------
 
 
+def load_workspace(catalog_dir: Path, templates_dir: Path, caches: CacheSettings | None = None) -> Workspace:
+    """The catalog and templates, loaded once per run; the render cache placed by caches."""
+    with gc_paused():  # tens of thousands of acyclic values: nothing for the cyclic GC to find
+        return Workspace.load(catalog_dir, templates_dir, caches=caches)
+
+
 def plan(workspace: Workspace, store: Store, selection: Selection = EVERYTHING) -> Plan:
     """The plan of the selected keys as things stand: renders and live summaries may come from
     caches. Where a person edited a managed pipeline, the version pipeline-sync last wrote is
     looked up in the store's history, so the plan can name the person's fields."""
-    live = store.read_live()
+    with gc_paused():
+        live = store.read_live()
     return _plan_against(workspace, store, live, selection, use_cache=True, history=True)
 
 

@@ -1,57 +1,6 @@
 """A persistent render cache: each target's canonical JSON and validation, reused while its inputs hold.
 
-Rendering a target is a pure function of its inputs, so a warm plan need not run Jinja, the
-YAML load and the safety walks again (about 1.3 ms a target): it reads the stored canonical
-JSON back with ``json.loads`` (about 0.02 ms). On a hit the outcome is
-``RenderedPipeline(key, pipeline_id, json.loads(canonical), canonical)`` with the stored
-validation problems; Jinja and YAML never run.
-
-The key of a target's render (``render_key``) is sha256 over:
-
-1. the **code fingerprint** (``code_fingerprint``): ``RENDER_CACHE_FORMAT`` (bump it when what
-   a stored render means changes), ``pipeline_sync.__version__``, the source bytes of every
-   module on the render and validation path (``CODE_MODULES``: an edit to any of them
-   invalidates everything, even when nobody bumps a version), the versions of Jinja2,
-   MarkupSafe and PyYAML, whether libyaml is used, and the Python version. It is computed when
-   this module is imported, right after those modules, so it describes the code that runs.
-   When a source cannot be read, the cache lives in memory only;
-2. the target's **key** (service/stack/template: it names the template, and problems quote
-   it), its **service** (the ``application``) and its **template** name;
-3. its **own id**: the pinned id, or "derived" (then it is uuid5 of the key, by code in the
-   fingerprint);
-4. sha256 of the **template source**, exactly the text the renderer compiled
-   (``Renderer.template_source``: the same string that is rendered, so an edit between
-   hashing and compiling cannot be stored under the old text);
-5. the **context** (merged variables and the service's fields) as JSON that *keeps map
-   order*: a template can iterate a map, and ``canonical_json`` would sort keys and give two
-   contexts a ``{% for %}`` tells apart the same key. A context holding anything but plain
-   JSON types (a YAML date, set or binary, a tuple, a non-string key) is not cached.
-
-and, checked when a row is used rather than hashed into the key:
-
-6. **what ``pipeline_id()`` answered**. A template may call ``pipeline_id(app, stack,
-   template)`` with any arguments, so which other targets it depends on is only known by
-   rendering it. Every call (its arguments, and the id it returned or "names no target") is
-   stored with the render, and the row is used only when the current catalog (its targets,
-   pinned ids and failed services, through ``Renderer.referenced_id``) answers every recorded
-   call the same. A render is deterministic given 1-5 and those answers, so equal answers
-   mean an equal render: adding, removing or re-pinning a target invalidates exactly the
-   renders that asked about it, and nothing else.
-
-Nothing else reaches a render: the templates directory and file names appear only in error
-messages, and render errors are never cached. Templates using Jinja's nondeterministic
-``random`` filter or ``lipsum`` global are never cached. Validation: the per-target problems
-(``validate_pipeline``, a pure function of the key and the document, its code in the
-fingerprint) are stored with the render; the fleet-wide checks (name and id collisions across
-targets) always run. A render is stored only when its canonical JSON reads back equal to the
-document; render_all then hands out that read-back document on the miss too, so a hit and a
-miss give the same document, in plain JSON types.
-
-Storage: ``render-cache.sqlite`` beside the content cache (``PIPELINE_SYNC_CACHE_DIR``, else
-the user cache dir); ``PIPELINE_SYNC_CACHE=off`` keeps it in memory, for one workspace. A run
-reads every row it needs in one query and writes its new rows in one transaction. A corrupt
-file is deleted and rebuilt; a locked or unwritable one only costs the speed-up. Rows unused
-for ``MAX_IDLE_DAYS`` days are deleted when a run writes, and the oldest beyond ``MAX_ROWS``.
+What its key covers and why a stale row is a miss, never a wrong answer: docs/render-cache.md.
 """
 
 from __future__ import annotations
@@ -60,7 +9,6 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import os
 import sqlite3
 import sys
 import time
@@ -70,13 +18,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import jinja2
-import platformdirs
 import yaml
-from jinja2 import nodes
 
 import pipeline_sync
-from pipeline_sync.cachefiles import discard_sqlite_file
-from pipeline_sync.canonical import sha256_hex
+from pipeline_sync import fingerprint
+from pipeline_sync.cachefiles import CacheSettings, guarded_sqlite
 from pipeline_sync.catalog import Target
 from pipeline_sync.render import Reference
 
@@ -84,9 +30,13 @@ from pipeline_sync.render import Reference
 RENDER_CACHE_FORMAT = 1
 CACHE_FILE = "render-cache.sqlite"
 TABLE = f"renders_v{RENDER_CACHE_FORMAT}"
+SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} (key TEXT PRIMARY KEY, pipeline_id TEXT NOT NULL, "
+    "canonical TEXT NOT NULL, problems TEXT NOT NULL, refs TEXT NOT NULL, "
+    "used INTEGER NOT NULL) WITHOUT ROWID"
+)
 MAX_IDLE_DAYS = 14
 MAX_ROWS = 200_000
-BUSY_TIMEOUT_MS = 5_000
 _DAY = 86_400
 _T = TypeVar("_T")
 
@@ -104,9 +54,6 @@ CODE_MODULES = (
     "pipeline_sync.yamlsafe",
 )
 LIBRARIES = ("jinja2", "MarkupSafe", "PyYAML")
-# Jinja globals and filters whose output differs from one call to the next.
-NONDETERMINISTIC_NAMES = frozenset({"lipsum"})
-NONDETERMINISTIC_FILTERS = frozenset({"random"})
 
 
 @dataclass(frozen=True)
@@ -142,16 +89,15 @@ def _fingerprint() -> str | None:
             parts.append(f"{library}={importlib.metadata.version(library)}")
         except importlib.metadata.PackageNotFoundError:
             parts.append(f"{library}=?")
+    sources: list[str | None] = []
     for name in CODE_MODULES:
         try:
             spec = importlib.util.find_spec(name)
-            if spec is None or spec.origin is None:
-                return None
-            parts.append(name)
-            parts.append(hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest())
-        except (ImportError, OSError, ValueError):
+        except (ImportError, ValueError):
             return None
-    return sha256_hex(*parts)
+        parts.append(name)
+        sources.append(spec.origin if spec is not None else None)
+    return fingerprint.code_fingerprint(parts, sources)
 
 
 def context_fingerprint(context: Mapping[str, Any]) -> str | None:
@@ -192,17 +138,6 @@ def _plain(root: Any) -> bool:
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def template_is_deterministic(source: str) -> bool:
-    """False when the template uses a Jinja global or filter that differs from call to call."""
-    try:
-        tree = jinja2.Environment().parse(source)
-    except jinja2.TemplateError:
-        return False
-    if any(node.name in NONDETERMINISTIC_NAMES for node in tree.find_all(nodes.Name)):
-        return False
-    return not any(node.name in NONDETERMINISTIC_FILTERS for node in tree.find_all(nodes.Filter))
-
-
 def template_digest(source: str) -> str:
     """sha256 of a template's text, as it is compiled."""
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
@@ -225,12 +160,7 @@ def render_key(code: str, target: Target, template: str, context: str) -> str:
 
 def cache_path(environ: Mapping[str, str] | None = None) -> Path | None:
     """Where the render cache lives, or None when PIPELINE_SYNC_CACHE turns caching off."""
-    env = os.environ if environ is None else environ
-    if env.get("PIPELINE_SYNC_CACHE", "on").lower() in {"off", "0", "false"}:
-        return None
-    configured = env.get("PIPELINE_SYNC_CACHE_DIR")
-    base = Path(configured) if configured else Path(platformdirs.user_cache_dir("pipeline-sync"))
-    return base / CACHE_FILE
+    return CacheSettings.from_env(environ).file(CACHE_FILE)
 
 
 class RenderCache:
@@ -245,6 +175,10 @@ class RenderCache:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RenderCache:
         return cls(cache_path(environ))
+
+    @classmethod
+    def from_settings(cls, settings: CacheSettings) -> RenderCache:
+        return cls(settings.file(CACHE_FILE))
 
     @classmethod
     def in_memory(cls) -> RenderCache:
@@ -333,47 +267,9 @@ class RenderCache:
         self._guarded(write, None)
 
     # -- the file -----------------------------------------------------------
-    def _connect(self, path: Path) -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
-        try:
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (key TEXT PRIMARY KEY, pipeline_id TEXT NOT NULL, "
-                "canonical TEXT NOT NULL, problems TEXT NOT NULL, refs TEXT NOT NULL, "
-                "used INTEGER NOT NULL) WITHOUT ROWID"
-            )
-        except BaseException:
-            db.close()
-            raise
-        return db
-
     def _guarded(self, action: Callable[[sqlite3.Connection], _T], fallback: _T) -> _T:
-        """Run action on a fresh connection. A corrupt file is deleted and the action retried
-        once on a new one; any other sqlite or file-system failure gives fallback (the cache is
-        only a speed-up)."""
         assert self._path is not None
-        for attempt in range(2):
-            try:
-                db = self._connect(self._path)
-                try:
-                    return action(db)
-                finally:
-                    db.close()
-            except sqlite3.OperationalError:
-                return fallback  # locked, read-only, cannot open: not a reason to delete anything
-            except sqlite3.DatabaseError:
-                if attempt == 1 or not self._discard():
-                    return fallback
-            except OSError:
-                return fallback
-        return fallback
-
-    def _discard(self) -> bool:
-        """Remove a corrupt cache file (and its WAL); True when it is gone."""
-        assert self._path is not None
-        return discard_sqlite_file(self._path)
+        return guarded_sqlite(self._path, (SCHEMA,), action, fallback)
 
 
 def _entry(pipeline_id: Any, canonical: Any, problems: Any, references: Any) -> CachedRender | None:

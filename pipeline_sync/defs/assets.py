@@ -115,7 +115,7 @@ def pipeline_plan(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Diff one pipeline against Front50's live copy: status, plan digest, and the diff."""
     key = context.partition_key
-    plan = engine.plan(catalog.workspace(), front50.store(), Selection.of([key]))
+    plan = engine.plan(catalog.workspace(front50.caches()), front50.store(), Selection.of([key]))
     entry = plan.entries.get(key) or _gone(key)
     context.log.info(f"{key}: {display_status(entry)} (plan digest {entry.digest})")
     for message in entry.messages:
@@ -165,7 +165,9 @@ def approval(
             f"({str(latest_digest)[:12] if latest_digest else 'none yet'}). Materialize pipeline_plan "
             "for this partition, read its diff, and approve the digest it shows. Nothing was published."
         )
-    entry = engine.plan(catalog.workspace(), front50.store(), Selection.of([key])).entries.get(key)
+    entry = engine.plan(
+        catalog.workspace(front50.caches()), front50.store(), Selection.of([key])
+    ).entries.get(key)
     if entry is None or entry.digest != config.plan_digest:
         raise dg.Failure(
             f"Approval refused for {key}: the pipeline, catalog or template changed since the plan "
@@ -207,7 +209,7 @@ def published_pipeline(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """The pipeline written to Front50's bucket, after its exact plan was approved."""
     key = context.partition_key
-    workspace, store = catalog.workspace(), front50.store()
+    workspace, store = catalog.workspace(front50.caches()), front50.store()
     result = engine.apply(workspace, store, {key: config.plan_digest}, approver=config.approver)[0]
     if result.outcome != "applied":
         raise dg.Failure(f"Not published: {result.message}")
@@ -242,7 +244,7 @@ def fleet_plan(
     context: dg.AssetExecutionContext, catalog: CatalogResource, front50: Front50Resource
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Reconcile every pipeline in one run; record only partitions whose plan changed."""
-    workspace = catalog.workspace()
+    workspace = catalog.workspace(front50.caches())
     for error in workspace.catalog.errors:
         context.log.error(str(error))
     store = front50.store()

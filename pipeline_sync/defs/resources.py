@@ -7,7 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipeline_sync import engine
 from pipeline_sync.build import Workspace
+from pipeline_sync.cachefiles import CacheSettings
 from pipeline_sync.front50 import Front50Settings, Front50Store
 
 
@@ -17,10 +19,11 @@ class CatalogResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     catalog_dir: str | None = None
     templates_dir: str | None = None
 
-    def workspace(self) -> Workspace:
+    def workspace(self, caches: CacheSettings | None = None) -> Workspace:
+        """The catalog and templates; caches (Front50Resource.caches()) places the render cache."""
         catalog = self.catalog_dir or os.environ.get("PIPELINE_SYNC_CATALOG", "catalog")
         templates = self.templates_dir or os.environ.get("PIPELINE_SYNC_TEMPLATES", "templates")
-        return Workspace.load(Path(catalog), Path(templates))
+        return engine.load_workspace(Path(catalog), Path(templates), caches)
 
 
 class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -49,3 +52,7 @@ class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def store(self) -> Front50Store:
         return Front50Store(self.settings())
+
+    def caches(self) -> CacheSettings:
+        """Where both caches live: cache_dir moves the render cache too, not only the content cache."""
+        return CacheSettings.from_env(directory=self.cache_dir)
