@@ -13,6 +13,7 @@ from pipeline_sync.errors import CatalogError, SourceLocation
 from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.merge import merge_layers
 from pipeline_sync.names import PINNED_ID, VARIABLE_NAME, dns_label_problem, partition_key
+from pipeline_sync.safefiles import UnsafeFileError, read_text_file
 from pipeline_sync.yamlsafe import LineMap, format_key_path, load_yaml
 
 DEFAULTS_FILE = "defaults.yaml"
@@ -218,6 +219,8 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
 
 
 def available_templates(templates_dir: Path) -> frozenset[str]:
+    """Template names by file name alone; an entry that is not a regular file inside templates/
+    (a FIFO, a directory, a link leading out) is still listed, and refused when a target uses it."""
     return frozenset(p.name[: -len(TEMPLATE_SUFFIX)] for p in Path(templates_dir).glob(f"*{TEMPLATE_SUFFIX}"))
 
 
@@ -252,9 +255,9 @@ def _relative(path: Path, catalog_dir: Path) -> str:
 def _read_model(path: Path, catalog_dir: Path, model: type[_Strict]) -> tuple[Any, LineMap, str]:
     file = _relative(path, catalog_dir)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(SourceLocation(file), f"cannot read file: {exc}") from None
+        text = read_text_file(path, root=catalog_dir, what="catalog file")
+    except UnsafeFileError as exc:
+        raise CatalogError(SourceLocation(file), str(exc)) from None
     data, lines = load_yaml(text, file)
     if not isinstance(data, dict):
         raise CatalogError(SourceLocation(file, line=1), "expected a mapping at the top level")
@@ -281,7 +284,7 @@ def _as_catalog_error(exc: ValidationError, file: str, lines: LineMap) -> Catalo
 
 def _load_defaults(catalog_dir: Path) -> Defaults:
     path = catalog_dir / DEFAULTS_FILE
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():  # a dangling link is refused when read
         raise CatalogError(
             SourceLocation(_relative(path, catalog_dir)),
             "catalog defaults file is missing; it must declare at least `stacks:`",

@@ -17,6 +17,7 @@ from pipeline_sync.errors import PipelineSyncError
 from pipeline_sync.front50 import Front50Settings, Front50Store
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
 from pipeline_sync.rollback import apply_rollback, describe_versions, plan_rollback
+from pipeline_sync.safefiles import UnsafeFileError, write_text_file
 from pipeline_sync.status import Status
 
 EXIT_OK = 0
@@ -100,9 +101,14 @@ def render(ctx: click.Context, pattern: str | None, out: Path | None) -> None:
         if out is None:
             printed[key] = outcome.rendered.document
         else:
-            path = out / "pipelines" / outcome.rendered.pipeline_id / "pipeline-metadata.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(outcome.rendered.document, indent=2, sort_keys=True) + "\n")
+            parts = ("pipelines", outcome.rendered.pipeline_id, "pipeline-metadata.json")
+            text = json.dumps(outcome.rendered.document, indent=2, sort_keys=True) + "\n"
+            try:
+                path = write_text_file(out, parts, text)
+            except UnsafeFileError as exc:
+                failed = True
+                click.echo(f"error: [{key}] {exc}", err=True)
+                continue
             click.echo(f"{key} -> {path}")
     if out is None:
         click.echo(json.dumps(printed, indent=2, sort_keys=True))

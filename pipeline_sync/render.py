@@ -23,6 +23,7 @@ from pipeline_sync.catalog import TEMPLATE_SUFFIX, Catalog, Target
 from pipeline_sync.errors import RenderError, SourceLocation, YamlDocumentError
 from pipeline_sync.identity import assign_identities
 from pipeline_sync.names import partition_key
+from pipeline_sync.safefiles import UnsafeFileError, read_text_file
 from pipeline_sync.sandbox import (
     MAX_OUTPUT_CHARS,
     MAX_RENDER_SECONDS,
@@ -137,7 +138,7 @@ class Renderer:
         path = self._templates_dir / f"{target.template}{TEMPLATE_SUFFIX}"
         file = self.template_file(target.template)
         try:
-            source = path.read_text(encoding="utf-8")
+            source = read_text_file(path, root=self._templates_dir, what="template")
             tree = self._env.parse(source, target.template, str(path))
             code = self._env.compile(self._env.guard_loops(tree), target.template, str(path))
             compiled = self._env.template_class.from_code(self._env, code, self._env.make_globals(None), None)
@@ -145,8 +146,8 @@ class Renderer:
             raise RenderError(
                 target.key, SourceLocation(file, line=exc.lineno), f"template syntax error: {exc.message}"
             ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RenderError(target.key, SourceLocation(file), f"cannot read template: {exc}") from None
+        except UnsafeFileError as exc:
+            raise RenderError(target.key, SourceLocation(file), str(exc)) from None
         except (RecursionError, SyntaxError, MemoryError):  # Jinja's and Python's compilers recurse
             message = "template nests too deeply to compile"
             raise RenderError(target.key, SourceLocation(file), message) from None

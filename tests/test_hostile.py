@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+from guards import deadline, memory_cap
 from s3support import PROJECT, object_keys, service_yaml, workspace_of, write_project
 
 from pipeline_sync import engine
@@ -14,11 +16,34 @@ from pipeline_sync.build import render_all
 from pipeline_sync.front50 import Front50Store
 from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.plan import Plan, build_plan
+from pipeline_sync.safefiles import MAX_SOURCE_FILE_BYTES
 from pipeline_sync.status import Status
 
 CORPUS = Path(__file__).parent / "hostile"
 CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
 INJECTION = 'x" : y\nnew_key: injected # {{ 7*7 }} {% if true %}'
+
+
+def plant(path: Path, kind: str, text: str, outside: Path) -> None:
+    """Put at path what git cannot hold (plant.txt: "service|template KIND"): a FIFO, a link, ...
+
+    An "outside" link leads to text in a file in the outside directory; an "oversize" file holds
+    text and is then extended (sparsely) past the size limit.
+    """
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "outside":
+        (outside / f"outside-{path.name}").write_text(text)
+        path.symlink_to(outside / f"outside-{path.name}")
+    elif kind == "oversize":
+        path.write_text(text)
+        os.truncate(path, MAX_SOURCE_FILE_BYTES + 1)
+    else:
+        raise ValueError(f"plant.txt names an unknown kind {kind!r}")
 
 
 def build_project(root: Path) -> Path:
@@ -27,10 +52,20 @@ def build_project(root: Path) -> Path:
     for case in CASES:
         service = (CORPUS / case / "service.yaml").read_text()
         template = CORPUS / case / "template.yaml.j2"
-        if template.exists():
-            shutil.copy(template, root / "templates" / f"{case}.yaml.j2")
+        planted = CORPUS / case / "plant.txt"
+        which, kind = planted.read_text().split() if planted.exists() else ("", "")
+        template_path = root / "templates" / f"{case}.yaml.j2"
+        if which == "template":
+            plant(template_path, kind, template.read_text() if template.exists() else "", root.parent)
+        elif template.exists():
+            shutil.copy(template, template_path)
+        if template_path.exists() or template_path.is_symlink():
             service = service.replace("pipelines: [deploy]", f"pipelines: [{case}]")
-        (root / "catalog" / "services" / f"{case}.yaml").write_text(service)
+        service_path = root / "catalog" / "services" / f"{case}.yaml"
+        if which == "service":
+            plant(service_path, kind, service, root.parent)
+        else:
+            service_path.write_text(service)
     injected = (root / "catalog" / "services" / "catalog-api.yaml").read_text()
     injected = injected.replace(
         "git_repo: catalog-api\n", f"git_repo: catalog-api\nvars: {{git_org: {json.dumps(INJECTION)}}}\n"
@@ -53,9 +88,11 @@ def hostile_run(tmp_path: Path, store: Front50Store) -> tuple[Plan, str, Front50
     root = build_project(tmp_path / "project")
     store.put_pipeline("not-json", b"{this is not json", if_match=None)
     store.put_pipeline("no-id", b'{"name": "x", "application": "checkout"}', if_match=None)
-    plan, text = plan_of(root, store)
-    approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
-    results = engine.apply(workspace_of(root), store, approved, approver="alice")
+    # A FIFO or /dev/zero in the corpus must fail its case, not hang the run or exhaust memory.
+    with deadline(120), memory_cap(1 << 30):
+        plan, text = plan_of(root, store)
+        approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
+        results = engine.apply(workspace_of(root), store, approved, approver="alice")
     assert {r.outcome for r in results} == {"applied"}
     return plan, text, store
 
