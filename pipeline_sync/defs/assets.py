@@ -11,8 +11,16 @@ from pipeline_sync.history import written_documents
 from pipeline_sync.names import is_partition_key
 from pipeline_sync.plan import Plan, PlanEntry, Status, build_plan, fleet_summary, plan_digest
 from pipeline_sync.publish import apply_approved, current_plan
-from pipeline_sync.status import AUTO_APPROVABLE, diff_markdown, display_status, entry_summary
+from pipeline_sync.status import diff_markdown, display_status, entry_summary
 
+from .approvals import (
+    APPROVAL_ASSET,
+    AUTO_APPROVER,
+    RecordedApproval,
+    is_reserved_approver,
+    policy_may_approve,
+    recorded_approval,
+)
 from .partitions import PARTITIONS_NAME, pipeline_partitions
 from .resources import CatalogResource, Front50Resource
 from .state import (
@@ -23,8 +31,6 @@ from .state import (
     write_leftover_keys,
     write_plan_state,
 )
-
-AUTO_APPROVER = "policy:approval=auto"
 
 catalog_source = dg.AssetSpec(
     "catalog_source",
@@ -158,6 +164,12 @@ def approval(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """A person's approval of exactly one plan digest of this pipeline."""
     key = context.partition_key
+    if not config.approver.strip() or is_reserved_approver(config.approver):
+        raise dg.Failure(
+            description=f"Approval refused for {key}: approver {config.approver!r} must name a person; "
+            "names starting with 'policy:' are reserved for the stack policy. Nothing was approved.",
+            allow_retries=False,
+        )
     latest = latest_metadata(context.instance, PLAN_ASSET, key)
     latest_digest = latest.get("plan_digest")
     if latest_digest != config.plan_digest:
@@ -188,10 +200,13 @@ def approval(
 
 
 class PublishConfig(dg.Config):
-    """Filled in by the approval sensor."""
+    """Filled in by the approval sensor: the digest to publish and the approval event that allows it."""
 
     plan_digest: str
-    approver: str
+    # The storage id of the approval event; without it, the newest qualifying approval of the digest.
+    approval_storage_id: int | None = None
+    # Ignored, kept so older run configs still load: the approver comes from the approval event.
+    approver: str | None = None
 
 
 @dg.asset(
@@ -208,30 +223,54 @@ def published_pipeline(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """The pipeline written to Front50's bucket, after its exact plan was approved."""
     key = context.partition_key
+    approved = _approval_to_publish(context, key, config)
     workspace, store = catalog.workspace(), front50.store()
-    result = apply_approved(workspace, store, {key: config.plan_digest}, approver=config.approver)[0]
+    result = apply_approved(workspace, store, {key: approved.digest}, approver=approved.approver)[0]
     if result.outcome != "applied":
-        raise dg.Failure(f"Not published: {result.message}")
+        raise dg.Failure(description=f"Not published: {result.message}", allow_retries=False)
     context.log.info(result.message)
     after = current_plan(workspace, store, [key]).entries.get(key) or _gone(key)
     context.log_event(
         dg.AssetMaterialization(
             PLAN_ASSET,
             partition=key,
-            metadata={**plan_metadata(after), "display_status": f"published by {config.approver}"},
+            metadata={**plan_metadata(after), "display_status": f"published by {approved.approver}"},
         )
     )
     write_plan_state(context.instance, [after])
     return dg.MaterializeResult(
         metadata={
-            "approver": config.approver,
-            "plan_digest": config.plan_digest,
+            "approver": approved.approver,
+            "plan_digest": approved.digest,
+            "approval_storage_id": approved.storage_id,
+            "approval_run_id": approved.run_id,
             "operation": result.status or "",
             "s3_etag": result.etag or "",
             "s3_version_id": result.version_id or "",
             "display_status": "published",
         }
     )
+
+
+def _approval_to_publish(
+    context: dg.AssetExecutionContext, key: str, config: PublishConfig
+) -> RecordedApproval:
+    """The recorded approval this run publishes under; a one-line Failure when there is none."""
+    found = recorded_approval(context.instance, key, config.plan_digest, config.approval_storage_id)
+    if not isinstance(found, RecordedApproval):
+        raise dg.Failure(
+            description=f"Not published: {found.reason} Nothing was written.", allow_retries=False
+        )
+    if config.approver is not None and config.approver != found.approver:
+        context.log.warning(
+            f"publish config names approver {config.approver!r}; ignored, the approval event "
+            f"{found.storage_id} records {found.approver!r}."
+        )
+    context.log.info(
+        f"{key}: publishing digest {found.digest} approved by {found.approver} "
+        f"(approval event {found.storage_id}, run {found.run_id})."
+    )
+    return found
 
 
 @dg.asset(
@@ -290,14 +329,15 @@ def _partition_events(
             continue
         yield live_observation(entry)
         yield dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))
-        if entry.approval == "auto" and entry.status in AUTO_APPROVABLE:
+        if policy_may_approve(entry):
             yield dg.AssetMaterialization(
-                approval.key,
+                APPROVAL_ASSET,
                 partition=entry.key,
                 metadata={
                     "approver": AUTO_APPROVER,
                     "plan_digest": entry.digest,
                     "status": str(entry.status),
+                    "adopt": entry.adopt,
                 },
             )
 
