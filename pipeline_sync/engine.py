@@ -145,6 +145,11 @@ def fresh_plan(workspace: Workspace, store: Store, keys: Iterable[str]) -> Plan:
 # -- the approval rule ------------------------------------------------------------------------
 
 
+def is_reserved_approver(approver: str) -> bool:
+    """True for names only the stack policy may use (policy:...), however they are spelled."""
+    return approver.strip().lower().startswith(POLICY_PREFIX)
+
+
 @dataclass(frozen=True)
 class Refusal:
     """Why an approval is not written: stale (the plan moved), failed (not a change that can be
@@ -162,7 +167,7 @@ def approval_refusal(
     entry is the current plan of key (for a write: the fresh plan). One rule for every path:
     the CLI's apply, the Dagster approval asset, the approval sensor and publishing.
     """
-    if approver.startswith(POLICY_PREFIX) and not policy:
+    if is_reserved_approver(approver) and not policy:
         return Refusal(
             "refused", f"{key}: approver names beginning with {POLICY_PREFIX!r} are reserved for stack policy"
         )

@@ -121,7 +121,9 @@ def test_approval_then_sensor_publishes_once(env: dict[str, Any]) -> None:
     tick = sensor_tick(instance)
     assert len(tick.run_requests) == 1
     request = tick.run_requests[0]
-    assert request.partition_key == KEY and request.run_key == f"publish:{KEY}:{digest}"
+    [approved] = instance.fetch_materializations(approval.key, limit=1).records
+    assert request.partition_key == KEY
+    assert request.run_key == f"publish:{KEY}:{digest}:{approved.storage_id}"
     assert not sensor_tick(instance, tick.cursor).run_requests
 
     publish = defs.resolve_job_def("publish_job").execute_in_process(

@@ -8,12 +8,20 @@ import dagster as dg
 
 from pipeline_sync import engine
 from pipeline_sync.build import render_all
-from pipeline_sync.engine import AUTO_APPROVER, Selection
+from pipeline_sync.engine import Selection
 from pipeline_sync.names import is_partition_key
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary, plan_digest
 from pipeline_sync.report import diff_markdown, display_status, entry_summary
 from pipeline_sync.status import Status
 
+from .approvals import (
+    APPROVAL_ASSET,
+    AUTO_APPROVER,
+    RecordedApproval,
+    is_reserved_approver,
+    policy_may_approve,
+    recorded_approval,
+)
 from .partitions import PARTITIONS_NAME, pipeline_partitions
 from .resources import CatalogResource, Front50Resource
 from .state import (
@@ -157,27 +165,29 @@ def approval(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """A person's approval of exactly one plan digest of this pipeline."""
     key = context.partition_key
+    if not config.approver.strip() or is_reserved_approver(config.approver):
+        raise dg.Failure(
+            description=f"Approval refused for {key}: approver {config.approver!r} must name a person; "
+            "names starting with 'policy:' are reserved for the stack policy. Nothing was approved.",
+            allow_retries=False,
+        )
     latest = latest_metadata(context.instance, PLAN_ASSET, key)
     latest_digest = latest.get("plan_digest")
     if latest_digest != config.plan_digest:
         raise dg.Failure(
-            f"Approval refused for {key}: digest {config.plan_digest[:12]} is not the latest plan "
-            f"({str(latest_digest)[:12] if latest_digest else 'none yet'}). Materialize pipeline_plan "
-            "for this partition, read its diff, and approve the digest it shows. Nothing was published."
+            description=f"Approval refused for {key}: digest {config.plan_digest[:12]} is not the latest "
+            f"plan ({str(latest_digest)[:12] if latest_digest else 'none yet'}). Materialize pipeline_plan "
+            "for this partition, read its diff, and approve the digest it shows. Nothing was published.",
+            allow_retries=False,
         )
-    entry = engine.plan(
-        catalog.workspace(front50.caches()), front50.store(), Selection.of([key])
-    ).entries.get(key)
-    if entry is None or entry.digest != config.plan_digest:
-        raise dg.Failure(
-            f"Approval refused for {key}: the pipeline, catalog or template changed since the plan "
-            "was made (stale plan). Plan again and approve the new digest. Nothing was published."
-        )
-    if not entry.actionable:
-        raise dg.Failure(
-            f"Approval refused for {key}: its plan is {display_status(entry)}; only create, update, "
-            "drift and delete entries can be approved. " + " ".join(entry.messages)
-        )
+    workspace = catalog.workspace(front50.caches())
+    entry = engine.plan(workspace, front50.store(), Selection.of([key])).entries.get(key)
+    refusal = engine.approval_refusal(entry, key, config.plan_digest, approver=config.approver, policy=False)
+    if refusal is None and entry is not None and entry.status is Status.IN_SYNC:
+        refusal = engine.Refusal("failed", f"{key}: already in sync; there is nothing to approve")
+    if refusal is not None or entry is None:
+        reason = refusal.message if refusal is not None else f"{key}: not planned"
+        raise dg.Failure(description=f"Approval refused: {reason} Nothing was approved.", allow_retries=False)
     context.log.info(f"{config.approver} approved {key} at plan digest {entry.digest}")
     return dg.MaterializeResult(
         metadata={
@@ -189,10 +199,13 @@ def approval(
 
 
 class PublishConfig(dg.Config):
-    """Filled in by the approval sensor."""
+    """Filled in by the approval sensor: the digest to publish and the approval event that allows it."""
 
     plan_digest: str
-    approver: str
+    # The storage id of the approval event; without it, the newest qualifying approval of the digest.
+    approval_storage_id: int | None = None
+    # Ignored, kept so older run configs still load: the approver comes from the approval event.
+    approver: str | None = None
 
 
 @dg.asset(
@@ -209,30 +222,56 @@ def published_pipeline(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """The pipeline written to Front50's bucket, after its exact plan was approved."""
     key = context.partition_key
+    approved = _approval_to_publish(context, key, config)
     workspace, store = catalog.workspace(front50.caches()), front50.store()
-    result = engine.apply(workspace, store, {key: config.plan_digest}, approver=config.approver)[0]
+    result = engine.apply(
+        workspace, store, {key: approved.digest}, approver=approved.approver, policy=approved.by_policy
+    )[0]
     if result.outcome != "applied":
-        raise dg.Failure(f"Not published: {result.message}")
+        raise dg.Failure(description=f"Not published: {result.message}", allow_retries=False)
     context.log.info(result.message)
     after = engine.plan(workspace, store, Selection.of([key])).entries.get(key) or _gone(key)
     context.log_event(
         dg.AssetMaterialization(
             PLAN_ASSET,
             partition=key,
-            metadata={**plan_metadata(after), "display_status": f"published by {config.approver}"},
+            metadata={**plan_metadata(after), "display_status": f"published by {approved.approver}"},
         )
     )
     write_plan_state(context.instance, [after])
     return dg.MaterializeResult(
         metadata={
-            "approver": config.approver,
-            "plan_digest": config.plan_digest,
+            "approver": approved.approver,
+            "plan_digest": approved.digest,
+            "approval_storage_id": approved.storage_id,
+            "approval_run_id": approved.run_id,
             "operation": result.status or "",
             "s3_etag": result.etag or "",
             "s3_version_id": result.version_id or "",
             "display_status": "published",
         }
     )
+
+
+def _approval_to_publish(
+    context: dg.AssetExecutionContext, key: str, config: PublishConfig
+) -> RecordedApproval:
+    """The recorded approval this run publishes under; a one-line Failure when there is none."""
+    found = recorded_approval(context.instance, key, config.plan_digest, config.approval_storage_id)
+    if not isinstance(found, RecordedApproval):
+        raise dg.Failure(
+            description=f"Not published: {found.reason} Nothing was written.", allow_retries=False
+        )
+    if config.approver is not None and config.approver != found.approver:
+        context.log.warning(
+            f"publish config names approver {config.approver!r}; ignored, the approval event "
+            f"{found.storage_id} records {found.approver!r}."
+        )
+    context.log.info(
+        f"{key}: publishing digest {found.digest} approved by {found.approver} "
+        f"(approval event {found.storage_id}, run {found.run_id})."
+    )
+    return found
 
 
 @dg.asset(
@@ -291,19 +330,20 @@ def _partition_events(
             continue
         yield live_observation(entry)
         yield dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))
-        if not entry.policy_approvable:
+        if not policy_may_approve(entry):
             continue
         refusal = verify(entry.key, entry.digest)  # from a fresh render and read: no cache decides
         if refusal is not None:
             log.warning(f"not auto-approved: {refusal}")
             continue
         yield dg.AssetMaterialization(
-            approval.key,
+            APPROVAL_ASSET,
             partition=entry.key,
             metadata={
                 "approver": AUTO_APPROVER,
                 "plan_digest": entry.digest,
                 "status": str(entry.status),
+                "adopt": entry.adopt,
             },
         )
 

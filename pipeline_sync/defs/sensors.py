@@ -1,12 +1,10 @@
 """Sensors: keep partitions equal to the catalog, and turn approvals into publish runs."""
 
-from collections.abc import Iterator
-
 import dagster as dg
 
 from pipeline_sync.names import is_partition_key
 
-from .assets import approval
+from .approvals import APPROVAL_ASSET, RecordedApproval, judge_record
 from .jobs import publish_job
 from .partitions import PARTITIONS_NAME, pipeline_partitions
 from .resources import CatalogResource
@@ -51,41 +49,53 @@ def catalog_sensor(
     job=publish_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Publishes each approval whose digest is still the latest plan of its pipeline.",
+    description="Publishes each recorded approval whose digest is still the latest plan of its pipeline.",
 )
-def approval_sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest | dg.SkipReason]:
+def approval_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     after = int(context.cursor) if context.cursor else None
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=approval.key, after_storage_id=after),
+        dg.AssetRecordsFilter(asset_key=APPROVAL_ASSET, after_storage_id=after),
         limit=MAX_APPROVALS_PER_TICK,
         ascending=True,
     ).records
     if not records:
-        yield dg.SkipReason("no new approvals")
-        return
-    for record in records:
-        key = record.partition_key
-        materialization = record.asset_materialization
-        if key is None or materialization is None:
-            continue
-        digest = materialization.metadata["plan_digest"].value
-        approver = materialization.metadata["approver"].value
-        latest = latest_metadata(context.instance, PLAN_ASSET, key).get("plan_digest")
-        if digest != latest:
-            context.log.warning(
-                f"approval of {key} by {approver} names digest {str(digest)[:12]}, but the latest "
-                f"plan is {str(latest)[:12]}: not publishing (stale approval)"
-            )
-            continue
-        yield dg.RunRequest(
-            run_key=f"publish:{key}:{digest}",
-            partition_key=key,
-            run_config={
-                "ops": {"published_pipeline": {"config": {"plan_digest": digest, "approver": approver}}}
-            },
-            tags={
-                "pipeline_sync/approver": str(approver),
-                "pipeline_sync/plan_digest": str(digest),
-            },
+        return dg.SkipReason("no new approvals")
+    requests = [r for r in (_publish_request(context, record) for record in records) if r is not None]
+    # Past every record read, whatever became of it: one bad event must never jam the sensor.
+    cursor = str(records[-1].storage_id)
+    if not requests:
+        skipped = f"{len(records)} approval events read, none to publish"
+        return dg.SensorResult(skip_reason=skipped, cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+def _publish_request(context: dg.SensorEvaluationContext, record: dg.EventLogRecord) -> dg.RunRequest | None:
+    """A publish run for one approval event, or None (logged) when it is not one to publish."""
+    found = judge_record(context.instance, record)
+    if not isinstance(found, RecordedApproval):
+        context.log.warning(f"skipped: {found.reason}")
+        return None
+    latest = latest_metadata(context.instance, PLAN_ASSET, found.key).get("plan_digest")
+    if found.digest != latest:
+        context.log.warning(
+            f"approval of {found.key} by {found.approver} names digest {found.digest[:12]}, but the latest "
+            f"plan is {str(latest)[:12]}: not publishing (stale approval)"
         )
-    context.update_cursor(str(records[-1].storage_id))
+        return None
+    return dg.RunRequest(
+        # The approval event is part of the key: a re-approval after a failed publish publishes.
+        run_key=f"publish:{found.key}:{found.digest}:{found.storage_id}",
+        partition_key=found.key,
+        run_config={
+            "ops": {
+                "published_pipeline": {
+                    "config": {"plan_digest": found.digest, "approval_storage_id": found.storage_id}
+                }
+            }
+        },
+        tags={
+            "pipeline_sync/approver": found.approver,
+            "pipeline_sync/plan_digest": found.digest,
+            "pipeline_sync/approval_storage_id": str(found.storage_id),
+        },
+    )
