@@ -95,6 +95,7 @@ CODE_MODULES = (
     "pipeline_sync.build",
     "pipeline_sync.canonical",
     "pipeline_sync.errors",
+    "pipeline_sync.front50_model",
     "pipeline_sync.identity",
     "pipeline_sync.names",
     "pipeline_sync.render",
