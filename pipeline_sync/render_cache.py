@@ -79,6 +79,7 @@ from pipeline_sync.cachefiles import discard_sqlite_file
 from pipeline_sync.canonical import sha256_hex
 from pipeline_sync.catalog import Target
 from pipeline_sync.render import Reference
+from pipeline_sync.spel import SpelEnvironment
 
 # Bump when what a cached render means changes without a change to CODE_MODULES' source.
 RENDER_CACHE_FORMAT = 1
@@ -101,6 +102,7 @@ CODE_MODULES = (
     "pipeline_sync.render",
     "pipeline_sync.render_cache",
     "pipeline_sync.sandbox",
+    "pipeline_sync.spel",
     "pipeline_sync.spinnaker",
     "pipeline_sync.yamlsafe",
 )
@@ -196,7 +198,7 @@ _SCALARS = (str, int, float, bool, type(None))
 def template_is_deterministic(source: str) -> bool:
     """False when the template uses a Jinja global or filter that differs from call to call."""
     try:
-        tree = jinja2.Environment().parse(source)
+        tree = SpelEnvironment().parse(source)  # lexed as the renderer lexes it
     except jinja2.TemplateError:
         return False
     if any(node.name in NONDETERMINISTIC_NAMES for node in tree.find_all(nodes.Name)):
