@@ -576,9 +576,21 @@ def test_example_catalog_renders_all_targets() -> None:
         names[service].add(pipeline.document["name"].lower())
     canary = rendered["checkout/prod/deploy-canary"].document
     assert canary["triggers"][0]["pipeline"] == pipeline_id_for("checkout/prod/deploy")
-    assert [s["refId"] for s in canary["stages"]][-2:] == ["shift-50", "judge-50"]
+    assert [s["refId"] for s in canary["stages"]][-3:] == ["shift-50", "judge-50", "rollback"]
+    # a judgment's choice decides whether the next step runs, and whether the canary is rolled back
+    assert canary["stages"][-3]["stageEnabled"] == {
+        "type": "expression",
+        "expression": "${#judgment('Judge the canary at 25%') == 'Continue'}",
+    }
+    assert canary["stages"][-1]["stageEnabled"]["expression"] == (
+        "${#judgment('Judge the canary at 50%') != 'Continue'}"
+    )
     dev = rendered["checkout/dev/deploy"].document
     assert dev["triggers"][0]["enabled"] is True and dev["stages"][2]["overrides"]["replicaCount"] == 3
+    # a pushed image's tag feeds the image, and a pushed image skips the build
+    assert dev["triggers"][1]["type"] == "docker"
+    assert dev["stages"][2]["overrides"]["image.tag"] == "${trigger['tag'] ?: parameters['version']}"
+    assert dev["stages"][0]["stageEnabled"]["expression"] == "${trigger['type'] != 'docker'}"
 
 
 # --- SpEL is verbatim in templates --------------------------------------------------------------
