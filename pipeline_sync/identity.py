@@ -17,6 +17,9 @@ STAGE_ARTIFACT_ID_FIELDS = (
     "pipelinesArtifactId",
 )
 STAGE_ARTIFACT_ID_LIST_FIELDS = ("requiredArtifactIds", "packageArtifactIds")
+# The stage type whose singular `expectedArtifact` Orca still reads when `expectedArtifacts` is absent
+# (orca-clouddriver FindArtifactFromExecutionContext; deck FindArtifactFromExecutionStageConfig).
+LEGACY_EXPECTED_ARTIFACT_STAGE = "findArtifactFromExecution"
 
 
 def pipeline_id_for(key: str) -> str:
@@ -41,33 +44,33 @@ def trigger_id_for(pipeline_id: str, index: int, trigger_type: str) -> str:
 
 
 def expected_artifacts(pipeline: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every expected artifact: pipeline-level, then stage-level."""
+    """Every expected artifact: pipeline-level, then stage-level (a legacy singular one included)."""
     yield from _dicts(pipeline.get("expectedArtifacts"))
     for stage in _dicts(pipeline.get("stages")):
         yield from _dicts(stage.get("expectedArtifacts"))
+        legacy = legacy_expected_artifact(stage)
+        if legacy is not None:
+            yield legacy
+
+
+def legacy_expected_artifact(stage: dict[str, Any]) -> dict[str, Any] | None:
+    """The singular `expectedArtifact` a findArtifactFromExecution stage declares, when Orca reads it:
+    only while the stage has no `expectedArtifacts` list (null counts as none)."""
+    legacy = stage.get("expectedArtifact")
+    is_legacy_stage = stage.get("type") == LEGACY_EXPECTED_ARTIFACT_STAGE
+    if is_legacy_stage and stage.get("expectedArtifacts") is None and isinstance(legacy, dict):
+        return legacy
+    return None
 
 
 def artifact_references(pipeline: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
-    """(path, container, index-or-key) of every field that holds an expected-artifact id."""
+    """(path, container, index-or-key) of every field that holds an expected-artifact id Orca reads.
+
+    A field Orca ignores given the stage's chosen source (see orca_reads) is not a reference.
+    """
     for s_index, stage in enumerate(_list(pipeline.get("stages"))):
-        if not isinstance(stage, dict):
-            continue
-        base = f"stages[{s_index}]"
-        for name in STAGE_ARTIFACT_ID_FIELDS:
-            if isinstance(stage.get(name), str):
-                yield f"{base}.{name}", stage, name
-        for name in STAGE_ARTIFACT_ID_LIST_FIELDS:
-            values = stage.get(name)
-            if isinstance(values, list):
-                for i, value in enumerate(values):
-                    if isinstance(value, str):
-                        yield f"{base}.{name}[{i}]", values, i
-        build = stage.get("buildDefinitionArtifact")
-        if isinstance(build, dict) and isinstance(build.get("artifactId"), str):
-            yield f"{base}.buildDefinitionArtifact.artifactId", build, "artifactId"
-        for i, item in enumerate(_list(stage.get("inputArtifacts"))):
-            if isinstance(item, dict) and isinstance(item.get("id"), str):
-                yield f"{base}.inputArtifacts[{i}].id", item, "id"
+        if isinstance(stage, dict):
+            yield from _stage_references(f"stages[{s_index}]", stage)
     for t_index, trigger in enumerate(_list(pipeline.get("triggers"))):
         if not isinstance(trigger, dict):
             continue
@@ -76,6 +79,54 @@ def artifact_references(pipeline: dict[str, Any]) -> Iterator[tuple[str, Any, An
             for i, value in enumerate(values):
                 if isinstance(value, str):
                     yield f"triggers[{t_index}].expectedArtifactIds[{i}]", values, i
+
+
+def _stage_references(base: str, stage: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+    for name in STAGE_ARTIFACT_ID_FIELDS:
+        if isinstance(stage.get(name), str) and orca_reads(stage, name):
+            yield f"{base}.{name}", stage, name
+    for name in STAGE_ARTIFACT_ID_LIST_FIELDS:
+        values = stage.get(name)
+        if isinstance(values, list):
+            for i, value in enumerate(values):
+                if isinstance(value, str):
+                    yield f"{base}.{name}[{i}]", values, i
+    build = stage.get("buildDefinitionArtifact")
+    build_id = build.get("artifactId") if isinstance(build, dict) else None
+    if isinstance(build_id, str) and orca_reads(stage, "buildDefinitionArtifact.artifactId"):
+        yield f"{base}.buildDefinitionArtifact.artifactId", build, "artifactId"
+    for i, item in enumerate(_list(stage.get("inputArtifacts"))):
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            yield f"{base}.inputArtifacts[{i}].id", item, "id"
+    single = stage.get("inputArtifact")
+    single_id = single.get("id") if isinstance(single, dict) else None
+    if isinstance(single_id, str) and orca_reads(stage, "inputArtifact.id"):
+        yield f"{base}.inputArtifact.id", single, "id"
+
+
+def orca_reads(stage: dict[str, Any], field: str) -> bool:
+    """Whether Orca reads an artifact-reference field of stage, given the source the stage chose.
+
+    - manifestArtifactId: ManifestEvaluator (deployManifest, patchManifest, runJobManifest) reads
+      it only for `source: artifact`; runJobManifest's source defaults to text.
+    - stackArtifactId: DeployCloudFormationTask reads it only for `source: artifact`.
+    - buildDefinitionArtifact.artifactId: StartGoogleCloudBuildTask reads it only when
+      `buildDefinitionSource` is artifact (any case).
+    - inputArtifact.id: BakeManifestContext (bakeManifest, Kustomize's singular input) reads it
+      only when `inputArtifacts` is absent or empty.
+    Every other field is read whatever the source.
+    """
+    source = stage.get("source")
+    if field == "manifestArtifactId":
+        return source != "text" and not (source is None and stage.get("type") == "runJobManifest")
+    if field == "stackArtifactId":
+        return source == "artifact"
+    if field == "buildDefinitionArtifact.artifactId":
+        chosen = stage.get("buildDefinitionSource")
+        return isinstance(chosen, str) and chosen.upper() == "ARTIFACT"
+    if field == "inputArtifact.id":
+        return stage.get("type") == "bakeManifest" and not _list(stage.get("inputArtifacts"))
+    return True
 
 
 def assign_identities(pipeline: dict[str, Any], pipeline_id: str, application: str) -> None:

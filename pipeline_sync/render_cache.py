@@ -45,11 +45,13 @@ CODE_MODULES = (
     "pipeline_sync.build",
     "pipeline_sync.canonical",
     "pipeline_sync.errors",
+    "pipeline_sync.front50_model",
     "pipeline_sync.identity",
     "pipeline_sync.names",
     "pipeline_sync.render",
     "pipeline_sync.render_cache",
     "pipeline_sync.sandbox",
+    "pipeline_sync.spel",
     "pipeline_sync.spinnaker",
     "pipeline_sync.yamlsafe",
 )

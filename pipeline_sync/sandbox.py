@@ -17,6 +17,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from pipeline_sync.errors import PipelineSyncError
+from pipeline_sync.spel import SpelSyntax
 from pipeline_sync.yamlsafe import MAX_NESTING_DEPTH
 
 MAX_LOOP_ITERATIONS = 200_000
@@ -269,8 +270,11 @@ def _guarded_filter(name: str, func: Callable[..., Any]) -> Any:
     return _text_keeping_filter(_checked_filter(func, check) if check else func)
 
 
-class BudgetedSandbox(SandboxedEnvironment):
-    """SandboxedEnvironment + StrictUndefined whose loops, macro calls and growth are metered."""
+class BudgetedSandbox(SpelSyntax, SandboxedEnvironment):
+    """SandboxedEnvironment + StrictUndefined whose loops, macro calls and growth are metered.
+
+    Templates lex with spel.SpelAwareLexer: SpEL's `${#...}` is text, not a Jinja comment.
+    """
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 

@@ -8,10 +8,22 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeGuard
 
-from pipeline_sync.identity import artifact_references, expected_artifacts
+from pipeline_sync.front50_model import (
+    PIPELINE_FIELDS,
+    TRIGGER_GETTERS,
+    Mismatch,
+    limit_problems,
+    mismatches,
+)
+from pipeline_sync.identity import artifact_references, expected_artifacts, legacy_expected_artifact
 from pipeline_sync.names import FORBIDDEN_PIPELINE_NAME_CHARS
 
-BOOLEAN_FIELDS = ("disabled", "keepWaitingPipelines", "limitConcurrent")
+# Typed Front50 fields that have a stricter rule of their own below (which also says why).
+STRICTER_RULES = frozenset({"id", "name", "application", "stages", "triggers", "parameterConfig"})
+FRONT50_STALLS = (
+    "Front50 could not load this pipeline, and one it cannot load stops its cache refresh "
+    "for every application"
+)
 # How many colliding targets or refIds a message names before it says "and N more".
 MAX_NAMED = 3
 MAX_LISTED_REFIDS = 10
@@ -44,8 +56,9 @@ def validate_pipeline(partition: str, pipeline: Mapping[str, Any]) -> list[Probl
     if not isinstance(pipeline, Mapping):
         return [Problem(partition, "", f"a pipeline must be a mapping, got {_kind(pipeline)}")]
     checks: tuple[Callable[[Mapping[str, Any]], Iterable[Found]], ...] = (
+        limit_problems,
         _identity_problems,
-        _flag_problems,
+        _front50_problems,
         _stage_problems,
         _artifact_problems,
         _parameter_problems,
@@ -66,7 +79,9 @@ def validate_fleet(pipelines: Mapping[str, Mapping[str, Any]]) -> dict[str, list
 
 
 def _identity_problems(pipeline: Mapping[str, Any]) -> Iterator[Found]:
-    yield from _non_empty_string(pipeline, "name", "name", advice="; set it in the template")
+    yield from _non_empty_string(
+        pipeline, "name", "name", advice="; Front50 and Deck find pipelines by name: set it in the template"
+    )
     yield from _non_empty_string(
         pipeline, "application", "application", advice="; the renderer sets it to the service's name"
     )
@@ -89,9 +104,21 @@ def _name_character_problems(name: str) -> Iterator[Found]:
         )
 
 
-def _flag_problems(pipeline: Mapping[str, Any]) -> Iterator[Found]:
-    for field in BOOLEAN_FIELDS:
-        yield from _optional_bool(pipeline, field, field)
+def _front50_problems(pipeline: Mapping[str, Any]) -> Iterator[Found]:
+    """Values of Front50's typed Pipeline fields that Jackson cannot read (front50_model)."""
+    for field, java_type in PIPELINE_FIELDS.items():
+        if field in pipeline and field not in STRICTER_RULES:
+            for mismatch in mismatches(field, java_type, pipeline[field], field):
+                yield mismatch.path, _front50_message(mismatch)
+
+
+def _front50_message(mismatch: Mismatch) -> str:
+    field_type = PIPELINE_FIELDS[mismatch.field]
+    subject = mismatch.field if mismatch.path == mismatch.field else f"each entry of {mismatch.field}"
+    return (
+        f"{subject} must be {mismatch.java_type.expected}, got {_kind(mismatch.value)}: "
+        f"Front50 reads Pipeline.{mismatch.field} as {field_type.java}; {FRONT50_STALLS}"
+    )
 
 
 # --- stages and their graph --------------------------------------------------------------------
@@ -105,6 +132,12 @@ def _stage_problems(pipeline: Mapping[str, Any]) -> Iterator[Found]:
     for index, stage in enumerate(stages):
         yield from _stage_field_problems(f"stages[{index}]", stage)
     located = [(f"stages[{i}]", s) for i, s in enumerate(stages) if isinstance(s, Mapping)]
+    if all(stage.get("refId") is None for _, stage in located):
+        # A legacy linear pipeline: Orca (orca-web OperationsController.applyStageRefIds) numbers
+        # its stages "0", "1", ... in order and chains each to the one before, replacing any
+        # requisiteStageRefIds, so there is no graph to check.
+        return
+    yield from _refid_problems(located)
     owners = _refid_owners(located)
     yield from _duplicate_refids(located, owners)
     yield from _requisite_problems(located, owners)
@@ -119,20 +152,31 @@ def _stage_field_problems(path: str, stage: object) -> Iterator[Found]:
     yield from _non_empty_string(
         stage, "type", f"{path}.type", " naming the stage type, such as deployManifest"
     )
-    ref_id = stage.get("refId", _MISSING)
-    if _is_number(ref_id):
-        yield (
-            f"{path}.refId",
-            f'refId must be a string, got the number {ref_id}; use strings: refId: "{ref_id}"',
-        )
-    elif not _is_text(ref_id):
-        yield (
-            f"{path}.refId",
-            (
+
+
+def _refid_problems(located: Located) -> Iterator[Found]:
+    """refIds of a pipeline where some stage has one: then every stage needs a string refId."""
+    numbered = next(path for path, stage in located if stage.get("refId") is not None)
+    for path, stage in located:
+        ref_id = stage.get("refId")
+        if ref_id is None:
+            yield (
+                f"{path}.refId",
+                f"this stage has no refId but {numbered} has one; Orca numbers stages itself only when "
+                "no stage has a refId, so give every stage a refId (or remove them all)",
+            )
+        elif _is_number(ref_id):
+            yield (
+                f"{path}.refId",
+                f'refId must be a string, got the number {ref_id}; use strings: refId: "{ref_id}" '
+                "(Orca reads refIds as text and would never match it)",
+            )
+        elif not _is_text(ref_id):
+            yield (
+                f"{path}.refId",
                 f"refId must be a non-empty string, got {_kind(ref_id)}; "
-                "other stages name it in requisiteStageRefIds"
-            ),
-        )
+                "other stages name it in requisiteStageRefIds",
+            )
 
 
 def _refid_owners(located: Located) -> dict[str, str]:
@@ -151,14 +195,15 @@ def _duplicate_refids(located: Located, owners: Mapping[str, str]) -> Iterator[F
         if _is_text(ref_id) and owners[ref_id] != path:
             yield (
                 f"{path}.refId",
-                f"refId {ref_id!r} is already used by {owners[ref_id]}; refIds must be unique",
+                f"refId {ref_id!r} is already used by {owners[ref_id]}; refIds must be unique, "
+                "or requisiteStageRefIds cannot tell the stages apart",
             )
 
 
 def _requisite_problems(located: Located, owners: Mapping[str, str]) -> Iterator[Found]:
     for path, stage in located:
-        requisites = stage.get("requisiteStageRefIds", _MISSING)
-        if requisites is _MISSING:
+        requisites = stage.get("requisiteStageRefIds")
+        if requisites is None:  # Orca reads a missing or null list as no requisites
             continue
         if not isinstance(requisites, list):
             yield (
@@ -212,7 +257,8 @@ def _cycle_problems(successors: Mapping[str, list[tuple[str, str]]], order: list
         if len(cycle) == 2:
             yield (
                 where,
-                f"stage {cycle[0]!r} waits for itself ({drawn}); remove it from its requisiteStageRefIds",
+                f"stage {cycle[0]!r} waits for itself ({drawn}), so Orca would never start it; "
+                "remove it from its requisiteStageRefIds",
             )
         else:
             yield (
@@ -308,8 +354,11 @@ def _located_artifacts(view: dict[str, Any]) -> Located:
     paths: dict[int, list[str]] = defaultdict(list)
     _add_paths(paths, view.get("expectedArtifacts"), "expectedArtifacts")
     for index, stage in enumerate(view["stages"]):
-        if isinstance(stage, Mapping):
+        if isinstance(stage, dict):
             _add_paths(paths, stage.get("expectedArtifacts"), f"stages[{index}].expectedArtifacts")
+            legacy = legacy_expected_artifact(stage)
+            if legacy is not None:
+                paths[id(legacy)].append(f"stages[{index}].expectedArtifact")
     return [(paths[id(artifact)].pop(0), artifact) for artifact in expected_artifacts(view)]
 
 
@@ -342,10 +391,22 @@ def _trigger_problems(pipeline: Mapping[str, Any]) -> Iterator[Found]:
     for path, trigger in _mapping_items(pipeline, "triggers"):
         kind = trigger.get("type")
         yield from _non_empty_string(trigger, "type", f"{path}.type", " such as git, cron or pipeline")
-        yield from _optional_bool(trigger, "enabled", f"{path}.enabled")
+        yield from _optional_bool(trigger, "enabled", f"{path}.enabled", f"; {TRIGGER_GETTERS['enabled']}")
         yield from _optional_list(trigger, "expectedArtifactIds", f"{path}.expectedArtifactIds")
         for field in _TRIGGER_FIELDS.get(kind, ()) if isinstance(kind, str) else ():
             yield from _non_empty_string(trigger, field, f"{path}.{field}", f" in a {kind} trigger")
+        if kind == "pipeline":
+            yield from _status_problems(trigger.get("status"), f"{path}.status")
+
+
+def _status_problems(status: object, path: str) -> Iterator[Found]:
+    for index, item in enumerate(_list(status)):
+        if item is None:
+            yield (
+                f"{path}[{index}]",
+                f"a pipeline trigger's status list cannot hold null ({TRIGGER_GETTERS['status']}); "
+                "use successful, failed or canceled",
+            )
 
 
 _TRIGGER_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -364,7 +425,8 @@ def _name_collisions(pipelines: Mapping[str, Mapping[str, Any]]) -> Iterator[Pro
             key,
             "name",
             f"application {pipeline['application']!r} already has a pipeline named "
-            f"{_short(pipeline['name'])} in {others} (Front50 compares names case-insensitively); "
+            f"{_short(pipeline['name'])} in {others} (Front50 refuses a second pipeline of one name, "
+            "compared case-insensitively); "
             "give each its own name, e.g. put {{ stack }} in the template's name",
         )
 
@@ -426,10 +488,10 @@ def _non_empty_string(
         yield path, f"{key} must be a non-empty string{qualifier}, got {_kind(value)}{advice}"
 
 
-def _optional_bool(mapping: Mapping[str, Any], key: str, path: str) -> Iterator[Found]:
+def _optional_bool(mapping: Mapping[str, Any], key: str, path: str, why: str = "") -> Iterator[Found]:
     value = mapping.get(key, _MISSING)
     if value is not _MISSING and not isinstance(value, bool):
-        yield path, f"{key} must be true or false, got {_kind(value)}"
+        yield path, f"{key} must be true or false, got {_kind(value)}{why}"
 
 
 def _optional_list(mapping: Mapping[str, Any], key: str, path: str) -> Iterator[Found]:

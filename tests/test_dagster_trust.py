@@ -463,7 +463,9 @@ def test_approval_recorded_before_any_plan_of_its_digest_is_no_approval(env: dic
     instance = env["instance"]
     add_partitions(instance, env["root"])
     workspace, store = env["resources"]["catalog"].workspace(), env["resources"]["front50"].store()
-    digest = engine.plan(workspace, store, engine.Selection.of([KEY])).entries[KEY].digest  # predicted, not yet planned
+    digest = (
+        engine.plan(workspace, store, engine.Selection.of([KEY])).entries[KEY].digest
+    )  # predicted, not yet planned
     instance.report_runless_asset_event(
         dg.AssetMaterialization("pipeline_plan", partition=KEY, metadata={"plan_digest": digest})
     )  # a hand-made plan event does not count either

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +15,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline_sync import sandbox
+from pipeline_sync import render_cache, sandbox
+from pipeline_sync.build import Workspace, render_all
 from pipeline_sync.catalog import load_catalog
 from pipeline_sync.errors import RenderError
 from pipeline_sync.identity import assign_identities, pipeline_id_for
@@ -575,6 +578,217 @@ def test_example_catalog_renders_all_targets() -> None:
         names[service].add(pipeline.document["name"].lower())
     canary = rendered["checkout/prod/deploy-canary"].document
     assert canary["triggers"][0]["pipeline"] == pipeline_id_for("checkout/prod/deploy")
-    assert [s["refId"] for s in canary["stages"]][-2:] == ["shift-50", "judge-50"]
+    assert [s["refId"] for s in canary["stages"]][-3:] == ["shift-50", "judge-50", "rollback"]
+    # a judgment's choice decides whether the next step runs, and whether the canary is rolled back
+    assert canary["stages"][-3]["stageEnabled"] == {
+        "type": "expression",
+        "expression": "${#judgment('Judge the canary at 25%') == 'Continue'}",
+    }
+    assert canary["stages"][-1]["stageEnabled"]["expression"] == (
+        "${#judgment('Judge the canary at 50%') != 'Continue'}"
+    )
     dev = rendered["checkout/dev/deploy"].document
     assert dev["triggers"][0]["enabled"] is True and dev["stages"][2]["overrides"]["replicaCount"] == 3
+    # a pushed image's tag feeds the image, and a pushed image skips the build
+    assert dev["triggers"][1]["type"] == "docker"
+    assert dev["stages"][2]["overrides"]["image.tag"] == "${trigger['tag'] ?: parameters['version']}"
+    assert dev["stages"][0]["stageEnabled"]["expression"] == "${trigger['type'] != 'docker'}"
+
+
+# --- SpEL is verbatim in templates --------------------------------------------------------------
+
+STAGE_NAMES = ["Bake", "Deploy to prod", "Judge the canary at 10%", "Manual Judgment", "find image"]
+SPEL_KEYS = ["context", "outputs", "status", "artifacts", "tag", "version"]
+
+
+def _quoted(text: str, quote: str) -> str:
+    return quote + text.replace(quote, quote * 2) + quote
+
+
+@st.composite
+def _spel_atom(draw: st.DrawFn) -> str:
+    name = draw(st.sampled_from(STAGE_NAMES))
+    key = draw(st.sampled_from(SPEL_KEYS))
+    quote = draw(st.sampled_from(["'", '"']))
+    return draw(
+        st.sampled_from(
+            [
+                f"#stage({_quoted(name, quote)})",
+                f"#judgment({_quoted(name, quote)})",
+                "#currentStage()",
+                f"#stageByRefId({_quoted(key, quote)})",
+                f"#fromUrl('https://config.example.com/{key}.json?env=prod&x=1')",
+                f"trigger[{_quoted(key, quote)}]",
+                f"trigger.{key}",
+                f"parameters[{_quoted(key, quote)}]",
+                "execution.id",
+                f"{{'{key}': 1, 'n': {{'m': 2}}}}['{key}']",  # map literals, nested
+                "42",
+            ]
+        )
+    )
+
+
+def _spel_expression() -> st.SearchStrategy[str]:
+    def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        return st.one_of(
+            st.builds(lambda x, k: f"{x}['{k}']", inner, st.sampled_from(SPEL_KEYS)),
+            st.builds(lambda x, k: f"{x}?.{k}", inner, st.sampled_from(SPEL_KEYS)),
+            st.builds(lambda x: f"#toJson({x})", inner),
+            st.builds(lambda x: f"#alphanumerical({x})", inner),
+            st.builds(lambda x: f"#readJson(#toJson({x}))", inner),
+            st.builds(lambda x, v: f"{x} == '{v}'", inner, st.sampled_from(["Continue", "Roll back"])),
+            st.builds(lambda x, y: f"{x} ?: {y}", inner, inner),
+            st.builds(lambda x, y: f"{x} != null ? {x} : {y}", inner, inner),
+            st.builds(lambda x, y: f"{{ {x}, {y} }}.contains('SUCCEEDED')", inner, inner),  # inline list
+            st.builds(lambda x: f"{{'value': {x}}}['value']", inner),
+            st.builds(lambda x: f"({x})", inner),
+        )
+
+    return st.recursive(_spel_atom(), extend, max_leaves=6)
+
+
+@st.composite
+def spel(draw: st.DrawFn) -> str:
+    """A whole ${...} SpEL expression as pipelines write them, with or without inner spaces."""
+    expression = draw(_spel_expression())
+    pad = draw(st.sampled_from(["", " "]))
+    # `${{` would open a Jinja expression: a literal at the start takes a space (SpEL ignores it)
+    opening = " " if expression.startswith("{") else pad
+    return "${" + opening + expression + pad + "}"
+
+
+def _plain_scalar_can_hold(text: str) -> bool:
+    # YAML, not Jinja: ": " starts a mapping and " #" a comment in an unquoted scalar
+    return ": " not in text and " #" not in text
+
+
+SPEL_TEMPLATE = HEAD + "stages:\n  - refId: '1'\n    type: evaluateVariables\n"
+
+
+def spel_template(text: str) -> str:
+    lines = [
+        f"    double: {json.dumps(text, ensure_ascii=False)}",
+        f"    single: {_quoted(text, chr(39))}",
+        "    block: |-",
+        f"      {text}",
+    ]
+    if _plain_scalar_can_hold(text):
+        lines.append(f"    plain: {text}")
+    return SPEL_TEMPLATE + "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def spel_project(make_project: MakeProject, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return make_project(tmp_path_factory.mktemp("spel"))
+
+
+def rendered_spel(project: Project, text: str) -> dict[str, Any]:
+    (project.templates_dir / "deploy.yaml.j2").write_text(spel_template(text), encoding="utf-8")
+    rendered = project.render()
+    stage = json.loads(rendered.canonical)["stages"][0]
+    assert stage == rendered.document["stages"][0]
+    return dict(stage)
+
+
+def expected_spel(text: str) -> dict[str, Any]:
+    fields = {"double": text, "single": text, "block": text}
+    if _plain_scalar_can_hold(text):
+        fields["plain"] = text
+    return {"refId": "1", "type": "evaluateVariables", **fields}
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=spel())
+def test_spel_comes_out_byte_identical_in_every_yaml_scalar(spel_project: Project, text: str) -> None:
+    assert rendered_spel(spel_project, text) == expected_spel(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "${#stage('Bake')['context']}",
+        "${#stage('Bake')['context']['artifacts']}",
+        "${ #toJson(#stage('Bake')['outputs']) }",
+        "${#toJson(trigger['artifacts'])}",
+        "${#judgment('Approve rollout')}",
+        "${#judgment('Approve rollout') == 'Continue'}",
+        "${#fromUrl('https://config.example.com/app.json')}",
+        "${#readJson(#fromUrl('https://config.example.com/app.json'))['replicas']}",
+        "${#alphanumerical(trigger['tag'])}",
+        "${#currentStage()['context']['account']}",
+        "${ {'a': 1}['a'] }",
+        "${ {'a': {'b': [1, 2]}}['a']['b'] }",
+        "${ { #stage('a').status, #stage('b').status }.contains('TERMINAL') }",
+        "${trigger['tag'] ?: parameters['version']}",
+        "${#stage('Deploy')?.context?.outputs}",
+        "${#root.execution.id}",
+        "${#doesStageExist('Bake')}",
+        "${#manifestLabelValue('Deploy', 'Deployment', 'app')}",
+        '${parameters["version"]}',
+        "x-${#stage('a')}-y ${#judgment('b')} }",
+    ],
+)
+def test_real_spel_shapes_come_out_unchanged(spel_project: Project, text: str) -> None:
+    assert rendered_spel(spel_project, text) == expected_spel(text)
+
+
+def test_spel_keeps_jinja_expressions_inside_it(make_project: MakeProject, tmp_path: Path) -> None:
+    template = HEAD + (
+        "stages:\n  - refId: judge\n    type: manualJudgment\n"
+        '    name: "Judge {{ stack }}"\n'
+        "  - refId: go\n    type: wait\n    requisiteStageRefIds: [judge]\n"
+        "    stageEnabled:\n      type: expression\n"
+        "      expression: \"${#judgment('Judge {{ stack }}') == '{{ choice }}'}\"\n"
+    )
+    doc = project_with(make_project, tmp_path, template, {"choice": 'it\'s "on"'}).render().document
+    assert doc["stages"][1]["stageEnabled"]["expression"] == "${#judgment('Judge dev') == 'it's \"on\"'}"
+
+
+def test_jinja_comments_still_work_next_to_spel(make_project: MakeProject, tmp_path: Path) -> None:
+    template = (
+        "{#- a template comment with ${#stage('x')} in it -#}\n"
+        + HEAD
+        + "stages: []  {# a trailing comment #}\n"
+        + "expression: \"${#judgment('a')}\"  {# and one after SpEL #}\n"
+        + "shell: 'echo ${#ARGS[@]}'\n"
+    )
+    doc = project_with(make_project, tmp_path, template).render().document
+    assert (doc["stages"], doc["expression"], doc["shell"]) == ([], "${#judgment('a')}", "echo ${#ARGS[@]}")
+
+
+def test_raw_still_passes_jinja_like_text_through(make_project: MakeProject, tmp_path: Path) -> None:
+    template = HEAD + (
+        'stages: []\n{% raw %}\nhelm: "{{ .Values.image.tag }}"\n'
+        "spel: \"${{'a', 'b'}.contains(trigger['tag'])} ${#stage('x')}\"\n{% endraw %}\n"
+    )
+    doc = project_with(make_project, tmp_path, template).render().document
+    assert doc["helm"] == "{{ .Values.image.tag }}"
+    assert doc["spel"] == "${{'a', 'b'}.contains(trigger['tag'])} ${#stage('x')}"
+
+
+def test_spel_inside_a_jinja_string_is_left_to_jinja(make_project: MakeProject, tmp_path: Path) -> None:
+    template = HEAD + "stages: []\nexpression: \"{{ '${#judgment(' ~ quote ~ ')}' }}\"\n"
+    doc = project_with(make_project, tmp_path, template, {"quote": "'a'"}).render().document
+    assert doc["expression"] == "${#judgment('a')}"
+
+
+def test_double_brace_inside_spel_is_still_jinja(make_project: MakeProject, tmp_path: Path) -> None:
+    # what the README documents: `{{` always opens a Jinja expression; write `${ {...} }` instead
+    template = HEAD + "stages: []\nexpression: \"${{'a': 1}['a']}\"\n"
+    assert "template syntax error" in render_error(project_with(make_project, tmp_path, template))
+
+
+def test_spel_templates_are_cached_and_random_is_never_available(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    # SpEL does not make a template uncacheable, and a `random` hidden after `${#` is still refused
+    spel = project_with(make_project, tmp_path / "spel", HEAD + "stages: []\nx: \"${#stage('a')}\"\n")
+    cache = render_cache.RenderCache(tmp_path / "renders.sqlite")
+    workspace = Workspace.load(spel.catalog_dir, spel.templates_dir, render_cache=cache)
+    assert render_all(workspace)[KEY].valid
+    with sqlite3.connect(tmp_path / "renders.sqlite") as db:
+        assert db.execute(f"SELECT count(*) FROM {render_cache.TABLE}").fetchone() == (1,)
+    hidden = HEAD + "stages: []\nx: ${#a} {{ [1, 2] | random }} #}\n"
+    assert "random" in render_error(project_with(make_project, tmp_path / "random", hidden))
+    assert {"pipeline_sync.spel", "pipeline_sync.sandbox"} <= set(render_cache.CODE_MODULES)

@@ -68,18 +68,16 @@ def test_problem_str_names_partition_and_path() -> None:
 
 
 MISSING = "got nothing (the key is missing)"
+BY_NAME = "Front50 and Deck find pipelines by name: set it in the template"
+STALLS = "Front50 could not load this pipeline, and one it cannot load stops its cache refresh for every application"
 DECK = "which Deck forbids in pipeline names (\\ ^ / ? % #); use '-' instead"
 
 
 @pytest.mark.parametrize(
     ("document", "path", "message"),
     [
-        (drop("name"), "name", f"name must be a non-empty string, {MISSING}; set it in the template"),
-        (
-            pipeline(name=""),
-            "name",
-            "name must be a non-empty string, got an empty string; set it in the template",
-        ),
+        (drop("name"), "name", f"name must be a non-empty string, {MISSING}; {BY_NAME}"),
+        (pipeline(name=""), "name", f"name must be a non-empty string, got an empty string; {BY_NAME}"),
         (
             pipeline(application=None),
             "application",
@@ -93,16 +91,16 @@ DECK = "which Deck forbids in pipeline names (\\ ^ / ? % #); use '-' instead"
         ),
         (pipeline(name="deploy/prod"), "name", f"name 'deploy/prod' contains '/', {DECK}"),
         (pipeline(name="a#b?c#"), "name", f"name 'a#b?c#' contains '#', '?', {DECK}"),
-        (pipeline(disabled="yes"), "disabled", "disabled must be true or false, got the string 'yes'"),
         (
-            pipeline(limitConcurrent=1),
-            "limitConcurrent",
-            "limitConcurrent must be true or false, got the number 1",
+            pipeline(disabled="yes"),
+            "disabled",
+            f"disabled must be true or false, got the string 'yes': Front50 reads Pipeline.disabled as Boolean; {STALLS}",
         ),
         (
-            pipeline(keepWaitingPipelines=None),
-            "keepWaitingPipelines",
-            "keepWaitingPipelines must be true or false, got null",
+            pipeline(limitConcurrent=1.0),
+            "limitConcurrent",
+            f"limitConcurrent must be true or false, got the number 1.0: "
+            f"Front50 reads Pipeline.limitConcurrent as Boolean; {STALLS}",
         ),
     ],
 )
@@ -126,16 +124,28 @@ REQUISITE = "stages[1].requisiteStageRefIds"
             "type must be a non-empty string naming the stage type, such as deployManifest, "
             "got an empty string",
         ),
-        ([stage(1)], "stages[0].refId", 'refId must be a string, got the number 1; use strings: refId: "1"'),
         (
-            [{"type": "wait"}],
+            [stage(1)],
             "stages[0].refId",
-            f"refId must be a non-empty string, {MISSING}; other stages name it in requisiteStageRefIds",
+            'refId must be a string, got the number 1; use strings: refId: "1" '
+            "(Orca reads refIds as text and would never match it)",
+        ),
+        (
+            [stage("a"), stage([])],
+            "stages[1].refId",
+            "refId must be a non-empty string, got a list; other stages name it in requisiteStageRefIds",
+        ),
+        (
+            [stage("a"), {"type": "wait"}],
+            "stages[1].refId",
+            "this stage has no refId but stages[0] has one; Orca numbers stages itself only when "
+            "no stage has a refId, so give every stage a refId (or remove them all)",
         ),
         (
             [stage("a"), stage("a")],
             "stages[1].refId",
-            "refId 'a' is already used by stages[0]; refIds must be unique",
+            "refId 'a' is already used by stages[0]; refIds must be unique, "
+            "or requisiteStageRefIds cannot tell the stages apart",
         ),
         (
             [stage("a"), stage("b", "zz")],
@@ -179,7 +189,8 @@ def test_self_loop() -> None:
     assert problems(pipeline(stages=stages)) == [
         (
             "stages[1].requisiteStageRefIds[1]",
-            "stage 'a' waits for itself (a -> a); remove it from its requisiteStageRefIds",
+            "stage 'a' waits for itself (a -> a), so Orca would never start it; "
+            "remove it from its requisiteStageRefIds",
         )
     ]
 
@@ -214,12 +225,13 @@ def test_long_chain_does_not_recurse() -> None:
         ("requiredArtifactIds", [ARTIFACT_ID, "nope"], "stages[1].requiredArtifactIds[1]"),
         ("inputArtifacts", [{"id": "nope", "account": "a"}], "stages[1].inputArtifacts[0].id"),
         ("buildDefinitionArtifact", {"artifactId": "nope"}, "stages[1].buildDefinitionArtifact.artifactId"),
+        ("stackArtifactId", "nope", "stages[1].stackArtifactId"),
     ],
 )
 def test_dangling_artifact_reference(field: str, value: Any, path: str) -> None:
     document = pipeline()
     del document["stages"][1]["manifestArtifactId"]
-    document["stages"][1][field] = value
+    document["stages"][1].update({field: value, "source": "artifact", "buildDefinitionSource": "artifact"})
     assert problems(document) == [
         (
             path,
@@ -333,7 +345,15 @@ TRIGGER_TYPE = "type must be a non-empty string such as git, cron or pipeline"
         (
             [{"type": "git", "enabled": "true"}],
             "triggers[0].enabled",
-            "enabled must be true or false, got the string 'true'",
+            "enabled must be true or false, got the string 'true'; Front50 reads text 'true'/'false' and "
+            "anything else as false, while Orca's DependentPipelineExecutionListener takes any non-empty "
+            "value, the text 'false' too, as true",
+        ),
+        (
+            [{"type": "pipeline", "application": "a", "pipeline": "p", "status": ["successful", None]}],
+            "triggers[0].status[1]",
+            "a pipeline trigger's status list cannot hold null (Front50's Trigger.getStatus() copies the "
+            "list with List.copyOf, which refuses null); use successful, failed or canceled",
         ),
         (
             [{"type": "cron"}],
@@ -397,6 +417,178 @@ def test_yaml_alias_artifact_gets_both_paths() -> None:
     assert paths(document) == ["expectedArtifacts[1].id", "expectedArtifacts[1].displayName"]
 
 
+# --- accept what Spinnaker accepts ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stages",
+    [
+        [{"type": "wait", "name": "first"}, {"type": "deployManifest", "name": "second"}],
+        [{"type": "wait", "refId": None}, {"type": "wait"}],
+        # Orca replaces the requisites of a linear pipeline, so even dangling ones do no harm
+        [{"type": "wait", "requisiteStageRefIds": ["gone"]}, {"type": "wait", "requisiteStageRefIds": 5}],
+    ],
+)
+def test_pipeline_whose_stages_have_no_refid_is_linear_and_valid(stages: list[dict[str, Any]]) -> None:
+    assert problems(pipeline(stages=stages)) == []
+
+
+def test_linear_pipeline_still_needs_stage_types() -> None:
+    assert problems(pipeline(stages=[{"name": "untyped"}])) == [
+        (
+            "stages[0].type",
+            f"type must be a non-empty string naming the stage type, such as deployManifest, {MISSING}",
+        )
+    ]
+
+
+def test_every_stage_without_refid_is_named_in_a_mixed_pipeline() -> None:
+    stages = [{"type": "wait"}, stage("b"), {"type": "wait", "refId": None}]
+    assert paths(pipeline(stages=stages)) == ["stages[0].refId", "stages[2].refId"]
+    assert "but stages[1] has one" in problems(pipeline(stages=stages))[0][1]
+
+
+def test_null_requisites_mean_none() -> None:
+    assert problems(pipeline(stages=[stage("a", requisiteStageRefIds=None), stage("b", "a")])) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("limitConcurrent", 1),
+        ("limitConcurrent", "TRUE"),
+        ("keepWaitingPipelines", None),
+        ("disabled", " false "),
+        ("index", "3"),
+        ("email", 42),
+        ("roles", ["admins", 7, None]),
+        ("spelEvaluator", True),
+        ("template", None),
+        ("config", [1, {"a": 2}]),
+    ],
+)
+def test_values_jackson_coerces_are_accepted(field: str, value: Any) -> None:
+    assert problems(pipeline(**{field: value})) == []
+
+
+def find_artifact_stage(**fields: Any) -> dict[str, Any]:
+    legacy = {"id": "found", "displayName": "found", "matchArtifact": {"type": "docker/image"}}
+    return {
+        "refId": "find",
+        "type": "findArtifactFromExecution",
+        "application": "checkout",
+        "pipeline": "3f1c0b6a-0000-4000-8000-000000000002",
+        "executionOptions": {"successful": True},
+        "expectedArtifact": legacy,
+        "requisiteStageRefIds": [],
+        **fields,
+    }
+
+
+def test_legacy_singular_expected_artifact_is_declared() -> None:
+    later = stage("deploy", "find", type="deployManifest", source="artifact", manifestArtifactId="found")
+    assert problems(pipeline(stages=[find_artifact_stage(), later])) == []
+
+
+@pytest.mark.parametrize(
+    "find",
+    [
+        # Orca and Deck read the singular one only while the stage has no expectedArtifacts list
+        find_artifact_stage(expectedArtifacts=[{"id": "other", "displayName": "other"}]),
+        # and only on a findArtifactFromExecution stage
+        find_artifact_stage(type="wait"),
+    ],
+)
+def test_singular_expected_artifact_that_orca_ignores_declares_nothing(find: dict[str, Any]) -> None:
+    later = stage("deploy", "find", type="deployManifest", source="artifact", manifestArtifactId="found")
+    assert paths(pipeline(stages=[find, later])) == ["stages[1].manifestArtifactId"]
+
+
+def test_legacy_singular_expected_artifact_is_checked_like_the_others() -> None:
+    find = find_artifact_stage(expectedArtifact={"id": ARTIFACT_ID, "displayName": "again"})
+    assert problems(pipeline(stages=[find])) == [
+        (
+            "stages[0].expectedArtifact.id",
+            f"expected artifact id {ARTIFACT_ID!r} is already used by expectedArtifacts[0]",
+        )
+    ]
+
+
+def test_legacy_singular_expected_artifact_gets_an_id_and_its_references_follow() -> None:
+    find = find_artifact_stage(expectedArtifact={"displayName": "image", "matchArtifact": {}})
+    later = stage("deploy", "find", type="deployManifest", source="artifact", manifestArtifactId="image")
+    document = pipeline(stages=[find, later])
+    assign_identities(document, pipeline_id_for(KEY), "checkout")
+    given_id = document["stages"][0]["expectedArtifact"]["id"]
+    assert given_id and document["stages"][1]["manifestArtifactId"] == given_id
+    assert problems(document) == []
+
+
+STALE = "stale-artifact-id"
+
+
+@pytest.mark.parametrize(
+    ("fields", "checked"),
+    [
+        ({"type": "deployManifest", "source": "text", "manifestArtifactId": STALE}, False),
+        ({"type": "deployManifest", "source": "artifact", "manifestArtifactId": STALE}, True),
+        ({"type": "patchManifest", "source": "text", "manifestArtifactId": STALE}, False),
+        ({"type": "patchManifest", "manifestArtifactId": STALE}, True),
+        ({"type": "runJobManifest", "manifestArtifactId": STALE}, False),
+        ({"type": "runJobManifest", "source": "artifact", "manifestArtifactId": STALE}, True),
+        # the source does not change requiredArtifactIds: ManifestEvaluator always binds them
+        ({"type": "deployManifest", "source": "text", "requiredArtifactIds": [STALE]}, True),
+        ({"type": "deployCloudFormation", "source": "text", "stackArtifactId": STALE}, False),
+        ({"type": "deployCloudFormation", "stackArtifactId": STALE}, False),
+        ({"type": "deployCloudFormation", "source": "artifact", "stackArtifactId": STALE}, True),
+        ({"type": "googleCloudBuild", "buildDefinitionArtifact": {"artifactId": STALE}}, False),
+        (
+            {
+                "type": "googleCloudBuild",
+                "buildDefinitionSource": "trigger",
+                "buildDefinitionArtifact": {"artifactId": STALE},
+            },
+            False,
+        ),
+        (
+            {
+                "type": "googleCloudBuild",
+                "buildDefinitionSource": "ARTIFACT",
+                "buildDefinitionArtifact": {"artifactId": STALE},
+            },
+            True,
+        ),
+        ({"type": "bakeManifest", "inputArtifact": {"id": STALE}}, True),
+        ({"type": "bakeManifest", "inputArtifacts": [], "inputArtifact": {"id": STALE}}, True),
+        (
+            {"type": "bakeManifest", "inputArtifacts": [{"id": ARTIFACT_ID}], "inputArtifact": {"id": STALE}},
+            False,
+        ),
+        ({"type": "wait", "inputArtifact": {"id": STALE}}, False),
+    ],
+)
+def test_references_orca_ignores_for_the_chosen_source_are_not_checked(
+    fields: dict[str, Any], checked: bool
+) -> None:
+    document = pipeline(
+        stages=[stage("build"), {"refId": "deploy", "requisiteStageRefIds": ["build"], **fields}]
+    )
+    found = problems(document)
+    assert len(found) == checked
+    if checked:
+        assert found[0][1].startswith(f"{STALE!r} names no expected artifact")
+
+
+def test_ignored_reference_is_not_rewritten_by_identity() -> None:
+    document = pipeline(expectedArtifacts=[{"displayName": "chart"}])
+    document["stages"][1].update(source="text", manifestArtifactId="chart")
+    assign_identities(document, pipeline_id_for(KEY), "checkout")
+    assert document["stages"][1]["manifestArtifactId"] == "chart"  # Orca ignores it: left as written
+    document["stages"][1]["source"] = "artifact"
+    assign_identities(document, pipeline_id_for(KEY), "checkout")
+    assert document["stages"][1]["manifestArtifactId"] == document["expectedArtifacts"][0]["id"]
+
+
 def fleet_member(name: str, application: str = "checkout", pipeline_id: str | None = None) -> dict[str, Any]:
     return {
         "id": pipeline_id or pipeline_id_for(f"{application}/{name}"),
@@ -417,7 +609,7 @@ def test_fleet_name_collision_is_case_insensitive_and_reported_on_both() -> None
     assert list(found) == ["checkout/dev/deploy", "checkout/prod/deploy-canary"]
     assert [str(p) for p in found["checkout/dev/deploy"]] == [
         "[checkout/dev/deploy] name: application 'checkout' already has a pipeline named 'Deploy' in "
-        "'checkout/prod/deploy-canary' (Front50 compares names case-insensitively); "
+        "'checkout/prod/deploy-canary' (Front50 refuses a second pipeline of one name, compared case-insensitively); "
         "give each its own name, e.g. put {{ stack }} in the template's name"
     ]
     assert "named 'deploy' in 'checkout/dev/deploy'" in found["checkout/prod/deploy-canary"][0].message
