@@ -6,9 +6,27 @@ import hashlib
 import json
 from typing import Any
 
+from pipeline_sync.nesting import MAX_ROOM, nesting_depth, recursion_room
+
 
 def canonical_json(document: Any) -> str:
-    """Sorted keys, fixed separators, UTF-8 text: identical inputs give identical bytes."""
+    """Sorted keys, fixed separators, UTF-8 text: identical inputs give identical bytes.
+
+    A document nested deeper than the recursion limit allows (Front50 reads 1,000 levels) is
+    dumped again with room for its depth; one nested deeper than MAX_ROOM is a ValueError.
+    """
+    try:
+        return _dumps(document)
+    except RecursionError:
+        pass
+    depth = nesting_depth(document)
+    if depth > MAX_ROOM:
+        raise ValueError(f"it nests deeper than {MAX_ROOM:,} levels") from None
+    with recursion_room(depth):
+        return _dumps(document)
+
+
+def _dumps(document: Any) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

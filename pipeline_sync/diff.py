@@ -1,4 +1,9 @@
-"""Semantic diffs of pipelines: keyed views for DeepDiff, YAML and unified text, fleet signatures."""
+"""Semantic diffs of pipelines: keyed views for DeepDiff, YAML and unified text, fleet signatures.
+
+A live document may nest as deep as Front50 reads (1,000 levels); DeepDiff and YAML recurse a
+few frames a level. Diffs show the first SHOWN_DEPTH levels: anything deeper is a placeholder
+naming its depth and digest, so a change down there still shows, at the level it is cut.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,9 @@ from typing import Any
 import yaml
 from deepdiff import DeepDiff
 
+from pipeline_sync.canonical import canonical_json, sha256_hex
+from pipeline_sync.nesting import nesting_depth
+
 # Lists whose items have an identity: diff them by it, not by position.
 KEYED_LISTS = {
     "stages": "refId",
@@ -20,6 +28,9 @@ KEYED_LISTS = {
     "parameterConfig": "name",
     "notifications": "name",
 }
+
+# How many levels of a document a diff shows: real pipelines nest 10 to 30.
+SHOWN_DEPTH = 100
 
 try:
     _Dumper: type[yaml.SafeDumper] = yaml.CSafeDumper  # type: ignore[assignment]
@@ -48,29 +59,57 @@ def _all_identified(items: list[Any], ident: str) -> bool:
     return len(seen) == len(items)
 
 
+def shown(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """document as diffs show it: itself, or cut SHOWN_DEPTH levels down when it nests deeper."""
+    if nesting_depth(document, SHOWN_DEPTH) <= SHOWN_DEPTH:
+        return document
+    return {key: _cut(value, SHOWN_DEPTH - 1) for key, value in document.items()}
+
+
+def _cut(value: Any, levels: int) -> Any:
+    if not isinstance(value, dict | list | tuple):
+        return value
+    if levels == 0:
+        return _placeholder(value)
+    if isinstance(value, dict):
+        return {k: _cut(v, levels - 1) for k, v in value.items()}
+    return [_cut(v, levels - 1) for v in value]
+
+
+def _placeholder(value: Any) -> str:
+    depth = nesting_depth(value)
+    try:
+        digest = f"sha256 {sha256_hex(canonical_json(value))[:16]}"
+    except (ValueError, TypeError):
+        digest = "no digest: not plain JSON"
+    return f"<{depth:,} more levels, too deep to show; {digest}>"
+
+
 def semantic_diff(live: Mapping[str, Any] | None, desired: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A JSON-able DeepDiff of the keyed views (empty when equal)."""
-    old = keyed_view(live) if live is not None else {}
-    new = keyed_view(desired) if desired is not None else {}
+    """A JSON-able DeepDiff of the keyed views (empty when equal), of the documents as shown."""
+    old = keyed_view(shown(live)) if live is not None else {}
+    new = keyed_view(shown(desired)) if desired is not None else {}
     result = DeepDiff(old, new, verbose_level=2)
     return json.loads(result.to_json()) if result else {}
 
 
 def to_yaml(data: Any) -> str:
+    """Block YAML, 100 columns wide; past 40 levels wider, so indentation doesn't split text word by word."""
+    depth = nesting_depth(data, SHOWN_DEPTH)
     return yaml.dump(
         data,
         Dumper=_Dumper,
         sort_keys=True,
         default_flow_style=False,
         allow_unicode=True,
-        width=100,
+        width=100 if depth <= 40 else 100 + 2 * depth,
     )
 
 
 def unified_diff(live: Mapping[str, Any] | None, desired: Mapping[str, Any] | None, label: str) -> str:
-    """A unified diff of the two documents as YAML, for logs and Markdown."""
-    old = to_yaml(live).splitlines(keepends=True) if live is not None else []
-    new = to_yaml(desired).splitlines(keepends=True) if desired is not None else []
+    """A unified diff of the two documents (as shown) in YAML, for logs and Markdown."""
+    old = to_yaml(shown(live)).splitlines(keepends=True) if live is not None else []
+    new = to_yaml(shown(desired)).splitlines(keepends=True) if desired is not None else []
     return "".join(difflib.unified_diff(old, new, f"live/{label}", f"rendered/{label}"))
 
 

@@ -23,7 +23,14 @@ from pipeline_sync.cachefiles import discard_sqlite_file
 from pipeline_sync.canonical import sha256_hex
 from pipeline_sync.errors import StalePlanError, StoreError
 from pipeline_sync.gcpause import gc_paused
-from pipeline_sync.live import SUMMARY_FINGERPRINT, LiveObject, LiveSummary, parse_live
+from pipeline_sync.live import (
+    DEFAULT_LIMITS,
+    SUMMARY_FINGERPRINT,
+    LiveLimits,
+    LiveObject,
+    LiveSummary,
+    parse_live,
+)
 from pipeline_sync.store import ObjectVersion, WriteResult
 from pipeline_sync.store.front50 import (
     WRITER,
@@ -38,6 +45,7 @@ __all__ = [
     "WRITER",
     "Front50Settings",
     "Front50Store",
+    "LiveLimits",
     "LiveObject",
     "LiveSummary",
     "ObjectVersion",
@@ -65,10 +73,15 @@ class Front50Settings:
     cache_dir: Path | None = None
     use_cache: bool = True
     max_workers: int = 16
+    limits: LiveLimits = DEFAULT_LIMITS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Front50Settings:
-        """Settings from PIPELINE_SYNC_* variables; boto3 reads AWS_ENDPOINT_URL(_S3) itself."""
+        """Settings from PIPELINE_SYNC_* variables; boto3 reads AWS_ENDPOINT_URL(_S3) itself.
+
+        PIPELINE_SYNC_MAX_BODY_BYTES and PIPELINE_SYNC_MAX_DEPTH bound what a live object may be
+        before it is left alone as unreadable (LiveLimits).
+        """
         env = os.environ if environ is None else environ
         bucket = env.get("PIPELINE_SYNC_BUCKET", "")
         if not bucket:
@@ -83,7 +96,13 @@ class Front50Settings:
             endpoint_url=env.get("PIPELINE_SYNC_ENDPOINT_URL") or None,
             cache_dir=Path(cache_dir) if cache_dir else None,
             use_cache=env.get("PIPELINE_SYNC_CACHE", "on").lower() not in {"off", "0", "false"},
+            limits=LiveLimits.from_env(env),
         )
+
+
+# A pipeline object as the bucket listing shows it: (key, ETag, Size or None). A plain tuple:
+# a warm plan makes 10,000 of them, and a NamedTuple costs fifty times as much to make.
+Listed = tuple[str, str, int | None]
 
 
 @dataclass
@@ -156,11 +175,15 @@ class ContentCache:
 
     Only a speed-up: a corrupt file is deleted and made again, and a file that can't be used
     (locked, read-only, a full disk) gives an empty cache for this run, never a failed plan.
+    It neither keeps nor returns a body over limits.max_body_bytes, and a summary counts only
+    under the code and the limits that computed it.
     """
 
     TABLE = "objects_v2"
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, limits: LiveLimits = DEFAULT_LIMITS) -> None:
+        self._limits = limits
+        self._summary_of = sha256_hex(SUMMARY_FINGERPRINT, limits.fingerprint)
         self._db = self._open(path)
 
     @classmethod
@@ -203,15 +226,21 @@ class ContentCache:
         except sqlite3.Error:
             return {}
         found = {}
+        cap = self._limits.max_body_bytes
         for key, etag, body, summary, summary_of in rows:
-            if wanted.get(key) != etag or not isinstance(body, bytes):
+            if wanted.get(key) != etag or not isinstance(body, bytes) or len(body) > cap:
                 continue
-            fresh = isinstance(summary, str) and summary_of == SUMMARY_FINGERPRINT
+            fresh = isinstance(summary, str) and summary_of == self._summary_of
             found[key] = CachedObject(body, LiveSummary.from_json(summary) if fresh else None)
         return found
 
     def put_many(self, items: Iterable[tuple[str, str, bytes, LiveSummary]]) -> None:
-        rows = [(key, etag, body, s.to_json(), SUMMARY_FINGERPRINT) for key, etag, body, s in items]
+        cap = self._limits.max_body_bytes
+        rows = [
+            (key, etag, body, s.to_json(), self._summary_of)
+            for key, etag, body, s in items
+            if len(body) <= cap
+        ]
         if not rows:
             return
         try:
@@ -282,14 +311,18 @@ class Front50Store:
     # -- reads --------------------------------------------------------------
     def list_pipeline_etags(self) -> dict[str, tuple[str, str]]:
         """{pipeline id: (key, etag)} from one paginated listing."""
+        return {pid: (key, etag) for pid, (key, etag, _) in self.list_pipeline_objects().items()}
+
+    def list_pipeline_objects(self) -> dict[str, Listed]:
+        """{pipeline id: (key, ETag, size)} from one paginated listing; size is None if not listed."""
         prefix = f"{self.root}/{PIPELINES}/"
-        found: dict[str, tuple[str, str]] = {}
+        found: dict[str, Listed] = {}
         for item in self._list(prefix):
             key = item["Key"]
             rest = key[len(prefix) :]
             parts = rest.split("/")
             if len(parts) == 2 and parts[1] == PIPELINE_FILE and parts[0]:
-                found[parts[0]] = (key, item["ETag"])
+                found[parts[0]] = (key, item["ETag"], item.get("Size"))
         return found
 
     def list_applications(self) -> set[str]:
@@ -308,31 +341,45 @@ class Front50Store:
 
         Objects the cache holds with a current summary are not parsed: their documents are
         read from the body on first use. Everything else is parsed, summarised and cached.
+        An object the listing shows over the size limit is neither read nor cached, whatever
+        the cache holds: it is unreadable, and left alone.
         """
         with gc_paused():
             return self._read_live()
 
     def _read_live(self) -> dict[str, LiveObject]:
-        listing = self.list_pipeline_etags()
-        wanted = {key: etag for key, etag in listing.values()}
-        cache = ContentCache(self._cache_path())
+        limits = self.settings.limits
+        cap = limits.max_body_bytes
+        listing = self.list_pipeline_objects()
+        wanted = {key: etag for key, etag, size in listing.values() if size is None or size <= cap}
+        cache = ContentCache(self._cache_path(), limits)
         try:
             cached = cache.get_many(wanted)
             fetched = self._get_many([key for key in wanted if key not in cached])
             live: dict[str, LiveObject] = {}
             to_store: list[tuple[str, str, bytes, LiveSummary]] = []
-            for pipeline_id, (key, etag) in listing.items():
+            for pipeline_id, (key, etag, size) in listing.items():
+                if key not in wanted:
+                    live[pipeline_id] = LiveObject.unreadable(pipeline_id, key, etag, limits.too_big(size))
+                    continue
                 hit = cached.get(key)
                 if hit is not None and hit.summary is not None:
-                    live[pipeline_id] = LiveObject.from_body(pipeline_id, key, etag, hit.body, hit.summary)
+                    live[pipeline_id] = LiveObject.from_body(
+                        pipeline_id, key, etag, hit.body, hit.summary, limits
+                    )
                     continue
                 if hit is not None:
                     body: bytes | None = hit.body
                 elif key in fetched:
-                    etag, body = fetched[key]
+                    etag, body, size = fetched[key]
+                    if body is None:
+                        live[pipeline_id] = LiveObject.unreadable(
+                            pipeline_id, key, etag, limits.too_big(size)
+                        )
+                        continue
                 else:
                     body = None  # deleted between the listing and the read
-                obj = parse_live(pipeline_id, key, etag, body)
+                obj = parse_live(pipeline_id, key, etag, body, limits)
                 live[pipeline_id] = obj
                 if body is not None:
                     to_store.append((key, etag, body, obj.summary))
@@ -352,18 +399,29 @@ class Front50Store:
             return None
 
     def read_pipeline(self, pipeline_id: str) -> LiveObject | None:
-        """One pipeline object, fresh from S3, or None when absent."""
+        """One pipeline object, fresh from S3, or None when absent (over the size limit: unreadable)."""
         key = self.pipeline_key(pipeline_id)
         try:
             response = self.client.get_object(Bucket=self.settings.bucket, Key=key)
+            body = read_capped(response, self.settings.limits.max_body_bytes)
         except ClientError as exc:
             if _error_code(exc) in {"NoSuchKey", "404"}:
                 return None
             raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
         except BotoCoreError as exc:
             raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
-        body = response["Body"].read()
-        return parse_live(pipeline_id.lower(), key, response["ETag"], body)
+        return self._live_of(pipeline_id.lower(), key, response, body)
+
+    def _live_of(
+        self, pipeline_id: str, key: str, response: Mapping[str, Any], body: bytes | None
+    ) -> LiveObject:
+        """The object a capped read gave: parsed, or unreadable when read_capped refused its body."""
+        limits = self.settings.limits
+        if body is None:
+            return LiveObject.unreadable(
+                pipeline_id, key, response["ETag"], limits.too_big(_length(response))
+            )
+        return parse_live(pipeline_id, key, response["ETag"], body, limits)
 
     def _list(self, prefix: str) -> Iterable[dict[str, Any]]:
         group = prefix[len(self.root) + 1 :].strip("/")
@@ -371,24 +429,29 @@ class Front50Store:
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=prefix):
                 contents = page.get("Contents", [])
-                newest = max((str(i.get("LastModified", "")) for i in contents), default="")
+                objects = (i for i in contents if not str(i["Key"]).endswith(MARKER_FILE))
+                newest = max((str(i.get("LastModified", "")) for i in objects), default="")
                 if newest > self._newest_listed.get(group, ""):
                     self._newest_listed[group] = newest
                 yield from contents
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"cannot list s3://{self.settings.bucket}/{prefix}: {exc}") from None
 
-    def _get_many(self, keys: list[str]) -> dict[str, tuple[str, bytes]]:
-        def get(key: str) -> tuple[str, tuple[str, bytes] | None]:
+    def _get_many(self, keys: list[str]) -> dict[str, tuple[str, bytes | None, int | None]]:
+        """{key: (ETag, body, size)} of objects still there; body None when over the size limit."""
+        cap = self.settings.limits.max_body_bytes
+
+        def get(key: str) -> tuple[str, tuple[str, bytes | None, int | None] | None]:
             try:
                 response = self.client.get_object(Bucket=self.settings.bucket, Key=key)
+                body = read_capped(response, cap)
             except ClientError as exc:
                 if _error_code(exc) in {"NoSuchKey", "404"}:
                     return key, None  # deleted since the listing
                 raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
             except BotoCoreError as exc:
                 raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
-            return key, (response["ETag"], response["Body"].read())
+            return key, (response["ETag"], body, _length(response))
 
         if not keys:
             return {}
@@ -435,11 +498,12 @@ class Front50Store:
         key = self.pipeline_key(pipeline_id)
         try:
             response = self.client.get_object(Bucket=self.settings.bucket, Key=key, VersionId=version_id)
+            body = read_capped(response, self.settings.limits.max_body_bytes)
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(
                 f"cannot read version {version_id} of s3://{self.settings.bucket}/{key}: {exc}"
             ) from None
-        return parse_live(pipeline_id.lower(), key, response["ETag"], response["Body"].read())
+        return self._live_of(pipeline_id.lower(), key, response, body)
 
     # -- writes -------------------------------------------------------------
     def put_pipeline(self, pipeline_id: str, body: bytes, *, if_match: str | None) -> WriteResult:
@@ -496,10 +560,13 @@ class Front50Store:
         )
 
     def _holds_exactly(self, key: str, body: bytes) -> dict[str, Any] | None:
-        """The object's ETag and version when it holds exactly body, else None."""
+        """The object's ETag and version when it holds exactly body, else None.
+
+        It reads at most one byte more than body: an object of another length is not it.
+        """
         try:
             response = self.client.get_object(Bucket=self.settings.bucket, Key=key)
-            if response["Body"].read() == body:
+            if read_capped(response, len(body)) == body:
                 return {"ETag": response.get("ETag"), "VersionId": response.get("VersionId")}
         except (ClientError, BotoCoreError):
             return None
@@ -603,6 +670,34 @@ def _epoch_ms(timestamp: str | None) -> int | None:
         return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000)
     except ValueError:
         return None
+
+
+def read_capped(response: Mapping[str, Any], cap: int) -> bytes | None:
+    """The body of a get_object response, or None when it is longer than cap bytes.
+
+    A ContentLength over cap is refused without reading; otherwise at most cap + 1 bytes are
+    read, whatever the length claimed. The stream is closed either way.
+    """
+    stream = response["Body"]
+    try:
+        length = _length(response)
+        if length is not None and length > cap:
+            return None
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := stream.read(cap + 1 - total):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:
+                return None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        stream.close()
+
+
+def _length(response: Mapping[str, Any]) -> int | None:
+    length = response.get("ContentLength")
+    return length if isinstance(length, int) else None
 
 
 def _error_code(exc: ClientError) -> str:
