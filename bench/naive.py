@@ -22,9 +22,9 @@ from deepdiff import DeepDiff
 
 from pipeline_sync.canonical import canonical_json
 from pipeline_sync.catalog import TEMPLATE_SUFFIX, load_catalog
-from pipeline_sync.front50 import PIPELINE_FILE
 from pipeline_sync.identity import assign_identities, pipeline_id_for
 from pipeline_sync.provenance import managed_document, normalise
+from pipeline_sync.store.s3 import PIPELINE_FILE
 
 
 @dataclass

@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _phases(size: int) -> int:
     """Wall time of each phase of `pipeline-sync plan`'s code path, warm cache, no profiler."""
-    from pipeline_sync.build import render_all
-    from pipeline_sync.front50 import Front50Settings, Front50Store
     from pipeline_sync.plan import build_plan
+    from pipeline_sync.rendering import render_all
+    from pipeline_sync.store.s3 import S3Settings, S3Store
 
     with tempfile.TemporaryDirectory(prefix="pipeline-sync-phases-") as tmp:
         work = Path(tmp)
@@ -89,10 +89,10 @@ def _phases(size: int) -> int:
                 clock = now
 
             workspace = fleet.workspace()
-            lap("load catalog (Workspace.load)")
+            lap("load catalog (Sources.load)")
             outcomes = render_all(workspace)
             lap("render + validate (render_all)")
-            store = Front50Store(Front50Settings.from_env())
+            store = S3Store(S3Settings.from_env())
             listing = store.list_pipeline_etags()
             lap("list the bucket (ListObjectsV2 pages)")
             live = store.read_live()
@@ -149,10 +149,10 @@ def _micro(repeat: int = 300) -> int:
 
 def _cli_plan(fleet: synth.Fleet) -> Callable[[], None]:
     from pipeline_sync.cli import compute_plan
-    from pipeline_sync.front50 import Front50Settings, Front50Store
+    from pipeline_sync.store.s3 import S3Settings, S3Store
 
     def run() -> None:
-        compute_plan(fleet.workspace(), Front50Store(Front50Settings.from_env()), None)
+        compute_plan(fleet.workspace(), S3Store(S3Settings.from_env()), None)
 
     return run
 

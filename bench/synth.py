@@ -23,12 +23,12 @@ import boto3
 import yaml
 from botocore.config import Config
 
-from pipeline_sync.build import Workspace, render_all
 from pipeline_sync.canonical import canonical_json
 from pipeline_sync.engine import stamped_body
-from pipeline_sync.front50 import PIPELINE_FILE
 from pipeline_sync.plan import build_plan
 from pipeline_sync.provenance import managed_document
+from pipeline_sync.rendering import Sources, render_all
+from pipeline_sync.store.s3 import PIPELINE_FILE
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 ROOT = "front50"
@@ -103,8 +103,8 @@ class Fleet:
     def templates_dir(self) -> Path:
         return self.root / "templates"
 
-    def workspace(self) -> Workspace:
-        return Workspace.load(self.catalog_dir, self.templates_dir)
+    def workspace(self) -> Sources:
+        return Sources.load(self.catalog_dir, self.templates_dir)
 
 
 @dataclass

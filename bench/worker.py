@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from pipeline_sync.front50 import RequestCounter, s3_session
+from pipeline_sync.store.s3 import RequestCounter, s3_session
 
 
 def _counted_session() -> RequestCounter:
@@ -46,16 +46,16 @@ def run_naive(args: argparse.Namespace) -> dict[str, Any]:
 def run_dagster(args: argparse.Namespace) -> dict[str, Any]:
     import dagster as dg
 
-    from pipeline_sync.build import Workspace
     from pipeline_sync.definitions import defs
     from pipeline_sync.defs.resources import CatalogResource, Front50Resource
     from pipeline_sync.defs.state import PLAN_STATE_PREFIX, read_plan_state
+    from pipeline_sync.rendering import Sources
 
     counter = _counted_session()
     instance = dg.DagsterInstance.get()
     prior: dict[str, str] = {}
     if args.restore_state:
-        keys = Workspace.load(Path(args.catalog), Path(args.templates)).catalog.targets
+        keys = Sources.load(Path(args.catalog), Path(args.templates)).catalog.targets
         prior = read_plan_state(instance, keys)
     resources = {
         "catalog": CatalogResource(catalog_dir=args.catalog, templates_dir=args.templates),

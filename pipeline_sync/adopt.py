@@ -12,12 +12,12 @@ from typing import Any
 import yaml
 
 from pipeline_sync import engine
-from pipeline_sync.build import Workspace, render_all
 from pipeline_sync.catalog import Target
 from pipeline_sync.engine import Selection
 from pipeline_sync.errors import CatalogError, PipelineSyncError
 from pipeline_sync.live import LiveObject
 from pipeline_sync.plan import PlanEntry
+from pipeline_sync.rendering import Sources, render_all
 from pipeline_sync.status import Status
 from pipeline_sync.store import Store
 from pipeline_sync.yamlsafe import load_yaml
@@ -45,14 +45,14 @@ def adopt(catalog_dir: Path, templates_dir: Path, store: Store, application: str
     """
     live = store.read_live()
     obj = find_unmanaged(live, application, name)
-    workspace = Workspace.load(catalog_dir, templates_dir)
+    workspace = Sources.load(catalog_dir, templates_dir)
     target = match_target(workspace, application, name)
     _check_pinnable(target, obj, live)
     path = Path(catalog_dir) / Path(*Path(target.source_file).parts[1:])
     original = path.read_text(encoding="utf-8")
     path.write_text(pin_id(original, target.source_file, target.stack, target.template, obj.pipeline_id))
     try:
-        entry = _adopting_entry(Workspace.load(catalog_dir, templates_dir), target.key, store, obj)
+        entry = _adopting_entry(Sources.load(catalog_dir, templates_dir), target.key, store, obj)
     except BaseException:
         path.write_text(original, encoding="utf-8")
         raise
@@ -88,7 +88,7 @@ def find_unmanaged(live: Mapping[str, LiveObject], application: str, name: str) 
     return found[0]
 
 
-def match_target(workspace: Workspace, application: str, name: str) -> Target:
+def match_target(workspace: Sources, application: str, name: str) -> Target:
     """The catalog target of service application whose rendered name is name (case-insensitively)."""
     service = application.lower()
     if service in workspace.catalog.failed_services:
@@ -136,7 +136,7 @@ def _check_pinnable(target: Target, obj: LiveObject, live: Mapping[str, LiveObje
             )
 
 
-def _adopting_entry(workspace: Workspace, key: str, store: Store, obj: LiveObject) -> PlanEntry:
+def _adopting_entry(workspace: Sources, key: str, store: Store, obj: LiveObject) -> PlanEntry:
     target = workspace.catalog.targets.get(key)
     if target is None or target.pinned_id != obj.pipeline_id:
         raise AdoptError(f"the edited catalog does not pin {obj.pipeline_id} on {key}; the file was put back")

@@ -11,29 +11,29 @@ import click
 
 from pipeline_sync import engine
 from pipeline_sync.adopt import adopt as adopt_pipeline
-from pipeline_sync.build import Workspace, render_all, select_keys
 from pipeline_sync.engine import ApplyResult, Selection
 from pipeline_sync.errors import PipelineSyncError
-from pipeline_sync.front50 import Front50Settings, Front50Store
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
+from pipeline_sync.rendering import Sources, render_all, select_keys
 from pipeline_sync.rollback import apply_rollback, describe_versions, plan_rollback
 from pipeline_sync.safefiles import UnsafeFileError, write_text_file
 from pipeline_sync.status import Status
+from pipeline_sync.store.s3 import S3Settings, S3Store
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    ws: Workspace = ctx.obj["workspace_factory"]()
+def _workspace(ctx: click.Context) -> Sources:
+    ws: Sources = ctx.obj["workspace_factory"]()
     for error in ws.catalog.errors:
         click.echo(f"error: {error}", err=True)
     return ws
 
 
-def _store() -> Front50Store:
-    return Front50Store(Front50Settings.from_env())
+def _store() -> S3Store:
+    return S3Store(S3Settings.from_env())
 
 
 @click.group()
@@ -115,7 +115,7 @@ def render(ctx: click.Context, pattern: str | None, out: Path | None) -> None:
     ctx.exit(EXIT_ERROR if failed else EXIT_OK)
 
 
-def compute_plan(ws: Workspace, store: Front50Store, pattern: str | None) -> Plan:
+def compute_plan(ws: Sources, store: S3Store, pattern: str | None) -> Plan:
     return engine.plan(ws, store, Selection(pattern=pattern))
 
 
@@ -241,7 +241,7 @@ def apply(ctx: click.Context, plan_file: Path, pattern: str | None, approver: st
 @click.pass_context
 def approve(ctx: click.Context, key: str, digest: str, approver: str | None) -> None:
     """Approve one pipeline's plan in Dagster (needs DAGSTER_HOME); the approval sensor publishes it."""
-    from pipeline_sync.defs.approve import approve_in_dagster
+    from pipeline_sync.approve import approve_in_dagster
 
     who = approver or getpass.getuser()
     ok, message = approve_in_dagster(key, digest, who)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import dagster as dg
     from werkzeug.serving import BaseWSGIServer
 
-    from pipeline_sync.front50 import Front50Store
+    from pipeline_sync.store.s3 import S3Store
 
 PROJECT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -253,19 +253,19 @@ class S3Server:
 
 def seed_bucket() -> dict[str, str]:
     from pipeline_sync.demo_seed import seed
-    from pipeline_sync.front50 import Front50Settings, Front50Store
+    from pipeline_sync.store.s3 import S3Settings, S3Store
 
-    store = Front50Store(Front50Settings.from_env())
+    store = S3Store(S3Settings.from_env())
     return seed(store, PROJECT / "catalog", PROJECT / "templates")
 
 
 def first_reconcile(instance: dg.DagsterInstance) -> None:
     """Add one partition per catalog target and plan every pipeline, as the nightly schedule does."""
-    from pipeline_sync.build import Workspace
     from pipeline_sync.definitions import defs
     from pipeline_sync.defs.partitions import PARTITIONS_NAME
+    from pipeline_sync.rendering import Sources
 
-    workspace = Workspace.load(PROJECT / "catalog", PROJECT / "templates")
+    workspace = Sources.load(PROJECT / "catalog", PROJECT / "templates")
     instance.add_dynamic_partitions(PARTITIONS_NAME, sorted(workspace.catalog.targets))
     result = defs.resolve_job_def("reconcile_job").execute_in_process(
         instance=instance,
@@ -414,7 +414,7 @@ def explain_start_failure(error: DemoError, log: Path, port: int) -> DemoError:
 class RunReporter:
     """Says on the terminal when a run starts and ends, and where a published pipeline landed."""
 
-    def __init__(self, instance: dg.DagsterInstance, store: Front50Store) -> None:
+    def __init__(self, instance: dg.DagsterInstance, store: S3Store) -> None:
         self.instance = instance
         self.store = store
         self.seen: dict[str, bool] = {r.dagster_run.run_id: True for r in instance.get_run_records(limit=100)}
@@ -520,7 +520,7 @@ def start(args: argparse.Namespace, stack: contextlib.ExitStack, interrupts: Int
     """Bring everything up; each piece is registered on stack as soon as it exists."""
     import dagster as dg
 
-    from pipeline_sync.front50 import Front50Settings, Front50Store
+    from pipeline_sync.store.s3 import S3Settings, S3Store
 
     home: Path = args.home.resolve()
     stack.enter_context(claim_home(home))
@@ -544,7 +544,7 @@ def start(args: argparse.Namespace, stack: contextlib.ExitStack, interrupts: Int
         wait_for(f"{url}/server_info", START_SECONDS, lambda: dagster.poll() is None)
     except DemoError as exc:
         raise explain_start_failure(exc, log, args.port) from None
-    reporter = RunReporter(instance, Front50Store(Front50Settings.from_env()))
+    reporter = RunReporter(instance, S3Store(S3Settings.from_env()))
     digest = plan_digest(instance, arranged["create"])
     text = banner(url, plan_statuses(instance), arranged, digest, env_file, log)
     return Demo(url, dagster, log, reporter, text)

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 from pipeline_sync import engine
-from pipeline_sync.build import Workspace
 from pipeline_sync.engine import Selection
 from pipeline_sync.errors import PipelineSyncError
-from pipeline_sync.front50 import Front50Store
+from pipeline_sync.rendering import Sources
 from pipeline_sync.status import Status
+from pipeline_sync.store.s3 import S3Store
 
 DRIFT_KEY = "checkout/prod/deploy"
 MISSING_KEY = "search/prod/deploy"
@@ -19,13 +19,13 @@ UNMANAGED_ID = "0b7e2d4a-6c1f-4f8e-9d3a-5e2b1c0a9f77"
 UNTOUCHED_ID = "5a0c9e1b-2d3f-4a6b-8c7d-9e0f1a2b3c4d"
 
 
-def seed(store: Front50Store, catalog_dir: Path, templates_dir: Path) -> dict[str, str]:
+def seed(store: S3Store, catalog_dir: Path, templates_dir: Path) -> dict[str, str]:
     """Write the demo's starting state; returns what was arranged, for the banner."""
     store.client.create_bucket(Bucket=store.settings.bucket)
     store.client.put_bucket_versioning(
         Bucket=store.settings.bucket, VersioningConfiguration={"Status": "Enabled"}
     )
-    workspace = Workspace.load(catalog_dir, templates_dir)
+    workspace = Sources.load(catalog_dir, templates_dir)
     keys = [k for k in workspace.catalog.targets if k not in {MISSING_KEY, CONFLICT_KEY}]
     plan = engine.plan(workspace, store, Selection.of(keys))
     approved = {k: e.digest for k, e in plan.entries.items() if e.status is Status.CREATE}
@@ -44,11 +44,11 @@ def seed(store: Front50Store, catalog_dir: Path, templates_dir: Path) -> dict[st
     }
 
 
-def plan_name(workspace: Workspace, key: str) -> object:
+def plan_name(workspace: Sources, key: str) -> object:
     return workspace.renderer.render(workspace.catalog.targets[key]).document["name"]
 
 
-def _edit_in_deck(store: Front50Store, pipeline_id: str) -> None:
+def _edit_in_deck(store: S3Store, pipeline_id: str) -> None:
     """Simulate a person raising replicas in Deck: the object changes, the marker stays."""
     live = store.read_pipeline(pipeline_id)
     if live is None or live.document is None:
@@ -65,7 +65,7 @@ def _edit_in_deck(store: Front50Store, pipeline_id: str) -> None:
     store.put_pipeline(pipeline_id, json.dumps(document).encode(), if_match=live.etag)
 
 
-def _put_unmanaged(store: Front50Store, pipeline_id: str, application: str, name: str, why: str) -> None:
+def _put_unmanaged(store: S3Store, pipeline_id: str, application: str, name: str, why: str) -> None:
     document = {
         "id": pipeline_id,
         "application": application,

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_sync.build import Workspace, render_all
 from pipeline_sync.cachefiles import CacheSettings
 from pipeline_sync.canonical import canonical_json
 from pipeline_sync.errors import StalePlanError, StoreError
@@ -26,6 +25,7 @@ from pipeline_sync.history import written_documents
 from pipeline_sync.live import LiveObject
 from pipeline_sync.plan import Plan, PlanEntry, build_plan
 from pipeline_sync.provenance import MARKER_FIELD
+from pipeline_sync.rendering import Sources, render_all
 from pipeline_sync.status import Status
 from pipeline_sync.store import Store
 from pipeline_sync.store.front50 import WRITER, now_ms
@@ -78,13 +78,13 @@ class ApplyResult:
 # -- plan -------------------------------------------------------------------------------------
 
 
-def load_workspace(catalog_dir: Path, templates_dir: Path, caches: CacheSettings | None = None) -> Workspace:
+def load_workspace(catalog_dir: Path, templates_dir: Path, caches: CacheSettings | None = None) -> Sources:
     """The catalog and templates, loaded once per run; the render cache placed by caches."""
     with gc_paused():  # tens of thousands of acyclic values: nothing for the cyclic GC to find
-        return Workspace.load(catalog_dir, templates_dir, caches=caches)
+        return Sources.load(catalog_dir, templates_dir, caches=caches)
 
 
-def plan(workspace: Workspace, store: Store, selection: Selection = EVERYTHING) -> Plan:
+def plan(workspace: Sources, store: Store, selection: Selection = EVERYTHING) -> Plan:
     """The plan of the selected keys as things stand: renders and live summaries may come from
     caches. Where a person edited a managed pipeline, the version pipeline-sync last wrote is
     looked up in the store's history, so the plan can name the person's fields."""
@@ -94,7 +94,7 @@ def plan(workspace: Workspace, store: Store, selection: Selection = EVERYTHING) 
 
 
 def _plan_against(
-    workspace: Workspace,
+    workspace: Sources,
     store: Store,
     live: Mapping[str, LiveObject],
     selection: Selection,
@@ -120,7 +120,7 @@ def _marked_keys(live: Mapping[str, LiveObject]) -> list[str]:
     return [str(m["key"]) for obj in live.values() if (m := obj.summary.marker)]
 
 
-def fresh_plan(workspace: Workspace, store: Store, keys: Iterable[str]) -> Plan:
+def fresh_plan(workspace: Sources, store: Store, keys: Iterable[str]) -> Plan:
     """The plan a write decision is made from: every render fresh (no render cache), and every
     object an entry would replace or delete read afresh from the store, so its ownership comes
     from its real body. Other live summaries (for name collisions) may come from the cache."""
@@ -201,7 +201,7 @@ def approval_refusal(
 
 
 def apply(
-    workspace: Workspace,
+    workspace: Sources,
     store: Store,
     approved: Mapping[str, str],
     *,
@@ -300,7 +300,7 @@ def stamped_body(desired: Mapping[str, Any], *, approver: str, plan_digest: str)
 Verifier = Callable[[str, str], str | None]
 
 
-def policy_verifier(workspace: Workspace, store: Store) -> Verifier:
+def policy_verifier(workspace: Sources, store: Store) -> Verifier:
     """verify(key, digest) -> refusal or None, for the nightly policy approvals: each is checked
     against a fresh plan before it is recorded, so a tampered cache cannot be auto-approved."""
 

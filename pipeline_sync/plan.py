@@ -19,7 +19,7 @@ from pipeline_sync.provenance import MARKER_FIELD, content_digest, managed_docum
 from pipeline_sync.status import ACTIONABLE, AUTO_APPROVABLE, ERRORS, Status
 
 if TYPE_CHECKING:  # build owns the render cache (sqlite); the planner only reads its outcomes
-    from pipeline_sync.build import RenderOutcome
+    from pipeline_sync.rendering import RenderOutcome
 
 PLAN_FORMAT = 1
 ROLLBACK_SOURCE = "rollback:"

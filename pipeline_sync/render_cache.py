@@ -42,7 +42,7 @@ _T = TypeVar("_T")
 
 # Modules whose code decides a render or its validation problems.
 CODE_MODULES = (
-    "pipeline_sync.build",
+    "pipeline_sync.rendering",
     "pipeline_sync.canonical",
     "pipeline_sync.errors",
     "pipeline_sync.front50_model",
@@ -52,7 +52,7 @@ CODE_MODULES = (
     "pipeline_sync.render_cache",
     "pipeline_sync.sandbox",
     "pipeline_sync.spel",
-    "pipeline_sync.spinnaker",
+    "pipeline_sync.validate",
     "pipeline_sync.yamlsafe",
 )
 LIBRARIES = ("jinja2", "MarkupSafe", "PyYAML")

@@ -11,9 +11,9 @@ from pipeline_sync.live import LiveObject
 from pipeline_sync.names import split_key
 from pipeline_sync.plan import PlanEntry, plan_digest, rollback_entry
 from pipeline_sync.provenance import MARKER_FIELD, content_digest, marker_of
-from pipeline_sync.spinnaker import validate_pipeline
 from pipeline_sync.status import Status
 from pipeline_sync.store import ObjectVersion, Store
+from pipeline_sync.validate import validate_pipeline
 
 
 class RollbackError(PipelineSyncError):

@@ -182,8 +182,8 @@ def demo_like(home: Path, *, reconcile: bool, leave_out: tuple[str, ...] = ()) -
     """
     import dagster as dg
 
-    from pipeline_sync.build import Workspace
     from pipeline_sync.defs.partitions import PARTITIONS_NAME
+    from pipeline_sync.rendering import Sources
 
     with pytest.MonkeyPatch.context() as patch, moto_server() as s3_url:
         settings = demo.demo_env(home, s3_url)
@@ -193,7 +193,7 @@ def demo_like(home: Path, *, reconcile: bool, leave_out: tuple[str, ...] = ()) -
             patch.setenv(name, value)
         demo.write_home_files(home, settings)
         arranged = demo.seed_bucket()
-        keys = sorted(Workspace.load(PROJECT / "catalog", PROJECT / "templates").catalog.targets)
+        keys = sorted(Sources.load(PROJECT / "catalog", PROJECT / "templates").catalog.targets)
         with dg.DagsterInstance.get() as instance:
             if reconcile:
                 demo.first_reconcile(instance)

@@ -202,15 +202,15 @@ class KillSwitch:
 
 def _kill_main(args: argparse.Namespace) -> int:
     from pipeline_sync import engine
-    from pipeline_sync.build import Workspace
-    from pipeline_sync.front50 import Front50Settings, Front50Store
+    from pipeline_sync.rendering import Sources
+    from pipeline_sync.store.s3 import S3Settings, S3Store
 
     client = s3_client(args.endpoint)
     KillSwitch(args.after, args.when).install(client)
-    settings = Front50Settings(bucket=args.bucket, endpoint_url=args.endpoint, use_cache=False, max_workers=1)
-    store = Front50Store(settings, client=client)
+    settings = S3Settings(bucket=args.bucket, endpoint_url=args.endpoint, use_cache=False, max_workers=1)
+    store = S3Store(settings, client=client)
     root = Path(args.project)
-    workspace = Workspace.load(root / "catalog", root / "templates")
+    workspace = Sources.load(root / "catalog", root / "templates")
     approved = json.loads(Path(args.approved).read_text())
     results = engine.apply(workspace, store, approved, approver="killed-run")
     print(json.dumps([[r.key, r.outcome] for r in results]))

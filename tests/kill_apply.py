@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_sync import engine
-from pipeline_sync.build import Workspace
-from pipeline_sync.front50 import Front50Settings, Front50Store
 from pipeline_sync.plan import Plan
+from pipeline_sync.rendering import Sources
+from pipeline_sync.store.s3 import S3Settings, S3Store
 
 
 def main() -> None:
     plan_file, project, kill_at, phase = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    store = Front50Store(Front50Settings.from_env())
+    store = S3Store(S3Settings.from_env())
     writes = {"n": 0}
 
     def is_pipeline_put(params: dict[str, Any]) -> bool:
@@ -38,7 +38,7 @@ def main() -> None:
     store.client.meta.events.register("after-call.s3.PutObject", after)
     plan = Plan.from_json(json.loads(Path(plan_file).read_text()))
     approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
-    workspace = Workspace.load(project / "catalog", project / "templates")
+    workspace = Sources.load(project / "catalog", project / "templates")
     engine.apply(workspace, store, approved, approver="killed")
 
 

@@ -10,8 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pipeline_sync.build import Workspace
-from pipeline_sync.front50 import Front50Settings, Front50Store
+from pipeline_sync.rendering import Sources
+from pipeline_sync.store.s3 import S3Settings, S3Store
 
 PROJECT = Path(__file__).resolve().parent.parent
 BUCKET = "front50-test"
@@ -40,12 +40,12 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def store(aws_env: None, tmp_path: Path) -> Iterator[Front50Store]:
+def store(aws_env: None, tmp_path: Path) -> Iterator[S3Store]:
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
-        settings = Front50Settings(bucket=BUCKET, cache_dir=tmp_path / "cache")
-        yield Front50Store(settings, client=client)
+        settings = S3Settings(bucket=BUCKET, cache_dir=tmp_path / "cache")
+        yield S3Store(settings, client=client)
 
 
 @pytest.fixture
@@ -57,11 +57,11 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def workspace_of(root: Path) -> Workspace:
-    return Workspace.load(root / "catalog", root / "templates")
+def workspace_of(root: Path) -> Sources:
+    return Sources.load(root / "catalog", root / "templates")
 
 
-def object_keys(store: Front50Store) -> list[str]:
+def object_keys(store: S3Store) -> list[str]:
     response = store.client.list_objects_v2(Bucket=store.settings.bucket)
     return sorted(o["Key"] for o in response.get("Contents", []))
 

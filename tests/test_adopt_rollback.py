@@ -20,12 +20,12 @@ from pipeline_sync import engine
 from pipeline_sync.adopt import AdoptError, adopt, pin_id
 from pipeline_sync.cli import compute_plan, main
 from pipeline_sync.engine import Selection
-from pipeline_sync.front50 import Front50Store
 from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.plan import Plan, plan_digest
 from pipeline_sync.provenance import MARKER_FIELD, content_digest
 from pipeline_sync.rollback import RollbackError, apply_rollback, plan_rollback
 from pipeline_sync.status import Status
+from pipeline_sync.store.s3 import S3Store
 
 KEY = "checkout/prod/deploy"
 LEGACY = {
@@ -47,19 +47,19 @@ def bucket_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_SYNC_BUCKET", BUCKET)
 
 
-def apply_keys(project: Path, store: Front50Store, keys: list[str] | None = None) -> list[str]:
+def apply_keys(project: Path, store: S3Store, keys: list[str] | None = None) -> list[str]:
     ws = workspace_of(project)
     plan = engine.plan(ws, store, Selection.of(keys or sorted(ws.catalog.targets)))
     approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
     return [r.outcome for r in engine.apply(ws, store, approved, approver="alice")]
 
 
-def put_unmanaged(store: Front50Store, document: dict[str, object]) -> None:
+def put_unmanaged(store: S3Store, document: dict[str, object]) -> None:
     pid = str(document["id"])
     store.put_pipeline(pid, json.dumps(document).encode(), if_match=None)
 
 
-def pipelines_named(store: Front50Store, application: str, name: str) -> list[str]:
+def pipelines_named(store: S3Store, application: str, name: str) -> list[str]:
     return sorted(
         obj.pipeline_id
         for obj in store.read_live().values()
@@ -72,9 +72,7 @@ def pipelines_named(store: Front50Store, application: str, name: str) -> list[st
 # -- adoption ---------------------------------------------------------------------------------
 
 
-def test_adopt_pins_the_id_and_the_next_plan_takes_it_over_in_place(
-    project: Path, store: Front50Store
-) -> None:
+def test_adopt_pins_the_id_and_the_next_plan_takes_it_over_in_place(project: Path, store: S3Store) -> None:
     service = project / "catalog" / "services" / "checkout.yaml"
     original = "# Payments' checkout service.\n" + service.read_text()
     service.write_text(original)
@@ -103,7 +101,7 @@ def test_adopt_pins_the_id_and_the_next_plan_takes_it_over_in_place(
     )
 
 
-def test_adopt_through_the_cli(project: Path, store: Front50Store, bucket_env: None) -> None:
+def test_adopt_through_the_cli(project: Path, store: S3Store, bucket_env: None) -> None:
     put_unmanaged(store, LEGACY)
     result = cli(project, "adopt", "checkout", "DEPLOY-PROD")
     assert result.exit_code == 0, result.output
@@ -164,7 +162,7 @@ CHECKOUT_NAMES = (
 )
 def test_adopt_refuses_clearly_and_leaves_the_catalog_alone(
     project: Path,
-    store: Front50Store,
+    store: S3Store,
     live: list[dict[str, object]],
     application: str,
     name: str,
@@ -179,7 +177,7 @@ def test_adopt_refuses_clearly_and_leaves_the_catalog_alone(
     assert {p: p.read_text() for p in (project / "catalog").rglob("*.yaml")} == before
 
 
-def test_adopt_refuses_a_managed_pipeline(project: Path, store: Front50Store) -> None:
+def test_adopt_refuses_a_managed_pipeline(project: Path, store: S3Store) -> None:
     apply_keys(project, store, [KEY])
     with pytest.raises(AdoptError) as caught:
         adopt(project / "catalog", project / "templates", store, "checkout", "deploy-prod")
@@ -233,7 +231,7 @@ def test_pin_id_quotes_ids_yaml_would_misread(pipeline_id: str, written: str) ->
 # -- rollback ---------------------------------------------------------------------------------
 
 
-def versioned(store: Front50Store) -> Front50Store:
+def versioned(store: S3Store) -> S3Store:
     store.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     return store
 
@@ -243,7 +241,7 @@ def bump_chart(project: Path) -> None:
     defaults.write_text(defaults.read_text().replace("chart_version: 1.4.0", "chart_version: 1.4.1"))
 
 
-def two_releases(project: Path, store: Front50Store) -> tuple[str, str]:
+def two_releases(project: Path, store: S3Store) -> tuple[str, str]:
     """v1 applied, then v2 (chart 1.4.1); returns (pipeline id, content digest of v1)."""
     apply_keys(project, versioned(store), [KEY])
     pipeline_id = pipeline_id_for(KEY)
@@ -256,7 +254,7 @@ def two_releases(project: Path, store: Front50Store) -> tuple[str, str]:
 
 
 def test_rollback_is_an_ordinary_entry_bound_to_the_live_etag_and_the_version(
-    project: Path, store: Front50Store
+    project: Path, store: S3Store
 ) -> None:
     pipeline_id, _ = two_releases(project, store)
     versions = store.pipeline_versions(pipeline_id)
@@ -275,7 +273,7 @@ def test_rollback_is_an_ordinary_entry_bound_to_the_live_etag_and_the_version(
     assert Plan.from_json(json.loads(Plan({KEY: entry}).dumps())).entries[KEY] == entry
 
 
-def test_rollback_through_the_cli_then_apply(project: Path, store: Front50Store, bucket_env: None) -> None:
+def test_rollback_through_the_cli_then_apply(project: Path, store: S3Store, bucket_env: None) -> None:
     pipeline_id, v1 = two_releases(project, store)
     plan_file = project / "rollback.json"
     planned = cli(project, "rollback", KEY, "--out", str(plan_file))
@@ -301,7 +299,7 @@ def test_rollback_through_the_cli_then_apply(project: Path, store: Front50Store,
 
 
 def test_rollback_without_versioning_says_so_and_exits_1(
-    project: Path, store: Front50Store, bucket_env: None
+    project: Path, store: S3Store, bucket_env: None
 ) -> None:
     apply_keys(project, store, [KEY])
     result = cli(project, "rollback", KEY)
@@ -313,7 +311,7 @@ def test_rollback_without_versioning_says_so_and_exits_1(
     )
 
 
-def test_rollback_refused_when_the_live_pipeline_moved(project: Path, store: Front50Store) -> None:
+def test_rollback_refused_when_the_live_pipeline_moved(project: Path, store: S3Store) -> None:
     pipeline_id, _ = two_releases(project, store)
     entry = plan_rollback(store, KEY, catalog_id=pipeline_id)
     live = store.read_pipeline(pipeline_id)
@@ -330,7 +328,7 @@ def test_rollback_refused_when_the_live_pipeline_moved(project: Path, store: Fro
     assert after is not None and after.document == edited
 
 
-def test_rollback_to_a_named_version_and_unknown_versions(project: Path, store: Front50Store) -> None:
+def test_rollback_to_a_named_version_and_unknown_versions(project: Path, store: S3Store) -> None:
     pipeline_id, v1 = two_releases(project, store)
     first = store.pipeline_versions(pipeline_id)[-1].version_id
     entry = plan_rollback(store, KEY, catalog_id=pipeline_id, to_version=first)
@@ -345,13 +343,13 @@ def test_rollback_to_a_named_version_and_unknown_versions(project: Path, store: 
     assert str(caught.value) == f"version {latest} is the live version of {KEY}; nothing to do"
 
 
-def test_rollback_needs_an_earlier_version(project: Path, store: Front50Store) -> None:
+def test_rollback_needs_an_earlier_version(project: Path, store: S3Store) -> None:
     apply_keys(project, versioned(store), [KEY])
     with pytest.raises(RollbackError, match=r"^checkout/prod/deploy has no earlier version to roll back to"):
         plan_rollback(store, KEY, catalog_id=pipeline_id_for(KEY))
 
 
-def test_rollback_refuses_a_version_pipeline_sync_did_not_write(project: Path, store: Front50Store) -> None:
+def test_rollback_refuses_a_version_pipeline_sync_did_not_write(project: Path, store: S3Store) -> None:
     put_unmanaged(versioned(store), LEGACY)
     adopt(project / "catalog", project / "templates", store, "checkout", "deploy-prod")
     assert apply_keys(project, store, [KEY]) == ["applied"]
@@ -365,7 +363,7 @@ def test_rollback_refuses_a_version_pipeline_sync_did_not_write(project: Path, s
     )
 
 
-def test_rollback_restores_a_deleted_pipeline_by_id(project: Path, store: Front50Store) -> None:
+def test_rollback_restores_a_deleted_pipeline_by_id(project: Path, store: S3Store) -> None:
     apply_keys(project, versioned(store))
     key = "notifications/dev/deploy"
     pipeline_id = pipeline_id_for(key)

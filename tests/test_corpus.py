@@ -12,7 +12,7 @@ import yaml
 
 from pipeline_sync.identity import artifact_id_for, pipeline_id_for, trigger_id_for
 from pipeline_sync.render import Renderer
-from pipeline_sync.spinnaker import validate_pipeline
+from pipeline_sync.validate import validate_pipeline
 
 if TYPE_CHECKING:
     from conftest import MakeProject

@@ -44,9 +44,9 @@ def env(aws_env: None, tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def add_partitions(instance: dg.DagsterInstance, root: Path) -> list[str]:
-    from pipeline_sync.build import Workspace
+    from pipeline_sync.rendering import Sources
 
-    keys = sorted(Workspace.load(root / "catalog", root / "templates").catalog.targets)
+    keys = sorted(Sources.load(root / "catalog", root / "templates").catalog.targets)
     instance.add_dynamic_partitions(PARTITIONS_NAME, keys)
     return keys
 

@@ -16,7 +16,7 @@ import pytest
 from dagster_dev import DemoLike, demo_like, wait_until
 
 from pipeline_sync.demo_seed import MISSING_KEY
-from pipeline_sync.front50 import Front50Settings, Front50Store
+from pipeline_sync.store.s3 import S3Settings, S3Store
 
 pytestmark = pytest.mark.e2e
 
@@ -106,7 +106,7 @@ def test_sensors_run_by_default_and_catalog_sensor_adds_the_missing_partition(de
 
 def test_plan_approve_and_the_sensor_publishes(demo: DemoLike) -> None:
     key = MISSING_KEY
-    store = Front50Store(Front50Settings.from_env())
+    store = S3Store(S3Settings.from_env())
     params = {
         "selector": {**LOCATION, "jobName": "plan_job"},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": key}]},

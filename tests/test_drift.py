@@ -14,9 +14,9 @@ from s3support import BUCKET, workspace_of
 from pipeline_sync import engine
 from pipeline_sync.cli import compute_plan, main
 from pipeline_sync.engine import Selection
-from pipeline_sync.front50 import Front50Store
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
 from pipeline_sync.status import AUTO_APPROVABLE, Status
+from pipeline_sync.store.s3 import S3Store
 
 KEY = "checkout/prod/deploy"
 ORPHANS = ["notifications/dev/deploy", "notifications/prod/deploy"]
@@ -27,12 +27,12 @@ CATALOG_FIELDS = (
 )
 
 
-def versioned(store: Front50Store) -> Front50Store:
+def versioned(store: S3Store) -> S3Store:
     store.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     return store
 
 
-def apply_everything(project: Path, store: Front50Store) -> None:
+def apply_everything(project: Path, store: S3Store) -> None:
     plan = engine.plan(
         workspace_of(project), store, Selection.of(sorted(workspace_of(project).catalog.targets))
     )
@@ -42,7 +42,7 @@ def apply_everything(project: Path, store: Front50Store) -> None:
     }
 
 
-def deck_edit(store: Front50Store, pipeline_id: str, **change: object) -> None:
+def deck_edit(store: S3Store, pipeline_id: str, **change: object) -> None:
     """What saving in Deck does: new content, server fields restamped, marker kept."""
     live = store.read_pipeline(pipeline_id)
     assert live is not None and live.document is not None
@@ -55,7 +55,7 @@ def bump_chart(project: Path) -> None:
     defaults.write_text(defaults.read_text().replace("chart_version: 1.4.0", "chart_version: 1.4.1"))
 
 
-def entry_of(project: Path, store: Front50Store, key: str = KEY) -> PlanEntry:
+def entry_of(project: Path, store: S3Store, key: str = KEY) -> PlanEntry:
     return engine.plan(workspace_of(project), store, Selection.of([key])).entries[key]
 
 
@@ -64,9 +64,7 @@ def blank_ids(text: str) -> str:
     return re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>", text)
 
 
-def test_deck_only_drift_names_the_fields_and_shows_the_persons_values(
-    project: Path, store: Front50Store
-) -> None:
+def test_deck_only_drift_names_the_fields_and_shows_the_persons_values(project: Path, store: S3Store) -> None:
     apply_everything(project, store)
     entry = entry_of(project, store)
     deck_edit(store, entry.pipeline_id or "", limitConcurrent=False)
@@ -80,7 +78,7 @@ def test_deck_only_drift_names_the_fields_and_shows_the_persons_values(
 
 @pytest.mark.parametrize("deck_edits", [1, 3])
 def test_both_with_versioning_separates_the_persons_fields(
-    project: Path, store: Front50Store, deck_edits: int
+    project: Path, store: S3Store, deck_edits: int
 ) -> None:
     apply_everything(project, versioned(store))
     pipeline_id = entry_of(project, store).pipeline_id or ""
@@ -98,9 +96,7 @@ def test_both_with_versioning_separates_the_persons_fields(
     assert "1.4.1" in drift.diff_yaml and "limitConcurrent" in drift.diff_yaml  # the diff shows both
 
 
-def test_both_without_versioning_says_the_fields_cannot_be_separated(
-    project: Path, store: Front50Store
-) -> None:
+def test_both_without_versioning_says_the_fields_cannot_be_separated(project: Path, store: S3Store) -> None:
     apply_everything(project, store)
     deck_edit(store, entry_of(project, store).pipeline_id or "", limitConcurrent=False)
     bump_chart(project)
@@ -119,14 +115,14 @@ def test_both_without_versioning_says_the_fields_cannot_be_separated(
     )
 
 
-def test_catalog_only_change_is_an_update_not_drift(project: Path, store: Front50Store) -> None:
+def test_catalog_only_change_is_an_update_not_drift(project: Path, store: S3Store) -> None:
     apply_everything(project, versioned(store))
     bump_chart(project)
     entry = entry_of(project, store)
     assert (entry.status, entry.drift_kind, entry.drift_fields) == (Status.UPDATE, None, ())
 
 
-def test_cli_plan_separates_drift_too(project: Path, store: Front50Store) -> None:
+def test_cli_plan_separates_drift_too(project: Path, store: S3Store) -> None:
     apply_everything(project, versioned(store))
     deck_edit(store, entry_of(project, store).pipeline_id or "", limitConcurrent=False)
     bump_chart(project)
@@ -134,7 +130,7 @@ def test_cli_plan_separates_drift_too(project: Path, store: Front50Store) -> Non
     assert plan.entries[KEY].drift_fields == (DECK_FIELD,)
 
 
-def test_history_lookup_costs_nothing_without_drift(project: Path, store: Front50Store) -> None:
+def test_history_lookup_costs_nothing_without_drift(project: Path, store: S3Store) -> None:
     apply_everything(project, versioned(store))
     bump_chart(project)
     calls: list[str] = []
@@ -152,11 +148,11 @@ def prune_notifications(project: Path) -> None:
     defaults.write_text(defaults.read_text().replace("prune: false", "prune: true"))
 
 
-def full_plan(project: Path, store: Front50Store) -> Plan:
+def full_plan(project: Path, store: S3Store) -> Plan:
     return compute_plan(workspace_of(project), store, None)
 
 
-def test_deletes_need_approval_and_are_listed_separately(project: Path, store: Front50Store) -> None:
+def test_deletes_need_approval_and_are_listed_separately(project: Path, store: S3Store) -> None:
     apply_everything(project, store)
     prune_notifications(project)
     bump_chart(project)
@@ -175,7 +171,7 @@ def test_deletes_need_approval_and_are_listed_separately(project: Path, store: F
 
 
 def test_cli_plan_lists_deletes_on_their_own_line(
-    project: Path, store: Front50Store, monkeypatch: pytest.MonkeyPatch
+    project: Path, store: S3Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     apply_everything(project, store)
     prune_notifications(project)
@@ -188,7 +184,7 @@ def test_cli_plan_lists_deletes_on_their_own_line(
 
 
 @pytest.mark.parametrize("when", ["after the plan", "just before the delete"])
-def test_delete_goes_through_compare_and_swap(project: Path, store: Front50Store, when: str) -> None:
+def test_delete_goes_through_compare_and_swap(project: Path, store: S3Store, when: str) -> None:
     apply_everything(project, store)
     prune_notifications(project)
     entry = full_plan(project, store).entries[ORPHANS[0]]
@@ -212,7 +208,7 @@ def test_delete_goes_through_compare_and_swap(project: Path, store: Front50Store
     assert after.document["description"] == "still needed, says dave"
 
 
-def test_approved_delete_is_applied(project: Path, store: Front50Store) -> None:
+def test_approved_delete_is_applied(project: Path, store: S3Store) -> None:
     apply_everything(project, store)
     prune_notifications(project)
     entry = full_plan(project, store).entries[ORPHANS[1]]
@@ -221,7 +217,7 @@ def test_approved_delete_is_applied(project: Path, store: Front50Store) -> None:
     assert ORPHANS[1] not in full_plan(project, store).entries
 
 
-def test_delete_of_an_edited_orphan_says_what_it_discards(project: Path, store: Front50Store) -> None:
+def test_delete_of_an_edited_orphan_says_what_it_discards(project: Path, store: S3Store) -> None:
     apply_everything(project, versioned(store))
     pipeline_id = entry_of(project, store, ORPHANS[0]).pipeline_id or ""
     deck_edit(store, pipeline_id, description="edited by dave")
@@ -233,7 +229,7 @@ def test_delete_of_an_edited_orphan_says_what_it_discards(project: Path, store: 
     )
 
 
-def test_unmanaged_pipelines_are_never_delete_entries(project: Path, store: Front50Store) -> None:
+def test_unmanaged_pipelines_are_never_delete_entries(project: Path, store: S3Store) -> None:
     body = {"id": "by-hand", "application": "notifications", "name": "manual", "stages": []}
     store.put_pipeline("by-hand", json.dumps(body).encode(), if_match=None)
     apply_everything(project, store)
@@ -242,7 +238,7 @@ def test_unmanaged_pipelines_are_never_delete_entries(project: Path, store: Fron
     assert all(e.pipeline_id != "by-hand" for e in plan.entries.values())
 
 
-def test_plan_still_works_when_history_is_forbidden(project: Path, store: Front50Store) -> None:
+def test_plan_still_works_when_history_is_forbidden(project: Path, store: S3Store) -> None:
     apply_everything(project, versioned(store))
     deck_edit(store, entry_of(project, store).pipeline_id or "", limitConcurrent=False)
     bump_chart(project)
@@ -256,7 +252,7 @@ def test_plan_still_works_when_history_is_forbidden(project: Path, store: Front5
 
 
 def test_cli_plan_prints_what_the_person_changed(
-    project: Path, store: Front50Store, monkeypatch: pytest.MonkeyPatch
+    project: Path, store: S3Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     apply_everything(project, versioned(store))
     deck_edit(store, entry_of(project, store).pipeline_id or "", limitConcurrent=False)

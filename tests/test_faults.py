@@ -17,12 +17,12 @@ from faults import FaultInjector, atomic_conditional_writes
 from s3support import workspace_of
 
 from pipeline_sync import engine
-from pipeline_sync.build import render_all
-from pipeline_sync.front50 import Front50Settings, Front50Store, make_s3_client
 from pipeline_sync.plan import Plan, build_plan
 from pipeline_sync.provenance import content_digest
-from pipeline_sync.spinnaker import validate_pipeline
+from pipeline_sync.rendering import render_all
 from pipeline_sync.status import Status
+from pipeline_sync.store.s3 import S3Settings, S3Store, make_s3_client
+from pipeline_sync.validate import validate_pipeline
 
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).parent
@@ -40,19 +40,19 @@ def s3_environment(endpoint: str, monkeypatch: pytest.MonkeyPatch, aws_env: None
     return endpoint
 
 
-def fresh_bucket(name: str, tmp_path: Path) -> Front50Settings:
+def fresh_bucket(name: str, tmp_path: Path) -> S3Settings:
     client = boto3.client("s3")
     client.create_bucket(Bucket=name)
     client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return Front50Settings(bucket=name, cache_dir=tmp_path / f"cache-{name}")
+    return S3Settings(bucket=name, cache_dir=tmp_path / f"cache-{name}")
 
 
-def plan_of(project: Path, store: Front50Store) -> Plan:
+def plan_of(project: Path, store: S3Store) -> Plan:
     ws = workspace_of(project)
     return build_plan(ws.catalog, render_all(ws), store.read_live())
 
 
-def apply_plan(project: Path, store: Front50Store, plan: Plan, approver: str = "alice") -> list[str]:
+def apply_plan(project: Path, store: S3Store, plan: Plan, approver: str = "alice") -> list[str]:
     approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
     return [r.outcome for r in engine.apply(workspace_of(project), store, approved, approver=approver)]
 
@@ -69,7 +69,7 @@ def change_catalog(project: Path) -> None:
     )
 
 
-def bucket_state(store: Front50Store) -> dict[str, dict[str, object]]:
+def bucket_state(store: S3Store) -> dict[str, dict[str, object]]:
     """Every pipeline object, asserted to be valid JSON and a valid pipeline; markers asserted numeric."""
     client, bucket = store.client, store.settings.bucket
     found = {}
@@ -84,7 +84,7 @@ def bucket_state(store: Front50Store) -> dict[str, dict[str, object]]:
     return found
 
 
-def versions_per_key(store: Front50Store) -> dict[str, int]:
+def versions_per_key(store: S3Store) -> dict[str, int]:
     response = store.client.list_object_versions(Bucket=store.settings.bucket, Prefix="front50/pipelines/")
     counts: dict[str, int] = {}
     for version in response.get("Versions", []):
@@ -93,17 +93,17 @@ def versions_per_key(store: Front50Store) -> dict[str, int]:
     return counts
 
 
-def prepare(seed: int, project: Path, tmp_path: Path) -> tuple[Front50Settings, dict[str, str], Plan]:
+def prepare(seed: int, project: Path, tmp_path: Path) -> tuple[S3Settings, dict[str, str], Plan]:
     """v1 applied cleanly, catalog changed to v2; returns settings, v1 digests by key, the v2 plan."""
     settings = fresh_bucket(f"faults-{seed}", tmp_path)
-    clean = Front50Store(settings)
+    clean = S3Store(settings)
     assert set(apply_plan(project, clean, plan_of(project, clean))) == {"applied"}
     before = {key: content_digest(doc) for key, doc in bucket_state(clean).items()}
     change_catalog(project)
     return settings, before, plan_of(project, clean)
 
 
-def assert_old_or_new(store: Front50Store, before: dict[str, str], plan: Plan) -> None:
+def assert_old_or_new(store: S3Store, before: dict[str, str], plan: Plan) -> None:
     new = {
         store.pipeline_key(e.pipeline_id or ""): content_digest(e.desired or {})
         for e in plan.entries.values()
@@ -113,7 +113,7 @@ def assert_old_or_new(store: Front50Store, before: dict[str, str], plan: Plan) -
         assert content_digest(document) in {before.get(key), new.get(key)}, key
 
 
-def assert_converges(project: Path, store: Front50Store, before: dict[str, str], v2: Plan) -> None:
+def assert_converges(project: Path, store: S3Store, before: dict[str, str], v2: Plan) -> None:
     rerun = plan_of(project, store)
     assert not rerun.has_errors
     assert set(apply_plan(project, store, rerun)) <= {"applied"}
@@ -136,9 +136,9 @@ def test_injected_faults_leave_old_or_new_and_rerun_converges(
     faulty_client = make_s3_client(settings)
     injector = FaultInjector(seed=seed, rate=0.3)
     injector.attach(faulty_client)
-    outcomes = apply_plan(project, Front50Store(settings, client=faulty_client), v2)
+    outcomes = apply_plan(project, S3Store(settings, client=faulty_client), v2)
     assert sum(injector.injected.values()) > 0
-    clean = Front50Store(settings)
+    clean = S3Store(settings)
     assert_old_or_new(clean, before, v2)
     assert set(outcomes) <= {"applied", "failed", "stale"}
     assert_converges(project, clean, before, v2)
@@ -162,7 +162,7 @@ def test_sigkill_mid_apply_then_rerun_converges(
         timeout=120,
     )
     assert killed.returncode == -9, killed.stderr
-    clean = Front50Store(settings)
+    clean = S3Store(settings)
     assert_old_or_new(clean, before, v2)
     assert_converges(project, clean, before, v2)
 
@@ -175,7 +175,7 @@ def test_two_racing_applies_write_once(s3_environment: str, project: Path, tmp_p
     results: list[str] = []
 
     def racer() -> None:
-        store = Front50Store(settings)
+        store = S3Store(settings)
         ws = workspace_of(project)
 
         def meet_the_other_racer(params: dict[str, object], **_: object) -> None:
@@ -192,17 +192,14 @@ def test_two_racing_applies_write_once(s3_environment: str, project: Path, tmp_p
         for thread in threads:
             thread.join(timeout=60)
     assert sorted(results) == ["applied", "stale"]
-    assert (
-        versions_per_key(Front50Store(settings))[Front50Store(settings).pipeline_key(entry.pipeline_id or "")]
-        == 2
-    )
+    assert versions_per_key(S3Store(settings))[S3Store(settings).pipeline_key(entry.pipeline_id or "")] == 2
 
 
 def test_deck_edit_between_plan_and_apply_is_refused(
     s3_environment: str, project: Path, tmp_path: Path
 ) -> None:
     settings, _before, v2 = prepare(300, project, tmp_path)
-    store = Front50Store(settings)
+    store = S3Store(settings)
     entry = v2.entries["search/prod/deploy"]
     live = store.read_pipeline(entry.pipeline_id or "")
     assert live is not None and live.document is not None

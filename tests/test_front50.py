@@ -1,4 +1,4 @@
-"""Front50Store against moto: layout, conditional writes, bulk reads and the ETag cache."""
+"""S3Store against moto: layout, conditional writes, bulk reads and the ETag cache."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ import pytest
 from s3support import BUCKET
 
 from pipeline_sync.errors import StalePlanError, StoreError
-from pipeline_sync.front50 import Front50Settings, Front50Store, RequestCounter
+from pipeline_sync.store.s3 import RequestCounter, S3Settings, S3Store
 
 
-def test_keys_follow_front50_layout(store: Front50Store) -> None:
+def test_keys_follow_front50_layout(store: S3Store) -> None:
     assert store.pipeline_key("ABC-1") == "front50/pipelines/abc-1/pipeline-metadata.json"
     assert store.application_key("Checkout") == "front50/applications/checkout/application-metadata.json"
     assert store.marker_key("pipelines") == "front50/pipelines/last-modified.json"
 
 
-def test_create_then_conditional_update(store: Front50Store) -> None:
+def test_create_then_conditional_update(store: S3Store) -> None:
     created = store.put_pipeline("p1", b'{"id": "p1"}', if_match=None)
     assert created.etag
     with pytest.raises(StalePlanError, match="stale plan"):
@@ -29,7 +29,7 @@ def test_create_then_conditional_update(store: Front50Store) -> None:
     assert live is not None and live.document == {"id": "p1", "x": 3} and live.etag == updated.etag
 
 
-def test_marker_is_a_json_number_of_epoch_ms(store: Front50Store) -> None:
+def test_marker_is_a_json_number_of_epoch_ms(store: S3Store) -> None:
     store.put_pipeline("p1", b'{"id": "p1"}', if_match=None)
     body = store.client.get_object(Bucket=BUCKET, Key="front50/pipelines/last-modified.json")["Body"].read()
     marker = json.loads(body)
@@ -37,7 +37,7 @@ def test_marker_is_a_json_number_of_epoch_ms(store: Front50Store) -> None:
     assert isinstance(marker["lastModified"], int) and marker["lastModified"] > 1_600_000_000_000
 
 
-def test_conditional_delete(store: Front50Store) -> None:
+def test_conditional_delete(store: S3Store) -> None:
     etag = store.put_pipeline("p1", b'{"id": "p1"}', if_match=None).etag
     with pytest.raises(StalePlanError):
         store.delete_pipeline("p1", if_match='"other"')
@@ -46,7 +46,7 @@ def test_conditional_delete(store: Front50Store) -> None:
     assert store.read_pipeline("p1") is None
 
 
-def test_application_created_once_with_front50_shape(store: Front50Store) -> None:
+def test_application_created_once_with_front50_shape(store: S3Store) -> None:
     assert store.ensure_application("checkout", "team@example.com") is True
     assert store.ensure_application("checkout", "team@example.com") is False
     body = store.client.get_object(
@@ -59,11 +59,11 @@ def test_application_created_once_with_front50_shape(store: Front50Store) -> Non
         store.client.get_object(Bucket=BUCKET, Key="front50/applications/last-modified.json")["Body"].read()
     )
     assert isinstance(marker["lastModified"], int)
-    fresh = Front50Store(store.settings, client=store.client)
+    fresh = S3Store(store.settings, client=store.client)
     assert fresh.list_applications() == {"checkout"}
 
 
-def test_read_live_survives_bad_objects(store: Front50Store) -> None:
+def test_read_live_survives_bad_objects(store: S3Store) -> None:
     store.put_pipeline("good", b'{"id": "good", "name": "n", "application": "a"}', if_match=None)
     store.put_pipeline("notjson", b"{oops", if_match=None)
     store.put_pipeline("noid", b'{"name": "x"}', if_match=None)
@@ -75,7 +75,7 @@ def test_read_live_survives_bad_objects(store: Front50Store) -> None:
     assert live["noid"].problem == "has no id"
 
 
-def test_cache_avoids_downloading_unchanged_objects(store: Front50Store) -> None:
+def test_cache_avoids_downloading_unchanged_objects(store: S3Store) -> None:
     for i in range(30):
         store.put_pipeline(f"p{i}", json.dumps({"id": f"p{i}"}).encode(), if_match=None)
     counter = RequestCounter()
@@ -93,7 +93,7 @@ def test_cache_avoids_downloading_unchanged_objects(store: Front50Store) -> None
     assert third["p3"].document == {"id": "p3", "changed": True}
 
 
-def test_listing_is_paginated(store: Front50Store) -> None:
+def test_listing_is_paginated(store: S3Store) -> None:
     for i in range(1005):
         store.client.put_object(
             Bucket=BUCKET, Key=f"front50/pipelines/p{i}/pipeline-metadata.json", Body=b"{}"
@@ -103,30 +103,30 @@ def test_listing_is_paginated(store: Front50Store) -> None:
 
 def test_settings_from_env_requires_bucket() -> None:
     with pytest.raises(StoreError, match="PIPELINE_SYNC_BUCKET"):
-        Front50Settings.from_env({})
-    settings = Front50Settings.from_env({"PIPELINE_SYNC_BUCKET": "b", "PIPELINE_SYNC_ROOT": "custom"})
+        S3Settings.from_env({})
+    settings = S3Settings.from_env({"PIPELINE_SYNC_BUCKET": "b", "PIPELINE_SYNC_ROOT": "custom"})
     assert (settings.bucket, settings.root, settings.endpoint_url) == ("b", "custom", None)
 
 
-def test_client_uses_standard_retries_and_timeouts(store: Front50Store) -> None:
-    from pipeline_sync.front50 import make_s3_client
+def test_client_uses_standard_retries_and_timeouts(store: S3Store) -> None:
+    from pipeline_sync.store.s3 import make_s3_client
 
-    client = make_s3_client(Front50Settings(bucket="b"))
+    client = make_s3_client(S3Settings(bucket="b"))
     config = client.meta.config
     assert config.retries["mode"] == "standard" and config.retries["total_max_attempts"] == 5
     assert config.connect_timeout == 5 and config.read_timeout == 30
 
 
-def test_clients_come_from_one_session_that_keeps_timestamps_as_text(store: Front50Store) -> None:
-    from pipeline_sync.front50 import make_s3_client, s3_session
+def test_clients_come_from_one_session_that_keeps_timestamps_as_text(store: S3Store) -> None:
+    from pipeline_sync.store.s3 import make_s3_client, s3_session
 
     store.put_pipeline("p1", b'{"id": "p1"}', if_match=None)
     counter = RequestCounter()
     s3_session().events.register("before-call.s3", counter)
     try:
-        client = make_s3_client(Front50Settings(bucket=BUCKET))
+        client = make_s3_client(S3Settings(bucket=BUCKET))
         listed = client.list_objects_v2(Bucket=BUCKET)["Contents"]
-        Front50Store(store.settings, client=client).list_pipeline_etags()
+        S3Store(store.settings, client=client).list_pipeline_etags()
     finally:
         s3_session().events.unregister("before-call.s3", counter)
     assert counter.counts == {"ListObjectsV2": 2}

@@ -17,7 +17,7 @@ from pipeline_sync.front50_model import (
     limit_problems,
 )
 from pipeline_sync.identity import pipeline_id_for
-from pipeline_sync.spinnaker import validate_pipeline
+from pipeline_sync.validate import validate_pipeline
 
 KEY = "checkout/prod/deploy"
 STALLS = "Front50 could not load this pipeline, and one it cannot load stops its cache refresh for every application"

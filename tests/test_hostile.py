@@ -12,12 +12,12 @@ from guards import deadline, memory_cap
 from s3support import PROJECT, object_keys, service_yaml, workspace_of, write_project
 
 from pipeline_sync import engine
-from pipeline_sync.build import render_all
-from pipeline_sync.front50 import Front50Store
 from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.plan import Plan, build_plan
+from pipeline_sync.rendering import render_all
 from pipeline_sync.safefiles import MAX_SOURCE_FILE_BYTES
 from pipeline_sync.status import Status
+from pipeline_sync.store.s3 import S3Store
 
 CORPUS = Path(__file__).parent / "hostile"
 CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
@@ -74,7 +74,7 @@ def build_project(root: Path) -> Path:
     return root
 
 
-def plan_of(root: Path, store: Front50Store) -> tuple[Plan, str]:
+def plan_of(root: Path, store: S3Store) -> tuple[Plan, str]:
     ws = workspace_of(root)
     plan = build_plan(ws.catalog, render_all(ws), store.read_live())
     text = "\n".join(
@@ -84,7 +84,7 @@ def plan_of(root: Path, store: Front50Store) -> tuple[Plan, str]:
 
 
 @pytest.fixture
-def hostile_run(tmp_path: Path, store: Front50Store) -> tuple[Plan, str, Front50Store]:
+def hostile_run(tmp_path: Path, store: S3Store) -> tuple[Plan, str, S3Store]:
     root = build_project(tmp_path / "project")
     store.put_pipeline("not-json", b"{this is not json", if_match=None)
     store.put_pipeline("no-id", b'{"name": "x", "application": "checkout"}', if_match=None)
@@ -99,7 +99,7 @@ def hostile_run(tmp_path: Path, store: Front50Store) -> tuple[Plan, str, Front50
 
 @pytest.mark.parametrize("case", CASES)
 def test_each_bad_input_is_named_and_writes_nothing(
-    hostile_run: tuple[Plan, str, Front50Store], case: str
+    hostile_run: tuple[Plan, str, S3Store], case: str
 ) -> None:
     plan, text, store = hostile_run
     for fragment in (CORPUS / case / "expected.txt").read_text().splitlines():
@@ -111,7 +111,7 @@ def test_each_bad_input_is_named_and_writes_nothing(
         assert f"/{case}/" not in key
 
 
-def test_good_pipelines_carry_on(hostile_run: tuple[Plan, str, Front50Store]) -> None:
+def test_good_pipelines_carry_on(hostile_run: tuple[Plan, str, S3Store]) -> None:
     plan, _, store = hostile_run
     applied = [e for e in plan.entries.values() if e.status is Status.CREATE]
     assert len(applied) == 13
@@ -120,7 +120,7 @@ def test_good_pipelines_carry_on(hostile_run: tuple[Plan, str, Front50Store]) ->
 
 
 def test_injected_values_are_inert_and_the_pipeline_intact(
-    hostile_run: tuple[Plan, str, Front50Store],
+    hostile_run: tuple[Plan, str, S3Store],
 ) -> None:
     _, _, store = hostile_run
     live = store.read_pipeline(pipeline_id_for("catalog-api/prod/deploy"))
@@ -130,7 +130,7 @@ def test_injected_values_are_inert_and_the_pipeline_intact(
     assert "new_key" not in live.document and "new_key" not in git_trigger
 
 
-def test_two_targets_with_one_name_are_both_refused(tmp_path: Path, store: Front50Store) -> None:
+def test_two_targets_with_one_name_are_both_refused(tmp_path: Path, store: S3Store) -> None:
     stacks = "  dev: {pipelines: [a, b]}\n"
     root = write_project(
         tmp_path,
@@ -146,7 +146,7 @@ def test_two_targets_with_one_name_are_both_refused(tmp_path: Path, store: Front
     assert "{{ stack }}" in text
 
 
-def test_pinned_id_used_by_another_target_is_refused(tmp_path: Path, store: Front50Store) -> None:
+def test_pinned_id_used_by_another_target_is_refused(tmp_path: Path, store: S3Store) -> None:
     taken = pipeline_id_for("svc/dev/deploy")
     stacks = f"  dev:\n    pipelines: [deploy]\n    ids: {{deploy: {taken}}}\n"
     root = write_project(

@@ -22,19 +22,19 @@ from pipeline_sync.cli import main
 from pipeline_sync.diff import SHOWN_DEPTH, semantic_diff, shown, unified_diff
 from pipeline_sync.engine import Selection
 from pipeline_sync.errors import StalePlanError, StoreError
-from pipeline_sync.front50 import (
-    ContentCache,
-    Front50Settings,
-    Front50Store,
-    RequestCounter,
-    default_cache_path,
-    read_capped,
-)
 from pipeline_sync.live import LiveLimits, LiveObject, parse_body, parse_live, summarise
 from pipeline_sync.nesting import nesting_depth, recursion_room
 from pipeline_sync.plan import Plan
 from pipeline_sync.provenance import MARKER_FIELD
 from pipeline_sync.status import Status
+from pipeline_sync.store.s3 import (
+    ContentCache,
+    RequestCounter,
+    S3Settings,
+    S3Store,
+    default_cache_path,
+    read_capped,
+)
 
 T = TypeVar("T")
 KEY = "checkout/prod/deploy"
@@ -67,17 +67,17 @@ def on_a_deep_stack(frames: int, call: Callable[[], T]) -> T:
     return on_a_deep_stack(frames - 1, call)
 
 
-def put(store: Front50Store, pipeline_id: str, body: bytes) -> None:
+def put(store: S3Store, pipeline_id: str, body: bytes) -> None:
     store.client.put_object(Bucket=BUCKET, Key=store.pipeline_key(pipeline_id), Body=body)
 
 
-def with_limits(store: Front50Store, **env: str) -> Front50Store:
+def with_limits(store: S3Store, **env: str) -> S3Store:
     """The same bucket read under the limits env sets, as a run with those variables would."""
     settings = dataclasses.replace(store.settings, limits=LiveLimits.from_env(env))
-    return Front50Store(settings, client=store.client)
+    return S3Store(settings, client=store.client)
 
 
-def counted(store: Front50Store) -> RequestCounter:
+def counted(store: S3Store) -> RequestCounter:
     counter = RequestCounter()
     store.client.meta.events.register("before-call.s3", counter)
     return counter
@@ -107,13 +107,13 @@ class _CountingStream:
         self._stream.close()
 
 
-def bytes_read(store: Front50Store) -> BytesRead:
+def bytes_read(store: S3Store) -> BytesRead:
     counter = BytesRead()
     store.client.meta.events.register("after-call.s3.GetObject", counter.hook)
     return counter
 
 
-def cached_keys(store: Front50Store) -> list[str]:
+def cached_keys(store: S3Store) -> list[str]:
     with sqlite3.connect(default_cache_path(store.settings)) as db:
         return sorted(key for (key,) in db.execute(f"SELECT key FROM {ContentCache.TABLE}"))
 
@@ -140,7 +140,7 @@ def recursion_limit_kept() -> Iterator[None]:
 def test_limits_default_to_front50s_and_come_from_the_environment(
     env: dict[str, str], expected: LiveLimits
 ) -> None:
-    assert Front50Settings.from_env({"PIPELINE_SYNC_BUCKET": "b", **env}).limits == expected
+    assert S3Settings.from_env({"PIPELINE_SYNC_BUCKET": "b", **env}).limits == expected
 
 
 @pytest.mark.parametrize(
@@ -170,7 +170,7 @@ def test_limits_default_to_front50s_and_come_from_the_environment(
 )
 def test_a_limit_that_is_not_a_number_in_range_is_refused(env: dict[str, str], message: str) -> None:
     with pytest.raises(StoreError) as raised:
-        Front50Settings.from_env({"PIPELINE_SYNC_BUCKET": "b", **env})
+        S3Settings.from_env({"PIPELINE_SYNC_BUCKET": "b", **env})
     assert str(raised.value) == message
 
 
@@ -379,7 +379,7 @@ def test_the_content_cache_neither_keeps_nor_returns_a_body_over_the_limit(
         reader.close()
 
 
-def test_a_big_object_is_not_fetched_cached_or_parsed(store: Front50Store) -> None:
+def test_a_big_object_is_not_fetched_cached_or_parsed(store: S3Store) -> None:
     store = with_limits(store, PIPELINE_SYNC_MAX_BODY_BYTES="65536")
     big = pipeline_body("big", 2, leaf=json.dumps("x" * 200 * KIB))
     put(store, "big", big)
@@ -396,7 +396,7 @@ def test_a_big_object_is_not_fetched_cached_or_parsed(store: Front50Store) -> No
     assert counter.counts == {"ListObjectsV2": 1}  # the second read: nothing fetched at all
 
 
-def test_a_cached_body_is_not_used_once_the_listing_shows_it_over_the_limit(store: Front50Store) -> None:
+def test_a_cached_body_is_not_used_once_the_listing_shows_it_over_the_limit(store: S3Store) -> None:
     big = pipeline_body("big", 2, leaf=json.dumps("x" * 100 * KIB))
     put(store, "big", big)
     assert store.read_live()["big"].problem is None  # cached whole under the default 16 MiB
@@ -407,7 +407,7 @@ def test_a_cached_body_is_not_used_once_the_listing_shows_it_over_the_limit(stor
     assert cached_keys(smaller) == []  # and dropped from the cache
 
 
-def test_a_summary_cached_under_other_limits_is_not_reused(store: Front50Store) -> None:
+def test_a_summary_cached_under_other_limits_is_not_reused(store: S3Store) -> None:
     put(store, "p1", pipeline_body("p1", 60))
     assert store.read_live()["p1"].problem is None
     stricter = with_limits(store, PIPELINE_SYNC_MAX_DEPTH="50")
@@ -419,7 +419,7 @@ def test_a_summary_cached_under_other_limits_is_not_reused(store: Front50Store) 
 
 
 def test_an_object_that_grew_past_the_limit_since_the_listing_is_not_read_whole(
-    store: Front50Store, monkeypatch: pytest.MonkeyPatch
+    store: S3Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = with_limits(store, PIPELINE_SYNC_MAX_BODY_BYTES="65536")
     put(store, "p1", pipeline_body("p1", 3))
@@ -433,7 +433,7 @@ def test_an_object_that_grew_past_the_limit_since_the_listing_is_not_read_whole(
 
 
 @pytest.mark.parametrize("how", ["read_pipeline", "read_pipeline_version"])
-def test_single_reads_check_the_length_before_reading(store: Front50Store, how: str) -> None:
+def test_single_reads_check_the_length_before_reading(store: S3Store, how: str) -> None:
     store = with_limits(store, PIPELINE_SYNC_MAX_BODY_BYTES="65536")
     store.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     big = pipeline_body("p1", 2, leaf=json.dumps("x" * 300 * KIB))
@@ -449,7 +449,7 @@ def test_single_reads_check_the_length_before_reading(store: Front50Store, how: 
     )
 
 
-def test_a_lost_write_check_reads_no_more_than_the_body_it_wrote(store: Front50Store) -> None:
+def test_a_lost_write_check_reads_no_more_than_the_body_it_wrote(store: S3Store) -> None:
     put(store, "p1", b"x" * 300 * KIB)  # someone else's big object where the write meant to go
     read = bytes_read(store)
     with pytest.raises(StalePlanError):
@@ -457,7 +457,7 @@ def test_a_lost_write_check_reads_no_more_than_the_body_it_wrote(store: Front50S
     assert read.total == 0  # another length: not it, and not read
 
 
-def test_a_big_object_costs_no_memory_to_leave_alone(store: Front50Store) -> None:
+def test_a_big_object_costs_no_memory_to_leave_alone(store: S3Store) -> None:
     store = with_limits(store, PIPELINE_SYNC_MAX_BODY_BYTES="65536")
     put(store, "big", b"[" + b"1," * 4 * 1024 * KIB + b"1]")  # 8 MiB
     tracemalloc.start()
@@ -479,7 +479,7 @@ def cli(project: Path, *args: str) -> Result:
 
 
 def test_plan_leaves_deep_and_big_objects_alone_and_plans_the_rest(
-    project: Path, store: Front50Store, monkeypatch: pytest.MonkeyPatch, recursion_limit_kept: None
+    project: Path, store: S3Store, monkeypatch: pytest.MonkeyPatch, recursion_limit_kept: None
 ) -> None:
     monkeypatch.setenv("PIPELINE_SYNC_BUCKET", BUCKET)
     monkeypatch.setenv("PIPELINE_SYNC_MAX_BODY_BYTES", "65536")
@@ -503,7 +503,7 @@ def test_plan_leaves_deep_and_big_objects_alone_and_plans_the_rest(
 
 
 def test_a_pipeline_edited_into_a_deep_body_plans_as_drift_and_applies(
-    project: Path, store: Front50Store, monkeypatch: pytest.MonkeyPatch, recursion_limit_kept: None
+    project: Path, store: S3Store, monkeypatch: pytest.MonkeyPatch, recursion_limit_kept: None
 ) -> None:
     ws = workspace_of(project)
     plan = engine.plan(ws, store, Selection.of([KEY]))
@@ -534,7 +534,7 @@ def test_a_pipeline_edited_into_a_deep_body_plans_as_drift_and_applies(
     assert after is not None and after.document is not None and "deep" not in after.document
 
 
-def test_a_target_whose_id_holds_a_too_deep_object_is_a_conflict(project: Path, store: Front50Store) -> None:
+def test_a_target_whose_id_holds_a_too_deep_object_is_a_conflict(project: Path, store: S3Store) -> None:
     ws = workspace_of(project)
     pipeline_id = engine.plan(ws, store, Selection.of([KEY])).entries[KEY].pipeline_id or ""
     put(store, pipeline_id, pipeline_body(pipeline_id, 1001))

@@ -10,7 +10,7 @@ import pytest
 CORE = (
     "catalog",
     "render",
-    "spinnaker",
+    "validate",
     "plan",
     "ownership",
     "status",

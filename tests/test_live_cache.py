@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_sync import front50
-from pipeline_sync.front50 import ContentCache, Front50Store, RequestCounter, default_cache_path
 from pipeline_sync.live import LiveObject, LiveSummary, parse_live, summarise
 from pipeline_sync.provenance import MARKER_FIELD, content_digest
+from pipeline_sync.store import s3 as front50
+from pipeline_sync.store.s3 import ContentCache, RequestCounter, S3Store, default_cache_path
 
 MANAGED = {
     "id": "p1",
@@ -23,7 +23,7 @@ MANAGED = {
 }
 
 
-def _put(store: Front50Store, pipeline_id: str, document: dict[str, object]) -> None:
+def _put(store: S3Store, pipeline_id: str, document: dict[str, object]) -> None:
     store.put_pipeline(pipeline_id, json.dumps(document).encode(), if_match=None)
 
 
@@ -64,7 +64,7 @@ def test_nan_and_infinity_are_not_json() -> None:
     assert not obj.summary.has_document
 
 
-def test_second_read_takes_summaries_from_the_cache(store: Front50Store) -> None:
+def test_second_read_takes_summaries_from_the_cache(store: S3Store) -> None:
     _put(store, "p1", MANAGED)
     _put(store, "p2", {"id": "p2", "application": "a", "name": "n"})
     first = store.read_live()
@@ -75,7 +75,7 @@ def test_second_read_takes_summaries_from_the_cache(store: Front50Store) -> None
     assert again["p1"].document == MANAGED
 
 
-def test_summaries_of_other_code_are_recomputed(store: Front50Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_summaries_of_other_code_are_recomputed(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
     _put(store, "p1", MANAGED)
     store.read_live()
     monkeypatch.setattr(front50, "SUMMARY_FINGERPRINT", "another version of the code")
@@ -90,7 +90,7 @@ def test_summaries_of_other_code_are_recomputed(store: Front50Store, monkeypatch
     assert stored.summary == summarise(MANAGED, None)  # stored again, under the running code
 
 
-def test_a_corrupt_summary_is_recomputed(store: Front50Store) -> None:
+def test_a_corrupt_summary_is_recomputed(store: S3Store) -> None:
     _put(store, "p1", MANAGED)
     store.read_live()
     with sqlite3.connect(default_cache_path(store.settings)) as db:
@@ -99,7 +99,7 @@ def test_a_corrupt_summary_is_recomputed(store: Front50Store) -> None:
     assert again["p1"].summary == summarise(MANAGED, None)
 
 
-def test_a_cache_of_the_old_format_is_replaced(store: Front50Store) -> None:
+def test_a_cache_of_the_old_format_is_replaced(store: S3Store) -> None:
     path = default_cache_path(store.settings)
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE objects (key TEXT PRIMARY KEY, etag TEXT NOT NULL, body BLOB NOT NULL)")
@@ -111,7 +111,7 @@ def test_a_cache_of_the_old_format_is_replaced(store: Front50Store) -> None:
     assert tables == {ContentCache.TABLE}
 
 
-def test_a_corrupt_cache_file_is_replaced(store: Front50Store) -> None:
+def test_a_corrupt_cache_file_is_replaced(store: S3Store) -> None:
     _put(store, "p1", MANAGED)
     path = default_cache_path(store.settings)
     path.write_bytes(b"this is not a sqlite database" * 100)
@@ -120,7 +120,7 @@ def test_a_corrupt_cache_file_is_replaced(store: Front50Store) -> None:
         assert db.execute(f"SELECT count(*) FROM {ContentCache.TABLE}").fetchone() == (1,)
 
 
-def test_a_cache_that_cannot_be_made_only_costs_reads(store: Front50Store, tmp_path: Path) -> None:
+def test_a_cache_that_cannot_be_made_only_costs_reads(store: S3Store, tmp_path: Path) -> None:
     _put(store, "p1", MANAGED)
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the cache directory should be")
@@ -128,7 +128,7 @@ def test_a_cache_that_cannot_be_made_only_costs_reads(store: Front50Store, tmp_p
     counter = RequestCounter()
     store.client.meta.events.register("before-call.s3", counter)
     for _ in range(2):
-        assert Front50Store(settings, client=store.client).read_live()["p1"].document == MANAGED
+        assert S3Store(settings, client=store.client).read_live()["p1"].document == MANAGED
     assert counter.counts == {"ListObjectsV2": 2, "GetObject": 2}
 
 

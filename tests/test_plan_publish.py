@@ -10,34 +10,34 @@ import pytest
 from s3support import object_keys, workspace_of
 
 from pipeline_sync import engine
-from pipeline_sync.build import render_all
 from pipeline_sync.engine import Selection
-from pipeline_sync.front50 import Front50Store
 from pipeline_sync.plan import Plan, build_plan, fleet_summary, plan_digest
 from pipeline_sync.provenance import MARKER_FIELD
+from pipeline_sync.rendering import render_all
 from pipeline_sync.status import Status
+from pipeline_sync.store.s3 import S3Store
 
 KEY = "checkout/prod/deploy"
 
 
-def plan_now(root: Path, store: Front50Store, keys: list[str] | None = None) -> Plan:
+def plan_now(root: Path, store: S3Store, keys: list[str] | None = None) -> Plan:
     ws = workspace_of(root)
     return build_plan(ws.catalog, render_all(ws, keys), store.read_live())
 
 
-def apply_all(root: Path, store: Front50Store, plan: Plan, approver: str = "alice") -> list[str]:
+def apply_all(root: Path, store: S3Store, plan: Plan, approver: str = "alice") -> list[str]:
     approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
     results = engine.apply(workspace_of(root), store, approved, approver=approver)
     return [r.outcome for r in results]
 
 
-def edit_live(store: Front50Store, pipeline_id: str, change: dict[str, object]) -> None:
+def edit_live(store: S3Store, pipeline_id: str, change: dict[str, object]) -> None:
     live = store.read_pipeline(pipeline_id)
     assert live is not None and live.document is not None
     store.put_pipeline(pipeline_id, json.dumps({**live.document, **change}).encode(), if_match=live.etag)
 
 
-def test_first_plan_creates_everything_then_in_sync(project: Path, store: Front50Store) -> None:
+def test_first_plan_creates_everything_then_in_sync(project: Path, store: S3Store) -> None:
     plan = plan_now(project, store)
     assert set(plan.counts()) == {"create"} and len(plan.entries) == 13
     assert set(apply_all(project, store, plan)) == {"applied"}
@@ -46,7 +46,7 @@ def test_first_plan_creates_everything_then_in_sync(project: Path, store: Front5
     assert not again.has_changes and not again.has_errors
 
 
-def test_written_object_layout_and_marker(project: Path, store: Front50Store) -> None:
+def test_written_object_layout_and_marker(project: Path, store: S3Store) -> None:
     plan = plan_now(project, store, [KEY])
     entry = plan.entries[KEY]
     apply_all(project, store, Plan({KEY: entry}))
@@ -71,7 +71,7 @@ def test_plan_digest_binds_key_etag_and_content() -> None:
     assert plan_digest("k", None, doc) == plan_digest("k", None, {"a": 1})
 
 
-def test_template_change_is_an_update_and_clusters(project: Path, store: Front50Store) -> None:
+def test_template_change_is_an_update_and_clusters(project: Path, store: S3Store) -> None:
     apply_all(project, store, plan_now(project, store))
     defaults = project / "catalog" / "defaults.yaml"
     defaults.write_text(defaults.read_text().replace("chart_version: 1.4.0", "chart_version: 1.4.1"))
@@ -86,7 +86,7 @@ def test_template_change_is_an_update_and_clusters(project: Path, store: Front50
     assert clusters[0]["count"] >= 9
 
 
-def test_stages_are_matched_by_ref_id(project: Path, store: Front50Store) -> None:
+def test_stages_are_matched_by_ref_id(project: Path, store: S3Store) -> None:
     apply_all(project, store, plan_now(project, store, [KEY]))
     live = store.read_pipeline(plan_now(project, store, [KEY]).entries[KEY].pipeline_id or "")
     assert live is not None and live.document is not None
@@ -97,7 +97,7 @@ def test_stages_are_matched_by_ref_id(project: Path, store: Front50Store) -> Non
     assert "stages" not in entry.diff_yaml  # same stages by refId: only list order changed
 
 
-def test_deck_edit_is_drift_naming_fields(project: Path, store: Front50Store) -> None:
+def test_deck_edit_is_drift_naming_fields(project: Path, store: S3Store) -> None:
     apply_all(project, store, plan_now(project, store))
     entry = plan_now(project, store, [KEY]).entries[KEY]
     edit_live(
@@ -110,7 +110,7 @@ def test_deck_edit_is_drift_naming_fields(project: Path, store: Front50Store) ->
     assert drift.drift_fields == ("root['limitConcurrent']",)
 
 
-def test_server_fields_are_ignored(project: Path, store: Front50Store) -> None:
+def test_server_fields_are_ignored(project: Path, store: S3Store) -> None:
     apply_all(project, store, plan_now(project, store, [KEY]))
     entry = plan_now(project, store, [KEY]).entries[KEY]
     edit_live(
@@ -121,7 +121,7 @@ def test_server_fields_are_ignored(project: Path, store: Front50Store) -> None:
     assert plan_now(project, store, [KEY]).entries[KEY].status is Status.IN_SYNC
 
 
-def test_stale_plan_is_refused_and_nothing_written(project: Path, store: Front50Store) -> None:
+def test_stale_plan_is_refused_and_nothing_written(project: Path, store: S3Store) -> None:
     apply_all(project, store, plan_now(project, store))
     defaults = project / "catalog" / "defaults.yaml"
     defaults.write_text(defaults.read_text().replace("values_branch: release", "values_branch: release-2"))
@@ -135,9 +135,7 @@ def test_stale_plan_is_refused_and_nothing_written(project: Path, store: Front50
     assert before is not None and after is not None and after.etag == before.etag
 
 
-def test_unmanaged_pipeline_at_same_name_is_conflict_and_untouched(
-    project: Path, store: Front50Store
-) -> None:
+def test_unmanaged_pipeline_at_same_name_is_conflict_and_untouched(project: Path, store: S3Store) -> None:
     body = {"id": "hand-made", "application": "checkout", "name": "DEPLOY-PROD", "stages": []}
     store.put_pipeline("hand-made", json.dumps(body).encode(), if_match=None)
     plan = plan_now(project, store)
@@ -149,14 +147,14 @@ def test_unmanaged_pipeline_at_same_name_is_conflict_and_untouched(
     assert live is not None and live.document == body
 
 
-def test_unmanaged_object_at_our_id_is_conflict(project: Path, store: Front50Store) -> None:
+def test_unmanaged_object_at_our_id_is_conflict(project: Path, store: S3Store) -> None:
     pid = plan_now(project, store, [KEY]).entries[KEY].pipeline_id or ""
     store.put_pipeline(pid, json.dumps({"id": pid, "application": "x", "name": "y"}).encode(), if_match=None)
     entry = plan_now(project, store, [KEY]).entries[KEY]
     assert entry.status is Status.CONFLICT and "not managed" in entry.messages[0]
 
 
-def test_invalid_render_is_invalid_and_cannot_be_applied(project: Path, store: Front50Store) -> None:
+def test_invalid_render_is_invalid_and_cannot_be_applied(project: Path, store: S3Store) -> None:
     (project / "templates" / "deploy.yaml.j2").write_text('name: "{{ missing_var }}"\nstages: []\n')
     plan = plan_now(project, store, [KEY])
     entry = plan.entries[KEY]
@@ -166,7 +164,7 @@ def test_invalid_render_is_invalid_and_cannot_be_applied(project: Path, store: F
     assert object_keys(store) == []
 
 
-def test_removed_target_is_orphan_unless_prune(project: Path, store: Front50Store) -> None:
+def test_removed_target_is_orphan_unless_prune(project: Path, store: S3Store) -> None:
     apply_all(project, store, plan_now(project, store))
     (project / "catalog" / "services" / "notifications.yaml").unlink()
     plan = plan_now(project, store)
@@ -181,7 +179,7 @@ def test_removed_target_is_orphan_unless_prune(project: Path, store: Front50Stor
     assert plan_now(project, store).counts() == {"in-sync": 11}
 
 
-def test_broken_service_file_hides_targets_as_unknown(project: Path, store: Front50Store) -> None:
+def test_broken_service_file_hides_targets_as_unknown(project: Path, store: S3Store) -> None:
     apply_all(project, store, plan_now(project, store))
     (project / "catalog" / "services" / "search.yaml").write_text("name: search\nstacks: [\n")
     plan = plan_now(project, store)
@@ -190,13 +188,13 @@ def test_broken_service_file_hides_targets_as_unknown(project: Path, store: Fron
     assert not any(e.status in {Status.DELETE, Status.ORPHAN} for e in plan.entries.values())
 
 
-def test_plan_round_trips_through_json(project: Path, store: Front50Store) -> None:
+def test_plan_round_trips_through_json(project: Path, store: S3Store) -> None:
     plan = plan_now(project, store)
     again = Plan.from_json(json.loads(plan.dumps()))
     assert again == plan
 
 
-def test_current_plan_equals_full_plan_for_a_key(project: Path, store: Front50Store) -> None:
+def test_current_plan_equals_full_plan_for_a_key(project: Path, store: S3Store) -> None:
     full = plan_now(project, store)
     one = engine.plan(workspace_of(project), store, Selection.of([KEY]))
     assert one.entries[KEY].digest == full.entries[KEY].digest
@@ -207,7 +205,7 @@ def test_current_plan_equals_full_plan_for_a_key(project: Path, store: Front50St
     [(KEY, "alice", False), ("checkout/dev/deploy", engine.AUTO_APPROVER, True)],
 )
 def test_racing_applies_write_once(
-    project: Path, store: Front50Store, key: str, approver: str, policy: bool
+    project: Path, store: S3Store, key: str, approver: str, policy: bool
 ) -> None:
     plan = plan_now(project, store, [key])
     approved = {key: plan.entries[key].digest}

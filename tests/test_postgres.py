@@ -18,7 +18,7 @@ from pipeline_sync.definitions import defs
 from pipeline_sync.defs.partitions import PARTITIONS_NAME
 from pipeline_sync.defs.resources import CatalogResource, Front50Resource
 from pipeline_sync.defs.state import read_plan_state
-from pipeline_sync.front50 import Front50Store
+from pipeline_sync.store.s3 import S3Store
 
 URL_VARIABLE = "PIPELINE_SYNC_TEST_POSTGRES_URL"
 
@@ -85,7 +85,7 @@ def reconcile(
 
 
 def test_reconcile_on_postgres_writes_partition_events_only_when_plans_change(
-    instance: dg.DagsterInstance, store: Front50Store, project: Path, tmp_path: Path
+    instance: dg.DagsterInstance, store: S3Store, project: Path, tmp_path: Path
 ) -> None:
     assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"

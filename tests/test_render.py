@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline_sync import render_cache, sandbox
-from pipeline_sync.build import Workspace, render_all
 from pipeline_sync.catalog import load_catalog
 from pipeline_sync.errors import RenderError
 from pipeline_sync.identity import assign_identities, pipeline_id_for
 from pipeline_sync.render import Renderer
+from pipeline_sync.rendering import Sources, render_all
 
 if TYPE_CHECKING:
     from conftest import MakeProject, Project
@@ -785,7 +785,7 @@ def test_spel_templates_are_cached_and_random_is_never_available(
     # SpEL does not make a template uncacheable, and a `random` hidden after `${#` is still refused
     spel = project_with(make_project, tmp_path / "spel", HEAD + "stages: []\nx: \"${#stage('a')}\"\n")
     cache = render_cache.RenderCache(tmp_path / "renders.sqlite")
-    workspace = Workspace.load(spel.catalog_dir, spel.templates_dir, render_cache=cache)
+    workspace = Sources.load(spel.catalog_dir, spel.templates_dir, render_cache=cache)
     assert render_all(workspace)[KEY].valid
     with sqlite3.connect(tmp_path / "renders.sqlite") as db:
         assert db.execute(f"SELECT count(*) FROM {render_cache.TABLE}").fetchone() == (1,)

@@ -11,10 +11,10 @@ import pytest
 from s3support import MINIMAL_TEMPLATE, service_yaml, workspace_of, write_project
 
 from pipeline_sync import render_cache
-from pipeline_sync.build import RenderOutcome, Workspace, render_all
 from pipeline_sync.catalog import Target
 from pipeline_sync.render import RenderedPipeline, Renderer
 from pipeline_sync.render_cache import CACHE_FILE, RenderCache, context_fingerprint
+from pipeline_sync.rendering import RenderOutcome, Sources, render_all
 
 CANARY = "checkout/prod/deploy-canary"
 CHECKOUT_PROD = "checkout/prod/deploy"
@@ -220,7 +220,7 @@ def test_adding_a_target_invalidates_exactly_the_renders_that_reference_it(
     # and when a reference's answer is unchanged, the stored render is the render
     (services / "up.yaml").write_text(service_yaml("up"))
     rerendered(root, rendered_keys)
-    fresh = Workspace.load(root / "catalog", root / "templates", render_cache=RenderCache.in_memory())
+    fresh = Sources.load(root / "catalog", root / "templates", render_cache=RenderCache.in_memory())
     assert canonical_of(render_all(workspace_of(root))) == canonical_of(render_all(fresh))
 
 
@@ -334,7 +334,7 @@ def test_an_unwritable_cache_dir_only_costs_speed(
     monkeypatch.setenv("PIPELINE_SYNC_CACHE_DIR", str(blocker))
     expected = canonical_of(
         render_all(
-            Workspace.load(project / "catalog", project / "templates", render_cache=RenderCache.in_memory())
+            Sources.load(project / "catalog", project / "templates", render_cache=RenderCache.in_memory())
         )
     )
     rendered_keys.clear()

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from s3support import PROJECT, service_yaml, write_project
 
-from pipeline_sync.build import Workspace, render_all
 from pipeline_sync.errors import RenderError
 from pipeline_sync.identity import pipeline_id_for
+from pipeline_sync.rendering import Sources, render_all
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KEY = "svc/dev/deploy"
@@ -58,8 +58,8 @@ stages:
 """
 
 
-def workspace(root: Path) -> Workspace:
-    return Workspace.load(root / "catalog", root / "templates")
+def workspace(root: Path) -> Sources:
+    return Sources.load(root / "catalog", root / "templates")
 
 
 def render_doc(root: Path, key: str = KEY) -> dict[str, Any]:
@@ -246,8 +246,8 @@ stages:
 
 
 def test_renders_are_byte_identical_across_renderers() -> None:
-    first = render_all(Workspace.load(PROJECT / "catalog", PROJECT / "templates"))
-    second = render_all(Workspace.load(PROJECT / "catalog", PROJECT / "templates"))
+    first = render_all(Sources.load(PROJECT / "catalog", PROJECT / "templates"))
+    second = render_all(Sources.load(PROJECT / "catalog", PROJECT / "templates"))
     assert all(o.valid for o in first.values())
     for key, outcome in first.items():
         assert outcome.rendered is not None and second[key].rendered is not None

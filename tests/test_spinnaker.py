@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pipeline_sync.identity import assign_identities, pipeline_id_for
-from pipeline_sync.spinnaker import Problem, validate_fleet, validate_pipeline
+from pipeline_sync.validate import Problem, validate_fleet, validate_pipeline
 
 KEY = "checkout/prod/deploy"
 ARTIFACT_ID = "0b0c6f8e-0000-4000-8000-000000000001"

@@ -18,11 +18,11 @@ from s3support import BUCKET, object_keys, service_yaml, workspace_of, write_pro
 from pipeline_sync import engine
 from pipeline_sync.cli import main
 from pipeline_sync.engine import AUTO_APPROVER, Selection
-from pipeline_sync.front50 import Front50Settings, Front50Store
 from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.plan import Plan, plan_digest
 from pipeline_sync.provenance import MARKER_FIELD
 from pipeline_sync.status import Status
+from pipeline_sync.store.s3 import S3Settings, S3Store
 
 KEY = "checkout/prod/deploy"
 
@@ -37,20 +37,20 @@ def cli(project: Path, *args: str) -> Result:
     return CliRunner().invoke(main, [*options, *args])
 
 
-def apply_everything(project: Path, store: Front50Store) -> None:
+def apply_everything(project: Path, store: S3Store) -> None:
     ws = workspace_of(project)
     plan = engine.plan(ws, store)
     approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
     assert {r.outcome for r in engine.apply(ws, store, approved, approver="alice")} == {"applied"}
 
 
-def body_of(store: Front50Store, pipeline_id: str) -> bytes:
+def body_of(store: S3Store, pipeline_id: str) -> bytes:
     response = store.client.get_object(Bucket=BUCKET, Key=store.pipeline_key(pipeline_id))
     body: bytes = response["Body"].read()
     return body
 
 
-def put_raw(store: Front50Store, pipeline_id: str, document: dict[str, Any]) -> None:
+def put_raw(store: S3Store, pipeline_id: str, document: dict[str, Any]) -> None:
     store.client.put_object(Bucket=BUCKET, Key=store.pipeline_key(pipeline_id), Body=json.dumps(document))
 
 
@@ -65,7 +65,7 @@ def set_defaults(project: Path, old: str, new: str) -> None:
 
 
 def test_a_renamed_service_file_deletes_nothing(
-    project: Path, store: Front50Store, bucket_env: None, tmp_path: Path
+    project: Path, store: S3Store, bucket_env: None, tmp_path: Path
 ) -> None:
     set_defaults(project, "prune: false", "prune: true")
     apply_everything(project, store)
@@ -82,7 +82,7 @@ def test_a_renamed_service_file_deletes_nothing(
 
 
 def test_a_saved_plan_with_deletes_is_refused_once_the_catalog_breaks(
-    project: Path, store: Front50Store, bucket_env: None, tmp_path: Path
+    project: Path, store: S3Store, bucket_env: None, tmp_path: Path
 ) -> None:
     set_defaults(project, "prune: false", "prune: true")
     apply_everything(project, store)
@@ -106,7 +106,7 @@ def test_a_saved_plan_with_deletes_is_refused_once_the_catalog_breaks(
 
 
 def test_a_deck_copy_keeps_the_marker_but_is_never_deleted(
-    project: Path, store: Front50Store, bucket_env: None, tmp_path: Path
+    project: Path, store: S3Store, bucket_env: None, tmp_path: Path
 ) -> None:
     set_defaults(project, "prune: false", "prune: true")
     apply_everything(project, store)
@@ -130,7 +130,7 @@ def test_a_deck_copy_keeps_the_marker_but_is_never_deleted(
 
 
 def test_a_hand_written_marker_on_another_teams_pipeline_claims_nothing(
-    project: Path, store: Front50Store, bucket_env: None
+    project: Path, store: S3Store, bucket_env: None
 ) -> None:
     set_defaults(project, "prune: false", "prune: true")
     forged = {
@@ -148,7 +148,7 @@ def test_a_hand_written_marker_on_another_teams_pipeline_claims_nothing(
     assert json.loads(body_of(store, "billing-deploy")) == forged
 
 
-def test_pipelines_of_another_catalog_are_managed_elsewhere(store: Front50Store, tmp_path: Path) -> None:
+def test_pipelines_of_another_catalog_are_managed_elsewhere(store: S3Store, tmp_path: Path) -> None:
     defaults = "prune: true\ncatalog: {id: %s}\nvars: {description: x}\nstacks:\n  dev: {approval: auto}\n"
     team_b = write_project(
         tmp_path / "b", defaults=defaults % "team-b", services={"beta": service_yaml("beta")}
@@ -176,7 +176,7 @@ def test_pipelines_of_another_catalog_are_managed_elsewhere(store: Front50Store,
     assert engine.plan(workspace_of(unnamed), store).entries["gamma/dev/deploy"].status is Status.IN_SYNC
 
 
-def test_the_same_key_owned_by_another_catalog_is_a_conflict(store: Front50Store, tmp_path: Path) -> None:
+def test_the_same_key_owned_by_another_catalog_is_a_conflict(store: S3Store, tmp_path: Path) -> None:
     defaults = "catalog: {id: %s}\nvars: {description: x}\nstacks:\n  dev: {approval: auto}\n"
     apply_everything(write_project(tmp_path / "b", defaults=defaults % "team-b"), store)
     team_a = write_project(tmp_path / "a", defaults=defaults % "team-a")
@@ -190,7 +190,7 @@ BILLING = {"id": "billing-prod", "application": "billing", "name": "deploy-dev",
 
 
 def test_a_pin_on_an_auto_stack_never_takes_over_another_applications_pipeline(
-    store: Front50Store, tmp_path: Path
+    store: S3Store, tmp_path: Path
 ) -> None:
     put_raw(store, "billing-prod", BILLING)
     stacks = "  dev: {pipelines: [deploy], ids: {deploy: billing-prod}}\n"
@@ -206,7 +206,7 @@ def test_a_pin_on_an_auto_stack_never_takes_over_another_applications_pipeline(
     assert json.loads(body_of(store, "billing-prod")) == BILLING
 
 
-def test_policy_never_approves_an_adoption_but_a_person_may(store: Front50Store, tmp_path: Path) -> None:
+def test_policy_never_approves_an_adoption_but_a_person_may(store: S3Store, tmp_path: Path) -> None:
     put_raw(store, "legacy-svc", {**BILLING, "id": "legacy-svc", "application": "svc"})
     stacks = "  dev: {pipelines: [deploy], ids: {deploy: legacy-svc}}\n"
     project = write_project(tmp_path / "p", services={"svc": service_yaml(stacks=stacks)})
@@ -229,7 +229,7 @@ def test_policy_never_approves_an_adoption_but_a_person_may(store: Front50Store,
 
 
 def test_a_tampered_render_cache_changes_the_plan_but_never_what_is_written(
-    store: Front50Store, tmp_path: Path
+    store: S3Store, tmp_path: Path
 ) -> None:
     project = write_project(tmp_path / "p")
     apply_everything(project, store)
@@ -254,7 +254,7 @@ def test_a_tampered_render_cache_changes_the_plan_but_never_what_is_written(
 
 
 def test_a_tampered_content_cache_never_overwrites_an_unmanaged_pipeline(
-    store: Front50Store, tmp_path: Path
+    store: S3Store, tmp_path: Path
 ) -> None:
     project = write_project(tmp_path / "p")
     pipeline_id = pipeline_id_for("svc/dev/deploy")
@@ -281,7 +281,7 @@ def test_a_tampered_content_cache_never_overwrites_an_unmanaged_pipeline(
 
 
 def test_a_hand_edited_plan_file_writes_nothing_the_catalog_does_not_say(
-    project: Path, store: Front50Store, bucket_env: None, tmp_path: Path
+    project: Path, store: S3Store, bucket_env: None, tmp_path: Path
 ) -> None:
     pipeline_id = pipeline_id_for(KEY)
     squatter = {"id": pipeline_id, "application": "checkout", "name": "hotfix", "stages": []}
@@ -299,7 +299,7 @@ def test_a_hand_edited_plan_file_writes_nothing_the_catalog_does_not_say(
 
 
 def test_a_tampered_rollback_entry_is_validated_before_it_is_written(
-    project: Path, store: Front50Store, bucket_env: None, tmp_path: Path
+    project: Path, store: S3Store, bucket_env: None, tmp_path: Path
 ) -> None:
     store.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     apply_everything(project, store)
@@ -335,7 +335,7 @@ def test_a_tampered_rollback_entry_is_validated_before_it_is_written(
 
 
 def test_a_rerun_after_a_crash_bumps_the_markers_an_earlier_write_left_unbumped(
-    store: Front50Store, tmp_path: Path
+    store: S3Store, tmp_path: Path
 ) -> None:
     project = write_project(tmp_path / "p")
     key = "svc/dev/deploy"
@@ -344,7 +344,7 @@ def test_a_rerun_after_a_crash_bumps_the_markers_an_earlier_write_left_unbumped(
     class Crash(BaseException):
         pass
 
-    crashing = Front50Store(store.settings, client=store.client)
+    crashing = S3Store(store.settings, client=store.client)
 
     def crash_before_bump(group: str) -> str | None:
         raise Crash(group)
@@ -363,9 +363,7 @@ def test_a_rerun_after_a_crash_bumps_the_markers_an_earlier_write_left_unbumped(
         assert isinstance(marker["lastModified"], int)
 
 
-def test_the_change_marker_moves_past_a_value_ahead_of_this_clock(
-    store: Front50Store, tmp_path: Path
-) -> None:
+def test_the_change_marker_moves_past_a_value_ahead_of_this_clock(store: S3Store, tmp_path: Path) -> None:
     project = write_project(tmp_path / "p")
     ahead = int(time.time() * 1000) + 3_600_000
     store.client.put_object(
@@ -378,9 +376,9 @@ def test_the_change_marker_moves_past_a_value_ahead_of_this_clock(
     assert marker["lastModified"] > ahead
 
 
-def test_one_partition_plan_selection_matches_the_fleet_plan(project: Path, store: Front50Store) -> None:
+def test_one_partition_plan_selection_matches_the_fleet_plan(project: Path, store: S3Store) -> None:
     fleet = engine.plan(workspace_of(project), store)
     one = engine.plan(workspace_of(project), store, Selection.of([KEY]))
     assert one.entries[KEY] == fleet.entries[KEY]
-    settings = Front50Settings(bucket=BUCKET, cache_dir=store.settings.cache_dir)
-    assert Front50Store(settings, client=store.client).describe() == f"s3://{BUCKET}"
+    settings = S3Settings(bucket=BUCKET, cache_dir=store.settings.cache_dir)
+    assert S3Store(settings, client=store.client).describe() == f"s3://{BUCKET}"

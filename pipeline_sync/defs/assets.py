@@ -7,10 +7,10 @@ from typing import Any
 import dagster as dg
 
 from pipeline_sync import engine
-from pipeline_sync.build import render_all
 from pipeline_sync.engine import Selection
 from pipeline_sync.names import is_partition_key
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary, plan_digest
+from pipeline_sync.rendering import render_all
 from pipeline_sync.report import diff_markdown, display_status, entry_summary
 from pipeline_sync.status import Status
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import dagster as dg
 
 from pipeline_sync import engine
-from pipeline_sync.build import Workspace
 from pipeline_sync.cachefiles import CacheSettings
-from pipeline_sync.front50 import Front50Settings, Front50Store
+from pipeline_sync.rendering import Sources
+from pipeline_sync.store.s3 import S3Settings, S3Store
 
 
 class CatalogResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -19,7 +19,7 @@ class CatalogResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     catalog_dir: str | None = None
     templates_dir: str | None = None
 
-    def workspace(self, caches: CacheSettings | None = None) -> Workspace:
+    def workspace(self, caches: CacheSettings | None = None) -> Sources:
         """The catalog and templates; caches (Front50Resource.caches()) places the render cache."""
         catalog = self.catalog_dir or os.environ.get("PIPELINE_SYNC_CATALOG", "catalog")
         templates = self.templates_dir or os.environ.get("PIPELINE_SYNC_TEMPLATES", "templates")
@@ -38,7 +38,7 @@ class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
     endpoint_url: str | None = None
     cache_dir: str | None = None
 
-    def settings(self) -> Front50Settings:
+    def settings(self) -> S3Settings:
         env = dict(os.environ)
         if self.bucket:
             env["PIPELINE_SYNC_BUCKET"] = self.bucket
@@ -48,10 +48,10 @@ class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
             env["PIPELINE_SYNC_ENDPOINT_URL"] = self.endpoint_url
         if self.cache_dir:
             env["PIPELINE_SYNC_CACHE_DIR"] = self.cache_dir
-        return Front50Settings.from_env(env)
+        return S3Settings.from_env(env)
 
-    def store(self) -> Front50Store:
-        return Front50Store(self.settings())
+    def store(self) -> S3Store:
+        return S3Store(self.settings())
 
     def caches(self) -> CacheSettings:
         """Where both caches live: cache_dir moves the render cache too, not only the content cache."""

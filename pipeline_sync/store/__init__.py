@@ -3,7 +3,7 @@
 The engine plans and applies against this protocol only. Each implementation keeps the objects
 exactly as Front50 would (S3 today: `pipeline_sync.store.s3`), and makes its own precondition
 token opaque to the planner (for S3 it is the ETag). Front50 facts that are not about one store
-(the marker, the application object, who writes) live in `pipeline_sync.front50`.
+(the marker, the application object, who writes) live in `pipeline_sync.store.s3`.
 """
 
 from __future__ import annotations

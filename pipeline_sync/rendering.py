@@ -21,7 +21,7 @@ from pipeline_sync.render_cache import (
     render_key,
     template_digest,
 )
-from pipeline_sync.spinnaker import validate_fleet, validate_pipeline
+from pipeline_sync.validate import validate_fleet, validate_pipeline
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class RenderOutcome:
 
 
 @dataclass(frozen=True)
-class Workspace:
+class Sources:
     """A loaded catalog, its renderer, and the render cache render_all reads (only to plan)."""
 
     catalog: Catalog
@@ -53,7 +53,7 @@ class Workspace:
         *,
         render_cache: RenderCache | None = None,
         caches: CacheSettings | None = None,
-    ) -> Workspace:
+    ) -> Sources:
         """Load catalog_dir and templates_dir; the render cache is the one given, else the one the
         cache settings (default: the environment's) place. Opening it reads nothing yet."""
         catalog = load_catalog(catalog_dir, templates_dir)
@@ -71,12 +71,12 @@ def select_keys(keys: list[str] | Mapping[str, object], pattern: str | None) -> 
     return sorted(k for k in keys if pattern is None or fnmatch.fnmatchcase(k, pattern))
 
 
-def render_one(workspace: Workspace, target: Target) -> RenderOutcome:
+def render_one(workspace: Sources, target: Target) -> RenderOutcome:
     """Render and validate one target, always afresh (render_all is the cached path)."""
     return _render_one(workspace, target, None)
 
 
-def _render_one(workspace: Workspace, target: Target, references: list[Reference] | None) -> RenderOutcome:
+def _render_one(workspace: Sources, target: Target, references: list[Reference] | None) -> RenderOutcome:
     try:
         rendered = workspace.renderer.render(target, references=references)
     except RenderError as exc:
@@ -86,7 +86,7 @@ def _render_one(workspace: Workspace, target: Target, references: list[Reference
 
 
 def render_all(
-    workspace: Workspace, keys: list[str] | None = None, *, use_cache: bool = True
+    workspace: Sources, keys: list[str] | None = None, *, use_cache: bool = True
 ) -> dict[str, RenderOutcome]:
     """Render and validate targets (all by default), including fleet-wide collision checks.
 
@@ -126,7 +126,7 @@ def render_all(
     return outcomes
 
 
-def render_many(workspace: Workspace, targets: list[Target]) -> dict[str, RenderOutcome]:
+def render_many(workspace: Sources, targets: list[Target]) -> dict[str, RenderOutcome]:
     """Render and validate targets one by one (no fleet checks), through the render cache.
 
     Every stored row the targets need is read in one query, new renders are written in one
@@ -174,7 +174,7 @@ def render_many(workspace: Workspace, targets: list[Target]) -> dict[str, Render
     return {target.key: outcomes[target.key] for target in targets}
 
 
-def _cache_key(workspace: Workspace, target: Target, templates: dict[str, str | None]) -> str | None:
+def _cache_key(workspace: Sources, target: Target, templates: dict[str, str | None]) -> str | None:
     """target's render cache key, or None when its render must not be cached.
 
     templates memoizes, per template name, the digest of its source (None: not cacheable).
@@ -217,7 +217,7 @@ def _read_back(rendered: RenderedPipeline) -> dict[str, Any] | None:
     return document if isinstance(document, dict) and document == rendered.document else None
 
 
-def _identity_only(workspace: Workspace, target: Target) -> dict[str, str]:
+def _identity_only(workspace: Sources, target: Target) -> dict[str, str]:
     """What the fleet check needs of an unrendered target of another application: its id.
 
     The name is a placeholder that cannot collide: another application's names never clash.

@@ -43,12 +43,12 @@ from pipeline_sync.store.front50 import (
 
 __all__ = [
     "WRITER",
-    "Front50Settings",
-    "Front50Store",
     "LiveLimits",
     "LiveObject",
     "LiveSummary",
     "ObjectVersion",
+    "S3Settings",
+    "S3Store",
     "WriteResult",
     "now_ms",
     "parse_live",
@@ -63,7 +63,7 @@ _PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConfli
 
 
 @dataclass(frozen=True)
-class Front50Settings:
+class S3Settings:
     """Where Front50 keeps its objects, and how to reach them."""
 
     bucket: str
@@ -76,7 +76,7 @@ class Front50Settings:
     limits: LiveLimits = DEFAULT_LIMITS
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Front50Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> S3Settings:
         """Settings from PIPELINE_SYNC_* variables; boto3 reads AWS_ENDPOINT_URL(_S3) itself.
 
         PIPELINE_SYNC_MAX_BODY_BYTES and PIPELINE_SYNC_MAX_DEPTH bound what a live object may be
@@ -147,7 +147,7 @@ def s3_session() -> boto3.Session:
         return _session
 
 
-def make_s3_client(settings: Front50Settings) -> Any:
+def make_s3_client(settings: S3Settings) -> Any:
     """A boto3 S3 client with standard retries, bounded attempts and timeouts."""
     config = Config(
         retries={"mode": "standard", "total_max_attempts": 5},
@@ -267,7 +267,7 @@ class ContentCache:
         self._db.close()
 
 
-def default_cache_path(settings: Front50Settings) -> Path:
+def default_cache_path(settings: S3Settings) -> Path:
     base = settings.cache_dir or Path(platformdirs.user_cache_dir("pipeline-sync"))
     base.mkdir(parents=True, exist_ok=True)
     where = sha256_hex(
@@ -280,10 +280,10 @@ def default_cache_path(settings: Front50Settings) -> Path:
     return base / f"front50-{where[:16]}.sqlite"
 
 
-class Front50Store:
+class S3Store:
     """Reads and writes pipelines exactly as Front50 lays them out in S3."""
 
-    def __init__(self, settings: Front50Settings, client: Any | None = None) -> None:
+    def __init__(self, settings: S3Settings, client: Any | None = None) -> None:
         self.settings = settings
         self.client = client if client is not None else make_s3_client(settings)
         self._known_applications: set[str] = set()
