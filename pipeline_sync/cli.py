@@ -19,6 +19,14 @@ from pipeline_sync.rollback import apply_rollback, describe_versions, plan_rollb
 from pipeline_sync.safefiles import UnsafeFileError, write_text_file
 from pipeline_sync.status import Status
 from pipeline_sync.store.s3 import S3Settings, S3Store
+from pipeline_sync.terminal import printable, printable_line
+
+
+def echo(message: object = "", *, err: bool = False) -> None:
+    """Print text that may hold bucket keys, names or values: control and bidi characters are
+    escaped, so a crafted key cannot move the cursor, clear a line or reorder what a reviewer reads."""
+    click.echo(printable(str(message)), err=err)
+
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -28,7 +36,7 @@ EXIT_CHANGES = 2
 def _workspace(ctx: click.Context) -> Sources:
     ws: Sources = ctx.obj["workspace_factory"]()
     for error in ws.catalog.errors:
-        click.echo(f"error: {error}", err=True)
+        echo(f"error: {error}", err=True)
     return ws
 
 
@@ -68,14 +76,14 @@ def validate(ctx: click.Context) -> None:
     outcomes = render_all(ws)
     problems = [p for o in outcomes.values() for p in o.problems]
     for problem in problems:
-        click.echo(problem)
+        echo(problem)
     invalid = sum(1 for o in outcomes.values() if not o.valid)
     failed = len(ws.catalog.errors)
     summary = (
         f"{len(outcomes)} targets: {len(outcomes) - invalid} valid, {invalid} invalid; "
         f"{failed} catalog file{'s' if failed != 1 else ''} failed"
     )
-    click.echo(summary, err=bool(problems or failed))
+    echo(summary, err=bool(problems or failed))
     ctx.exit(EXIT_ERROR if problems or failed else EXIT_OK)
 
 
@@ -96,7 +104,7 @@ def render(ctx: click.Context, pattern: str | None, out: Path | None) -> None:
         if not outcome.valid or outcome.rendered is None:
             failed = True
             for problem in outcome.problems:
-                click.echo(f"error: {problem}", err=True)
+                echo(f"error: {problem}", err=True)
             continue
         if out is None:
             printed[key] = outcome.rendered.document
@@ -107,11 +115,11 @@ def render(ctx: click.Context, pattern: str | None, out: Path | None) -> None:
                 path = write_text_file(out, parts, text)
             except UnsafeFileError as exc:
                 failed = True
-                click.echo(f"error: [{key}] {exc}", err=True)
+                echo(f"error: [{key}] {exc}", err=True)
                 continue
-            click.echo(f"{key} -> {path}")
+            echo(f"{key} -> {path}")
     if out is None:
-        click.echo(json.dumps(printed, indent=2, sort_keys=True))
+        echo(json.dumps(printed, indent=2, sort_keys=True))
     ctx.exit(EXIT_ERROR if failed else EXIT_OK)
 
 
@@ -130,16 +138,16 @@ def plan(ctx: click.Context, pattern: str | None, out: Path | None, as_json: boo
     try:
         the_plan = compute_plan(ws, _store(), pattern)
     except PipelineSyncError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
     if out is not None:
         out.write_text(the_plan.dumps() + "\n")
     if as_json:
-        click.echo(json.dumps(_json_entries(the_plan), indent=2, sort_keys=True))
+        echo(json.dumps(_json_entries(the_plan), indent=2, sort_keys=True))
     else:
         _print_plan(the_plan)
         if out is not None:
-            click.echo(f"\nSaved the plan to {out}. Apply exactly it with: pipeline-sync apply {out}")
+            echo(f"\nSaved the plan to {out}. Apply exactly it with: pipeline-sync apply {out}")
     if the_plan.has_errors or ws.catalog.errors:
         ctx.exit(EXIT_ERROR)
     ctx.exit(EXIT_CHANGES if the_plan.has_changes else EXIT_OK)
@@ -168,33 +176,31 @@ def _json_entries(the_plan: Plan) -> dict[str, Any]:
 
 def _print_entry(entry: PlanEntry) -> None:
     for message in entry.messages:
-        click.echo(f"  {message}")
+        echo(f"  {message}")
     if entry.drift_yaml:
-        click.echo("  what a person changed since pipeline-sync wrote it (carry a hotfix into the catalog):")
-        click.echo("    " + entry.drift_yaml.rstrip().replace("\n", "\n    "))
+        echo("  what a person changed since pipeline-sync wrote it (carry a hotfix into the catalog):")
+        echo("    " + entry.drift_yaml.rstrip().replace("\n", "\n    "))
     if entry.diff_yaml:
-        click.echo("  " + entry.diff_yaml.rstrip().replace("\n", "\n  "))
+        echo("  " + entry.diff_yaml.rstrip().replace("\n", "\n  "))
 
 
 def _print_plan(the_plan: Plan) -> None:
     for entry in the_plan.entries.values():
         if entry.status is Status.IN_SYNC:
             continue
-        click.echo(f"\n{entry.status}: {entry.key}  (digest {entry.digest})")
+        echo(f"\n{entry.status}: {printable_line(entry.key)}  (digest {entry.digest})")
         _print_entry(entry)
     for warning in the_plan.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        echo(f"warning: {warning}", err=True)
     summary = fleet_summary(the_plan)
-    click.echo("\nSummary: " + ", ".join(f"{n} {s}" for s, n in summary["counts"].items()))
+    echo("\nSummary: " + ", ".join(f"{n} {s}" for s, n in summary["counts"].items()))
     deletes = [k for k, e in the_plan.entries.items() if e.status is Status.DELETE]
     if deletes:
-        click.echo(f"Deletes ({len(deletes)}): " + ", ".join(deletes))
+        echo(f"Deletes ({len(deletes)}): " + ", ".join(printable_line(k) for k in deletes))
     for cluster in summary["clusters"]:
         if cluster["count"] > 1:
             stacks = ", ".join(f"{s}: {n}" for s, n in cluster["stacks"].items())
-            click.echo(
-                f"  the same change in {cluster['count']} pipelines ({stacks}), e.g. {cluster['example']}"
-            )
+            echo(f"  the same change in {cluster['count']} pipelines ({stacks}), e.g. {cluster['example']}")
 
 
 @main.command()
@@ -207,16 +213,16 @@ def apply(ctx: click.Context, plan_file: Path, pattern: str | None, approver: st
     try:
         saved = Plan.from_json(json.loads(plan_file.read_text()))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        click.echo(f"error: {plan_file} is not a pipeline-sync plan: {exc}", err=True)
+        echo(f"error: {plan_file} is not a pipeline-sync plan: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
     chosen = [e for key in select_keys(saved.entries, pattern) if (e := saved.entries[key]).actionable]
     if not chosen:
-        click.echo("Nothing to apply: the plan has no create, update, drift or delete entries.")
+        echo("Nothing to apply: the plan has no create, update, drift or delete entries.")
         ctx.exit(EXIT_OK)
     try:
         store = _store()
     except PipelineSyncError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
     who = approver or getpass.getuser()
     approved = {e.key: e.digest for e in chosen if e.rollback_version is None}
@@ -226,11 +232,9 @@ def apply(ctx: click.Context, plan_file: Path, pattern: str | None, approver: st
     results += [apply_rollback(store, e, approver=who) for e in chosen if e.rollback_version is not None]
     for result in results:
         stream_err = not result.ok
-        click.echo(f"{result.outcome}: {result.message}", err=stream_err)
+        echo(f"{result.outcome}: {result.message}", err=stream_err)
     applied = sum(1 for r in results if r.outcome == "applied")
-    click.echo(
-        f"{applied} applied, {sum(1 for r in results if not r.ok)} refused or failed (approver: {who})"
-    )
+    echo(f"{applied} applied, {sum(1 for r in results if not r.ok)} refused or failed (approver: {who})")
     ctx.exit(EXIT_OK if all(r.ok for r in results) else EXIT_ERROR)
 
 
@@ -245,7 +249,7 @@ def approve(ctx: click.Context, key: str, digest: str, approver: str | None) -> 
 
     who = approver or getpass.getuser()
     ok, message = approve_in_dagster(key, digest, who)
-    click.echo(message, err=not ok)
+    echo(message, err=not ok)
     ctx.exit(EXIT_OK if ok else EXIT_ERROR)
 
 
@@ -259,16 +263,14 @@ def adopt(ctx: click.Context, application: str, name: str) -> None:
     try:
         done = adopt_pipeline(catalog_dir, templates_dir, _store(), application, name)
     except PipelineSyncError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
     entry = done.entry
-    click.echo(f"Adopting pipeline {done.pipeline_id} ({entry.application}/{entry.name}) as {done.key}.")
-    click.echo(f"Pinned its id in {done.file}: stacks.{entry.stack}.ids.{done.key.split('/')[-1]}")
-    click.echo(
-        "\nHow the live pipeline differs from what the catalog renders (applying writes the catalog's):"
-    )
-    click.echo(entry.unified or "(no difference)")
-    click.echo(
+    echo(f"Adopting pipeline {done.pipeline_id} ({entry.application}/{entry.name}) as {done.key}.")
+    echo(f"Pinned its id in {done.file}: stacks.{entry.stack}.ids.{done.key.split('/')[-1]}")
+    echo("\nHow the live pipeline differs from what the catalog renders (applying writes the catalog's):")
+    echo(entry.unified or "(no difference)")
+    echo(
         f"Next: commit the catalog change, then `pipeline-sync plan --select {done.key} --out plan.json` "
         "(an update that adopts it, same id) and `pipeline-sync apply plan.json`."
     )
@@ -295,20 +297,20 @@ def rollback(
         store = _store()
         if list_versions:
             for line in describe_versions(store, key, catalog_id):
-                click.echo(line)
+                echo(line)
             ctx.exit(EXIT_OK)
         entry = plan_rollback(store, key, catalog_id=catalog_id, to_version=to_version)
     except PipelineSyncError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
-    click.echo(f"\nrollback ({entry.status}): {entry.key}  (digest {entry.digest})")
+    echo(f"\nrollback ({entry.status}): {printable_line(entry.key)}  (digest {entry.digest})")
     _print_entry(entry)
     if out is not None:
         out.write_text(Plan({entry.key: entry}).dumps() + "\n")
-        click.echo(f"\nSaved the rollback to {out}. Apply exactly it with: pipeline-sync apply {out}")
+        echo(f"\nSaved the rollback to {out}. Apply exactly it with: pipeline-sync apply {out}")
     else:
-        click.echo("\nNothing saved: pass --out PLAN.json to save this rollback for `pipeline-sync apply`.")
-    click.echo(
+        echo("\nNothing saved: pass --out PLAN.json to save this rollback for `pipeline-sync apply`.")
+    echo(
         f"After it is applied, the next reconcile shows the catalog's version of {entry.key} again as an "
         "update (stacks with approval: auto apply it on their own): revert the catalog or template "
         "change too, or the next approved plan undoes this rollback."

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline_sync.redact import redact
+
 
 class PipelineSyncError(Exception):
     """Base class of every error pipeline-sync raises on purpose."""
@@ -46,7 +48,11 @@ class RenderError(PipelineSyncError):
 
 
 class StoreError(PipelineSyncError):
-    """Talking to the Front50 bucket failed."""
+    """Talking to Front50's store failed. The message is redacted: an endpoint URL's password or a
+    presigned signature never reaches a terminal, a log or Dagster's run storage."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class StalePlanError(PipelineSyncError):

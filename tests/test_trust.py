@@ -6,7 +6,10 @@ Each test reproduces an attack or a careless act and checks that nothing is writ
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -382,3 +385,81 @@ def test_one_partition_plan_selection_matches_the_fleet_plan(project: Path, stor
     assert one.entries[KEY] == fleet.entries[KEY]
     settings = S3Settings(bucket=BUCKET, cache_dir=store.settings.cache_dir)
     assert S3Store(settings, client=store.client).describe() == f"s3://{BUCKET}"
+
+
+# -- output is safe to read; secrets stay secret ----------------------------------------------
+
+
+def test_a_crafted_bucket_key_cannot_hide_a_delete_from_the_reviewer(
+    project: Path, store: S3Store, bucket_env: None
+) -> None:
+    set_defaults(project, "prune: false", "prune: true")
+    apply_everything(project, store)
+    (project / "catalog" / "services" / "search.yaml").unlink()
+    hostile_id = "x\x1b[2K\x1b[1A\rall good\u202e"
+    store.client.put_object(
+        Bucket=BUCKET, Key=f"front50/pipelines/{hostile_id}/pipeline-metadata.json", Body=b"{"
+    )
+    result = cli(project, "plan")
+    assert result.exit_code == 2
+    assert "\x1b" not in result.output and "\r" not in result.output and "\u202e" not in result.output
+    assert "x\\x1b[2K\\x1b[1A\\rall good\\u202e" in result.output
+    assert "Deletes (" in result.output
+
+
+def test_credentials_in_the_endpoint_url_never_reach_output(project: Path, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PIPELINE_SYNC_BUCKET": "b",
+        "PIPELINE_SYNC_CACHE_DIR": str(tmp_path / "cache"),
+        "PIPELINE_SYNC_ENDPOINT_URL": "http://alice:hunter2@127.0.0.1:9",
+    }
+    command = [str(Path(sys.executable).parent / "pipeline-sync"), "--catalog", str(project / "catalog")]
+    done = subprocess.run(
+        [*command, "--templates", str(project / "templates"), "plan"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "hunter2" not in done.stdout + done.stderr
+    assert "http://***@127.0.0.1:9" in done.stderr
+
+
+def test_credentials_in_the_endpoint_url_never_reach_dagster_run_storage(
+    project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import dagster as dg
+
+    from pipeline_sync.defs.assets import pipeline_plan, rendered_pipeline
+    from pipeline_sync.defs.partitions import PARTITIONS_NAME
+    from pipeline_sync.defs.resources import CatalogResource, Front50Resource
+
+    monkeypatch.setenv("PIPELINE_SYNC_ENDPOINT_URL", "http://alice:hunter2@127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(PARTITIONS_NAME, [KEY])
+        resources = {
+            "catalog": CatalogResource(
+                catalog_dir=str(project / "catalog"), templates_dir=str(project / "templates")
+            ),
+            "front50": Front50Resource(bucket="b", cache_dir=str(tmp_path / "cache")),
+        }
+        result = dg.materialize(
+            [rendered_pipeline, pipeline_plan],
+            partition_key=KEY,
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+        )
+        assert not result.success
+        stored = json.dumps(
+            [str(record.event_log_entry) for record in instance.get_records_for_run(result.run_id).records]
+        )
+        assert "127.0.0.1:9" in stored and "hunter2" not in stored

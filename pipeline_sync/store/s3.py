@@ -68,7 +68,7 @@ class S3Settings:
 
     bucket: str
     root: str = "front50"
-    endpoint_url: str | None = None
+    endpoint_url: str | None = field(default=None, repr=False)  # may carry credentials
     region: str | None = None
     cache_dir: Path | None = None
     use_cache: bool = True
