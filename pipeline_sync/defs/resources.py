@@ -56,3 +56,8 @@ class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def caches(self) -> CacheSettings:
         """Where both caches live: cache_dir moves the render cache too, not only the content cache."""
         return CacheSettings.from_env(directory=self.cache_dir)
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:  # type: ignore[type-arg]
+    """The resources every asset and sensor uses, configured from the environment at run time."""
+    return {"catalog": CatalogResource(), "front50": Front50Resource()}
