@@ -18,6 +18,7 @@ from pipeline_sync.errors import CatalogError, PipelineSyncError
 from pipeline_sync.live import LiveObject
 from pipeline_sync.plan import PlanEntry
 from pipeline_sync.rendering import Sources, render_all
+from pipeline_sync.safefiles import read_text_file
 from pipeline_sync.status import Status
 from pipeline_sync.store import Store
 from pipeline_sync.yamlsafe import load_yaml
@@ -49,7 +50,7 @@ def adopt(catalog_dir: Path, templates_dir: Path, store: Store, application: str
     target = match_target(workspace, application, name)
     _check_pinnable(target, obj, live)
     path = Path(catalog_dir) / Path(*Path(target.source_file).parts[1:])
-    original = path.read_text(encoding="utf-8")
+    original = read_text_file(path, root=Path(catalog_dir), what="catalog file")
     path.write_text(pin_id(original, target.source_file, target.stack, target.template, obj.pipeline_id))
     try:
         entry = _adopting_entry(Sources.load(catalog_dir, templates_dir), target.key, store, obj)

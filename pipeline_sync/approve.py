@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from pipeline_sync.names import is_partition_key
 
@@ -36,9 +37,15 @@ def approve_in_dagster(key: str, digest: str, approver: str) -> tuple[bool, str]
             f"Approved {key} at digest {digest[:12]} as {approver} (run {result.run_id}). "
             "approval_sensor will publish it."
         )
-    failures = [
-        event.step_failure_data.error.message.strip()
-        for event in result.all_events
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error
-    ]
-    return False, failures[0] if failures else f"approval run {result.run_id} failed"
+    failures = [_reason(event) for event in result.all_events if event.is_step_failure]
+    return False, next((f for f in failures if f), f"approval run {result.run_id} failed")
+
+
+def _reason(event: Any) -> str:
+    """The one-line reason the approval asset gave (dg.Failure's description), else the error."""
+    data = event.step_failure_data
+    if data is None:
+        return ""
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return str(data.user_failure_data.description).strip()
+    return data.error.message.strip() if data.error else ""
