@@ -401,16 +401,23 @@ class S3Store:
     def read_pipeline(self, pipeline_id: str) -> LiveObject | None:
         """One pipeline object, fresh from S3, or None when absent (over the size limit: unreadable)."""
         key = self.pipeline_key(pipeline_id)
+        found = self._get_capped(key)
+        if found is None:
+            return None
+        response, body = found
+        return self._live_of(pipeline_id.lower(), key, response, body)
+
+    def _get_capped(self, key: str) -> tuple[Mapping[str, Any], bytes | None] | None:
+        """(response, body) of one object, None when absent; body None when over the size limit."""
         try:
             response = self.client.get_object(Bucket=self.settings.bucket, Key=key)
-            body = read_capped(response, self.settings.limits.max_body_bytes)
+            return response, read_capped(response, self.settings.limits.max_body_bytes)
         except ClientError as exc:
             if _error_code(exc) in {"NoSuchKey", "404"}:
                 return None
             raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
         except BotoCoreError as exc:
             raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
-        return self._live_of(pipeline_id.lower(), key, response, body)
 
     def _live_of(
         self, pipeline_id: str, key: str, response: Mapping[str, Any], body: bytes | None
@@ -439,18 +446,12 @@ class S3Store:
 
     def _get_many(self, keys: list[str]) -> dict[str, tuple[str, bytes | None, int | None]]:
         """{key: (ETag, body, size)} of objects still there; body None when over the size limit."""
-        cap = self.settings.limits.max_body_bytes
 
         def get(key: str) -> tuple[str, tuple[str, bytes | None, int | None] | None]:
-            try:
-                response = self.client.get_object(Bucket=self.settings.bucket, Key=key)
-                body = read_capped(response, cap)
-            except ClientError as exc:
-                if _error_code(exc) in {"NoSuchKey", "404"}:
-                    return key, None  # deleted since the listing
-                raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
-            except BotoCoreError as exc:
-                raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
+            found = self._get_capped(key)
+            if found is None:
+                return key, None  # deleted since the listing
+            response, body = found
             return key, (response["ETag"], body, _length(response))
 
         if not keys:
@@ -607,16 +608,8 @@ class S3Store:
         return repaired
 
     def _read_marker(self, group: str) -> int | None:
-        key = self.marker_key(group)
-        try:
-            response = self.client.get_object(Bucket=self.settings.bucket, Key=key)
-        except ClientError as exc:
-            if _error_code(exc) in {"NoSuchKey", "404"}:
-                return None
-            raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
-        except BotoCoreError as exc:
-            raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
-        return read_change_marker(response["Body"].read())
+        found = self._get_capped(self.marker_key(group))
+        return read_change_marker(found[1]) if found is not None else None
 
     def ensure_application(self, application: str, email: str | None) -> bool:
         """Create the application object when missing; True when it was created."""
