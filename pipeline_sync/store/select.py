@@ -45,10 +45,9 @@ def open_store(url: str | None = None, environ: Mapping[str, str] | None = None)
     if scheme == "s3":
         return S3Store(_s3_settings(chosen, env))
     if scheme in SQL_SCHEMES:
-        raise StoreError(
-            f"the store URL {redact_url(chosen)} names Front50's SQL database, which this version of "
-            "pipeline-sync cannot manage yet: use s3://BUCKET/ROOT."
-        )
+        from pipeline_sync.store.sql import open_sql_store
+
+        return open_sql_store(chosen, SQL_SCHEMES[scheme], env)
     shown = f"{scheme}://" if scheme else "no scheme"
     raise StoreError(f"the store URL {redact_url(chosen)} has {shown}, which is not a store: {_fix()}")
 
