@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -10,9 +14,12 @@ from s3support import BUCKET, object_keys
 
 from pipeline_sync.cli import main
 from pipeline_sync.defs.resources import Front50Resource
-from pipeline_sync.errors import StoreError
+from pipeline_sync.errors import StalePlanError, StoreError
+from pipeline_sync.store import Store
 from pipeline_sync.store.s3 import S3Store
 from pipeline_sync.store.select import open_store
+
+pytest_plugins = ("front50_schema",)
 
 # -- choosing a store ---------------------------------------------------------------------------
 
@@ -150,3 +157,134 @@ def test_the_dagster_resource_chooses_the_store_as_the_cli_does(
     store = Front50Resource(**fields).store()
     assert isinstance(store, S3Store)
     assert (store.settings.bucket, store.settings.root) == (bucket, root)
+
+
+# -- the contract every store keeps ------------------------------------------------------------
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(params=["s3", "postgresql"])
+def stores(request: pytest.FixtureRequest) -> StoreFactory:
+    """A function making stores over one fresh, empty Front50 (each call: a new client)."""
+    if request.param == "s3":
+        s3: S3Store = request.getfixturevalue("store")
+        s3.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        return lambda: S3Store(s3.settings, client=s3.client)
+    url: str = request.getfixturevalue("front50_postgres")
+    return lambda: open_store(url, {})
+
+
+def pipeline(name: str = "deploy", **extra: Any) -> bytes:
+    document = {"id": "Pipe-1", "application": "app", "name": name, "stages": [], **extra}
+    return json.dumps(document, sort_keys=True).encode()
+
+
+def document_of(store: Store, pipeline_id: str = "pipe-1") -> dict[str, Any] | None:
+    obj = store.read_pipeline(pipeline_id)
+    return obj.document if obj is not None else None
+
+
+def test_a_new_store_is_empty(stores: StoreFactory) -> None:
+    store = stores()
+    assert store.read_live() == {}
+    assert store.read_pipeline("pipe-1") is None
+    assert store.repair_change_signals() == []
+
+
+def test_create_only_while_absent(stores: StoreFactory) -> None:
+    store = stores()
+    written = store.put_pipeline("Pipe-1", pipeline("first"), if_match=None)
+    live = store.read_live()
+    assert list(live) == ["pipe-1"]
+    assert live["pipe-1"].etag == written.etag
+    assert live["pipe-1"].document == json.loads(pipeline("first"))
+    with pytest.raises(StalePlanError, match=r"^stale plan: .*nothing was written"):
+        store.put_pipeline("pipe-1", pipeline("second"), if_match=None)
+    assert document_of(stores()) == json.loads(pipeline("first"))
+
+
+def test_update_only_at_the_token_the_plan_saw(stores: StoreFactory) -> None:
+    store = stores()
+    first = store.put_pipeline("pipe-1", pipeline("first"), if_match=None)
+    second = store.put_pipeline("pipe-1", pipeline("second"), if_match=first.etag)
+    assert second.etag != first.etag
+    assert stores().read_live()["pipe-1"].etag == second.etag
+    with pytest.raises(StalePlanError, match=r"^stale plan: .*nothing was written"):
+        store.put_pipeline("pipe-1", pipeline("third"), if_match=first.etag)
+    assert document_of(stores()) == json.loads(pipeline("second"))
+
+
+def test_a_retried_write_whose_answer_was_lost_is_not_stale(stores: StoreFactory) -> None:
+    store = stores()
+    first = store.put_pipeline("pipe-1", pipeline("first"), if_match=None)
+    second = store.put_pipeline("pipe-1", pipeline("second"), if_match=first.etag)
+    again = stores().put_pipeline("pipe-1", pipeline("second"), if_match=first.etag)
+    assert again.etag == second.etag
+    assert document_of(stores()) == json.loads(pipeline("second"))
+
+
+def test_delete_only_at_the_token_the_plan_saw(stores: StoreFactory) -> None:
+    store = stores()
+    first = store.put_pipeline("pipe-1", pipeline("first"), if_match=None)
+    second = store.put_pipeline("pipe-1", pipeline("second"), if_match=first.etag)
+    assert first.etag is not None and second.etag is not None
+    with pytest.raises(StalePlanError, match=r"^stale plan: .*nothing was written"):
+        store.delete_pipeline("pipe-1", if_match=first.etag)
+    assert document_of(stores()) == json.loads(pipeline("second"))
+    store.delete_pipeline("pipe-1", if_match=second.etag)
+    assert stores().read_live() == {}
+    assert stores().read_pipeline("pipe-1") is None
+    store.delete_pipeline("pipe-1", if_match=second.etag)  # a retry: already gone, same end state
+    recreated = store.put_pipeline("pipe-1", pipeline("again"), if_match=None)
+    assert stores().read_live()["pipe-1"].etag == recreated.etag
+
+
+@pytest.mark.parametrize("planned", ["absent", "present"])
+def test_racing_writes_make_exactly_one_write(stores: StoreFactory, planned: str) -> None:
+    token = (
+        stores().put_pipeline("pipe-1", pipeline("base"), if_match=None).etag
+        if planned == "present"
+        else None
+    )
+    racers = [stores() for _ in range(4)]
+    start = threading.Barrier(len(racers))
+    outcomes: dict[int, str] = {}
+
+    def race(index: int) -> None:
+        start.wait()
+        try:
+            racers[index].put_pipeline("pipe-1", pipeline(f"racer-{index}"), if_match=token)
+            outcomes[index] = "written"
+        except StalePlanError:
+            outcomes[index] = "stale"
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(len(racers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes.values()) == ["stale", "stale", "stale", "written"]
+    [winner] = [i for i, outcome in outcomes.items() if outcome == "written"]
+    assert document_of(stores()) == json.loads(pipeline(f"racer-{winner}"))
+
+
+def test_ensure_application_creates_it_once(stores: StoreFactory) -> None:
+    store = stores()
+    assert store.ensure_application("Checkout", "team@example.com") is True
+    assert store.ensure_application("checkout", None) is False
+    assert stores().ensure_application("CHECKOUT", None) is False
+
+
+def test_history_keeps_every_write(stores: StoreFactory) -> None:
+    store = stores()
+    assert store.keeps_history() is True
+    first = store.put_pipeline("pipe-1", pipeline("first"), if_match=None)
+    second = store.put_pipeline("pipe-1", pipeline("second"), if_match=first.etag)
+    reader = stores()
+    versions = reader.pipeline_versions("Pipe-1")
+    assert [v.etag for v in versions] == [second.etag, first.etag]
+    assert [v.is_latest for v in versions] == [True, False]
+    old = reader.read_pipeline_version("pipe-1", versions[1].version_id)
+    assert (old.etag, old.document) == (first.etag, json.loads(pipeline("first")))
+    assert reader.pipeline_versions("pipe-2") == []
