@@ -83,6 +83,11 @@ def test_an_s3_url_keeps_the_other_settings_from_the_environment(aws_env: None, 
             "the store URL s3://***@bucket/front50 holds credentials: an s3:// URL names only the bucket "
             "and root; give AWS credentials the usual way (AWS_PROFILE, AWS_ACCESS_KEY_ID, an instance role).",
         ),
+        (
+            "mysql://front50:hunter2@db:3306/front50",
+            "the store URL mysql://***@db:3306/front50 names a mysql database, which this version of "
+            "pipeline-sync cannot manage yet: use postgresql://.",
+        ),
         ("s3:///front50", "the store URL s3:///front50 names no bucket: write it as s3://BUCKET/ROOT."),
         (
             "s3://bucket/front50?password=hunter2",
