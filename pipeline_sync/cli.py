@@ -18,7 +18,8 @@ from pipeline_sync.rendering import Sources, render_all, select_keys
 from pipeline_sync.rollback import apply_rollback, describe_versions, plan_rollback
 from pipeline_sync.safefiles import UnsafeFileError, write_text_file
 from pipeline_sync.status import Status
-from pipeline_sync.store.s3 import S3Settings, S3Store
+from pipeline_sync.store import Store
+from pipeline_sync.store.select import open_store
 from pipeline_sync.terminal import printable, printable_line
 
 
@@ -40,8 +41,10 @@ def _workspace(ctx: click.Context) -> Sources:
     return ws
 
 
-def _store() -> S3Store:
-    return S3Store(S3Settings.from_env())
+def _store() -> Store:
+    """The one place the CLI makes its store: --store, else PIPELINE_SYNC_STORE, else the bucket
+    PIPELINE_SYNC_BUCKET names."""
+    return open_store(click.get_current_context().obj.get("store_url"))
 
 
 @click.group()
@@ -59,11 +62,20 @@ def _store() -> S3Store:
     show_default=True,
     type=click.Path(path_type=Path),
 )
+@click.option(
+    "--store",
+    "store_url",
+    default=None,
+    metavar="URL",
+    help="Where Front50 keeps its pipelines: s3://BUCKET/ROOT, postgresql://... or mysql://... "
+    "(default: PIPELINE_SYNC_STORE, else PIPELINE_SYNC_BUCKET and PIPELINE_SYNC_ROOT).",
+)
 @click.version_option(package_name="pipeline-sync")
 @click.pass_context
-def main(ctx: click.Context, catalog_dir: Path, templates_dir: Path) -> None:
-    """Spinnaker pipelines as code: render, validate, plan and apply against Front50's bucket."""
+def main(ctx: click.Context, catalog_dir: Path, templates_dir: Path, store_url: str | None) -> None:
+    """Spinnaker pipelines as code: render, validate, plan and apply against Front50's store."""
     ctx.ensure_object(dict)
+    ctx.obj["store_url"] = store_url
     ctx.obj["workspace_factory"] = lambda: engine.load_workspace(catalog_dir, templates_dir)
     ctx.obj["dirs"] = (catalog_dir, templates_dir)
 
@@ -123,7 +135,7 @@ def render(ctx: click.Context, pattern: str | None, out: Path | None) -> None:
     ctx.exit(EXIT_ERROR if failed else EXIT_OK)
 
 
-def compute_plan(ws: Sources, store: S3Store, pattern: str | None) -> Plan:
+def compute_plan(ws: Sources, store: Store, pattern: str | None) -> Plan:
     return engine.plan(ws, store, Selection(pattern=pattern))
 
 

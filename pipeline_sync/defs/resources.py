@@ -10,7 +10,9 @@ import dagster as dg
 from pipeline_sync import engine
 from pipeline_sync.cachefiles import CacheSettings
 from pipeline_sync.rendering import Sources
+from pipeline_sync.store import Store
 from pipeline_sync.store.s3 import S3Settings, S3Store
+from pipeline_sync.store.select import open_store
 
 
 class CatalogResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -27,18 +29,26 @@ class CatalogResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 
 class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Front50's S3 bucket. Unset fields fall back to PIPELINE_SYNC_* variables when a run starts.
+    """Front50's store. Unset fields fall back to PIPELINE_SYNC_* variables when a run starts.
+
+    The store is the first of: store_url, the S3 bucket that bucket (and root) name,
+    PIPELINE_SYNC_STORE, the bucket PIPELINE_SYNC_BUCKET (and PIPELINE_SYNC_ROOT) name; a
+    URL is read as the CLI's --store is (pipeline_sync.store.select).
 
     Fields are plain optionals rather than EnvVar: an unset EnvVar fails every run at
     config time, even for optional settings.
     """
 
+    store_url: str | None = None
     bucket: str | None = None
     root: str | None = None
     endpoint_url: str | None = None
     cache_dir: str | None = None
 
     def settings(self) -> S3Settings:
+        return S3Settings.from_env(self._environment())
+
+    def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         if self.bucket:
             env["PIPELINE_SYNC_BUCKET"] = self.bucket
@@ -48,10 +58,12 @@ class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
             env["PIPELINE_SYNC_ENDPOINT_URL"] = self.endpoint_url
         if self.cache_dir:
             env["PIPELINE_SYNC_CACHE_DIR"] = self.cache_dir
-        return S3Settings.from_env(env)
+        return env
 
-    def store(self) -> S3Store:
-        return S3Store(self.settings())
+    def store(self) -> Store:
+        if not self.store_url and self.bucket:
+            return S3Store(self.settings())  # configured here, so it beats the environment
+        return open_store(self.store_url, self._environment())
 
     def caches(self) -> CacheSettings:
         """Where both caches live: cache_dir moves the render cache too, not only the content cache."""
