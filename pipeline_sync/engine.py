@@ -13,7 +13,7 @@ import copy
 import fnmatch
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from pipeline_sync.errors import StalePlanError, StoreError
 from pipeline_sync.gcpause import gc_paused
 from pipeline_sync.history import written_documents
 from pipeline_sync.live import LiveObject
-from pipeline_sync.plan import Plan, PlanEntry, build_plan
+from pipeline_sync.plan import Plan, PlanEntry, after_write, build_plan
 from pipeline_sync.provenance import MARKER_FIELD
 from pipeline_sync.rendering import Sources, render_all
 from pipeline_sync.status import Status
@@ -69,6 +69,8 @@ class ApplyResult:
     etag: str | None = None
     version_id: str | None = None
     approver: str | None = None
+    # The entry as it stands after this result: what a re-plan would show, without re-listing.
+    after: PlanEntry | None = None
 
     @property
     def ok(self) -> bool:
@@ -215,8 +217,8 @@ def apply(
     """
     keys = sorted(approved)
     try:
-        store.repair_change_signals()
         current = fresh_plan(workspace, store, keys)
+        store.repair_change_signals()
     except StoreError as exc:
         return [ApplyResult(k, "failed", str(exc)) for k in keys]
     return [_apply_one(store, current.entries.get(key), key, approved[key], approver, policy) for key in keys]
@@ -231,9 +233,10 @@ def _apply_one(
         return ApplyResult(key, refusal.outcome, refusal.message, status=status)
     assert entry is not None
     if entry.status is Status.IN_SYNC:
-        return ApplyResult(key, "skipped", f"{key}: already in sync", status=status)
+        return ApplyResult(key, "skipped", f"{key}: already in sync", status=status, after=entry)
     try:
-        return write_entry(store, entry, approver)
+        result = write_entry(store, entry, approver)
+        return replace(result, after=after_write(entry, result.etag))
     except StalePlanError as exc:
         return ApplyResult(key, "stale", f"{key}: {exc}", status=status)
     except StoreError as exc:

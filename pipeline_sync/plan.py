@@ -6,7 +6,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pipeline_sync.canonical import canonical_json, sha256_hex
@@ -484,6 +484,27 @@ def _leftover_entry(
         None,
         {**base, "digest": plan_digest(key, obj.etag, None)},
         messages=messages,
+    )
+
+
+def after_write(entry: PlanEntry, etag: str | None) -> PlanEntry | None:
+    """What the plan of entry's key is once its write landed at etag: in sync (None after a delete)."""
+    if entry.status is Status.DELETE or entry.desired is None:
+        return None
+    return replace(
+        entry,
+        status=Status.IN_SYNC,
+        live_etag=etag,
+        digest=plan_digest(entry.key, etag, entry.desired),
+        messages=(),
+        diff={},
+        diff_yaml="",
+        unified="",
+        drift_kind=None,
+        drift_fields=(),
+        drift_yaml="",
+        signature=None,
+        adopt=False,
     )
 
 

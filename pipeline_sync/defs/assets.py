@@ -79,10 +79,12 @@ def live_observation(entry: PlanEntry) -> dg.AssetObservation:
     kinds={"python"},
     check_specs=[dg.AssetCheckSpec("pipeline_is_valid", asset="rendered_pipeline", blocking=True)],
 )
-def rendered_pipeline(context: dg.AssetExecutionContext, catalog: CatalogResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
+def rendered_pipeline(
+    context: dg.AssetExecutionContext, catalog: CatalogResource, front50: Front50Resource
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Render one pipeline from its catalog entry and template, and validate it."""
     key = context.partition_key
-    workspace = catalog.workspace()
+    workspace = catalog.workspace(front50.caches())
     if key not in workspace.catalog.targets:
         note = "not in the catalog (any live copy is an orphan or delete entry of the plan)"
         return dg.MaterializeResult(
@@ -230,7 +232,7 @@ def published_pipeline(
     if result.outcome != "applied":
         raise dg.Failure(description=f"Not published: {result.message}", allow_retries=False)
     context.log.info(result.message)
-    after = engine.plan(workspace, store, Selection.of([key])).entries.get(key) or _gone(key)
+    after = result.after or _gone(key)  # what a re-plan would show, without listing the store again
     context.log_event(
         dg.AssetMaterialization(
             PLAN_ASSET,

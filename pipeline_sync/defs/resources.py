@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from pipeline_sync import engine
 from pipeline_sync.cachefiles import CacheSettings
@@ -20,12 +21,17 @@ class CatalogResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     catalog_dir: str | None = None
     templates_dir: str | None = None
+    # Resources are made anew for every run: the catalog is loaded once per run, however many
+    # assets of the run ask for it.
+    _loaded: dict[CacheSettings | None, Sources] = PrivateAttr(default_factory=dict)
 
     def workspace(self, caches: CacheSettings | None = None) -> Sources:
         """The catalog and templates; caches (Front50Resource.caches()) places the render cache."""
-        catalog = self.catalog_dir or os.environ.get("PIPELINE_SYNC_CATALOG", "catalog")
-        templates = self.templates_dir or os.environ.get("PIPELINE_SYNC_TEMPLATES", "templates")
-        return engine.load_workspace(Path(catalog), Path(templates), caches)
+        if caches not in self._loaded:
+            catalog = self.catalog_dir or os.environ.get("PIPELINE_SYNC_CATALOG", "catalog")
+            templates = self.templates_dir or os.environ.get("PIPELINE_SYNC_TEMPLATES", "templates")
+            self._loaded[caches] = engine.load_workspace(Path(catalog), Path(templates), caches)
+        return self._loaded[caches]
 
 
 class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]

@@ -595,7 +595,8 @@ class S3Store:
         """Bump each group's marker when an object of it is newer than the marker: a write whose
         bump was lost (a crash between the two) is then seen by Front50 on its next load."""
         repaired = []
-        self.list_pipeline_etags()
+        if PIPELINES not in self._newest_listed:  # a plan of this run listed them already
+            self.list_pipeline_etags()
         self.list_applications()
         for group in (PIPELINES, APPLICATIONS):
             newest = _epoch_ms(self._newest_listed.get(group))
