@@ -16,6 +16,7 @@ from pipeline_sync.catalog import Target
 from pipeline_sync.engine import Selection
 from pipeline_sync.errors import CatalogError, PipelineSyncError
 from pipeline_sync.live import LiveObject
+from pipeline_sync.names import dns_label_problem
 from pipeline_sync.plan import PlanEntry
 from pipeline_sync.rendering import Sources, render_all
 from pipeline_sync.safefiles import read_text_file
@@ -90,16 +91,26 @@ def find_unmanaged(live: Mapping[str, LiveObject], application: str, name: str) 
 
 
 def match_target(workspace: Sources, application: str, name: str) -> Target:
-    """The catalog target of service application whose rendered name is name (case-insensitively)."""
-    service = application.lower()
-    if service in workspace.catalog.failed_services:
-        error = next(f.error for f in workspace.catalog.failures if f.service == service)
+    """The catalog target whose service has this application and whose rendered name is name
+    (both compared case-insensitively, as Front50 does)."""
+    catalog = workspace.catalog
+    service = catalog.service_of(application)
+    if service is not None and service in catalog.failed_services:
+        error = next(f.error for f in catalog.failures if f.service == service)
         raise AdoptError(f"the catalog file of service {service!r} failed to load: {error}")
-    keys = sorted(k for k, t in workspace.catalog.targets.items() if t.service == service)
-    if not keys:
+    keys = sorted(k for k, t in catalog.targets.items() if t.service == service)
+    if service is not None and not keys:
         raise AdoptError(
-            f"the catalog has no service {service!r} (the application is the service's name): "
-            f"add catalog/services/{service}.yaml with the template that renders {name!r}, then adopt"
+            f"service {service!r} (application {catalog.application_of(service)!r}) lists no pipelines: "
+            f"add the template that renders {name!r} to one of its stacks, then adopt"
+        )
+    if service is None:
+        file = application.lower() if dns_label_problem(application.lower()) is None else "<service>"
+        raise AdoptError(
+            f"no catalog service has application {application!r} (compared case-insensitively, as "
+            f"Front50 does): add catalog/services/{file}.yaml (its `name`, or its `application:`, "
+            f"is the application) with the template that renders {name!r}, then adopt"
+            + _failed_files(catalog.errors)
         )
     outcomes = render_all(workspace, keys)
     names = {k: str(o.rendered.document.get("name", "")) for k, o in outcomes.items() if o.rendered}
@@ -115,6 +126,13 @@ def match_target(workspace: Sources, application: str, name: str) -> Target:
             f"{service!r} renders that name ({listing}). Make exactly one template render it, then adopt."
         )
     return workspace.catalog.targets[matches[0]]
+
+
+def _failed_files(errors: list[CatalogError]) -> str:
+    if not errors:
+        return ""
+    files = ", ".join(sorted({e.location.file for e in errors}))
+    return f" (these catalog files failed to load and may be the one: {files})"
 
 
 def _check_pinnable(target: Target, obj: LiveObject, live: Mapping[str, LiveObject]) -> None:

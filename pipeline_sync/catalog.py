@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,7 +13,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pipeline_sync.errors import CatalogError, SourceLocation
 from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.merge import merge_layers
-from pipeline_sync.names import PINNED_ID, VARIABLE_NAME, dns_label_problem, partition_key
+from pipeline_sync.names import (
+    PINNED_ID,
+    VARIABLE_NAME,
+    application_name_problem,
+    dns_label_problem,
+    partition_key,
+)
 from pipeline_sync.safefiles import UnsafeFileError, read_text_file
 from pipeline_sync.yamlsafe import LineMap, format_key_path, load_yaml
 
@@ -53,6 +60,16 @@ def _check_dns_label(value: str) -> str:
 
 
 DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]
+
+
+def _check_application_name(value: str) -> str:
+    problem = application_name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+ApplicationName = Annotated[str, AfterValidator(_check_application_name)]
 
 
 def _check_variables(value: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +138,8 @@ class ServiceStack(_Strict):
 
 class Service(_Strict):
     name: DnsLabel
+    # The Spinnaker application; the name (which keys, ids and partitions use) when absent.
+    application: ApplicationName | None = None
     product: str
     team: str
     namespace: str
@@ -139,6 +158,7 @@ class Target:
 
     key: str
     service: str
+    application: str  # the Spinnaker application, as the service file spells it
     stack: str
     template: str
     source_file: str
@@ -168,6 +188,8 @@ class Catalog:
     # None: a catalog without `catalog: {id: ...}`; its markers carry no catalog id.
     catalog_id: str | None = None
     former_ids: frozenset[str | None] = frozenset()
+    # service -> its Spinnaker application, for every service file that parsed (loaded or not).
+    applications: Mapping[str, str] = field(default_factory=dict)
 
     def owns_marker_of(self, catalog_id: object) -> bool:
         """True when a marker naming catalog_id (None: no id) was written by this catalog."""
@@ -179,6 +201,29 @@ class Catalog:
         if target is not None and target.pinned_id:
             return target.pinned_id
         return pipeline_id_for(key)
+
+    def application_of(self, service: str) -> str:
+        """service's Spinnaker application: its `application:`, else its name. A service whose
+        file is gone or unreadable gets its name too: the default is all the catalog can vouch for."""
+        return self.applications.get(service, service)
+
+    def service_of(self, application: str) -> str | None:
+        """The service whose application this is (case-insensitively, as Front50 compares), else a
+        failed service of that name whose file never said; None when no service or several claim it."""
+        name = application.lower()
+        if name in self._services_by_application:
+            return self._services_by_application[name]
+        if name in self.failed_services and name not in self.applications:
+            return name
+        return None
+
+    @cached_property
+    def _services_by_application(self) -> dict[str, str | None]:
+        found: dict[str, str | None] = {}
+        for service, application in self.applications.items():
+            name = application.lower()
+            found[name] = None if name in found else service  # None: claimed twice, a catalog error
+        return found
 
     @property
     def failed_services(self) -> frozenset[str]:
@@ -198,20 +243,26 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
         defaults = _load_defaults(catalog_dir)
     except CatalogError as exc:
         return Catalog(root=catalog_dir, defaults_error=exc)
-    targets: dict[str, Target] = {}
-    failures: list[ServiceFailure] = []
-    for service, paths in _service_files(catalog_dir).items():
+    loaded: dict[str, list[Target]] = {}
+    parsed: dict[str, _ServiceFile] = {}
+    failures: dict[str, CatalogError] = {}
+    files = _service_files(catalog_dir)
+    for service, paths in files.items():
         try:
             _refuse_duplicates(paths, catalog_dir)
-            for target in _load_service(paths[0], catalog_dir, defaults, known_templates):
-                targets[target.key] = target
+            parsed[service] = _read_service(paths[0], catalog_dir)
+            loaded[service] = _targets_of(parsed[service], catalog_dir, defaults, known_templates)
         except CatalogError as exc:
-            failures.append(ServiceFailure(service=service, error=exc))
+            failures[service] = exc
+    for service, error in _shared_applications(parsed).items():
+        if loaded.pop(service, None) is not None:
+            failures[service] = error
     identity = defaults.catalog
     return Catalog(
         root=catalog_dir,
-        targets=targets,
-        failures=failures,
+        targets={target.key: target for service in files for target in loaded.get(service, ())},
+        failures=[ServiceFailure(service, failures[service]) for service in files if service in failures],
+        applications={service: found.application for service, found in parsed.items()},
         prune=defaults.prune,
         catalog_id=identity.id if identity else None,
         former_ids=frozenset(i or None for i in identity.formerly) if identity else frozenset(),
@@ -294,17 +345,58 @@ def _load_defaults(catalog_dir: Path) -> Defaults:
     return defaults
 
 
-def _load_service(
-    path: Path, catalog_dir: Path, defaults: Defaults, known_templates: frozenset[str]
-) -> list[Target]:
+@dataclass(frozen=True)
+class _ServiceFile:
+    """A service file that parsed and whose name matches the file: its application is known."""
+
+    service: Service
+    lines: LineMap
+    file: str
+
+    @property
+    def application(self) -> str:
+        return self.service.application or self.service.name
+
+    def error(self, loc: tuple[str | int, ...], message: str) -> CatalogError:
+        return CatalogError(SourceLocation(self.file, format_key_path(loc), self.lines.line_of(loc)), message)
+
+
+def _read_service(path: Path, catalog_dir: Path) -> _ServiceFile:
     service, lines, file = _read_model(path, catalog_dir, Service)
     assert isinstance(service, Service)
-
-    def fail(loc: tuple[str | int, ...], message: str) -> CatalogError:
-        return CatalogError(SourceLocation(file, format_key_path(loc), lines.line_of(loc)), message)
-
+    found = _ServiceFile(service, lines, file)
     if service.name != _service_name_of(path):
-        raise fail(("name",), f"service name {service.name!r} must match its file name {path.name!r}")
+        raise found.error(("name",), f"service name {service.name!r} must match its file name {path.name!r}")
+    return found
+
+
+def _shared_applications(parsed: Mapping[str, _ServiceFile]) -> dict[str, CatalogError]:
+    """An error for each service whose application another service also has (case-insensitively,
+    as Front50 compares): their pipelines would share one application, and pipeline_id() could
+    not tell which service an application names."""
+    groups: dict[str, list[str]] = {}
+    for service in sorted(parsed):
+        groups.setdefault(parsed[service].application.lower(), []).append(service)
+    errors = {}
+    for services in groups.values():
+        for service in services if len(services) > 1 else ():
+            found = parsed[service]
+            claimants = [parsed[other] for other in services if other != service]
+            others = ", ".join(f"{other.file} ({other.application!r})" for other in claimants)
+            where = ("application",) if found.service.application else ("name",)
+            errors[service] = found.error(
+                where,
+                f"service {service!r} has application {found.application!r}, and so does {others}; "
+                "Front50 compares application names case-insensitively, so give each service its own "
+                "`application:`",
+            )
+    return errors
+
+
+def _targets_of(
+    found: _ServiceFile, catalog_dir: Path, defaults: Defaults, known_templates: frozenset[str]
+) -> list[Target]:
+    service, fail, file = found.service, found.error, found.file
     targets = []
     for stack_name, stack in service.stacks.items():
         if stack_name not in defaults.stacks:
@@ -335,22 +427,25 @@ def _load_service(
                 Target(
                     key=key,
                     service=service.name,
+                    application=found.application,
                     stack=stack_name,
                     template=template,
                     source_file=file,
                     approval=stack.approval or stack_defaults.approval,
                     prune=defaults.prune if service.prune is None else service.prune,
                     pinned_id=stack.ids.get(template),
-                    context=_context(service, stack_name, template, variables),
+                    context=_context(service, found.application, stack_name, template, variables),
                 )
             )
     return targets
 
 
-def _context(service: Service, stack: str, template: str, variables: dict[str, Any]) -> dict[str, Any]:
+def _context(
+    service: Service, application: str, stack: str, template: str, variables: dict[str, Any]
+) -> dict[str, Any]:
     return {
         **variables,
-        "app_name": service.name,
+        "app_name": application,
         "product": service.product,
         "team": service.team,
         "email": service.email,

@@ -12,6 +12,19 @@ PARTITION_KEY = re.compile(
     r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z"
 )
 FORBIDDEN_PIPELINE_NAME_CHARS = frozenset("\\^/?%#")
+# A Spinnaker application name (a service file's `application:`). Front50 accepts any non-blank
+# name by default (front50-core ApplicationNameValidator has no regex unless configured); Deck's
+# per-cloud validators together allow letters, digits, '_', '.' and '-' (AWS, Titus: [a-zA-Z0-9_.];
+# Kubernetes, Cloud Foundry: a letter, then [a-zA-Z0-9-]; GCE: letters and digits), at most 250
+# characters (AWS). The name is lower-cased into Front50's application key, so it must stay one
+# safe path segment: a letter or digit first, and never '/', '..', spaces or control characters.
+# ASCII only: Python's and Java's upper() and lower() agree on ASCII, not beyond it.
+APPLICATION_NAME = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.))*\Z")
+MAX_APPLICATION_NAME = 250
+APPLICATION_RULE = (
+    "letters, digits, '_', '-' and '.', starting with a letter or digit, no '..', "
+    f"at most {MAX_APPLICATION_NAME} characters"
+)
 
 
 def dns_label_problem(name: object) -> str | None:
@@ -25,6 +38,20 @@ def dns_label_problem(name: object) -> str | None:
             f"{name!r} is not a lower-case DNS label "
             "(a-z, 0-9 and '-', starting and ending with a letter or digit)"
         )
+    return None
+
+
+def application_name_problem(name: object) -> str | None:
+    """Why name is not an application name Front50 and Deck accept and a key can hold, or None."""
+    if not isinstance(name, str):
+        return f"must be a string, got {type(name).__name__}"
+    if len(name) > MAX_APPLICATION_NAME:
+        return (
+            f"application name {name[:20] + '...'!r} is {len(name)} characters long; "
+            f"Deck accepts at most {MAX_APPLICATION_NAME}"
+        )
+    if not APPLICATION_NAME.match(name):
+        return f"{name!r} is not a Spinnaker application name ({APPLICATION_RULE})"
     return None
 
 

@@ -4,8 +4,16 @@ A marker is text anyone can write: Deck's "Copy from" copies it, a person can ty
 live pipeline is managed by this catalog only when all of these hold:
 - its body carries a marker naming a partition key and this catalog's id (or a former one);
 - its id is the id this catalog gives that key (pinned in the service file, else derived);
-- its application is the key's service (the application is always the service's name).
+- its application is the application the catalog gives the key's service, compared
+  case-insensitively as Front50 does (`application:` in the service file, else the service's name).
 A copy has a new id, a forged marker sits on someone else's id: both fail, and stay unmanaged.
+
+The id already binds the key (derived from it, or pinned in that key's service file); the
+application is defence in depth: a pipeline at our id in another application is never taken
+over, and never moved between applications. A key whose service file is gone (or never said
+its application) gets only the default, the service's name: the marker cannot tell the
+application, because anyone can write a marker. Such a pipeline in a custom application is left
+alone (a warning), never deleted: keep the service file, with `stacks: {}`, to prune it.
 """
 
 from __future__ import annotations
@@ -66,11 +74,20 @@ def ownership(
             ),
         )
     service = split_key(key)[0]
-    if not isinstance(application, str) or application.lower() != service:
+    expected_application = catalog.application_of(service)
+    if not isinstance(application, str) or application.lower() != expected_application.lower():
+        whose = (
+            f"service {service!r}'s application; a pipeline is never moved between applications"
+            if service in catalog.applications
+            else f"service {service!r} has no readable file to say otherwise, so only its name is proven"
+        )
         return Ownership(
             Owner.NONE,
             key=key,
-            reason=f"its marker names {key}, but its application is {_shown(application)}, not {service!r}",
+            reason=(
+                f"its marker names {key}, but its application is {_shown(application)}, "
+                f"not {expected_application!r} ({whose})"
+            ),
         )
     return Ownership(Owner.OURS, key=key)
 

@@ -295,7 +295,7 @@ def _unmanaged_at_our_id(
         what = f"is unreadable ({live.problem})"
     elif target.pinned_id:
         application = summary.application
-        if application is not None and application.lower() == target.service and live.document is not None:
+        if (application or "").lower() == target.application.lower() and live.document is not None:
             return _changed(
                 Status.UPDATE,
                 live.document,
@@ -311,7 +311,7 @@ def _unmanaged_at_our_id(
             status=Status.CONFLICT,
             messages=(
                 f"{target.source_file} pins id {pipeline_id} for {target.key}, but that pipeline belongs "
-                f"to application {application!r}, not {target.service!r}; a pin never takes over another "
+                f"to application {application!r}, not {target.application!r}; a pin never takes over another "
                 "application's pipeline. Remove the pin.",
             ),
             **base,

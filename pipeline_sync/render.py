@@ -74,9 +74,17 @@ class Renderer:
 
     def referenced_id(self, app_name: str, stack: str, template: str) -> str | None:
         """What a template's pipeline_id(app_name, stack, template) returns; None when it raises
-        because the arguments name no catalog target (of a service that loaded)."""
-        key = partition_key(app_name, stack, template)
-        if key not in self._catalog.targets and app_name not in self._catalog.failed_services:
+        because the arguments name no catalog target (of a service that loaded).
+
+        app_name is a Spinnaker application, matched case-insensitively as Front50 does, and
+        mapped to the service whose key the id is derived from (the catalog refuses two services
+        of one application).
+        """
+        service = self._catalog.service_of(app_name)
+        if service is None:
+            return None
+        key = partition_key(service, stack, template)
+        if key not in self._catalog.targets and service not in self._catalog.failed_services:
             return None
         return self.pipeline_id(key)
 
@@ -122,7 +130,7 @@ class Renderer:
                 f"template must render a YAML mapping (a pipeline), got {type(document).__name__}",
             )
         pipeline_id = self.pipeline_id(target.key)
-        assign_identities(document, pipeline_id, target.service)
+        assign_identities(document, pipeline_id, target.application)
         try:
             canonical = canonical_json(document)
         except (TypeError, ValueError) as exc:
@@ -166,7 +174,8 @@ class Renderer:
                 raise RenderError(
                     target.key,
                     SourceLocation(self.template_file(target.template)),
-                    f"pipeline_id({app_name!r}, {stack!r}, {template!r}) names no catalog target",
+                    f"pipeline_id({app_name!r}, {stack!r}, {template!r}) names no catalog target"
+                    + _service_hint(self._catalog, str(app_name)),
                 )
             return answer
 
@@ -302,6 +311,17 @@ class _Filler:
         self._spent += size
         if self._spent > 2 * MAX_OUTPUT_CHARS:
             raise self._fail(path, f"the filled-in pipeline is larger than {2 * MAX_OUTPUT_CHARS} characters")
+
+
+def _service_hint(catalog: Catalog, app_name: str) -> str:
+    """Why a service's own name may not work as pipeline_id()'s first argument."""
+    application = catalog.applications.get(app_name)
+    if application is None or application.lower() == app_name.lower():
+        return ""
+    return (
+        f"; its first argument is the Spinnaker application, and service {app_name!r} is application "
+        f"{application!r}: call pipeline_id({application!r}, ...) or pass app_name"
+    )
 
 
 @pass_context

@@ -224,6 +224,6 @@ def _identity_only(workspace: Sources, target: Target) -> dict[str, str]:
     """
     return {
         "id": workspace.renderer.pipeline_id(target.key),
-        "application": target.service,
+        "application": target.application,
         "name": f"\x00{target.key}",
     }

@@ -16,7 +16,7 @@ from pipeline_sync.front50_model import (
     mismatches,
 )
 from pipeline_sync.identity import artifact_references, expected_artifacts, legacy_expected_artifact
-from pipeline_sync.names import FORBIDDEN_PIPELINE_NAME_CHARS
+from pipeline_sync.names import FORBIDDEN_PIPELINE_NAME_CHARS, application_name_problem
 
 # Typed Front50 fields that have a stricter rule of their own below (which also says why).
 STRICTER_RULES = frozenset({"id", "name", "application", "stages", "triggers", "parameterConfig"})
@@ -83,14 +83,28 @@ def _identity_problems(pipeline: Mapping[str, Any]) -> Iterator[Found]:
         pipeline, "name", "name", advice="; Front50 and Deck find pipelines by name: set it in the template"
     )
     yield from _non_empty_string(
-        pipeline, "application", "application", advice="; the renderer sets it to the service's name"
+        pipeline, "application", "application", advice="; the renderer sets it to the service's application"
     )
+    application = pipeline.get("application")
+    if isinstance(application, str) and application:
+        yield from _application_name_problems(application)
     yield from _non_empty_string(
         pipeline, "id", "id", advice="; the renderer assigns it (or the catalog pins one): keep it"
     )
     name = pipeline.get("name")
     if isinstance(name, str):
         yield from _name_character_problems(name)
+
+
+def _application_name_problems(application: str) -> Iterator[Found]:
+    """A rendered application always passes (the catalog checked it); a restored version may not."""
+    problem = application_name_problem(application)
+    if problem:
+        yield (
+            "application",
+            f"{problem}; Front50 keys the application by its name lower-cased, so pipeline-sync "
+            "writes only names Front50 and Deck accept",
+        )
 
 
 def _name_character_problems(name: str) -> Iterator[Found]:

@@ -145,8 +145,9 @@ CHECKOUT_NAMES = (
             [{"id": "old-1", "application": "legacy", "name": "by-hand", "stages": []}],
             "legacy",
             "by-hand",
-            "the catalog has no service 'legacy' (the application is the service's name): add "
-            "catalog/services/legacy.yaml with the template that renders 'by-hand', then adopt",
+            "no catalog service has application 'legacy' (compared case-insensitively, as Front50 does): "
+            "add catalog/services/legacy.yaml (its `name`, or its `application:`, is the application) with "
+            "the template that renders 'by-hand', then adopt",
         ),
         (
             [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -488,3 +489,131 @@ def test_catalog_values_that_look_like_yaml_or_jinja_load_as_strings(
     value = "a: b # c {{ d }} {% raw %} - e &f *g !!python/object \"'"
     project = make_project(tmp_path, services={"svc": {"vars": {"x": value}}})
     assert project.load().targets["svc/dev/deploy"].context["x"] == value
+
+
+# --- application names: the Spinnaker application, mapped to a service ----------------------
+
+APPLICATION_RULE = (
+    "(letters, digits, '_', '-' and '.', starting with a letter or digit, no '..', at most 250 characters)"
+)
+
+
+def with_application(value: str) -> str:
+    """A service file whose `application:` (line 6) is value, quoted so YAML reads it back exactly."""
+    return SERVICE_HEAD + f"application: {json.dumps(value)}\nstacks:\n  dev: {{pipelines: [deploy]}}\n"
+
+
+@pytest.mark.parametrize(
+    "application", ["CHECKOUT", "checkout_api", "Checkout-API2", "a", "9lives", "app.v2", "x" * 250]
+)
+def test_application_names_spinnaker_accepts(
+    make_project: MakeProject, tmp_path: Path, application: str
+) -> None:
+    catalog = make_project(tmp_path, services={"svc": with_application(application)}).load()
+    assert catalog.errors == []
+    target = catalog.targets["svc/dev/deploy"]  # the key, file name and partition keep the service name
+    assert (target.service, target.application, target.context["app_name"]) == (
+        "svc",
+        application,
+        application,
+    )
+    assert catalog.application_of("svc") == application
+    assert catalog.service_of(application.upper()) == catalog.service_of(application.lower()) == "svc"
+
+
+@pytest.mark.parametrize(
+    ("application", "problem"),
+    [
+        ("bad/name", f"'bad/name' is not a Spinnaker application name {APPLICATION_RULE}"),
+        ("..", f"'..' is not a Spinnaker application name {APPLICATION_RULE}"),
+        ("a..b", f"'a..b' is not a Spinnaker application name {APPLICATION_RULE}"),
+        (".hidden", f"'.hidden' is not a Spinnaker application name {APPLICATION_RULE}"),
+        ("a b", f"'a b' is not a Spinnaker application name {APPLICATION_RULE}"),
+        ("", f"'' is not a Spinnaker application name {APPLICATION_RULE}"),
+        ("_checkout", f"'_checkout' is not a Spinnaker application name {APPLICATION_RULE}"),
+        ("-checkout", f"'-checkout' is not a Spinnaker application name {APPLICATION_RULE}"),
+        ("checkout\n", f"'checkout\\n' is not a Spinnaker application name {APPLICATION_RULE}"),
+        ("check\x00out", f"'check\\x00out' is not a Spinnaker application name {APPLICATION_RULE}"),
+        ("check\\out", f"'check\\\\out' is not a Spinnaker application name {APPLICATION_RULE}"),
+        ("сheckout", f"'сheckout' is not a Spinnaker application name {APPLICATION_RULE}"),  # Cyrillic с
+        ("İstanbul", f"'İstanbul' is not a Spinnaker application name {APPLICATION_RULE}"),
+        (
+            "x" * 251,
+            "application name 'xxxxxxxxxxxxxxxxxxxx...' is 251 characters long; Deck accepts at most 250",
+        ),
+    ],
+)
+def test_application_names_spinnaker_or_a_key_would_refuse(
+    make_project: MakeProject, tmp_path: Path, application: str, problem: str
+) -> None:
+    message = service_error(make_project, tmp_path, with_application(application))
+    assert message == f"catalog/services/svc.yaml:6: application: {problem}"
+
+
+def test_application_must_be_a_string(make_project: MakeProject, tmp_path: Path) -> None:
+    text = SERVICE_HEAD + "application: 42\nstacks:\n  dev: {pipelines: [deploy]}\n"
+    assert service_error(make_project, tmp_path, text) == (
+        "catalog/services/svc.yaml:6: application: Input should be a valid string"
+    )
+
+
+@pytest.mark.parametrize("line", ["", "application: null\n", "application: svc\n"])
+def test_application_defaults_to_the_service_name(
+    make_project: MakeProject, tmp_path: Path, line: str
+) -> None:
+    text = SERVICE_HEAD + line + "stacks:\n  dev: {pipelines: [deploy]}\n"
+    catalog = make_project(tmp_path, services={"svc": text}).load()
+    target = catalog.targets["svc/dev/deploy"]
+    assert (target.application, target.context["app_name"], catalog.application_of("svc")) == (
+        "svc",
+        "svc",
+        "svc",
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "first_line", "second_line"),
+    [
+        ("application: Checkout_API\n", "application: CHECKOUT_API\n", "6: application", "6: application"),
+        ("", "application: A\n", "1: name", "6: application"),  # service a's default collides
+    ],
+)
+def test_two_services_of_one_application_both_fail_naming_each_other(
+    make_project: MakeProject, tmp_path: Path, first: str, second: str, first_line: str, second_line: str
+) -> None:
+    stacks = "stacks:\n  dev: {pipelines: [deploy]}\n"
+    services = {
+        "a": SERVICE_HEAD.replace("name: svc", "name: a") + first + stacks,
+        "b": SERVICE_HEAD.replace("name: svc", "name: b") + second + stacks,
+        "c": {},
+    }
+    catalog = make_project(tmp_path, services=services).load()
+    assert sorted(catalog.targets) == ["c/dev/deploy"]
+    assert catalog.failed_services == frozenset({"a", "b"})
+    app_a, app_b = catalog.application_of("a"), catalog.application_of("b")
+    rule = (
+        "Front50 compares application names case-insensitively, so give each service its own `application:`"
+    )
+    assert [str(e) for e in catalog.errors] == [
+        f"catalog/services/a.yaml:{first_line}: service 'a' has application {app_a!r}, and so does "
+        f"catalog/services/b.yaml ({app_b!r}); {rule}",
+        f"catalog/services/b.yaml:{second_line}: service 'b' has application {app_b!r}, and so does "
+        f"catalog/services/a.yaml ({app_a!r}); {rule}",
+    ]
+    assert catalog.service_of(app_a) is None  # claimed twice: no service answers for it
+
+
+def test_a_failed_service_keeps_its_application_when_its_file_said_it(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    said = (
+        SERVICE_HEAD + "application: Checkout_API\nstacks:\n  qa: {pipelines: [deploy]}\n"
+    )  # qa: undeclared
+    unreadable = "name: other\nstacks: [\n"
+    catalog = make_project(tmp_path, services={"svc": said, "other": unreadable}).load()
+    assert catalog.failed_services == frozenset({"svc", "other"})
+    assert catalog.application_of("svc") == "Checkout_API"
+    assert catalog.service_of("checkout_api") == "svc"
+    assert catalog.application_of("other") == "other"  # never said: only the default is known
+    assert catalog.service_of("OTHER") == "other"
+    assert catalog.service_of("nobody") is None

@@ -514,6 +514,69 @@ def test_pipeline_id_of_a_service_that_failed_to_load_still_resolves(
     assert doc["triggers"][1]["pipeline"] == pipeline_id_for("other/prod/deploy")
 
 
+APPLICATION_REFERENCES = (
+    HEAD
+    + """\
+stages: []
+triggers:
+  - {type: pipeline, application: "{{ app_name }}", pipeline: "{{ pipeline_id(app_name, 'prod', 'deploy') }}"}
+  - {type: pipeline, application: x, pipeline: "{{ pipeline_id('checkout_api', 'prod', 'deploy') }}"}
+  - {type: pipeline, application: x, pipeline: "{{ pipeline_id('CHECKOUT_API', 'prod', 'deploy') }}"}
+  - {type: pipeline, application: x, pipeline: "{{ pipeline_id('Search', 'dev', 'deploy') }}"}
+"""
+)
+
+
+def application_project(make_project: MakeProject, root: Path, template: str) -> Project:
+    checkout = {
+        "application": "Checkout_API",
+        "stacks": {"dev": {"pipelines": ["deploy"]}, "prod": {"pipelines": ["deploy"]}},
+    }
+    return make_project(root, services={"checkout": checkout, "search": {}}, templates={"deploy": template})
+
+
+def test_app_name_is_the_application_and_pipeline_id_maps_it_to_the_service(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    doc = (
+        application_project(make_project, tmp_path, APPLICATION_REFERENCES)
+        .render("checkout/dev/deploy")
+        .document
+    )
+    assert doc["application"] == "Checkout_API"
+    assert doc["id"] == pipeline_id_for("checkout/dev/deploy")  # ids still come from the key
+    assert doc["triggers"][0]["application"] == "Checkout_API"
+    prod = pipeline_id_for("checkout/prod/deploy")
+    assert [t["pipeline"] for t in doc["triggers"]] == [
+        prod,
+        prod,
+        prod,
+        pipeline_id_for("search/dev/deploy"),
+    ]
+
+
+def test_pipeline_id_wants_the_application_not_the_service_name(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    template = (
+        HEAD
+        + "stages: []\ntriggers:\n  - {type: pipeline, application: x, pipeline: \"{{ pipeline_id('checkout', 'prod', 'deploy') }}\"}\n"
+    )
+    project = application_project(make_project, tmp_path, template)
+    assert render_error(project, "search/dev/deploy") == (
+        "[search/dev/deploy] templates/deploy.yaml.j2:5: pipeline_id('checkout', 'prod', 'deploy') names no "
+        "catalog target; its first argument is the Spinnaker application, and service 'checkout' is "
+        "application 'Checkout_API': call pipeline_id('Checkout_API', ...) or pass app_name"
+    )
+
+
+def test_a_template_cannot_set_another_application(make_project: MakeProject, tmp_path: Path) -> None:
+    project = application_project(
+        make_project, tmp_path, 'application: payments\nname: "d-{{ stack }}"\nstages: []\n'
+    )
+    assert project.render("checkout/prod/deploy").document["application"] == "Checkout_API"
+
+
 # --- the seed's template and the example catalog ----------------------------------------------
 
 

@@ -81,7 +81,7 @@ DECK = "which Deck forbids in pipeline names (\\ ^ / ? % #); use '-' instead"
         (
             pipeline(application=None),
             "application",
-            "application must be a non-empty string, got null; the renderer sets it to the service's name",
+            "application must be a non-empty string, got null; the renderer sets it to the service's application",
         ),
         (
             pipeline(id=7),

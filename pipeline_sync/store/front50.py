@@ -6,6 +6,9 @@ import json
 import time
 from typing import Any
 
+from pipeline_sync.errors import StoreError
+from pipeline_sync.names import application_name_problem
+
 WRITER = "pipeline-sync"
 
 
@@ -40,8 +43,22 @@ def read_change_marker(body: bytes | None) -> int | None:
         return 0  # Front50 reads anything else as 0
 
 
+class ApplicationNameError(StoreError):
+    """An application object was not created: its name is not one Front50 and Deck accept."""
+
+
 def application_document(application: str, email: str | None) -> dict[str, Any]:
-    """The smallest application object Front50 loads (it upper-cases the name)."""
+    """The smallest application object Front50 loads: `name` upper-cased, as Front50's
+    Application.getName() gives it (its id, and a store's key, is the name lower-cased).
+
+    Refuses a name the catalog could not hold: it becomes a key, and must never leave its prefix.
+    """
+    problem = application_name_problem(application)
+    if problem:
+        raise ApplicationNameError(
+            f"the application object for {application!r} was not created: {problem}; "
+            "set the service's `application:` to a name Front50 and Deck accept"
+        )
     stamp = str(now_ms())
     return {
         "name": application.upper(),
