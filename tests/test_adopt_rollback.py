@@ -42,11 +42,6 @@ def cli(project: Path, *args: str) -> Result:
     return CliRunner().invoke(main, [*catalog, *args])
 
 
-@pytest.fixture
-def bucket_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PIPELINE_SYNC_BUCKET", BUCKET)
-
-
 def apply_keys(project: Path, store: S3Store, keys: list[str] | None = None) -> list[str]:
     ws = workspace_of(project)
     plan = engine.plan(ws, store, Selection.of(keys or sorted(ws.catalog.targets)))

@@ -229,6 +229,10 @@ def test_prune_defaults_and_service_override(make_project: MakeProject, tmp_path
             "rename it",
         ),
         (
+            "vars: {app_name: x}\nstacks:\n  dev: {pipelines: [deploy]}\n",
+            "catalog/services/svc.yaml:6: vars: variable 'app_name' shadows a name the template context defines",
+        ),
+        (
             "stacks:\n  dev:\n    pipelines: [deploy]\n    vars: {app_name: x}\n",
             "catalog/services/svc.yaml:9: stacks.dev.vars: variable 'app_name' shadows a name",
         ),
@@ -339,8 +343,10 @@ def test_dns_label_of_63_characters_is_fine(make_project: MakeProject, tmp_path:
     [
         ("Prod", "stacks.Prod"),
         ("pr..od", 'stacks["pr..od"]'),
+        ("..", 'stacks[".."]'),
         ("pr/od", 'stacks["pr/od"]'),
         ("prоd", 'stacks["prоd"]'),  # Cyrillic о looks like prod; the quotes give it away
+        ("ргоd", 'stacks["ргоd"]'),  # Cyrillic р, г and о
         ("dev\n", 'stacks["dev\\n"]'),
         ("p" * 64, "stacks." + "p" * 64),
     ],

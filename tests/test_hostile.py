@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, MakeProject
 from guards import deadline, memory_cap
-from s3support import PROJECT, object_keys, service_yaml, workspace_of, write_project
+from s3support import PROJECT, object_keys, workspace_of
 
 from pipeline_sync import engine
 from pipeline_sync.identity import pipeline_id_for
@@ -130,13 +131,15 @@ def test_injected_values_are_inert_and_the_pipeline_intact(
     assert "new_key" not in live.document and "new_key" not in git_trigger
 
 
-def test_two_targets_with_one_name_are_both_refused(tmp_path: Path, store: S3Store) -> None:
-    stacks = "  dev: {pipelines: [a, b]}\n"
-    root = write_project(
+def test_two_targets_with_one_name_are_both_refused(
+    make_project: MakeProject, tmp_path: Path, store: S3Store
+) -> None:
+    root = make_project(
         tmp_path,
-        services={"svc": service_yaml(stacks=stacks)},
+        defaults=DEPLOY_DEFAULTS,
+        services={"svc": {"stacks": {"dev": {"pipelines": ["a", "b"]}}}},
         templates={"a": "name: Same\nstages: []\n", "b": "name: same\nstages: []\n"},
-    )
+    ).root
     plan, text = plan_of(root, store)
     assert (
         plan.entries["svc/dev/a"].status is Status.INVALID
@@ -146,13 +149,17 @@ def test_two_targets_with_one_name_are_both_refused(tmp_path: Path, store: S3Sto
     assert "{{ stack }}" in text
 
 
-def test_pinned_id_used_by_another_target_is_refused(tmp_path: Path, store: S3Store) -> None:
+def test_pinned_id_used_by_another_target_is_refused(
+    make_project: MakeProject, tmp_path: Path, store: S3Store
+) -> None:
     taken = pipeline_id_for("svc/dev/deploy")
-    stacks = f"  dev:\n    pipelines: [deploy]\n    ids: {{deploy: {taken}}}\n"
-    root = write_project(
+    stacks = {"dev": {"pipelines": ["deploy"], "ids": {"deploy": taken}}}
+    root = make_project(
         tmp_path,
-        services={"svc": service_yaml(), "other": service_yaml(name="other", stacks=stacks)},
-    )
+        defaults=DEPLOY_DEFAULTS,
+        services={"svc": {}, "other": {"stacks": stacks}},
+        templates={"deploy": DEPLOY_TEMPLATE},
+    ).root
     plan, _ = plan_of(root, store)
     for key, other in (("svc/dev/deploy", "other/dev/deploy"), ("other/dev/deploy", "svc/dev/deploy")):
         assert plan.entries[key].status is Status.INVALID

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from s3support import MINIMAL_TEMPLATE, service_yaml, workspace_of, write_project
+from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, MakeProject
+from s3support import workspace_of
 
 from pipeline_sync import render_cache
 from pipeline_sync.catalog import Target
@@ -190,46 +191,50 @@ triggers:
 
 
 def test_adding_a_target_invalidates_exactly_the_renders_that_reference_it(
-    tmp_path: Path, cache_file: Path, rendered_keys: list[str]
+    make_project: MakeProject, tmp_path: Path, cache_file: Path, rendered_keys: list[str]
 ) -> None:
     # "up" fails to load, so pipeline_id() answers its derived id without it being a target.
-    root = write_project(
+    project = make_project(
         tmp_path / "p",
+        defaults=DEPLOY_DEFAULTS,
         services={
-            "svc": service_yaml("svc", "  dev: {pipelines: [deploy, promote]}\n", "vars: {upstream: up}\n"),
-            "other": service_yaml("other"),
+            "svc": {"vars": {"upstream": "up"}, "stacks": {"dev": {"pipelines": ["deploy", "promote"]}}},
+            "other": {},
             "up": "name: up\nbroken: [\n",
         },
-        templates={"deploy": MINIMAL_TEMPLATE, "promote": PROMOTE},
+        templates={"deploy": DEPLOY_TEMPLATE, "promote": PROMOTE},
     )
+    root = project.root
     assert rerendered(root, rendered_keys) == {"svc/dev/deploy", "svc/dev/promote", "other/dev/deploy"}
     derived = render_all(workspace_of(root))["svc/dev/promote"]
     assert derived.rendered is not None and derived.valid
-    services = root / "catalog" / "services"
     # up becomes a target, its id pinned: only the render that asked for it changes
-    (services / "up.yaml").write_text(
-        service_yaml("up", "  dev:\n    pipelines: [deploy]\n    ids: {deploy: up-pinned}\n")
+    project.write_service(
+        "up", {"stacks": {"dev": {"pipelines": ["deploy"], "ids": {"deploy": "up-pinned"}}}}
     )
     assert rerendered(root, rendered_keys) == {"svc/dev/promote", "up/dev/deploy"}
     promote = render_all(workspace_of(root))["svc/dev/promote"]
     assert promote.rendered is not None
     assert promote.rendered.document["triggers"][0]["pipeline"] == "up-pinned"
     # a new target nobody references invalidates nothing but itself
-    (services / "new.yaml").write_text(service_yaml("new"))
+    project.write_service("new", {})
     assert rerendered(root, rendered_keys) == {"new/dev/deploy"}
     # and when a reference's answer is unchanged, the stored render is the render
-    (services / "up.yaml").write_text(service_yaml("up"))
+    project.write_service("up", {})
     rerendered(root, rendered_keys)
     fresh = Sources.load(root / "catalog", root / "templates", render_cache=RenderCache.in_memory())
     assert canonical_of(render_all(workspace_of(root))) == canonical_of(render_all(fresh))
 
 
-def test_render_errors_are_not_cached(tmp_path: Path, cache_file: Path, rendered_keys: list[str]) -> None:
-    root = write_project(
+def test_render_errors_are_not_cached(
+    make_project: MakeProject, tmp_path: Path, cache_file: Path, rendered_keys: list[str]
+) -> None:
+    root = make_project(
         tmp_path / "p",
-        services={"svc": service_yaml("svc", "  dev: {pipelines: [deploy]}\n", "vars: {upstream: up}\n")},
+        defaults=DEPLOY_DEFAULTS,
+        services={"svc": {"vars": {"upstream": "up"}}},
         templates={"deploy": PROMOTE},
-    )
+    ).root
     for _ in range(2):
         assert rerendered(root, rendered_keys) == {"svc/dev/deploy"}
     outcome = render_all(workspace_of(root))["svc/dev/deploy"]
@@ -262,22 +267,28 @@ def test_validation_problems_and_fleet_checks_survive_a_warm_cache(
 
 @pytest.mark.parametrize("line", ['note: "{{ [1, 2, 3] | random }}"', 'note: "{{ lipsum(1) }}"'])
 def test_nondeterministic_templates_are_never_cached(
-    tmp_path: Path, cache_file: Path, rendered_keys: list[str], line: str
+    make_project: MakeProject, tmp_path: Path, cache_file: Path, rendered_keys: list[str], line: str
 ) -> None:
-    template = MINIMAL_TEMPLATE + line + "\n"
-    root = write_project(tmp_path / "p", templates={"deploy": template})
+    template = DEPLOY_TEMPLATE + line + "\n"
+    root = make_project(tmp_path / "p", defaults=DEPLOY_DEFAULTS, templates={"deploy": template}).root
     for _ in range(2):
         assert rerendered(root, rendered_keys) == {"svc/dev/deploy"}
 
 
 def test_contexts_that_are_not_plain_json_are_never_cached(
-    tmp_path: Path, cache_file: Path, rendered_keys: list[str]
+    make_project: MakeProject, tmp_path: Path, cache_file: Path, rendered_keys: list[str]
 ) -> None:
     assert context_fingerprint({"when": __import__("datetime").date(2024, 1, 1)}) is None
     assert context_fingerprint({"pair": (1, 2)}) is None
     assert context_fingerprint({"m": {1: "x"}}) is None
     assert context_fingerprint({"x": float("nan")}) is None
-    root = write_project(tmp_path / "p", services={"svc": service_yaml(extra="vars: {when: 2024-01-01}\n")})
+    service = "name: svc\nproduct: p\nteam: t\nnamespace: n\ngit_repo: g\nvars: {when: 2024-01-01}\n"
+    root = make_project(
+        tmp_path / "p",
+        defaults=DEPLOY_DEFAULTS,
+        services={"svc": service + "stacks:\n  dev: {pipelines: [deploy]}\n"},
+        templates={"deploy": DEPLOY_TEMPLATE},
+    ).root
     for _ in range(2):
         assert rerendered(root, rendered_keys) == {"svc/dev/deploy"}
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from s3support import BUCKET, object_keys, service_yaml, workspace_of, write_project
+from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, MakeProject
+from s3support import BUCKET, object_keys, workspace_of
 
 from pipeline_sync import engine
 from pipeline_sync.cli import main
@@ -28,11 +29,6 @@ from pipeline_sync.status import Status
 from pipeline_sync.store.s3 import S3Settings, S3Store
 
 KEY = "checkout/prod/deploy"
-
-
-@pytest.fixture
-def bucket_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PIPELINE_SYNC_BUCKET", BUCKET)
 
 
 def cli(project: Path, *args: str) -> Result:
@@ -151,14 +147,22 @@ def test_a_hand_written_marker_on_another_teams_pipeline_claims_nothing(
     assert json.loads(body_of(store, "billing-deploy")) == forged
 
 
-def test_pipelines_of_another_catalog_are_managed_elsewhere(store: S3Store, tmp_path: Path) -> None:
+def test_pipelines_of_another_catalog_are_managed_elsewhere(
+    make_project: MakeProject, store: S3Store, tmp_path: Path
+) -> None:
     defaults = "prune: true\ncatalog: {id: %s}\nvars: {description: x}\nstacks:\n  dev: {approval: auto}\n"
-    team_b = write_project(
-        tmp_path / "b", defaults=defaults % "team-b", services={"beta": service_yaml("beta")}
-    )
-    team_a = write_project(
-        tmp_path / "a", defaults=defaults % "team-a", services={"alpha": service_yaml("alpha")}
-    )
+    team_b = make_project(
+        tmp_path / "b",
+        defaults=defaults % "team-b",
+        services={"beta": {}},
+        templates={"deploy": DEPLOY_TEMPLATE},
+    ).root
+    team_a = make_project(
+        tmp_path / "a",
+        defaults=defaults % "team-a",
+        services={"alpha": {}},
+        templates={"deploy": DEPLOY_TEMPLATE},
+    ).root
     apply_everything(team_b, store)
     beta_body = body_of(store, pipeline_id_for("beta/dev/deploy"))
     assert json.loads(beta_body)[MARKER_FIELD]["catalog"] == "team-b"
@@ -167,11 +171,12 @@ def test_pipelines_of_another_catalog_are_managed_elsewhere(store: S3Store, tmp_
     apply_everything(team_a, store)
     assert body_of(store, pipeline_id_for("beta/dev/deploy")) == beta_body
     # a catalog that takes an id for the first time still owns what it wrote without one
-    unnamed = write_project(
+    unnamed = make_project(
         tmp_path / "c",
         defaults=defaults.replace("catalog: {id: %s}\n", ""),
-        services={"gamma": service_yaml("gamma")},
-    )
+        services={"gamma": {}},
+        templates={"deploy": DEPLOY_TEMPLATE},
+    ).root
     apply_everything(unnamed, store)
     set_defaults(unnamed, "prune: true\n", "prune: true\ncatalog: {id: team-c}\n")
     assert engine.plan(workspace_of(unnamed), store).entries["gamma/dev/deploy"].status is Status.CONFLICT
@@ -179,10 +184,15 @@ def test_pipelines_of_another_catalog_are_managed_elsewhere(store: S3Store, tmp_
     assert engine.plan(workspace_of(unnamed), store).entries["gamma/dev/deploy"].status is Status.IN_SYNC
 
 
-def test_the_same_key_owned_by_another_catalog_is_a_conflict(store: S3Store, tmp_path: Path) -> None:
+def test_the_same_key_owned_by_another_catalog_is_a_conflict(
+    make_project: MakeProject, store: S3Store, tmp_path: Path
+) -> None:
     defaults = "catalog: {id: %s}\nvars: {description: x}\nstacks:\n  dev: {approval: auto}\n"
-    apply_everything(write_project(tmp_path / "b", defaults=defaults % "team-b"), store)
-    team_a = write_project(tmp_path / "a", defaults=defaults % "team-a")
+    templates = {"deploy": DEPLOY_TEMPLATE}
+    apply_everything(
+        make_project(tmp_path / "b", defaults=defaults % "team-b", templates=templates).root, store
+    )
+    team_a = make_project(tmp_path / "a", defaults=defaults % "team-a", templates=templates).root
     entry = engine.plan(workspace_of(team_a), store).entries["svc/dev/deploy"]
     assert entry.status is Status.CONFLICT and "names catalog 'team-b'" in entry.messages[0]
 
@@ -193,11 +203,16 @@ BILLING = {"id": "billing-prod", "application": "billing", "name": "deploy-dev",
 
 
 def test_a_pin_on_an_auto_stack_never_takes_over_another_applications_pipeline(
-    store: S3Store, tmp_path: Path
+    make_project: MakeProject, store: S3Store, tmp_path: Path
 ) -> None:
     put_raw(store, "billing-prod", BILLING)
-    stacks = "  dev: {pipelines: [deploy], ids: {deploy: billing-prod}}\n"
-    project = write_project(tmp_path / "p", services={"svc": service_yaml(stacks=stacks)})
+    stacks = {"dev": {"pipelines": ["deploy"], "ids": {"deploy": "billing-prod"}}}
+    project = make_project(
+        tmp_path / "p",
+        defaults=DEPLOY_DEFAULTS,
+        services={"svc": {"stacks": stacks}},
+        templates={"deploy": DEPLOY_TEMPLATE},
+    ).root
     entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
     assert entry.status is Status.CONFLICT and not entry.policy_approvable
     assert "belongs to application 'billing', not 'svc'" in entry.messages[0]
@@ -209,10 +224,17 @@ def test_a_pin_on_an_auto_stack_never_takes_over_another_applications_pipeline(
     assert json.loads(body_of(store, "billing-prod")) == BILLING
 
 
-def test_policy_never_approves_an_adoption_but_a_person_may(store: S3Store, tmp_path: Path) -> None:
+def test_policy_never_approves_an_adoption_but_a_person_may(
+    make_project: MakeProject, store: S3Store, tmp_path: Path
+) -> None:
     put_raw(store, "legacy-svc", {**BILLING, "id": "legacy-svc", "application": "svc"})
-    stacks = "  dev: {pipelines: [deploy], ids: {deploy: legacy-svc}}\n"
-    project = write_project(tmp_path / "p", services={"svc": service_yaml(stacks=stacks)})
+    stacks = {"dev": {"pipelines": ["deploy"], "ids": {"deploy": "legacy-svc"}}}
+    project = make_project(
+        tmp_path / "p",
+        defaults=DEPLOY_DEFAULTS,
+        services={"svc": {"stacks": stacks}},
+        templates={"deploy": DEPLOY_TEMPLATE},
+    ).root
     entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
     assert entry.status is Status.UPDATE and entry.adopt and entry.approval == "auto"
     assert not entry.policy_approvable
@@ -232,9 +254,11 @@ def test_policy_never_approves_an_adoption_but_a_person_may(store: S3Store, tmp_
 
 
 def test_a_tampered_render_cache_changes_the_plan_but_never_what_is_written(
-    store: S3Store, tmp_path: Path
+    make_project: MakeProject, store: S3Store, tmp_path: Path
 ) -> None:
-    project = write_project(tmp_path / "p")
+    project = make_project(
+        tmp_path / "p", defaults=DEPLOY_DEFAULTS, templates={"deploy": DEPLOY_TEMPLATE}
+    ).root
     apply_everything(project, store)
     written = body_of(store, pipeline_id_for("svc/dev/deploy"))
     assert engine.plan(workspace_of(project), store).counts() == {"in-sync": 1}
@@ -257,9 +281,11 @@ def test_a_tampered_render_cache_changes_the_plan_but_never_what_is_written(
 
 
 def test_a_tampered_content_cache_never_overwrites_an_unmanaged_pipeline(
-    store: S3Store, tmp_path: Path
+    make_project: MakeProject, store: S3Store, tmp_path: Path
 ) -> None:
-    project = write_project(tmp_path / "p")
+    project = make_project(
+        tmp_path / "p", defaults=DEPLOY_DEFAULTS, templates={"deploy": DEPLOY_TEMPLATE}
+    ).root
     pipeline_id = pipeline_id_for("svc/dev/deploy")
     squatter = {"id": pipeline_id, "application": "svc", "name": "someone-elses", "stages": []}
     put_raw(store, pipeline_id, squatter)
@@ -338,9 +364,11 @@ def test_a_tampered_rollback_entry_is_validated_before_it_is_written(
 
 
 def test_a_rerun_after_a_crash_bumps_the_markers_an_earlier_write_left_unbumped(
-    store: S3Store, tmp_path: Path
+    make_project: MakeProject, store: S3Store, tmp_path: Path
 ) -> None:
-    project = write_project(tmp_path / "p")
+    project = make_project(
+        tmp_path / "p", defaults=DEPLOY_DEFAULTS, templates={"deploy": DEPLOY_TEMPLATE}
+    ).root
     key = "svc/dev/deploy"
     entry = engine.plan(workspace_of(project), store).entries[key]
 
@@ -366,8 +394,12 @@ def test_a_rerun_after_a_crash_bumps_the_markers_an_earlier_write_left_unbumped(
         assert isinstance(marker["lastModified"], int)
 
 
-def test_the_change_marker_moves_past_a_value_ahead_of_this_clock(store: S3Store, tmp_path: Path) -> None:
-    project = write_project(tmp_path / "p")
+def test_the_change_marker_moves_past_a_value_ahead_of_this_clock(
+    make_project: MakeProject, store: S3Store, tmp_path: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p", defaults=DEPLOY_DEFAULTS, templates={"deploy": DEPLOY_TEMPLATE}
+    ).root
     ahead = int(time.time() * 1000) + 3_600_000
     store.client.put_object(
         Bucket=BUCKET, Key="front50/pipelines/last-modified.json", Body=json.dumps({"lastModified": ahead})
