@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from s3support import BUCKET, MINIMAL_DEFAULTS, object_keys, service_yaml, workspace_of, write_project
+from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, MakeProject
+from s3support import BUCKET, object_keys, workspace_of
 
 from pipeline_sync import engine
 from pipeline_sync.adopt import adopt
@@ -24,12 +25,7 @@ from pipeline_sync.validate import validate_pipeline
 KEY = "checkout/prod/deploy"
 DEV = "checkout/dev/deploy"
 STACKS = "  dev: {pipelines: [deploy]}\n  prod: {pipelines: [deploy]}\n"
-PRUNING = "prune: true\n" + MINIMAL_DEFAULTS
-
-
-@pytest.fixture
-def bucket_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PIPELINE_SYNC_BUCKET", BUCKET)
+PRUNING = "prune: true\n" + DEPLOY_DEFAULTS
 
 
 def cli(project: Path, *args: str) -> Result:
@@ -37,14 +33,26 @@ def cli(project: Path, *args: str) -> Result:
     return CliRunner().invoke(main, [*options, *args])
 
 
+def service_text(name: str, stacks: str = "  dev: {pipelines: [deploy]}\n", extra: str = "") -> str:
+    return f"name: {name}\nproduct: prod-x\nteam: team-x\nnamespace: ns-x\ngit_repo: repo-x\n{extra}stacks:\n{stacks}"
+
+
 def checkout(application: str | None, stacks: str = STACKS) -> str:
     extra = f"application: {application}\n" if application is not None else ""
-    return service_yaml("checkout", stacks=stacks, extra=extra)
+    return service_text("checkout", stacks=stacks, extra=extra)
 
 
-def small_project(root: Path, application: str | None, *, defaults: str = MINIMAL_DEFAULTS) -> Path:
-    services = {"checkout": checkout(application), "search": service_yaml("search")}
-    return write_project(root, defaults=defaults, services=services)
+def small_project(
+    make_project: MakeProject,
+    root: Path,
+    application: str | None,
+    *,
+    defaults: str = DEPLOY_DEFAULTS,
+) -> Path:
+    services = {"checkout": checkout(application), "search": service_text("search")}
+    return make_project(
+        root, defaults=defaults, services=services, templates={"deploy": DEPLOY_TEMPLATE}
+    ).root
 
 
 def apply_all(project: Path, store: S3Store) -> dict[str, Status]:
@@ -105,9 +113,9 @@ def test_plan_apply_and_replan_with_an_application_name(
     assert set(statuses(project, store).values()) == {Status.IN_SYNC}
 
 
-def test_existing_catalogs_render_byte_identically(tmp_path: Path) -> None:
-    implicit = workspace_of(small_project(tmp_path / "implicit", None))
-    explicit = workspace_of(small_project(tmp_path / "explicit", "checkout"))
+def test_existing_catalogs_render_byte_identically(make_project: MakeProject, tmp_path: Path) -> None:
+    implicit = workspace_of(small_project(make_project, tmp_path / "implicit", None))
+    explicit = workspace_of(small_project(make_project, tmp_path / "explicit", "checkout"))
     for ws in (implicit, explicit):
         assert ws.catalog.targets[KEY].application == "checkout"
     assert (
@@ -146,17 +154,17 @@ def test_existing_catalogs_render_byte_identically(tmp_path: Path) -> None:
     ],
 )
 def test_ownership_compares_the_application_case_insensitively(
-    tmp_path: Path, live_application: str | None, owner: Owner, reason: str
+    make_project: MakeProject, tmp_path: Path, live_application: str | None, owner: Owner, reason: str
 ) -> None:
-    catalog = workspace_of(small_project(tmp_path, "checkout_api")).catalog
+    catalog = workspace_of(small_project(make_project, tmp_path, "checkout_api")).catalog
     found = ownership(catalog, pipeline_id_for(KEY), live_application, {"key": KEY})
     assert (found.owner, found.reason) == (owner, reason)
 
 
 def test_a_pipeline_we_wrote_stays_ours_when_its_application_is_upper_cased(
-    store: S3Store, tmp_path: Path
+    make_project: MakeProject, store: S3Store, tmp_path: Path
 ) -> None:
-    project = small_project(tmp_path, "checkout_api")
+    project = small_project(make_project, tmp_path, "checkout_api")
     apply_all(project, store)
     assert live_body(store, KEY)["application"] == "checkout_api"
     put_body(store, KEY, {**live_body(store, KEY), "application": "CHECKOUT_API"})
@@ -168,8 +176,10 @@ def test_a_pipeline_we_wrote_stays_ours_when_its_application_is_upper_cased(
     assert live_body(store, KEY)["application"] == "checkout_api"
 
 
-def test_a_pipeline_at_our_id_in_another_application_is_never_touched(store: S3Store, tmp_path: Path) -> None:
-    project = small_project(tmp_path, "Checkout_API")
+def test_a_pipeline_at_our_id_in_another_application_is_never_touched(
+    make_project: MakeProject, store: S3Store, tmp_path: Path
+) -> None:
+    project = small_project(make_project, tmp_path, "Checkout_API")
     apply_all(project, store)
     moved = {**live_body(store, KEY), "application": "payments"}
     put_body(store, KEY, moved)
@@ -181,9 +191,11 @@ def test_a_pipeline_at_our_id_in_another_application_is_never_touched(store: S3S
     assert live_body(store, KEY) == moved
 
 
-def test_changing_only_the_case_of_the_application_is_an_update(store: S3Store, tmp_path: Path) -> None:
-    apply_all(small_project(tmp_path / "before", "Checkout_API"), store)
-    after = small_project(tmp_path / "after", "CHECKOUT_api")
+def test_changing_only_the_case_of_the_application_is_an_update(
+    make_project: MakeProject, store: S3Store, tmp_path: Path
+) -> None:
+    apply_all(small_project(make_project, tmp_path / "before", "Checkout_API"), store)
+    after = small_project(make_project, tmp_path / "after", "CHECKOUT_api")
     assert statuses(after, store)[KEY] is Status.UPDATE  # the render cache is keyed by the application too
     apply_all(after, store)
     assert live_body(store, KEY)["application"] == "CHECKOUT_api"
@@ -192,9 +204,11 @@ def test_changing_only_the_case_of_the_application_is_an_update(store: S3Store, 
     ]
 
 
-def test_changing_the_application_never_moves_a_pipeline(store: S3Store, tmp_path: Path) -> None:
-    apply_all(small_project(tmp_path / "before", "Checkout_API"), store)
-    after = small_project(tmp_path / "after", "shop-checkout")
+def test_changing_the_application_never_moves_a_pipeline(
+    make_project: MakeProject, store: S3Store, tmp_path: Path
+) -> None:
+    apply_all(small_project(make_project, tmp_path / "before", "Checkout_API"), store)
+    after = small_project(make_project, tmp_path / "after", "shop-checkout")
     entry = engine.plan(workspace_of(after), store).entries[KEY]
     assert entry.status is Status.CONFLICT
     assert (
@@ -205,9 +219,9 @@ def test_changing_the_application_never_moves_a_pipeline(store: S3Store, tmp_pat
 
 
 def test_a_leftover_of_a_removed_service_is_proven_only_in_the_default_application(
-    store: S3Store, tmp_path: Path
+    make_project: MakeProject, store: S3Store, tmp_path: Path
 ) -> None:
-    project = small_project(tmp_path, "Checkout_API", defaults=PRUNING)
+    project = small_project(make_project, tmp_path, "Checkout_API", defaults=PRUNING)
     apply_all(project, store)
     service_file = project / "catalog" / "services" / "checkout.yaml"
     service_file.unlink()
@@ -231,9 +245,9 @@ def test_a_leftover_of_a_removed_service_is_proven_only_in_the_default_applicati
     ],
 )
 def test_a_broken_service_file_never_deletes_its_pipelines(
-    store: S3Store, tmp_path: Path, broken: str, known: bool
+    make_project: MakeProject, store: S3Store, tmp_path: Path, broken: str, known: bool
 ) -> None:
-    project = small_project(tmp_path, "Checkout_API", defaults=PRUNING)
+    project = small_project(make_project, tmp_path, "Checkout_API", defaults=PRUNING)
     apply_all(project, store)
     (project / "catalog" / "services" / "checkout.yaml").write_text(broken)
     plan = engine.plan(workspace_of(project), store)
@@ -246,8 +260,10 @@ def test_a_broken_service_file_never_deletes_its_pipelines(
         assert len([w for w in plan.warnings if "only its name is proven" in w]) == 2
 
 
-def test_a_leftover_in_the_default_application_is_still_pruned(store: S3Store, tmp_path: Path) -> None:
-    project = small_project(tmp_path, None, defaults=PRUNING)
+def test_a_leftover_in_the_default_application_is_still_pruned(
+    make_project: MakeProject, store: S3Store, tmp_path: Path
+) -> None:
+    project = small_project(make_project, tmp_path, None, defaults=PRUNING)
     apply_all(project, store)
     (project / "catalog" / "services" / "checkout.yaml").unlink()
     entries = engine.plan(workspace_of(project), store).entries
@@ -259,8 +275,10 @@ def test_a_leftover_in_the_default_application_is_still_pruned(store: S3Store, t
 LEGACY = {"id": "legacy-checkout", "name": "DEPLOY-prod", "stages": [{"refId": "1", "type": "wait"}]}
 
 
-def test_adopt_finds_the_target_by_its_application(store: S3Store, tmp_path: Path) -> None:
-    project = small_project(tmp_path, "Checkout_API")
+def test_adopt_finds_the_target_by_its_application(
+    make_project: MakeProject, store: S3Store, tmp_path: Path
+) -> None:
+    project = small_project(make_project, tmp_path, "Checkout_API")
     store.put_pipeline(
         "legacy-checkout", json.dumps({**LEGACY, "application": "CHECKOUT_API"}).encode(), if_match=None
     )
@@ -271,13 +289,18 @@ def test_adopt_finds_the_target_by_its_application(store: S3Store, tmp_path: Pat
 
 
 def test_a_pin_adopts_only_in_the_targets_application_not_the_service_name(
-    store: S3Store, tmp_path: Path
+    make_project: MakeProject, store: S3Store, tmp_path: Path
 ) -> None:
     store.put_pipeline(
         "legacy-checkout", json.dumps({**LEGACY, "application": "checkout"}).encode(), if_match=None
     )
     stacks = "  prod: {pipelines: [deploy], ids: {deploy: legacy-checkout}}\n"
-    project = write_project(tmp_path, services={"checkout": checkout("Checkout_API", stacks=stacks)})
+    project = make_project(
+        tmp_path,
+        defaults=DEPLOY_DEFAULTS,
+        services={"checkout": checkout("Checkout_API", stacks=stacks)},
+        templates={"deploy": DEPLOY_TEMPLATE},
+    ).root
     entry = engine.plan(workspace_of(project), store).entries[KEY]
     assert entry.status is Status.CONFLICT
     assert "belongs to application 'checkout', not 'Checkout_API'" in entry.messages[0]
