@@ -15,6 +15,7 @@ from pipeline_sync.engine import ApplyResult, Selection
 from pipeline_sync.errors import PipelineSyncError
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
 from pipeline_sync.rendering import Sources, render_all, select_keys
+from pipeline_sync.report import cluster_lines, elsewhere_line
 from pipeline_sync.rollback import apply_rollback, describe_versions, plan_rollback
 from pipeline_sync.safefiles import UnsafeFileError, write_text_file
 from pipeline_sync.status import Status
@@ -209,10 +210,11 @@ def _print_plan(the_plan: Plan) -> None:
     deletes = [k for k, e in the_plan.entries.items() if e.status is Status.DELETE]
     if deletes:
         echo(f"Deletes ({len(deletes)}): " + ", ".join(printable_line(k) for k in deletes))
-    for cluster in summary["clusters"]:
-        if cluster["count"] > 1:
-            stacks = ", ".join(f"{s}: {n}" for s, n in cluster["stacks"].items())
-            echo(f"  the same change in {cluster['count']} pipelines ({stacks}), e.g. {cluster['example']}")
+    for line in cluster_lines(summary):
+        echo(f"  {line}")
+    elsewhere = elsewhere_line(the_plan)
+    if elsewhere:
+        echo(elsewhere.capitalize())
 
 
 @main.command()

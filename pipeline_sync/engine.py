@@ -128,7 +128,8 @@ def fresh_plan(workspace: Sources, store: Store, keys: Iterable[str]) -> Plan:
     from its real body. Other live summaries (for name collisions) may come from the cache."""
     selection = Selection.of(keys)
     catalog = workspace.catalog
-    live = dict(store.read_live())
+    with gc_paused():  # the store reads may cache, parse and summarise thousands of objects
+        live = dict(store.read_live())
     replaced = {catalog.pipeline_id(k).lower() for k in selection.keys or () if k in catalog.targets}
     replaced |= {
         obj.pipeline_id.lower()

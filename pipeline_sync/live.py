@@ -11,16 +11,15 @@ reported and left alone, never parsed into a crash.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from pipeline_sync import canonical, nesting, provenance
 from pipeline_sync.errors import StoreError
+from pipeline_sync.fingerprint import code_fingerprint
 from pipeline_sync.nesting import MAX_ROOM, nesting_depth, recursion_room
 from pipeline_sync.provenance import content_digest, marker_of
 
@@ -35,13 +34,12 @@ DEFAULT_MAX_BODY_BYTES = 16 * MIB
 
 def _fingerprint() -> str:
     """What a stored summary was computed by: this format and the source of the code computing it."""
-    digest = hashlib.sha256(f"live summary {SUMMARY_FORMAT}".encode())
-    for module in (canonical, nesting, provenance, sys.modules[__name__]):
-        try:
-            digest.update(Path(str(module.__file__)).read_bytes())
-        except (OSError, TypeError):
-            digest.update(b"unreadable")  # still one fixed value per version; the format guards it
-    return digest.hexdigest()
+    modules = (canonical, nesting, provenance, sys.modules[__name__])
+    found = code_fingerprint(
+        [f"live summary {SUMMARY_FORMAT}"], [getattr(m, "__file__", None) for m in modules]
+    )
+    # An unreadable source still gives one fixed value per version: the format number guards it.
+    return found or f"live summary {SUMMARY_FORMAT}, unreadable source"
 
 
 SUMMARY_FINGERPRINT = _fingerprint()

@@ -148,7 +148,7 @@ def test_a_hand_written_marker_on_another_teams_pipeline_claims_nothing(
 
 
 def test_pipelines_of_another_catalog_are_managed_elsewhere(
-    make_project: MakeProject, store: S3Store, tmp_path: Path
+    make_project: MakeProject, store: S3Store, tmp_path: Path, bucket_env: None
 ) -> None:
     defaults = "prune: true\ncatalog: {id: %s}\nvars: {description: x}\nstacks:\n  dev: {approval: auto}\n"
     team_b = make_project(
@@ -168,6 +168,7 @@ def test_pipelines_of_another_catalog_are_managed_elsewhere(
     assert json.loads(beta_body)[MARKER_FIELD]["catalog"] == "team-b"
     plan = engine.plan(workspace_of(team_a), store)
     assert set(plan.entries) == {"alpha/dev/deploy"} and plan.elsewhere == {"team-b": 1}
+    assert "Managed elsewhere (left alone): 1 by team-b" in cli(team_a, "plan").output
     apply_everything(team_a, store)
     assert body_of(store, pipeline_id_for("beta/dev/deploy")) == beta_body
     # a catalog that takes an id for the first time still owns what it wrote without one

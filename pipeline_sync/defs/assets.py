@@ -11,7 +11,7 @@ from pipeline_sync.engine import Selection
 from pipeline_sync.names import is_partition_key
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary, plan_digest
 from pipeline_sync.rendering import render_all
-from pipeline_sync.report import diff_markdown, display_status, entry_summary
+from pipeline_sync.report import diff_markdown, display_status, entry_summary, fleet_markdown
 from pipeline_sync.status import Status
 
 from .approvals import (
@@ -302,7 +302,7 @@ def fleet_plan(
         [k for k, e in plan.entries.items() if e.status in {Status.ORPHAN, Status.DELETE, Status.UNKNOWN}],
     )
     summary = fleet_summary(plan)
-    text = summary_markdown(summary, plan, len(changed))
+    text = fleet_markdown(summary, plan, len(changed))
     context.log.info(text)
     return dg.MaterializeResult(
         metadata={
@@ -348,28 +348,3 @@ def _partition_events(
                 "adopt": entry.adopt,
             },
         )
-
-
-def summary_markdown(summary: dict[str, Any], plan: Plan, changed: int) -> str:
-    lines = [
-        f"**{len(plan.entries)} pipelines**, {changed} with a new plan since the last run.",
-        "",
-    ]
-    lines += ["| status | count |", "|---|---|"]
-    lines += [f"| {status} | {n} |" for status, n in summary["counts"].items()]
-    clusters = [c for c in summary["clusters"] if c["count"] > 1][:10]
-    if clusters:
-        lines += ["", "**Fleet clusters**"]
-        for c in clusters:
-            stacks = ", ".join(f"{s}: {n}" for s, n in c["stacks"].items())
-            lines.append(f"- the same change in {c['count']} pipelines ({stacks}), e.g. `{c['example']}`")
-    for title in ("drift", "conflict", "invalid", "pending"):
-        keys = summary[title]
-        if keys:
-            shown = ", ".join(f"`{k}`" for k in keys[:50]) + (
-                f" and {len(keys) - 50} more" if len(keys) > 50 else ""
-            )
-            lines += ["", f"**{title}** ({len(keys)}): {shown}"]
-    for warning in plan.warnings[:20]:
-        lines += ["", f"warning: {warning}"]
-    return "\n".join(lines)

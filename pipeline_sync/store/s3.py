@@ -6,12 +6,12 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import botocore.session
@@ -19,10 +19,9 @@ import platformdirs
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline_sync.cachefiles import discard_sqlite_file
+from pipeline_sync.cachefiles import guarded_sqlite
 from pipeline_sync.canonical import sha256_hex
 from pipeline_sync.errors import StalePlanError, StoreError
-from pipeline_sync.gcpause import gc_paused
 from pipeline_sync.live import (
     DEFAULT_LIMITS,
     SUMMARY_FINGERPRINT,
@@ -162,6 +161,9 @@ def make_s3_client(settings: S3Settings) -> Any:
         )
 
 
+_T = TypeVar("_T")
+
+
 @dataclass(frozen=True)
 class CachedObject:
     """A body the cache holds for a (key, ETag), and its summary when the current code made it."""
@@ -180,51 +182,28 @@ class ContentCache:
     """
 
     TABLE = "objects_v2"
+    SCHEMA = (
+        "DROP TABLE IF EXISTS objects",  # format 1: bodies only
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (key TEXT PRIMARY KEY, etag TEXT NOT NULL, "
+        "body BLOB NOT NULL, summary TEXT, summary_of TEXT)",
+    )
 
     def __init__(self, path: Path | None, limits: LiveLimits = DEFAULT_LIMITS) -> None:
         self._limits = limits
         self._summary_of = sha256_hex(SUMMARY_FINGERPRINT, limits.fingerprint)
-        self._db = self._open(path)
+        self._path = path
+        self._memory: dict[str, tuple[str, bytes, str | None, str | None]] = {}  # when path is None
 
-    @classmethod
-    def _open(cls, path: Path | None) -> sqlite3.Connection:
-        if path is not None:
-            for attempt in range(2):
-                try:
-                    return cls._connect(path)
-                except sqlite3.OperationalError:
-                    break  # locked or unwritable: not a reason to delete anything
-                except sqlite3.DatabaseError:
-                    if attempt == 1 or not discard_sqlite_file(path):
-                        break
-                except OSError:
-                    break
-        return cls._connect(None)
-
-    @classmethod
-    def _connect(cls, path: Path | None) -> sqlite3.Connection:
-        db = sqlite3.connect(":memory:" if path is None else str(path), timeout=5)
-        try:
-            if path is not None:
-                db.execute("PRAGMA journal_mode=WAL")
-            with db:
-                db.execute("DROP TABLE IF EXISTS objects")  # format 1: bodies only
-                db.execute(
-                    f"CREATE TABLE IF NOT EXISTS {cls.TABLE} (key TEXT PRIMARY KEY, etag TEXT NOT NULL, "
-                    "body BLOB NOT NULL, summary TEXT, summary_of TEXT)"
-                )
-        except BaseException:
-            db.close()
-            raise
-        return db
+    def _guarded(self, action: Callable[[sqlite3.Connection], _T], fallback: _T) -> _T:
+        assert self._path is not None
+        return guarded_sqlite(self._path, self.SCHEMA, action, fallback)
 
     def get_many(self, wanted: Mapping[str, str]) -> dict[str, CachedObject]:
-        try:
-            rows = self._db.execute(
-                f"SELECT key, etag, body, summary, summary_of FROM {self.TABLE}"
-            ).fetchall()
-        except sqlite3.Error:
-            return {}
+        if self._path is None:
+            rows: list[tuple[Any, ...]] = [(k, *v) for k, v in self._memory.items()]
+        else:
+            query = f"SELECT key, etag, body, summary, summary_of FROM {self.TABLE}"
+            rows = self._guarded(lambda db: db.execute(query).fetchall(), [])
         found = {}
         cap = self._limits.max_body_bytes
         for key, etag, body, summary, summary_of in rows:
@@ -243,28 +222,36 @@ class ContentCache:
         ]
         if not rows:
             return
-        try:
-            with self._db:
-                self._db.executemany(
+        if self._path is None:
+            self._memory.update({key: (etag, body, summary, of) for key, etag, body, summary, of in rows})
+            return
+
+        def write(db: sqlite3.Connection) -> None:
+            with db:
+                db.executemany(
                     f"INSERT OR REPLACE INTO {self.TABLE} (key, etag, body, summary, summary_of) "
                     "VALUES (?, ?, ?, ?, ?)",
                     rows,
                 )
-        except sqlite3.Error:
-            pass  # not kept: the next run reads these objects again
+
+        self._guarded(write, None)  # not kept on failure: the next run reads these objects again
 
     def forget_except(self, keep: Iterable[str]) -> None:
         keep_set = set(keep)
-        try:
-            stale = [(k,) for (k,) in self._db.execute(f"SELECT key FROM {self.TABLE}") if k not in keep_set]
+        if self._path is None:
+            self._memory = {k: v for k, v in self._memory.items() if k in keep_set}
+            return
+
+        def forget(db: sqlite3.Connection) -> None:
+            stale = [(k,) for (k,) in db.execute(f"SELECT key FROM {self.TABLE}") if k not in keep_set]
             if stale:
-                with self._db:
-                    self._db.executemany(f"DELETE FROM {self.TABLE} WHERE key = ?", stale)
-        except sqlite3.Error:
-            pass
+                with db:
+                    db.executemany(f"DELETE FROM {self.TABLE} WHERE key = ?", stale)
+
+        self._guarded(forget, None)
 
     def close(self) -> None:
-        self._db.close()
+        """Nothing stays open between calls; kept for callers that close what they open."""
 
 
 def default_cache_path(settings: S3Settings) -> Path:
@@ -344,8 +331,7 @@ class S3Store:
         An object the listing shows over the size limit is neither read nor cached, whatever
         the cache holds: it is unreadable, and left alone.
         """
-        with gc_paused():
-            return self._read_live()
+        return self._read_live()
 
     def _read_live(self) -> dict[str, LiveObject]:
         limits = self.settings.limits

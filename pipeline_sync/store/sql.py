@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pipeline_sync.errors import StalePlanError, StoreError
-from pipeline_sync.gcpause import gc_paused
 from pipeline_sync.live import DEFAULT_LIMITS, LiveLimits, LiveObject, parse_live
 from pipeline_sync.redact import redact, redact_url
 from pipeline_sync.store import ObjectVersion, WriteResult
@@ -313,7 +312,7 @@ class SqlStore:
     # -- reads --------------------------------------------------------------
     def read_live(self) -> dict[str, LiveObject]:
         """Every pipeline row not deleted, by lower-case id, in one SELECT."""
-        with gc_paused(), self._transaction("read the pipelines") as cursor:
+        with self._transaction("read the pipelines") as cursor:
             cursor.execute(self._select_rows(PIPELINES), (self.settings.limits.max_body_bytes,))
             rows = cursor.fetchall()
         live = {}
