@@ -148,11 +148,11 @@ def _micro(repeat: int = 300) -> int:
 
 
 def _cli_plan(fleet: synth.Fleet) -> Callable[[], None]:
-    from pipeline_sync.cli import compute_plan
+    from pipeline_sync import engine
     from pipeline_sync.store.s3 import S3Settings, S3Store
 
     def run() -> None:
-        compute_plan(fleet.workspace(), S3Store(S3Settings.from_env()), None)
+        engine.plan(fleet.workspace(), S3Store(S3Settings.from_env()))
 
     return run
 
