@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipeline_sync import canonical, nesting, provenance
+from pipeline_sync import canonical, front50_model, nesting, provenance
 from pipeline_sync.errors import StoreError
 from pipeline_sync.nesting import MAX_ROOM, nesting_depth, recursion_room
 from pipeline_sync.provenance import content_digest, marker_of
@@ -36,7 +36,7 @@ DEFAULT_MAX_BODY_BYTES = 16 * MIB
 def _fingerprint() -> str:
     """What a stored summary was computed by: this format and the source of the code computing it."""
     digest = hashlib.sha256(f"live summary {SUMMARY_FORMAT}".encode())
-    for module in (canonical, nesting, provenance, sys.modules[__name__]):
+    for module in (canonical, front50_model, nesting, provenance, sys.modules[__name__]):
         try:
             digest.update(Path(str(module.__file__)).read_bytes())
         except (OSError, TypeError):
