@@ -18,7 +18,8 @@ SERVER_MANAGED_FIELDS = ("updateTs", "lastModifiedBy", "lastModified", "createTs
 # Front50 drops these when it reads a pipeline (TimestampedMixins): gone after its next save.
 DROPPED_ON_READ = ("createdAt",)
 # What Front50 writes for a field a pipeline leaves out: Pipeline.triggers starts as an empty
-# list and Pipeline.getSchema() answers "1" for null. Equal to the field's absence.
+# list and Pipeline.getSchema() answers "1" for null and for "" (it compares with the literal
+# by identity, and Jackson reads an empty JSON string as that literal). Equal to absence.
 FRONT50_DEFAULTS: Mapping[str, object] = {"schema": "1", "triggers": []}
 _IGNORED = frozenset((*SERVER_MANAGED_FIELDS, *DROPPED_ON_READ, MARKER_FIELD))
 # Only these typed fields are compared as Front50 holds them; triggers is not: a null triggers
@@ -44,6 +45,8 @@ def normalise(document: Mapping[str, Any]) -> dict[str, Any]:
             if value is None:
                 continue
         clean[key] = value
+    if clean.get("schema") == "":
+        del clean["schema"]
     for key, default in FRONT50_DEFAULTS.items():
         if key in clean and clean[key] == default:
             del clean[key]

@@ -429,6 +429,8 @@ BASE: dict[str, Any] = {
         ({"schema": "1"}, True),
         ({"schema": None}, True),
         ({"schema": 1}, True),
+        ({"schema": ""}, True),
+        ({"schema": " "}, False),
         ({"schema": "v2"}, False),
         ({"email": None, "spelEvaluator": None, "disabled": None, "stageCounter": ""}, True),
         ({"description": None}, False),
