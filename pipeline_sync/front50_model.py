@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -198,6 +199,69 @@ _ELEMENTS = {
     JavaType.LIST_OF_STRINGS: JavaType.STRING,
     JavaType.LIST_OF_MAPS: JavaType.MAP,
     JavaType.LIST_OF_TRIGGERS: JavaType.MAP,
+}
+
+
+# --- what Front50 holds, and writes back on its next save, once Jackson has read a value -------
+
+
+def stored_value(java_type: JavaType, value: object) -> object:
+    """The value Front50 holds after Jackson reads value (which java_type accepts) into java_type.
+
+    It is what Front50 writes back on its next save of the pipeline (a Deck save, a reorder),
+    None included: Front50 then leaves the field out (PipelineMixins: @JsonInclude(NON_NULL)).
+    """
+    return _STORED.get(java_type, _as_is)(value)
+
+
+def java_trim(text: str) -> str:
+    """Java's String.trim(): every char up to U+0020 off both ends."""
+    return text.strip(_JAVA_WHITESPACE)
+
+
+def _as_is(value: object) -> object:
+    return value
+
+
+def _stored_string(value: object) -> object:
+    # _parseString takes a scalar token's text: true/false, digits, and a float as the JSON
+    # text pipeline-sync writes for it (Python's shortest repr, as json.dumps writes it).
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    return value
+
+
+def _stored_integer(value: object) -> object:
+    if isinstance(value, float):
+        return int(value)  # ACCEPT_FLOAT_AS_INT: (int) truncates toward zero
+    if isinstance(value, str):
+        text = java_trim(value)
+        return None if not text or text == "null" else int(text)
+    return value
+
+
+def _stored_boolean(value: object) -> object:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    if isinstance(value, str):
+        text = java_trim(value)
+        return None if not text or text == "null" else text.lower() == "true"
+    return value
+
+
+def _stored_strings(value: object) -> object:
+    return [_stored_string(item) for item in value] if isinstance(value, list) else value
+
+
+_STORED: dict[JavaType, Callable[[object], object]] = {
+    JavaType.STRING: _stored_string,
+    JavaType.INTEGER: _stored_integer,
+    JavaType.BOOLEAN: _stored_boolean,
+    JavaType.LIST_OF_STRINGS: _stored_strings,
 }
 
 

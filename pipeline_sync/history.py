@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline_sync.errors import StoreError
 from pipeline_sync.live import LiveObject
-from pipeline_sync.provenance import content_digest, marker_of
+from pipeline_sync.provenance import as_written, marker_of
 from pipeline_sync.store import Store
 
 # How far back to look for the version pipeline-sync wrote before a person edited it.
@@ -17,11 +17,12 @@ MAX_HISTORY = 20
 def person_edited(obj: LiveObject) -> bool:
     """True for a managed pipeline whose content is no longer what pipeline-sync wrote."""
     summary = obj.summary
-    return (
-        summary.has_document
-        and summary.marker is not None
-        and summary.content_digest != summary.marker.get("renderDigest")
-    )
+    if not summary.has_document or summary.marker is None:
+        return False
+    digest = summary.marker.get("renderDigest")
+    if summary.content_digest == digest:
+        return False
+    return obj.document is None or not as_written(obj.document, digest, digest=summary.content_digest)
 
 
 def last_written(store: Store, obj: LiveObject, *, limit: int = MAX_HISTORY) -> dict[str, Any] | None:
@@ -38,7 +39,7 @@ def last_written(store: Store, obj: LiveObject, *, limit: int = MAX_HISTORY) -> 
             document is not None
             and old_marker is not None
             and old_marker["key"] == marker["key"]
-            and old_marker.get("renderDigest") == content_digest(document)
+            and as_written(document, old_marker.get("renderDigest"))
         ):
             return document
     return None

@@ -91,6 +91,10 @@ def _stage_references(base: str, stage: dict[str, Any]) -> Iterator[tuple[str, A
             for i, value in enumerate(values):
                 if isinstance(value, str):
                     yield f"{base}.{name}[{i}]", values, i
+    for i, item in enumerate(_list(stage.get("requiredArtifacts"))):
+        # ManifestEvaluator binds each BindArtifact by expectedArtifactId whenever it is set.
+        if isinstance(item, dict) and isinstance(item.get("expectedArtifactId"), str):
+            yield f"{base}.requiredArtifacts[{i}].expectedArtifactId", item, "expectedArtifactId"
     build = stage.get("buildDefinitionArtifact")
     build_id = build.get("artifactId") if isinstance(build, dict) else None
     if isinstance(build_id, str) and orca_reads(stage, "buildDefinitionArtifact.artifactId"):
@@ -114,7 +118,8 @@ def orca_reads(stage: dict[str, Any], field: str) -> bool:
       `buildDefinitionSource` is artifact (any case).
     - inputArtifact.id: BakeManifestContext (bakeManifest, Kustomize's singular input) reads it
       only when `inputArtifacts` is absent or empty.
-    Every other field is read whatever the source.
+    Every other field is read whatever the source: requiredArtifactIds and
+    requiredArtifacts[].expectedArtifactId (ManifestEvaluator.getRequiredArtifacts) too.
     """
     source = stage.get("source")
     if field == "manifestArtifactId":

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from pipeline_sync import canonical, nesting, provenance
+from pipeline_sync import canonical, front50_model, nesting, provenance
 from pipeline_sync.errors import StoreError
 from pipeline_sync.fingerprint import code_fingerprint
 from pipeline_sync.nesting import MAX_ROOM, nesting_depth, recursion_room
@@ -34,7 +34,7 @@ DEFAULT_MAX_BODY_BYTES = 16 * MIB
 
 def _fingerprint() -> str:
     """What a stored summary was computed by: this format and the source of the code computing it."""
-    modules = (canonical, nesting, provenance, sys.modules[__name__])
+    modules = (canonical, front50_model, nesting, provenance, sys.modules[__name__])
     found = code_fingerprint(
         [f"live summary {SUMMARY_FORMAT}"], [getattr(m, "__file__", None) for m in modules]
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pipeline_sync.canonical import canonical_json, sha256_hex
@@ -15,7 +16,15 @@ from pipeline_sync.diff import changed_paths, fleet_signature, semantic_diff, to
 from pipeline_sync.live import LiveObject
 from pipeline_sync.names import split_key
 from pipeline_sync.ownership import Owner, ownership
-from pipeline_sync.provenance import MARKER_FIELD, content_digest, managed_document, marker_of, normalise
+from pipeline_sync.provenance import (
+    MARKER_FIELD,
+    as_written,
+    kept_from,
+    managed_document,
+    marker_of,
+    normalise,
+    render_digests,
+)
 from pipeline_sync.status import ACTIONABLE, AUTO_APPROVABLE, ERRORS, Status
 
 if TYPE_CHECKING:  # build owns the render cache (sqlite); the planner only reads its outcomes
@@ -224,9 +233,14 @@ def _target_entry(
             **common,
         )
     rendered = outcome.rendered
-    desired = managed_document(
-        rendered.canonical, key=target.key, source_file=target.source_file, catalog_id=catalog.catalog_id
+    make = partial(
+        managed_document,
+        rendered.canonical,
+        key=target.key,
+        source_file=target.source_file,
+        catalog_id=catalog.catalog_id,
     )
+    desired = make()
     desired_content = str(desired[MARKER_FIELD]["renderDigest"])  # content_digest(desired), computed once
     pipeline_id = rendered.pipeline_id
     application, name = str(desired["application"]), str(desired["name"])
@@ -258,7 +272,7 @@ def _target_entry(
     summary = live.summary
     marker = summary.marker
     if not summary.has_document or marker is None:
-        return _unmanaged_at_our_id(target, live, desired, base)
+        return _unmanaged_at_our_id(target, live, make, base)
     owner = ownership(catalog, pipeline_id, summary.application, marker)
     if owner.owner is not Owner.OURS or owner.key != target.key:
         reason = owner.reason if owner.owner is not Owner.OURS else f"its marker names {owner.key!r}"
@@ -272,21 +286,51 @@ def _target_entry(
         )
     live_digest = summary.content_digest
     if live_digest == desired_content:
-        return PlanEntry(status=Status.IN_SYNC, **base)
+        return PlanEntry(status=Status.IN_SYNC, **base)  # without parsing the body: a warm plan's case
     document = live.document
     assert document is not None  # summary.has_document: the body parses
-    if live_digest == marker.get("renderDigest"):
+    rendered_as = desired
+    desired, base = _keeping(make, desired, document, base)
+    if live_digest == desired[MARKER_FIELD]["renderDigest"]:
+        return PlanEntry(status=Status.IN_SYNC, **base)
+    if as_written(document, marker.get("renderDigest"), digest=live_digest) or _only_locked_tighter(
+        document, rendered_as, marker.get("renderDigest")
+    ):
         return _changed(Status.UPDATE, document, desired, base)
-    return _drift_entry(document, desired, desired_content, base, marker, written.get(pipeline_id.lower()))
+    written_before = written.get(pipeline_id.lower())
+    return _drift_entry(document, desired, render_digests(rendered_as, desired), base, marker, written_before)
+
+
+def _keeping(
+    make: Callable[..., dict[str, Any]],
+    desired: dict[str, Any],
+    live: Mapping[str, Any],
+    base: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """desired with what a write keeps of the live pipeline (provenance.kept_from), and base with
+    the digest of exactly that: the approval binds what will be written."""
+    if not kept_from(live):
+        return desired, base
+    kept = make(keep_from=live)
+    return kept, {**base, "digest": plan_digest(str(base["key"]), base.get("live_etag"), kept)}
+
+
+def _only_locked_tighter(live: Mapping[str, Any], rendered: Mapping[str, Any], written: object) -> bool:
+    """True when all a person changed since pipeline-sync wrote live is a stricter lock, which a
+    write keeps: then nothing of theirs is lost, and the change is an ordinary update."""
+    if "allowUnlockUi" not in kept_from(live):
+        return False
+    return as_written({**live, "locked": rendered["locked"]}, written)
 
 
 def _unmanaged_at_our_id(
-    target: Target, live: LiveObject, desired: Mapping[str, Any], base: dict[str, Any]
+    target: Target, live: LiveObject, make: Callable[..., dict[str, Any]], base: dict[str, Any]
 ) -> PlanEntry:
     """An unmanaged or unreadable object sits at the target's id: adopt it when pinned, else conflict.
 
     Only a pinned id adopts, and only a pipeline of the target's own application: a pin never
-    takes over another team's pipeline. Adoption is an update that only a person may approve.
+    takes over another team's pipeline. Adoption is an update that only a person may approve;
+    it keeps the pipeline's index and a stricter lock, as every write does.
     """
     summary = live.summary
     pipeline_id = str(base["pipeline_id"])
@@ -296,6 +340,7 @@ def _unmanaged_at_our_id(
     elif target.pinned_id:
         application = summary.application
         if (application or "").lower() == target.application.lower() and live.document is not None:
+            desired, base = _keeping(make, make(), live.document, base)
             return _changed(
                 Status.UPDATE,
                 live.document,
@@ -329,16 +374,21 @@ def _unmanaged_at_our_id(
 def _drift_entry(
     live: Mapping[str, Any],
     desired: Mapping[str, Any],
-    desired_content: str,
+    rendered_as: frozenset[str],
     base: dict[str, Any],
     marker: Mapping[str, Any],
     written: Mapping[str, Any] | None,
 ) -> PlanEntry:
-    """A person changed the live pipeline: in Deck only, or while the catalog changed too."""
+    """A person changed the live pipeline: in Deck only, or while the catalog changed too.
+
+    rendered_as holds every renderDigest the marker would hold had pipeline-sync written
+    today's render (with or without what it keeps of the live pipeline, under today's or the
+    legacy normalisation): the catalog changed since the write only when it holds none of them.
+    """
     written_digest = marker.get("renderDigest")
     before: Mapping[str, Any] | None = desired
     kind = "deck"
-    if desired_content != written_digest:
+    if written_digest not in rendered_as:
         kind, before = "both", _verified(written, written_digest)
     if before is None:
         return _changed(
@@ -380,7 +430,7 @@ def _drift_entry(
 
 def _verified(written: Mapping[str, Any] | None, digest: object) -> Mapping[str, Any] | None:
     """written, when it is exactly what the live marker says pipeline-sync rendered."""
-    if written is None or content_digest(written) != digest:
+    if written is None or not as_written(written, digest):
         return None
     return written
 
@@ -471,7 +521,7 @@ def _leftover_entry(
         "no longer in the catalog, and pruning is on: deleting it needs approval like any change",
     )
     written_digest = (marker_of(obj.document) or {}).get("renderDigest")
-    if obj.document is not None and content_digest(obj.document) != written_digest:
+    if obj.document is not None and not as_written(obj.document, written_digest):
         before = _verified(written, written_digest)
         fields = changed_paths(semantic_diff(normalise(before), normalise(obj.document))) if before else []
         changed = f" ({', '.join(fields)})" if fields else ""

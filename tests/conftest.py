@@ -146,30 +146,28 @@ def _yaml_text(value: Text, base: Mapping[str, Any]) -> str:
 MakeProject = Callable[..., Project]
 
 
+def build_project(
+    root: Path,
+    *,
+    defaults: Text = DEFAULTS,
+    services: Mapping[str, Text] | None = None,
+    templates: Mapping[str, str] | None = None,
+) -> Project:
+    """The one way to build a project tree: catalog/defaults.yaml, catalog/services/<name>.yaml and
+    templates/<name>.yaml.j2 under root. Text is written verbatim; a mapping is dumped, a service's
+    over SERVICE_FIELDS. By default: DEFAULTS, one service "svc" and TEMPLATE as "deploy"."""
+    project = Project(Path(root))
+    (project.catalog_dir / "services").mkdir(parents=True, exist_ok=True)
+    project.templates_dir.mkdir(parents=True, exist_ok=True)
+    (project.catalog_dir / "defaults.yaml").write_text(_yaml_text(defaults, {}), encoding="utf-8")
+    for name, service in (services if services is not None else {"svc": {}}).items():
+        project.write_service(name, service)
+    for name, text in (templates if templates is not None else {"deploy": TEMPLATE}).items():
+        (project.templates_dir / f"{name}.yaml.j2").write_text(text, encoding="utf-8")
+    return project
+
+
 @pytest.fixture(scope="session")
 def make_project() -> MakeProject:
-    """make_project(root, defaults=..., services={name: mapping-or-text}, templates={name: text}).
-
-    The one way to build a project tree: catalog/defaults.yaml, catalog/services/<name>.yaml and
-    templates/<name>.yaml.j2 under root. Text is written verbatim; a mapping is dumped, a service's
-    over SERVICE_FIELDS. By default: DEFAULTS, one service "svc" and TEMPLATE as "deploy".
-    """
-
-    def make(
-        root: Path,
-        *,
-        defaults: Text = DEFAULTS,
-        services: Mapping[str, Text] | None = None,
-        templates: Mapping[str, str] | None = None,
-    ) -> Project:
-        project = Project(Path(root))
-        (project.catalog_dir / "services").mkdir(parents=True, exist_ok=True)
-        project.templates_dir.mkdir(parents=True, exist_ok=True)
-        (project.catalog_dir / "defaults.yaml").write_text(_yaml_text(defaults, {}), encoding="utf-8")
-        for name, service in (services if services is not None else {"svc": {}}).items():
-            project.write_service(name, service)
-        for name, text in (templates if templates is not None else {"deploy": TEMPLATE}).items():
-            (project.templates_dir / f"{name}.yaml.j2").write_text(text, encoding="utf-8")
-        return project
-
-    return make
+    """build_project, as a fixture for tests that take their helpers as parameters."""
+    return build_project

@@ -14,6 +14,7 @@ import pytest
 from pipeline_sync.catalog import load_catalog
 from pipeline_sync.identity import artifact_id_for, assign_identities, pipeline_id_for, trigger_id_for
 from pipeline_sync.render import Renderer
+from pipeline_sync.validate import validate_pipeline
 
 if TYPE_CHECKING:
     from conftest import MakeProject
@@ -160,3 +161,57 @@ def test_example_catalog_renders_byte_identically_without_paths_or_timestamps() 
             assert f'"{field}"' not in text
         assert not re.search(r"\b20\d\d-\d\d-\d\d", text)  # no dates
         assert not re.search(r"\b1[6-9]\d{11}\b", text)  # no epoch milliseconds
+
+
+REQUIRED_ARTIFACTS = """\
+application: "{{ app_name }}"
+name: "deploy-{{ stack }}"
+expectedArtifacts:
+  - displayName: chart
+  - {displayName: pinned, id: kept-id}
+stages:
+  - refId: deploy
+    type: deployManifest
+    source: text
+    manifests: [{kind: ConfigMap}]
+    requiredArtifacts:
+      - {expectedArtifactId: chart}
+      - {expectedArtifactId: kept-id}
+      - {expectedArtifactId: no-such-artifact}
+      - {artifact: {type: docker/image, name: registry/app, reference: registry/app:1}}
+      - {expectedArtifactId: null, artifact: {type: docker/image, name: registry/other}}
+"""
+
+
+def test_required_artifacts_expected_artifact_id_is_a_reference(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    """ManifestEvaluator binds requiredArtifacts[].expectedArtifactId whatever the manifest source:
+    a displayName there is rewritten to the id, and one that names nothing is reported."""
+    project = make_project(tmp_path, templates={"deploy": REQUIRED_ARTIFACTS})
+    document = dict(project.render().document)
+    required = document["stages"][0]["requiredArtifacts"]
+    assert [item.get("expectedArtifactId") for item in required] == [
+        artifact_id_for(PID, "chart"),
+        "kept-id",
+        "no-such-artifact",
+        None,
+        None,
+    ]
+    assert [(p.path, p.message) for p in validate_pipeline(KEY, document)] == [
+        (
+            "stages[0].requiredArtifacts[2].expectedArtifactId",
+            "'no-such-artifact' names no expected artifact (by id or displayName); "
+            "declare it in expectedArtifacts or fix the reference",
+        )
+    ]
+
+
+@pytest.mark.parametrize("required", ["not-a-list", [None, 3, "chart", {"expectedArtifactId": 5}]])
+def test_malformed_required_artifacts_are_not_references(required: object) -> None:
+    pipeline: dict[str, Any] = {
+        "expectedArtifacts": [{"displayName": "chart"}],
+        "stages": [{"refId": "a", "type": "deployManifest", "requiredArtifacts": copy.deepcopy(required)}],
+    }
+    assign_identities(pipeline, PID, "svc")
+    assert pipeline["stages"][0]["requiredArtifacts"] == required

@@ -59,6 +59,11 @@ PIPELINE_FILE = "pipeline-metadata.json"
 APPLICATION_FILE = "application-metadata.json"
 MARKER_FILE = "last-modified.json"
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+# Server-side encryption of every put, as S3 spells it; Front50's own setting
+# (S3BucketProperties.serverSideEncryption) names the same two AES256 and AWSKMS.
+SSE_S3 = "AES256"
+SSE_KMS = "aws:kms"
+_SSE_SPELLINGS = {"aes256": SSE_S3, "aws:kms": SSE_KMS, "awskms": SSE_KMS}
 
 
 @dataclass(frozen=True)
@@ -73,13 +78,40 @@ class S3Settings:
     use_cache: bool = True
     max_workers: int = 16
     limits: LiveLimits = DEFAULT_LIMITS
+    # Server-side encryption requested on every put: None, SSE_S3 or SSE_KMS (with an optional key).
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sse not in (None, SSE_S3, SSE_KMS):
+            raise StoreError(
+                f"server-side encryption {self.sse!r} is not one S3 knows: use {SSE_S3!r} (SSE-S3) or "
+                f"{SSE_KMS!r} (SSE-KMS) in PIPELINE_SYNC_SSE, or leave it unset"
+            )
+        if self.sse_kms_key_id and self.sse != SSE_KMS:
+            raise StoreError(
+                "PIPELINE_SYNC_SSE_KMS_KEY_ID names a KMS key, which only SSE-KMS uses: "
+                f"set PIPELINE_SYNC_SSE={SSE_KMS}, or unset PIPELINE_SYNC_SSE_KMS_KEY_ID"
+            )
+
+    @property
+    def put_encryption(self) -> dict[str, str]:
+        """The encryption arguments of every put_object: pipelines, applications, change markers."""
+        arguments: dict[str, str] = {}
+        if self.sse is not None:
+            arguments["ServerSideEncryption"] = self.sse
+        if self.sse_kms_key_id:
+            arguments["SSEKMSKeyId"] = self.sse_kms_key_id
+        return arguments
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> S3Settings:
         """Settings from PIPELINE_SYNC_* variables; boto3 reads AWS_ENDPOINT_URL(_S3) itself.
 
         PIPELINE_SYNC_MAX_BODY_BYTES and PIPELINE_SYNC_MAX_DEPTH bound what a live object may be
-        before it is left alone as unreadable (LiveLimits).
+        before it is left alone as unreadable (LiveLimits). PIPELINE_SYNC_SSE (AES256 or aws:kms,
+        or Front50's spelling AWSKMS) and PIPELINE_SYNC_SSE_KMS_KEY_ID encrypt every put, for a
+        bucket whose policy refuses unencrypted ones.
         """
         env = os.environ if environ is None else environ
         bucket = env.get("PIPELINE_SYNC_BUCKET", "")
@@ -96,7 +128,17 @@ class S3Settings:
             cache_dir=Path(cache_dir) if cache_dir else None,
             use_cache=env.get("PIPELINE_SYNC_CACHE", "on").lower() not in {"off", "0", "false"},
             limits=LiveLimits.from_env(env),
+            sse=_sse_from_env(env.get("PIPELINE_SYNC_SSE", "")),
+            sse_kms_key_id=env.get("PIPELINE_SYNC_SSE_KMS_KEY_ID") or None,
         )
+
+
+def _sse_from_env(value: str) -> str | None:
+    """PIPELINE_SYNC_SSE as S3 spells it; unknown spellings are left for S3Settings to refuse."""
+    text = value.strip()
+    if not text:
+        return None
+    return _SSE_SPELLINGS.get(text.lower(), text)
 
 
 # A pipeline object as the bucket listing shows it: (key, ETag, Size or None). A plain tuple:
@@ -508,6 +550,7 @@ class S3Store:
                 Body=body,
                 ContentType="application/json",
                 **condition,
+                **self.settings.put_encryption,
             )
         except ClientError as exc:
             if _error_code(exc) not in _PRECONDITION_CODES:
@@ -621,6 +664,7 @@ class S3Store:
                 Body=json.dumps(document, sort_keys=True).encode(),
                 ContentType="application/json",
                 IfNoneMatch="*",
+                **self.settings.put_encryption,
             )
         except ClientError as exc:
             if _error_code(exc) in _PRECONDITION_CODES:
@@ -636,7 +680,11 @@ class S3Store:
     def _put(self, key: str, body: bytes) -> None:
         try:
             self.client.put_object(
-                Bucket=self.settings.bucket, Key=key, Body=body, ContentType="application/json"
+                Bucket=self.settings.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                **self.settings.put_encryption,
             )
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
