@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -301,19 +301,18 @@ def stamped_body(desired: Mapping[str, Any], *, approver: str, plan_digest: str)
     return canonical_json(document).encode("utf-8")
 
 
-Verifier = Callable[[str, str], str | None]
-
-
-def policy_verifier(workspace: Sources, store: Store) -> Verifier:
-    """verify(key, digest) -> refusal or None, for the nightly policy approvals: each is checked
-    against a fresh plan before it is recorded, so a tampered cache cannot be auto-approved."""
-
-    def verify(key: str, digest: str) -> str | None:
-        try:
-            entry = fresh_plan(workspace, store, [key]).entries.get(key)
-        except StoreError as exc:
-            return f"{key}: {exc}"
-        refusal = approval_refusal(entry, key, digest, approver=AUTO_APPROVER, policy=True)
-        return refusal.message if refusal is not None else None
-
-    return verify
+def policy_refusals(workspace: Sources, store: Store, approved: Mapping[str, str]) -> dict[str, str | None]:
+    """{key: refusal or None} for policy approvals of approved (key -> digest), checked before they
+    are recorded against one fresh plan of all of them (one listing, a fresh read of each object
+    they replace, fresh renders), so a tampered cache can never be auto-approved."""
+    if not approved:
+        return {}
+    try:
+        current = fresh_plan(workspace, store, approved)
+    except StoreError as exc:
+        return {key: f"{key}: {exc}" for key in approved}
+    refusals: dict[str, str | None] = {}
+    for key, digest in approved.items():
+        refusal = approval_refusal(current.entries.get(key), key, digest, approver=AUTO_APPROVER, policy=True)
+        refusals[key] = refusal.message if refusal is not None else None
+    return refusals

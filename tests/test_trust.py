@@ -26,7 +26,7 @@ from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.plan import Plan, plan_digest
 from pipeline_sync.provenance import MARKER_FIELD
 from pipeline_sync.status import Status
-from pipeline_sync.store.s3 import S3Settings, S3Store
+from pipeline_sync.store.s3 import RequestCounter, S3Settings, S3Store
 
 KEY = "checkout/prod/deploy"
 
@@ -239,7 +239,9 @@ def test_policy_never_approves_an_adoption_but_a_person_may(
     entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
     assert entry.status is Status.UPDATE and entry.adopt and entry.approval == "auto"
     assert not entry.policy_approvable
-    assert engine.policy_verifier(workspace_of(project), store)(entry.key, entry.digest) is not None
+    assert (
+        engine.policy_refusals(workspace_of(project), store, {entry.key: entry.digest})[entry.key] is not None
+    )
     [by_policy] = engine.apply(
         workspace_of(project), store, {entry.key: entry.digest}, approver=AUTO_APPROVER, policy=True
     )
@@ -271,7 +273,9 @@ def test_a_tampered_render_cache_changes_the_plan_but_never_what_is_written(
             db.execute("UPDATE renders_v1 SET canonical = ? WHERE key = ?", (evil, key))
     entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
     assert entry.status is Status.UPDATE and "attacker-account" in entry.unified
-    assert engine.policy_verifier(workspace_of(project), store)(entry.key, entry.digest) is not None
+    assert (
+        engine.policy_refusals(workspace_of(project), store, {entry.key: entry.digest})[entry.key] is not None
+    )
     [result] = engine.apply(workspace_of(project), store, {entry.key: entry.digest}, approver="alice")
     assert result.outcome == "stale"
     [by_policy] = engine.apply(
@@ -496,3 +500,20 @@ def test_credentials_in_the_endpoint_url_never_reach_dagster_run_storage(
             [str(record.event_log_entry) for record in instance.get_records_for_run(result.run_id).records]
         )
         assert "127.0.0.1:9" in stored and "hunter2" not in stored
+
+
+def test_policy_approvals_are_verified_with_one_listing_however_many(
+    make_project: MakeProject, store: S3Store, tmp_path: Path
+) -> None:
+    services = {f"svc{i}": {} for i in range(6)}
+    project = make_project(
+        tmp_path / "p", defaults=DEPLOY_DEFAULTS, services=services, templates={"deploy": DEPLOY_TEMPLATE}
+    ).root
+    plan = engine.plan(workspace_of(project), store)
+    auto = {k: e.digest for k, e in plan.entries.items() if e.policy_approvable}
+    assert len(auto) == 6
+    counter = RequestCounter()
+    store.client.meta.events.register("before-call.s3", counter)
+    refusals = engine.policy_refusals(workspace_of(project), store, auto)
+    assert refusals == dict.fromkeys(auto)
+    assert counter.counts.get("ListObjectsV2") == 1 and counter.counts.get("GetObject") == 6

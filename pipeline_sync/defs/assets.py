@@ -293,8 +293,9 @@ def fleet_plan(
     _ensure_partitions(context, plan)
     previous = read_plan_state(context.instance, plan.entries)
     changed = [e for e in plan.entries.values() if previous.get(e.key) != state_value(e)]
-    verify = engine.policy_verifier(workspace, store)
-    for event in _partition_events(changed, verify, context.log):
+    auto = {e.key: e.digest for e in changed if is_partition_key(e.key) and policy_may_approve(e)}
+    refusals = engine.policy_refusals(workspace, store, auto)
+    for event in _partition_events(changed, refusals, context.log):
         context.log_event(event)
     write_plan_state(context.instance, changed)
     write_leftover_keys(
@@ -325,16 +326,16 @@ def _ensure_partitions(context: dg.AssetExecutionContext, plan: Plan) -> None:
 
 
 def _partition_events(
-    changed: list[PlanEntry], verify: engine.Verifier, log: Any
+    changed: list[PlanEntry], refusals: dict[str, str | None], log: Any
 ) -> Iterator[dg.AssetObservation | dg.AssetMaterialization]:
     for entry in changed:
         if not is_partition_key(entry.key):
             continue
         yield live_observation(entry)
         yield dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))
-        if not policy_may_approve(entry):
-            continue
-        refusal = verify(entry.key, entry.digest)  # from a fresh render and read: no cache decides
+        if entry.key not in refusals:
+            continue  # not one stack policy may approve
+        refusal = refusals[entry.key]  # from a fresh render and read: no cache decides
         if refusal is not None:
             log.warning(f"not auto-approved: {refusal}")
             continue
