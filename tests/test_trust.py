@@ -285,6 +285,32 @@ def test_a_tampered_render_cache_changes_the_plan_but_never_what_is_written(
     assert body_of(store, pipeline_id_for("svc/dev/deploy")) == written
 
 
+def test_a_tampered_render_cache_pipeline_id_never_moves_a_write(
+    make_project: MakeProject, store: S3Store, tmp_path: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p", defaults=DEPLOY_DEFAULTS, templates={"deploy": DEPLOY_TEMPLATE}
+    ).root
+    victim = {"id": "victim", "application": "svc", "name": "someone-elses", "stages": []}
+    put_raw(store, "victim", victim)
+    engine.plan(workspace_of(project), store)  # fills the render cache
+    with sqlite3.connect(tmp_path / "cache" / "render-cache.sqlite") as db:
+        for key, canonical in db.execute("SELECT key, canonical FROM renders_v1").fetchall():
+            evil = canonical.replace(pipeline_id_for("svc/dev/deploy"), "victim")
+            db.execute(
+                "UPDATE renders_v1 SET pipeline_id = 'victim', canonical = ? WHERE key = ?", (evil, key)
+            )
+    entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
+    assert entry.pipeline_id == "victim"  # the plan believed the cache...
+    for approver, policy in (("alice", False), (AUTO_APPROVER, True)):
+        [result] = engine.apply(
+            workspace_of(project), store, {entry.key: entry.digest}, approver=approver, policy=policy
+        )
+        assert result.outcome == "stale"
+    assert json.loads(body_of(store, "victim")) == victim  # ...the write did not
+    assert store.read_pipeline(pipeline_id_for("svc/dev/deploy")) is None
+
+
 def test_a_tampered_content_cache_never_overwrites_an_unmanaged_pipeline(
     make_project: MakeProject, store: S3Store, tmp_path: Path
 ) -> None:
