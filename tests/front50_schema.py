@@ -3,13 +3,15 @@
 Front50 owns its schema (Liquibase, front50-sql/src/main/resources/db/changelog-master.yml);
 pipeline-sync never creates it. This DDL is what those changelogs leave behind on PostgreSQL and on
 MySQL/MariaDB, for the tables pipeline-sync reads and writes (docs/sql-store.md).
+
+A pytest plugin (pytest_plugins) whose helpers tests also import: PYTEST_DONT_REWRITE (no asserts here).
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -168,14 +170,14 @@ def connect(url: str, *, autocommit: bool = False) -> Any:
 
 
 class Session:
-    """One connection with execute(sql, *params) -> rows, the same on both servers."""
+    """One connection with execute(sql, params) -> rows, the same on both servers."""
 
     def __init__(self, url: str, *, autocommit: bool = False) -> None:
         self.db = connect(url, autocommit=autocommit)
 
-    def execute(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.db.cursor() as cursor:
-            cursor.execute(sql, params or None)
+            cursor.execute(sql, tuple(params) or None)
             return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
 
     def commit(self) -> None:
@@ -204,7 +206,7 @@ def session(url: str, *, autocommit: bool = False) -> Iterator[Session]:
 
 def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with session(url) as db:
-        return db.execute(sql, *params)
+        return db.execute(sql, params)
 
 
 def create_front50_tables(url: str, ddl: list[str] | None = None) -> None:

@@ -182,14 +182,14 @@ def test_the_dagster_resource_chooses_the_store_as_the_cli_does(
 StoreFactory = Callable[[], Store]
 
 
-@pytest.fixture(params=["s3", "postgresql"])
+@pytest.fixture(params=["s3", "postgresql", "mysql"])
 def stores(request: pytest.FixtureRequest) -> StoreFactory:
     """A function making stores over one fresh, empty Front50 (each call: a new client)."""
     if request.param == "s3":
         s3: S3Store = request.getfixturevalue("store")
         s3.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         return lambda: S3Store(s3.settings, client=s3.client)
-    url: str = request.getfixturevalue("front50_postgres")
+    url: str = request.getfixturevalue(f"front50_{'postgres' if request.param == 'postgresql' else 'mysql'}")
     return lambda: open_store(url, {})
 
 
