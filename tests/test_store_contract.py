@@ -70,13 +70,15 @@ def test_an_s3_url_keeps_the_other_settings_from_the_environment(aws_env: None, 
             "ftp://alice:hunter2@host/db",
             "the store URL ftp://***@host/db has ftp://, which is not a store: pass --store or set "
             "PIPELINE_SYNC_STORE to s3://BUCKET/ROOT (ROOT defaults to 'front50'), "
-            "postgresql://HOST:PORT/DATABASE (user in the URL or PGUSER) or mysql://HOST:PORT/DATABASE.",
+            "postgresql://HOST:PORT/DATABASE (user in the URL or PGUSER) or "
+            "mysql://HOST:PORT/DATABASE (user in the URL, password in it, MYSQL_PWD or ~/.my.cnf).",
         ),
         (
             "bucket/front50",
             "the store URL bucket/front50 has no scheme, which is not a store: pass --store or set "
             "PIPELINE_SYNC_STORE to s3://BUCKET/ROOT (ROOT defaults to 'front50'), "
-            "postgresql://HOST:PORT/DATABASE (user in the URL or PGUSER) or mysql://HOST:PORT/DATABASE.",
+            "postgresql://HOST:PORT/DATABASE (user in the URL or PGUSER) or "
+            "mysql://HOST:PORT/DATABASE (user in the URL, password in it, MYSQL_PWD or ~/.my.cnf).",
         ),
         (
             "s3://AKIA:hunter2@bucket/front50",
@@ -84,9 +86,19 @@ def test_an_s3_url_keeps_the_other_settings_from_the_environment(aws_env: None, 
             "and root; give AWS credentials the usual way (AWS_PROFILE, AWS_ACCESS_KEY_ID, an instance role).",
         ),
         (
-            "mysql://front50:hunter2@db:3306/front50",
-            "the store URL mysql://***@db:3306/front50 names a mysql database, which this version of "
-            "pipeline-sync cannot manage yet: use postgresql://.",
+            "mysql://front50:hunter2@db:3306/",
+            "the store URL mysql://***@db:3306/ must name one database and nothing after it: "
+            "write it as mysql://HOST:PORT/DATABASE with the user in the URL.",
+        ),
+        (
+            "mysql://front50:hunter2@db:3306/front50?ssl=1&password=hunter2",
+            "the store URL mysql://***@db:3306/front50?ssl=1&password=*** must name one database and "
+            "nothing after it: write it as mysql://HOST:PORT/DATABASE with the user in the URL.",
+        ),
+        (
+            "mysql://front50:hunter2@db:3306/front50/more",
+            "the store URL mysql://***@db:3306/front50/more must name one database and nothing after it: "
+            "write it as mysql://HOST:PORT/DATABASE with the user in the URL.",
         ),
         ("s3:///front50", "the store URL s3:///front50 names no bucket: write it as s3://BUCKET/ROOT."),
         (
@@ -133,7 +145,8 @@ def test_the_cli_never_prints_store_credentials(project: Path) -> None:
     assert out[1] == (
         "error: the store URL ftp://***@host/db has ftp://, which is not a store: pass --store or set "
         "PIPELINE_SYNC_STORE to s3://BUCKET/ROOT (ROOT defaults to 'front50'), "
-        "postgresql://HOST:PORT/DATABASE (user in the URL or PGUSER) or mysql://HOST:PORT/DATABASE."
+        "postgresql://HOST:PORT/DATABASE (user in the URL or PGUSER) or "
+        "mysql://HOST:PORT/DATABASE (user in the URL, password in it, MYSQL_PWD or ~/.my.cnf)."
     )
     assert "hunter2" not in "\n".join(out)
 
@@ -169,14 +182,14 @@ def test_the_dagster_resource_chooses_the_store_as_the_cli_does(
 StoreFactory = Callable[[], Store]
 
 
-@pytest.fixture(params=["s3", "postgresql"])
+@pytest.fixture(params=["s3", "postgresql", "mysql"])
 def stores(request: pytest.FixtureRequest) -> StoreFactory:
     """A function making stores over one fresh, empty Front50 (each call: a new client)."""
     if request.param == "s3":
         s3: S3Store = request.getfixturevalue("store")
         s3.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         return lambda: S3Store(s3.settings, client=s3.client)
-    url: str = request.getfixturevalue("front50_postgres")
+    url: str = request.getfixturevalue(f"front50_{'postgres' if request.param == 'postgresql' else 'mysql'}")
     return lambda: open_store(url, {})
 
 

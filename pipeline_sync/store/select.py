@@ -16,7 +16,8 @@ DEFAULT_ROOT = "front50"
 SQL_SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql"}
 ACCEPTED = (
     "s3://BUCKET/ROOT (ROOT defaults to 'front50'), "
-    "postgresql://HOST:PORT/DATABASE (user in the URL or PGUSER) or mysql://HOST:PORT/DATABASE"
+    "postgresql://HOST:PORT/DATABASE (user in the URL or PGUSER) or "
+    "mysql://HOST:PORT/DATABASE (user in the URL, password in it, MYSQL_PWD or ~/.my.cnf)"
 )
 
 

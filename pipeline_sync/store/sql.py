@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pipeline_sync.errors import StalePlanError, StoreError
 from pipeline_sync.live import DEFAULT_LIMITS, LiveLimits, LiveObject, parse_live
@@ -156,7 +157,69 @@ POSTGRESQL = Dialect(
     is_lock_timeout=lambda exc: _sqlstate(exc) in {"55P03", "40P01"},
 )
 
-DIALECTS = {"postgresql": POSTGRESQL}
+
+def _mysql_connect(url: str, environ: Mapping[str, str]) -> Any:
+    """A PyMySQL connection for mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+
+    The password comes from the URL, else MYSQL_PWD, else the [client] section of ~/.my.cnf (as the
+    mysql client reads them). READ COMMITTED, as PostgreSQL's default: a create racing another
+    waits on the other's row and then sees it, instead of deadlocking on a gap lock.
+    """
+    import pymysql  # type: ignore[import-untyped,import-not-found]  # (no stubs; an older venv may lack it)
+
+    parts = urlsplit(url)
+    database = unquote(parts.path.lstrip("/"))
+    if not database or "/" in database or parts.query or parts.fragment:
+        raise StoreError(
+            f"the store URL {redact_url(url)} must name one database and nothing after it: "
+            "write it as mysql://HOST:PORT/DATABASE with the user in the URL."
+        )
+    home = environ.get("HOME", "")
+    option_file = Path(home, ".my.cnf") if home else None
+    return pymysql.connect(
+        host=parts.hostname or "localhost",
+        port=parts.port or 3306,
+        user=unquote(parts.username or "") or None,
+        password=unquote(parts.password or "") or environ.get("MYSQL_PWD", ""),
+        database=database,
+        read_default_file=str(option_file) if option_file is not None and option_file.is_file() else None,
+        charset="utf8mb4",
+        autocommit=False,
+        connect_timeout=10,
+        init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    )
+
+
+def _mysql_errors() -> tuple[type[BaseException], ...]:
+    import pymysql  # type: ignore[import-untyped,import-not-found]  # (no stubs; an older venv may lack it)
+
+    return (pymysql.err.MySQLError,)
+
+
+def _mysql_code(exc: BaseException) -> int | None:
+    """The server's error number of a PyMySQL error (its first argument), or None."""
+    code = exc.args[0] if exc.args else None
+    return code if isinstance(code, int) else None
+
+
+MYSQL = Dialect(
+    name="mysql",
+    connect=_mysql_connect,
+    # utf8mb4 is UTF-8: the same token as on PostgreSQL for the same body text.
+    token_sql="SHA2(CONVERT(body USING utf8mb4), 256)",
+    columns_sql=(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND table_name IN %s"
+    ),
+    insert_ignore="INSERT IGNORE INTO {table} ({columns}) VALUES ({values})",
+    # innodb_lock_wait_timeout has no per-transaction form on MySQL; the connection is ours alone.
+    lock_timeout_sql=f"SET SESSION innodb_lock_wait_timeout = {LOCK_TIMEOUT_SECONDS}",
+    errors=_mysql_errors,
+    is_duplicate=lambda exc: _mysql_code(exc) == 1062,  # ER_DUP_ENTRY
+    is_lock_timeout=lambda exc: _mysql_code(exc) in {1205, 1213},  # lock wait timeout, deadlock
+)
+
+DIALECTS = {"postgresql": POSTGRESQL, "mysql": MYSQL}
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -186,8 +249,8 @@ def open_sql_store(url: str, dialect: str, environ: Mapping[str, str] | None = N
     env = os.environ if environ is None else environ
     if dialect not in DIALECTS:
         raise StoreError(
-            f"the store URL {redact_url(url)} names a {dialect} database, which this version of "
-            "pipeline-sync cannot manage yet: use postgresql://."
+            f"the store URL {redact_url(url)} names a {dialect} database, which pipeline-sync "
+            "cannot manage: use postgresql:// or mysql://."
         )
     return SqlStore(SqlSettings(url, DIALECTS[dialect], LiveLimits.from_env(env), env))
 
@@ -411,7 +474,7 @@ class SqlStore:
                     (pipeline_id,),
                 )
                 current = cursor.fetchone()
-                seen = current[0] if current is not None and not current[1] else None
+                seen = current[0] if current is not None and not _flag(current[1]) else None
                 if seen != if_match:
                     if seen == token:
                         outcome = None  # already written by an earlier attempt
@@ -456,7 +519,7 @@ class SqlStore:
                 (pipeline_id,),
             )
             current = cursor.fetchone()
-            if current is None or current[1]:
+            if current is None or _flag(current[1]):
                 return WriteResult(key=row, etag=None, version_id=None)  # already gone: same end state
             if current[0] != if_match:
                 raise StalePlanError(_stale_message(row, if_match))
@@ -505,7 +568,7 @@ class SqlStore:
                 cursor.execute(self.dialect.lock_timeout_sql)
                 cursor.execute("SELECT is_deleted FROM applications WHERE id = %s FOR UPDATE", (app_id,))
                 current = cursor.fetchone()
-                if current is None or current[0]:
+                if current is None or _flag(current[0]):
                     stamp = self._stamp(cursor, APPLICATIONS, None)
                     document = application_document(application, email)
                     document["createTs"] = document["updateTs"] = str(stamp)
@@ -547,6 +610,14 @@ class SqlStore:
 
 def _row_name(table: str, row_id: str) -> str:
     return f"{table} row {row_id}"
+
+
+def _flag(value: object) -> bool:
+    """An is_deleted value as read: a boolean (PostgreSQL), 0/1 (MySQL tinyint) or b'\\x00'/b'\\x01'
+    (MySQL bit(1), what Liquibase before 4.24 made of a boolean column)."""
+    if isinstance(value, bytes | bytearray):
+        return any(value)
+    return bool(value)
 
 
 def _clean_id(row_id: object) -> str:
