@@ -22,6 +22,7 @@ from pipeline_sync.status import Status
 from pipeline_sync.store import Store
 from pipeline_sync.store.select import open_store
 from pipeline_sync.terminal import printable, printable_line
+from pipeline_sync.variables import unused_variables
 
 
 def echo(message: object = "", *, err: bool = False) -> None:
@@ -84,12 +85,15 @@ def main(ctx: click.Context, catalog_dir: Path, templates_dir: Path, store_url: 
 @main.command()
 @click.pass_context
 def validate(ctx: click.Context) -> None:
-    """Render and validate every target; one line per problem."""
+    """Render and validate every target; one line per problem, and a warning per catalog variable
+    that no template reads (warnings leave the exit code alone)."""
     ws = _workspace(ctx)
     outcomes = render_all(ws)
     problems = [p for o in outcomes.values() for p in o.problems]
     for problem in problems:
         echo(problem)
+    for warning in unused_variables(ws.catalog, ws.renderer):
+        echo(f"warning: {warning}", err=True)
     invalid = sum(1 for o in outcomes.values() if not o.valid)
     failed = len(ws.catalog.errors)
     summary = (

@@ -39,7 +39,8 @@ PROD_PROBLEMS = (
 )
 BROKEN_SERVICE = "name: bad\nproduct: p\nteam: t\nnamespace: n\ngit_repo: g\ntema: typo\nstacks:\n  dev: {pipelines: [deploy]}\n"
 BROKEN_ERROR = (
-    "catalog/services/bad.yaml:6: tema: unknown key 'tema'; check its spelling against the catalog reference"
+    "catalog/services/bad.yaml:6: tema: unknown key 'tema'; check its spelling against the catalog reference "
+    "(keys here: application, email, git_repo, name, namespace, product, prune, stacks, team, vars)"
 )
 
 DEV_CREATE = f"""
@@ -165,6 +166,41 @@ def test_validate_prints_each_problem_and_exits_1(
     )
     result = cli(project, "validate")
     assert (result.exit_code, result.stdout, result.stderr) == (1, stdout, stderr)
+
+
+TYPO_SERVICE = """\
+name: svc
+product: p
+team: t
+namespace: n
+git_repo: g
+vars: {descripton: typo}
+stacks:
+  dev: {pipelines: [deploy]}
+  prod:
+    pipelines: [deploy]
+    vars:
+      never_read: 1
+"""
+
+
+def test_validate_warns_about_variables_no_template_reads_and_still_exits_0(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    project = make_project(
+        tmp_path,
+        defaults=DEPLOY_DEFAULTS,
+        services={"svc": TYPO_SERVICE},
+        templates={"deploy": DEPLOY_TEMPLATE},
+    )
+    result = cli(project, "validate")
+    assert (result.exit_code, result.stdout) == (0, "2 targets: 2 valid, 0 invalid; 0 catalog files failed\n")
+    assert result.stderr == (
+        "warning: catalog/services/svc.yaml:6: vars.descripton: variable 'descripton' is set here, but no "
+        "template it reaches (deploy) reads it; did you mean 'description'?\n"
+        "warning: catalog/services/svc.yaml:12: stacks.prod.vars.never_read: variable 'never_read' is set "
+        "here, but no template it reaches (deploy) reads it; remove it, or use it in a template\n"
+    )
 
 
 # -- render -----------------------------------------------------------------------------------
