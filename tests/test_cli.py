@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -683,6 +686,18 @@ def test_markdown_escapes_what_live_pipelines_and_values_say() -> None:
         "\\[link\\](http://evil) \\@team \\`code\\` \\| cell \\&amp;\n"
     ) in text
     assert f"`````diff\n{fenced}`````\n" in text  # a fence no backtick run in the diff can close
+
+
+# -- the command after `source .demo/env.sh` ---------------------------------------------------
+
+
+def test_the_demos_env_sh_puts_pipeline_sync_on_path(tmp_path: Path) -> None:
+    from pipeline_sync import demo
+
+    env_file = demo.write_home_files(tmp_path, demo.demo_env(tmp_path, "http://127.0.0.1:9"))
+    script = f"PATH=/usr/bin:/bin; . {shlex.quote(str(env_file))} && command -v pipeline-sync"
+    found = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    assert found.stdout == f"{Path(sys.executable).parent / 'pipeline-sync'}\n"
 
 
 # -- apply ------------------------------------------------------------------------------------
