@@ -127,10 +127,15 @@ def changed_paths(diff: Mapping[str, Any]) -> list[str]:
 
 
 def fleet_signature(diff: Mapping[str, Any], names: Iterable[str]) -> str:
-    """A hash of the diff with the pipeline's own names blanked: equal for 'the same change'."""
+    """A hash of the diff with the pipeline's own names blanked: equal for 'the same change'.
+
+    A name is blanked where it stands alone ('k8s-dev', 'deploy-stage'), never inside a longer
+    word: a stack named 'stage' must not turn the diff's 'stages' into '<name>s'. (A name that is
+    a whole field name, a stack called 'stages', still blanks that field: its changes then
+    cluster apart from other stacks' in the report, and nothing else depends on it.)"""
     text = json.dumps(diff, sort_keys=True)
     for name in sorted({n for n in names if n}, key=len, reverse=True):
-        text = re.sub(re.escape(name), "<name>", text)
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", "<name>", text)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -20,6 +20,7 @@ from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, MakeProject, Project
 from s3support import BUCKET, object_keys
 
 from pipeline_sync.cli import main
+from pipeline_sync.diff import fleet_signature, semantic_diff
 from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.plan import Plan, PlanEntry
 from pipeline_sync.provenance import MARKER_FIELD
@@ -635,6 +636,14 @@ def test_markdown_names_the_same_change_in_212_pipelines_once() -> None:
     assert f"Pipelines: {shown} and 192 more\n" in text
     assert "- fields changed: description\n" in text
     assert "```diff\n--- live/svc-000/dev/deploy\n+++ rendered/svc-000/dev/deploy\n```" in text
+
+
+@pytest.mark.parametrize("stack", ["stage", "stag", "age", "nounce", "build-x"])
+def test_the_same_change_has_one_signature_when_a_name_is_part_of_a_word(stack: str) -> None:
+    live = {"name": "deploy-x", "stages": [{"refId": "build", "type": "wait"}]}
+    added = {**live, "stages": [*live["stages"], {"refId": "announce", "type": "wait"}]}
+    diff = semantic_diff(live, added)
+    assert fleet_signature(diff, ["svc", stack, "deploy"]) == fleet_signature(diff, ["svc", "dev", "deploy"])
 
 
 def test_markdown_never_exceeds_a_comment_and_points_at_the_full_plan() -> None:
