@@ -6,11 +6,16 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: demo test lint venv clean bench
 
+# pip prints each package it collects and a progress bar per download (a first install fetches
+# about 150 packages, Dagster's among them: minutes, not seconds); the step reports its time.
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pipeline-sync needs Python 3.11 or newer; found " + sys.version.split()[0] + ". Set PYTHON=/path/to/python3.11 and retry.")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "Installing pipeline-sync and its dev extras into $(VENV) (a first install takes a few minutes)..."
+	@start=$$(date +%s) && \
+	  $(PYTHON) -m venv $(VENV) && \
+	  $(BIN)/python -m pip install --progress-bar on --upgrade pip && \
+	  $(BIN)/python -m pip install --progress-bar on -e '.[dev]' && \
+	  echo "Installed into $(VENV) in $$(( $$(date +%s) - start )) s."
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 venv: $(STAMP)
@@ -18,12 +23,19 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m pipeline_sync.demo
 
+# Everything temporary (the Dagster home of `definitions validate`, pytest's tmp_path folders,
+# any tempfile a test or a library makes) goes under one folder, removed however the run ends.
+# tests/skip_report.py lists what was skipped, and why, after pytest's totals.
 test: $(STAMP)
 	$(BIN)/ruff check pipeline_sync tests bench
 	$(BIN)/ruff format --check pipeline_sync tests bench
 	$(BIN)/mypy
-	DAGSTER_HOME=$$(mktemp -d) $(BIN)/dagster definitions validate -w workspace.yaml
-	$(BIN)/python -m pytest -q
+	@scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT INT TERM && \
+	  echo "DAGSTER_HOME=$$scratch/dagster_home $(BIN)/dagster definitions validate -w workspace.yaml" && \
+	  mkdir "$$scratch/dagster_home" && \
+	  DAGSTER_HOME="$$scratch/dagster_home" $(BIN)/dagster definitions validate -w workspace.yaml && \
+	  echo "TMPDIR=$$scratch $(BIN)/python -m pytest -q -p skip_report --basetemp=$$scratch/pytest" && \
+	  TMPDIR="$$scratch" $(BIN)/python -m pytest -q -p skip_report --basetemp="$$scratch/pytest"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.reconcile

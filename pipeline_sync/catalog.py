@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import types
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -169,6 +171,16 @@ class Target:
 
 
 @dataclass(frozen=True)
+class VariableSetting:
+    """One variable as a catalog file sets it (`vars:` of defaults, a stack, a service or a
+    service's stack): where, and the keys of the targets whose templates it reaches."""
+
+    name: str
+    location: SourceLocation
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ServiceFailure:
     """A service file that failed to load: its targets are unknown, not absent."""
 
@@ -190,6 +202,8 @@ class Catalog:
     former_ids: frozenset[str | None] = frozenset()
     # service -> its Spinnaker application, for every service file that parsed (loaded or not).
     applications: Mapping[str, str] = field(default_factory=dict)
+    # Every variable the loaded files set, in file order, for `validate`'s unused-variable warnings.
+    settings: tuple[VariableSetting, ...] = ()
 
     def owns_marker_of(self, catalog_id: object) -> bool:
         """True when a marker naming catalog_id (None: no id) was written by this catalog."""
@@ -240,7 +254,7 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
     catalog_dir = Path(catalog_dir)
     known_templates = available_templates(templates_dir)
     try:
-        defaults = _load_defaults(catalog_dir)
+        defaults, defaults_lines = _load_defaults(catalog_dir)
     except CatalogError as exc:
         return Catalog(root=catalog_dir, defaults_error=exc)
     loaded: dict[str, list[Target]] = {}
@@ -258,9 +272,15 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
         if loaded.pop(service, None) is not None:
             failures[service] = error
     identity = defaults.catalog
+    targets = {target.key: target for service in files for target in loaded.get(service, ())}
+    defaults_file = _relative(catalog_dir / DEFAULTS_FILE, catalog_dir)
+    settings = _settings(defaults, defaults_file, defaults_lines, targets.values())
+    for service in loaded:
+        settings += _service_settings(parsed[service], loaded[service])
     return Catalog(
         root=catalog_dir,
-        targets={target.key: target for service in files for target in loaded.get(service, ())},
+        targets=targets,
+        settings=tuple(settings),
         failures=[ServiceFailure(service, failures[service]) for service in files if service in failures],
         applications={service: found.application for service, found in parsed.items()},
         prune=defaults.prune,
@@ -315,34 +335,136 @@ def _read_model(path: Path, catalog_dir: Path, model: type[_Strict]) -> tuple[An
     try:
         return model.model_validate(data), lines, file
     except ValidationError as exc:
-        raise _as_catalog_error(exc, file, lines) from None
+        raise _as_catalog_error(exc, file, lines, model, data) from None
 
 
-def _as_catalog_error(exc: ValidationError, file: str, lines: LineMap) -> CatalogError:
-    first = exc.errors()[0]
-    loc = tuple(part for part in first["loc"] if isinstance(part, str | int) and part != "[key]")
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to word (a typo's likely intent), or None when none is close."""
+    found = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+def _as_catalog_error(
+    exc: ValidationError, file: str, lines: LineMap, model: type[_Strict], data: Any
+) -> CatalogError:
+    """The file's first problem, unknown keys first: a typo'd key is reported at its own line with
+    the key it likely meant, and the "missing" error of that key is its consequence, not counted."""
+    problems = [(_location(error["loc"]), error) for error in exc.errors()]
+    unknown = [(loc, error) for loc, error in problems if error["type"] == "extra_forbidden"]
+    unknown.sort(key=lambda found: lines.line_of(found[0]) or 0)  # the first typo in the file first
+    guesses = {loc: _guess(model, data, loc) for loc, _ in unknown}
+    explained = {(*loc[:-1], guess) for loc, guess in guesses.items() if guess}
+    rest = [(loc, e) for loc, e in problems if e["type"] != "extra_forbidden" and loc not in explained]
+    ordered = unknown + rest
+    loc, first = ordered[0]
     message = first["msg"]
     if first["type"] == "extra_forbidden":
-        message = f"unknown key {loc[-1]!r}; check its spelling against the catalog reference"
+        message = _unknown_key_message(model, loc, guesses[loc])
     elif first["type"] == "missing":
         message = f"required key {loc[-1]!r} is missing"
     message = message.removeprefix("Value error, ")
-    more = len(exc.errors()) - 1
+    more = len(ordered) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''} in this file)"
     return CatalogError(SourceLocation(file, format_key_path(loc), lines.line_of(loc)), message)
 
 
-def _load_defaults(catalog_dir: Path) -> Defaults:
+def _location(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    return tuple(part for part in loc if isinstance(part, str | int) and part != "[key]")
+
+
+def _unknown_key_message(model: type[_Strict], loc: tuple[str | int, ...], guess: str | None) -> str:
+    if guess:
+        return f"unknown key {loc[-1]!r} (did you mean {guess!r}?)"
+    known = ", ".join(sorted(_fields_at(model, loc[:-1])))
+    return f"unknown key {loc[-1]!r}; check its spelling against the catalog reference (keys here: {known})"
+
+
+def _guess(model: type[_Strict], data: Any, loc: tuple[str | int, ...]) -> str | None:
+    """The field the unknown key at loc likely meant: a close one the mapping does not set yet."""
+    mapping = data
+    for part in loc[:-1]:
+        mapping = mapping.get(part) if isinstance(mapping, dict) else None
+    present = set(mapping) if isinstance(mapping, dict) else set()
+    return did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]) - present)
+
+
+def _fields_at(model: type[_Strict], path: tuple[str | int, ...]) -> frozenset[str]:
+    """The field names of the model that validates the mapping at path (empty when none does)."""
+    annotation: Any = model
+    for part in path:
+        inner = _unwrapped(annotation)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            found = inner.model_fields.get(str(part))
+            annotation = found.annotation if found else None
+        elif get_origin(inner) in (dict, list):
+            annotation = get_args(inner)[-1]
+        else:
+            return frozenset()
+    inner = _unwrapped(annotation)
+    return (
+        frozenset(inner.model_fields)
+        if isinstance(inner, type) and issubclass(inner, BaseModel)
+        else frozenset()
+    )
+
+
+def _unwrapped(annotation: Any) -> Any:
+    """X from Annotated[X, ...], X | None and Optional[X]."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _unwrapped(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        return _unwrapped(options[0]) if len(options) == 1 else annotation
+    return annotation
+
+
+def _load_defaults(catalog_dir: Path) -> tuple[Defaults, LineMap]:
     path = catalog_dir / DEFAULTS_FILE
     if not path.exists() and not path.is_symlink():  # a dangling link is refused when read
         raise CatalogError(
             SourceLocation(_relative(path, catalog_dir)),
             "catalog defaults file is missing; it must declare at least `stacks:`",
         )
-    defaults, _, _ = _read_model(path, catalog_dir, Defaults)
+    defaults, lines, _ = _read_model(path, catalog_dir, Defaults)
     assert isinstance(defaults, Defaults)
-    return defaults
+    return defaults, lines
+
+
+def _settings(
+    defaults: Defaults, file: str, lines: LineMap, targets: Iterable[Target]
+) -> list[VariableSetting]:
+    """The variables defaults.yaml sets: global ones reach every target, a stack's its targets."""
+    every = list(targets)
+    found = _set_in(defaults.vars, ("vars",), file, lines, [t.key for t in every])
+    for stack, settings in defaults.stacks.items():
+        keys = [t.key for t in every if t.stack == stack]
+        found += _set_in(settings.vars, ("stacks", stack, "vars"), file, lines, keys)
+    return found
+
+
+def _service_settings(found: _ServiceFile, targets: list[Target]) -> list[VariableSetting]:
+    """The variables a service file sets: its own reach its targets, a stack's that stack's."""
+    service, file, lines = found.service, found.file, found.lines
+    settings = _set_in(service.vars, ("vars",), file, lines, [t.key for t in targets])
+    for stack, settings_of_stack in service.stacks.items():
+        keys = [t.key for t in targets if t.stack == stack]
+        settings += _set_in(settings_of_stack.vars, ("stacks", stack, "vars"), file, lines, keys)
+    return settings
+
+
+def _set_in(
+    variables: Mapping[str, Any], where: tuple[str, ...], file: str, lines: LineMap, keys: list[str]
+) -> list[VariableSetting]:
+    return [
+        VariableSetting(
+            name,
+            SourceLocation(file, format_key_path((*where, name)), lines.line_of((*where, name))),
+            tuple(keys),
+        )
+        for name in variables
+    ]
 
 
 @dataclass(frozen=True)

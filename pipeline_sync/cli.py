@@ -1,4 +1,10 @@
-"""The `pipeline-sync` command: thin verbs over the core; exit codes follow terraform's convention."""
+"""The `pipeline-sync` command: thin verbs over the core; exit codes follow terraform's convention.
+
+`plan` exits 0 (nothing to do), 2 (changes pending) or 1 (errors, which win); with
+`--exit-code detailed` it sums 2 (changes pending) and 4 (problems: conflict, invalid, unknown,
+a catalog file failed), so CI sees pending changes while a conflict is open, and 1 stays "no plan".
+A usage error exits 1, never click's 2, which would read as "changes pending".
+"""
 
 from __future__ import annotations
 
@@ -15,24 +21,64 @@ from pipeline_sync.engine import ApplyResult, Selection
 from pipeline_sync.errors import PipelineSyncError
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
 from pipeline_sync.rendering import Sources, render_all, select_keys
-from pipeline_sync.report import cluster_lines, elsewhere_line
+from pipeline_sync.report import change_lines, cluster_lines, elsewhere_line, plan_markdown
 from pipeline_sync.rollback import apply_rollback, describe_versions, plan_rollback
 from pipeline_sync.safefiles import UnsafeFileError, write_text_file
 from pipeline_sync.status import Status
 from pipeline_sync.store import Store
 from pipeline_sync.store.select import open_store
 from pipeline_sync.terminal import printable, printable_line
+from pipeline_sync.variables import unused_variables
 
 
-def echo(message: object = "", *, err: bool = False) -> None:
+def echo(message: object = "", *, err: bool = False, nl: bool = True) -> None:
     """Print text that may hold bucket keys, names or values: control and bidi characters are
     escaped, so a crafted key cannot move the cursor, clear a line or reorder what a reviewer reads."""
-    click.echo(printable(str(message)), err=err)
+    click.echo(printable(str(message)), err=err, nl=nl)
 
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
+# `plan --exit-code detailed` only: added to EXIT_CHANGES when entries or catalog files have problems.
+EXIT_PROBLEMS = 4
+EXIT_CODE_MODES = ("default", "detailed")
+FORMATS = ("text", "json", "markdown")
+
+
+class _UsageError(click.UsageError):
+    """A usage error that exits 1."""
+
+    exit_code = EXIT_ERROR
+
+
+class _Commands(click.Group):
+    """click's group, except that a usage error exits 1 (click's own is 2, which callers of `plan`
+    read as "changes pending")."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _UsageError(exc.format_message(), exc.ctx) from exc
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _UsageError(exc.format_message(), exc.ctx) from exc
+
+
+def plan_exit_code(the_plan: Plan, *, catalog_failed: bool, mode: str = "default") -> int:
+    """The exit code of a plan that was made: see the module docstring and docs/ci.md."""
+    problems = the_plan.has_errors or catalog_failed
+    if mode == "detailed":
+        return (EXIT_CHANGES if the_plan.has_changes else 0) + (EXIT_PROBLEMS if problems else 0)
+    if problems:
+        return EXIT_ERROR
+    return EXIT_CHANGES if the_plan.has_changes else EXIT_OK
 
 
 def _workspace(ctx: click.Context) -> Sources:
@@ -48,7 +94,7 @@ def _store() -> Store:
     return open_store(click.get_current_context().obj.get("store_url"))
 
 
-@click.group()
+@click.group(cls=_Commands)
 @click.option(
     "--catalog",
     "catalog_dir",
@@ -84,12 +130,15 @@ def main(ctx: click.Context, catalog_dir: Path, templates_dir: Path, store_url: 
 @main.command()
 @click.pass_context
 def validate(ctx: click.Context) -> None:
-    """Render and validate every target; one line per problem."""
+    """Render and validate every target; one line per problem, and a warning per catalog variable
+    that no template reads (warnings leave the exit code alone)."""
     ws = _workspace(ctx)
     outcomes = render_all(ws)
     problems = [p for o in outcomes.values() for p in o.problems]
     for problem in problems:
         echo(problem)
+    for warning in unused_variables(ws.catalog, ws.renderer):
+        echo(f"warning: {warning}", err=True)
     invalid = sum(1 for o in outcomes.values() if not o.valid)
     failed = len(ws.catalog.errors)
     summary = (
@@ -143,10 +192,42 @@ def compute_plan(ws: Sources, store: Store, pattern: str | None) -> Plan:
 @main.command()
 @click.option("--select", "pattern", default=None, help="Glob over service/stack/template keys.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Save the plan for `apply`.")
-@click.option("--json", "as_json", is_flag=True, help="Print per-key entries as JSON.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="text (default): each change with a summary and its unified diff; json: per-key entries; "
+    "markdown: a pull-request comment of at most 60,000 characters.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
+@click.option(
+    "--exit-code",
+    "exit_codes",
+    type=click.Choice(EXIT_CODE_MODES),
+    default="default",
+    show_default=True,
+    help="default: 0 nothing to do, 2 changes pending, 1 errors. detailed: 0, plus 2 when changes "
+    "are pending, plus 4 when entries or catalog files have problems; 1 only when no plan was made.",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Also print each change's raw DeepDiff (text format).")
 @click.pass_context
-def plan(ctx: click.Context, pattern: str | None, out: Path | None, as_json: bool) -> None:
-    """Diff the catalog against Front50. Exit 0 nothing to do, 2 changes pending, 1 errors."""
+def plan(
+    ctx: click.Context,
+    pattern: str | None,
+    out: Path | None,
+    output_format: str | None,
+    as_json: bool,
+    exit_codes: str,
+    verbose: bool,
+) -> None:
+    """Diff the catalog against Front50. Exit 0 nothing to do, 2 changes pending, 1 errors
+    (with --exit-code detailed: 1 no plan, else 0 + 2 changes pending + 4 problems)."""
+    if as_json and output_format not in (None, "json"):
+        raise click.UsageError(
+            f"--json is --format json; it cannot be combined with --format {output_format}."
+        )
+    output_format = "json" if as_json else output_format or "text"
     ws = _workspace(ctx)
     try:
         the_plan = compute_plan(ws, _store(), pattern)
@@ -154,16 +235,21 @@ def plan(ctx: click.Context, pattern: str | None, out: Path | None, as_json: boo
         echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
     if out is not None:
-        out.write_text(the_plan.dumps() + "\n")
-    if as_json:
+        try:
+            out.write_text(the_plan.dumps() + "\n")
+        except OSError as exc:
+            echo(f"error: cannot save the plan to {out}: {exc.strerror or exc}; nothing was saved.", err=True)
+            ctx.exit(EXIT_ERROR)
+    if output_format == "json":
         echo(json.dumps(_json_entries(the_plan), indent=2, sort_keys=True))
+    elif output_format == "markdown":
+        errors = [str(error) for error in ws.catalog.errors]
+        echo(plan_markdown(the_plan, catalog_errors=errors, saved_as=str(out) if out else None), nl=False)
     else:
-        _print_plan(the_plan)
+        _print_plan(the_plan, verbose=verbose)
         if out is not None:
             echo(f"\nSaved the plan to {out}. Apply exactly it with: pipeline-sync apply {out}")
-    if the_plan.has_errors or ws.catalog.errors:
-        ctx.exit(EXIT_ERROR)
-    ctx.exit(EXIT_CHANGES if the_plan.has_changes else EXIT_OK)
+    ctx.exit(plan_exit_code(the_plan, catalog_failed=bool(ws.catalog.errors), mode=exit_codes))
 
 
 def _json_entries(the_plan: Plan) -> dict[str, Any]:
@@ -187,22 +273,33 @@ def _json_entries(the_plan: Plan) -> dict[str, Any]:
     }
 
 
-def _print_entry(entry: PlanEntry) -> None:
+def _print_entry(entry: PlanEntry, *, verbose: bool = False) -> None:
+    """An entry's reasons, the summary of its change, and the unified diff of the pipeline as it
+    will be written (what the UI and the Markdown report show); the raw DeepDiff with verbose."""
     for message in entry.messages:
         echo(f"  {message}")
+    for line in change_lines(entry):
+        echo(f"  {line}")
     if entry.drift_yaml:
         echo("  what a person changed since pipeline-sync wrote it (carry a hotfix into the catalog):")
-        echo("    " + entry.drift_yaml.rstrip().replace("\n", "\n    "))
-    if entry.diff_yaml:
-        echo("  " + entry.diff_yaml.rstrip().replace("\n", "\n  "))
+        echo(_indented(entry.drift_yaml, "    "))
+    if entry.unified:
+        echo(_indented(entry.unified, "  "))
+    if verbose and entry.diff_yaml:
+        echo("  DeepDiff of the documents (stages keyed by refId):")
+        echo(_indented(entry.diff_yaml, "    "))
 
 
-def _print_plan(the_plan: Plan) -> None:
+def _indented(text: str, prefix: str) -> str:
+    return prefix + text.rstrip().replace("\n", "\n" + prefix)
+
+
+def _print_plan(the_plan: Plan, *, verbose: bool = False) -> None:
     for entry in the_plan.entries.values():
         if entry.status is Status.IN_SYNC:
             continue
         echo(f"\n{entry.status}: {printable_line(entry.key)}  (digest {entry.digest})")
-        _print_entry(entry)
+        _print_entry(entry, verbose=verbose)
     for warning in the_plan.warnings:
         echo(f"warning: {warning}", err=True)
     summary = fleet_summary(the_plan)

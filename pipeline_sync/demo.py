@@ -208,6 +208,9 @@ def write_home_files(home: Path, settings: Mapping[str, str]) -> Path:
     env_file = home / "env.sh"
     lines = ["# The demo's settings: `source` this in another shell to use its bucket and instance."]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in sorted(settings.items())]
+    # The virtualenv's bin (not resolved: a venv's python is a link out of it), so `pipeline-sync`
+    # and `dagster` are the demo's own in that shell.
+    lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
     env_file.write_text("\n".join(lines) + "\n")
     return env_file
 

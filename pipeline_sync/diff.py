@@ -1,4 +1,4 @@
-"""Semantic diffs of pipelines: keyed views for DeepDiff, YAML and unified text, fleet signatures.
+"""Semantic diffs of pipelines: keyed views for DeepDiff, YAML and unified text, summaries, signatures.
 
 A live document may nest as deep as Front50 reads (1,000 levels); DeepDiff and YAML recurse a
 few frames a level. Diffs show the first SHOWN_DEPTH levels: anything deeper is a placeholder
@@ -11,11 +11,13 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from deepdiff import DeepDiff
+from deepdiff.path import parse_path
 
 from pipeline_sync.canonical import canonical_json, sha256_hex
 from pipeline_sync.nesting import nesting_depth
@@ -125,8 +127,115 @@ def changed_paths(diff: Mapping[str, Any]) -> list[str]:
 
 
 def fleet_signature(diff: Mapping[str, Any], names: Iterable[str]) -> str:
-    """A hash of the diff with the pipeline's own names blanked: equal for 'the same change'."""
+    """A hash of the diff with the pipeline's own names blanked: equal for 'the same change'.
+
+    A name is blanked where it stands alone ('k8s-dev', 'deploy-stage'), never inside a longer
+    word: a stack named 'stage' must not turn the diff's 'stages' into '<name>s'. (A name that is
+    a whole field name, a stack called 'stages', still blanks that field: its changes then
+    cluster apart from other stacks' in the report, and nothing else depends on it.)"""
     text = json.dumps(diff, sort_keys=True)
     for name in sorted({n for n in names if n}, key=len, reverse=True):
-        text = re.sub(re.escape(name), "<name>", text)
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", "<name>", text)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ChangeSummary:
+    """What a diff changes, as a reviewer reads it: fields by path, stages by refId."""
+
+    fields: tuple[str, ...] = ()
+    stages_added: tuple[str, ...] = ()
+    stages_removed: tuple[str, ...] = ()
+    # refId -> the fields of that stage that change ("" for the stage as a whole).
+    stages_changed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+_ADDED = ("dictionary_item_added", "iterable_item_added", "attribute_added")
+_REMOVED = ("dictionary_item_removed", "iterable_item_removed", "attribute_removed")
+
+
+def change_summary(diff: Mapping[str, Any]) -> ChangeSummary:
+    """Summarise a semantic_diff: which top-level fields change (as paths), which stages are added,
+    removed or changed (by refId, as keyed_view keys them; by position where they have none)."""
+    changes: dict[tuple[str | int, ...], str] = {}
+    for section, found in diff.items():
+        kind = "added" if section in _ADDED else "removed" if section in _REMOVED else "changed"
+        for text, value in _paths_of(found):
+            for path, what in _expanded(_elements(text), kind, value):
+                changes[path] = what
+    fields: list[str] = []
+    added: list[str] = []
+    removed: list[str] = []
+    changed: dict[str, list[str]] = {}
+    for path, kind in sorted(changes.items(), key=lambda item: [str(p) for p in item[0]]):
+        if path[:1] != ("stages",) or len(path) < 2:
+            fields.append(format_path(path))
+        elif len(path) == 2 and kind == "added":
+            added.append(_stage_name(path[1]))
+        elif len(path) == 2 and kind == "removed":
+            removed.append(_stage_name(path[1]))
+        else:
+            changed.setdefault(_stage_name(path[1]), []).append(format_path(path[2:]))
+    return ChangeSummary(
+        tuple(fields),
+        tuple(added),
+        tuple(removed),
+        {stage: tuple(p for p in paths if p) for stage, paths in changed.items()},
+    )
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """('stages', 'deploy', 'overrides', 0) as stages.deploy.overrides[0]; odd keys quoted."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN.match(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part, ensure_ascii=False)}]"
+    return out
+
+
+_PLAIN = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+
+
+def _stage_name(ident: str | int) -> str:
+    return f"#{ident}" if isinstance(ident, int) else format_path((ident,))
+
+
+def _paths_of(found: Any) -> list[tuple[str, Any]]:
+    if isinstance(found, Mapping):
+        return [(str(path), value) for path, value in found.items()]
+    if isinstance(found, Iterable) and not isinstance(found, str | bytes):
+        return [(str(path), None) for path in found]
+    return []
+
+
+def _elements(path: str) -> tuple[str | int, ...]:
+    try:
+        parts = parse_path(path)  # type: ignore[no-untyped-call]  # deepdiff ships no types
+    except Exception:  # a path DeepDiff itself did not write (a hand-edited plan file): show it whole
+        return (path,)
+    return tuple(p if isinstance(p, int) else str(p) for p in parts)
+
+
+def _expanded(
+    path: tuple[str | int, ...], kind: str, value: Any
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """DeepDiff reports a mapping it finds mostly replaced as one change of the whole (the root,
+    all of `stages`, one stage): down to a stage's own fields, split it into its keys."""
+    if kind == "changed" and len(path) < 3 and isinstance(value, Mapping):
+        old, new = value.get("old_value"), value.get("new_value")
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            for key in sorted({*old, *new}, key=str):
+                if key not in old:
+                    yield (*path, str(key)), "added"
+                elif key not in new:
+                    yield (*path, str(key)), "removed"
+                elif old[key] != new[key]:
+                    yield from _expanded(
+                        (*path, str(key)), "changed", {"old_value": old[key], "new_value": new[key]}
+                    )
+            return
+    yield path, kind

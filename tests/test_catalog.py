@@ -11,6 +11,8 @@ import pytest
 
 from pipeline_sync.catalog import Catalog, load_catalog
 from pipeline_sync.merge import deep_merge, merge_layers
+from pipeline_sync.render import Renderer
+from pipeline_sync.variables import unused_variables
 from pipeline_sync.yamlsafe import MAX_DOCUMENT_BYTES
 
 if TYPE_CHECKING:
@@ -198,7 +200,8 @@ def test_prune_defaults_and_service_override(make_project: MakeProject, tmp_path
     [
         (
             "tema: typo\nstacks:\n  dev: {pipelines: [deploy]}\n",
-            "catalog/services/svc.yaml:6: tema: unknown key 'tema'; check its spelling against the catalog reference",
+            "catalog/services/svc.yaml:6: tema: unknown key 'tema'; check its spelling against the catalog reference "
+            "(keys here: application, email, git_repo, name, namespace, product, prune, stacks, team, vars)",
         ),
         (
             "stacks:\n  dev:\n    pipelines: [deploy]\n    varz: {a: 1}\n",
@@ -272,6 +275,77 @@ def test_service_errors_name_file_line_and_key(
     make_project: MakeProject, tmp_path: Path, lines: str, expected: str
 ) -> None:
     assert expected in service_error(make_project, tmp_path, SERVICE_HEAD + lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (  # the typo at its own line with the key it meant; the "missing" it causes is not counted
+            SERVICE_HEAD + "stacks:\n  dev:\n    pipelnes: [deploy]\n",
+            "catalog/services/svc.yaml:8: stacks.dev.pipelnes: unknown key 'pipelnes' (did you mean 'pipelines'?)",
+        ),
+        (
+            SERVICE_HEAD.replace("namespace:", "namespce:") + "stacks:\n  dev: {pipelines: [deploy]}\n",
+            "catalog/services/svc.yaml:4: namespce: unknown key 'namespce' (did you mean 'namespace'?)",
+        ),
+        (  # reported before the missing key, though pydantic lists that first
+            SERVICE_HEAD.replace("team: shop-team\n", "")
+            + "tema: t\nstacks:\n  dev: {pipelines: [deploy]}\n",
+            "catalog/services/svc.yaml:5: tema: unknown key 'tema' (did you mean 'team'?)",
+        ),
+        (  # two typos: the first in the file, and one more problem (the missing keys are their doing)
+            SERVICE_HEAD.replace("namespace:", "namespce:") + "stacks:\n  dev:\n    pipelnes: [deploy]\n",
+            "catalog/services/svc.yaml:4: namespce: unknown key 'namespce' (did you mean 'namespace'?) "
+            "(and 1 more problem in this file)",
+        ),
+        (  # a key the mapping already sets is no suggestion
+            SERVICE_HEAD + "teams: x\nstacks:\n  dev: {pipelines: [deploy]}\n",
+            "catalog/services/svc.yaml:6: teams: unknown key 'teams'; check its spelling against the catalog "
+            "reference (keys here: application, email, git_repo, name, namespace, product, prune, stacks, team, vars)",
+        ),
+        (
+            SERVICE_HEAD + "stacks:\n  dev: {pipelines: [deploy], aproval: auto}\n",
+            "catalog/services/svc.yaml:7: stacks.dev.aproval: unknown key 'aproval' (did you mean 'approval'?)",
+        ),
+        (
+            SERVICE_HEAD + "stacks:\n  dev: {pipelines: [deploy], id: {deploy: abc}}\n",
+            "catalog/services/svc.yaml:7: stacks.dev.id: unknown key 'id' (did you mean 'ids'?)",
+        ),
+    ],
+    ids=["in-a-stack", "top-level", "before-missing", "two-typos", "already-set", "approval", "ids"],
+)
+def test_an_unknown_key_is_reported_at_its_line_with_the_key_it_meant(
+    make_project: MakeProject, tmp_path: Path, text: str, expected: str
+) -> None:
+    assert service_error(make_project, tmp_path, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("defaults", "expected"),
+    [
+        (
+            "stacks:\n  dev: {aproval: auto}\n",
+            "catalog/defaults.yaml:2: stacks.dev.aproval: unknown key 'aproval' (did you mean 'approval'?)",
+        ),
+        (
+            "prnue: true\nstacks:\n  dev: {}\n",
+            "catalog/defaults.yaml:1: prnue: unknown key 'prnue' (did you mean 'prune'?)",
+        ),
+        (
+            "catalog: {idd: x}\nstacks:\n  dev: {}\n",
+            "catalog/defaults.yaml:1: catalog.idd: unknown key 'idd' (did you mean 'id'?)",
+        ),
+        (
+            "stacs:\n  dev: {}\n",
+            "catalog/defaults.yaml:1: stacs: unknown key 'stacs' (did you mean 'stacks'?)",
+        ),
+    ],
+)
+def test_an_unknown_key_in_defaults_is_reported_with_the_key_it_meant(
+    make_project: MakeProject, tmp_path: Path, defaults: str, expected: str
+) -> None:
+    catalog = make_project(tmp_path, defaults=defaults).load()
+    assert str(catalog.defaults_error) == expected
 
 
 def test_missing_required_key(make_project: MakeProject, tmp_path: Path) -> None:
@@ -623,3 +697,89 @@ def test_a_failed_service_keeps_its_application_when_its_file_said_it(
     assert catalog.application_of("other") == "other"  # never said: only the default is known
     assert catalog.service_of("OTHER") == "other"
     assert catalog.service_of("nobody") is None
+
+
+# --- variables no template reads (validate's warnings) ----------------------------------------
+
+
+def test_every_variable_setting_names_its_line_and_the_targets_it_reaches(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    defaults = "vars: {a: 1}\nstacks:\n  dev: {vars: {b: 2}}\n  prod: {}\n"
+    service = (
+        SERVICE_HEAD
+        + "vars: {c: 3}\nstacks:\n  dev: {pipelines: [deploy]}\n  prod:\n    pipelines: [deploy]\n    vars:\n      d: 4\n"
+    )
+    catalog = make_project(tmp_path, defaults=defaults, services={"svc": service, "other": {}}).load()
+    assert [(s.name, str(s.location), s.keys) for s in catalog.settings] == [
+        ("a", "catalog/defaults.yaml:1: vars.a", ("other/dev/deploy", "svc/dev/deploy", "svc/prod/deploy")),
+        ("b", "catalog/defaults.yaml:3: stacks.dev.vars.b", ("other/dev/deploy", "svc/dev/deploy")),
+        ("c", "catalog/services/svc.yaml:6: vars.c", ("svc/dev/deploy", "svc/prod/deploy")),
+        ("d", "catalog/services/svc.yaml:12: stacks.prod.vars.d", ("svc/prod/deploy",)),
+    ]
+
+
+def unused(make_project: MakeProject, tmp_path: Path, templates: dict[str, str], service: str) -> list[str]:
+    project = make_project(tmp_path, services={"svc": SERVICE_HEAD + service}, templates=templates)
+    catalog = project.load()
+    assert catalog.errors == []
+    return unused_variables(catalog, Renderer(project.templates_dir, catalog))
+
+
+DEV_PROD = "stacks:\n  dev: {pipelines: [deploy]}\n  prod: {pipelines: [deploy, canary]}\n"
+
+
+@pytest.mark.parametrize(
+    ("templates", "service", "expected"),
+    [
+        (  # read by one of the templates it reaches: fine
+            {"deploy": "name: d\n", "canary": "name: c\nw: {{ weights }}\n"},
+            "vars: {weights: [1]}\n" + DEV_PROD,
+            [],
+        ),
+        (
+            {"deploy": "name: d\nr: {{ replicas }}\n", "canary": "name: c\n"},
+            "vars: {replica: 3}\n" + DEV_PROD,
+            [
+                "catalog/services/svc.yaml:6: vars.replica: variable 'replica' is set here, but no template it "
+                "reaches (canary, deploy) reads it; did you mean 'replicas'?"
+            ],
+        ),
+        (  # only dev's template reads it, and it is set for prod only
+            {"deploy": "name: d\n", "canary": "name: c\n{% if stack == 'dev' %}x: {{ gate }}\n{% endif %}"},
+            "stacks:\n  dev: {pipelines: [canary]}\n  prod:\n    pipelines: [deploy]\n    vars: {gate: 1}\n",
+            [
+                "catalog/services/svc.yaml:10: stacks.prod.vars.gate: variable 'gate' is set here, but no "
+                "template it reaches (deploy) reads it; remove it, or use it in a template"
+            ],
+        ),
+        (  # SpEL's ${# is text, not a Jinja comment that would hide {{ gate }}
+            {"deploy": "name: d\nx: \"${#judgment('a')} {{ gate }} #}\"\n"},
+            "vars: {gate: 1}\nstacks:\n  dev: {pipelines: [deploy]}\n",
+            [],
+        ),
+        (  # a template that sets the name itself never reads the catalog's
+            {"deploy": "{% set replicas = 2 %}name: d\nr: {{ replicas }}\n"},
+            "vars: {replicas: 3}\nstacks:\n  dev: {pipelines: [deploy]}\n",
+            [
+                "catalog/services/svc.yaml:6: vars.replicas: variable 'replicas' is set here, but no template it "
+                "reaches (deploy) reads it; remove it, or use it in a template"
+            ],
+        ),
+        (  # a template that does not parse is not judged: rendering reports it
+            {"deploy": "name: {{ d\n"},
+            "vars: {replicas: 3}\nstacks:\n  dev: {pipelines: [deploy]}\n",
+            [],
+        ),
+    ],
+    ids=["read-by-one", "typo", "other-stack", "spel", "shadowed", "unparsable"],
+)
+def test_variables_no_template_reads_are_warned_about(
+    make_project: MakeProject, tmp_path: Path, templates: dict[str, str], service: str, expected: list[str]
+) -> None:
+    assert unused(make_project, tmp_path, templates, service) == expected
+
+
+def test_the_example_catalog_sets_no_variable_that_no_template_reads() -> None:
+    catalog = load_catalog(REPO / "catalog", REPO / "templates")
+    assert unused_variables(catalog, Renderer(REPO / "templates", catalog)) == []
