@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import psycopg
@@ -113,6 +115,12 @@ def front50_save(env: dict[str, Any], pipeline_id: str, user: str, **change: Any
             (pipeline_id, edited, body_sig(edited), stamp, stamp),
         )
     return edited
+
+
+def newest_approval_requests(instance: dg.DagsterInstance) -> list[dg.RunRequest]:
+    """What the approval sensor asks for the newest approval event alone."""
+    [newest] = instance.fetch_materializations(APPROVAL_ASSET, limit=1).records
+    return list(sensor_tick(instance, str(newest.storage_id - 1)).run_requests)
 
 
 def summary_of(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
@@ -292,3 +300,69 @@ def test_a_step_closes_the_database_connection_it_opened(env: dict[str, Any]) ->
         connection = sql.db
         assert not connection.closed
     assert connection.closed
+
+
+# -- the database role deploy/README.md grants -------------------------------------------------
+
+DEPLOY_README = PROJECT / "deploy" / "README.md"
+
+
+def readme_grants() -> list[str]:
+    """The statements of deploy/README.md's grant block, as a deployment would run them."""
+    text = DEPLOY_README.read_text()
+    block = text.split("```sql\n", 1)[1].split("```", 1)[0]
+    lines = [line.split("--")[0].strip() for line in block.splitlines()]
+    return [s.strip() for s in " ".join(line for line in lines if line).split(";") if s.strip()]
+
+
+@pytest.fixture
+def restricted_url(env: dict[str, Any]) -> Iterator[str]:
+    """env's database as a role holding exactly the grants deploy/README.md names, no more."""
+    url = env["url"]
+    role = f"ps_{uuid.uuid4().hex[:10]}"
+    database = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(url, autocommit=True) as db:
+        for statement in readme_grants():
+            db.execute(statement.replace("pipeline_sync", role).replace("front50", f'"{database}"'))
+    parts = urlsplit(url)
+    yield urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")
+
+
+def test_the_grants_deploy_readme_names_are_enough_and_needed(
+    env: dict[str, Any], restricted_url: str
+) -> None:
+    assert readme_grants()[0].startswith("CREATE ROLE pipeline_sync LOGIN")
+    instance = env["instance"]
+    env["resources"]["front50"] = Front50Resource(store_url=restricted_url)
+    run_reconcile(env)  # the schema check and the read, as the role
+    for request in sensor_tick(instance).run_requests:  # creates: pipelines, applications, history
+        assert publish(env, request).success
+    pipeline_id = pipeline_id_of(env, DEV_KEY)
+    [(published,)] = rows(env, "SELECT body FROM pipelines WHERE id = %s", pipeline_id)
+    front50_save(env, pipeline_id, "dave", description="by dave")
+    drift = plan_partition(env, DEV_KEY)
+    assert drift["drift_fields"] == "root['description']"  # pipelines_history read as the role
+    assert approve(env, DEV_KEY, drift["plan_digest"]).success
+    [request] = newest_approval_requests(instance)
+    assert publish(env, request).success  # an update under the row lock
+    [(text, by)] = rows(env, "SELECT body, last_modified_by FROM pipelines WHERE id = %s", pipeline_id)
+    body = json.loads(text)
+    assert (by, body["lastModifiedBy"]) == ("erin", "erin")
+    assert body["description"] == json.loads(published)["description"] != "by dave"
+
+    with psycopg.connect(env["url"], autocommit=True) as db:  # one grant fewer: nothing is written
+        db.execute(f"REVOKE UPDATE ON pipelines FROM {urlsplit(restricted_url).username}")
+    before = rows(env, "SELECT * FROM pipelines ORDER BY id")
+    front50_save(env, pipeline_id, "dave", description="by dave, again")
+    edited = rows(env, "SELECT * FROM pipelines ORDER BY id")
+    again = plan_partition(env, DEV_KEY)
+    assert approve(env, DEV_KEY, again["plan_digest"]).success
+    [request] = newest_approval_requests(instance)
+    refused = publish(env, request)
+    assert not refused.success
+    [failure] = [e for e in refused.all_events if e.is_step_failure]
+    assert "permission denied for table pipelines" in failure.step_failure_data.user_failure_data.description
+    assert rows(env, "SELECT * FROM pipelines ORDER BY id") == edited != before
