@@ -267,7 +267,9 @@ def write_entry(
     desired: Mapping[str, Any] = entry.desired
     if extra_marker:
         desired = {**desired, MARKER_FIELD: {**desired[MARKER_FIELD], **extra_marker}}
-    body = stamped_body(desired, approver=approver, plan_digest=entry.digest)
+    body = stamped_body(
+        desired, approver=approver, plan_digest=entry.digest, modified_by=modifier_of(store, approver)
+    )
     result = store.put_pipeline(entry.pipeline_id, body, if_match=entry.live_etag)
     note = f" (created application {entry.application})" if created_app else ""
     if result.marker_error:
@@ -283,15 +285,27 @@ def write_entry(
     )
 
 
-def stamped_body(desired: Mapping[str, Any], *, approver: str, plan_digest: str) -> bytes:
+def modifier_of(store: Store, approver: str) -> str:
+    """Who a write's body names as lastModifiedBy: the approver where the store records that as its
+    own "last modified by" (Front50's SQL store copies it into the row's last_modified_by, as
+    Front50's API would from X-SPINNAKER-USER: the store declares `records_modifier = True`), else
+    pipeline-sync (S3: the bytes Front50 reads are unchanged). The marker's approvedBy always
+    names the approver."""
+    return approver if getattr(store, "records_modifier", False) is True else WRITER
+
+
+def stamped_body(
+    desired: Mapping[str, Any], *, approver: str, plan_digest: str, modified_by: str = WRITER
+) -> bytes:
     """The bytes to write: server fields Front50 expects, plus who approved which plan.
 
+    modified_by is the body's lastModifiedBy (modifier_of: pipeline-sync, or on SQL the approver).
     writeId makes every write's bytes unique, so a retry that finds "its" bytes in the store
     knows they are its own, not an identical write by a racing apply.
     """
     document: dict[str, Any] = copy.deepcopy(dict(desired))
     document["updateTs"] = str(now_ms())
-    document["lastModifiedBy"] = WRITER
+    document["lastModifiedBy"] = modified_by
     document[MARKER_FIELD] = {
         **document[MARKER_FIELD],
         "approvedBy": approver,

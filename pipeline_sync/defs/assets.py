@@ -47,7 +47,7 @@ templates_source = dg.AssetSpec(
 )
 front50_live = dg.AssetSpec(
     "front50_live",
-    description="The pipeline object as Front50 holds it in S3 (observed when plans run).",
+    description="The pipeline as Front50 holds it, in its bucket or SQL database (observed when plans run).",
     group_name="inputs",
     partitions_def=pipeline_partitions,
     kinds={"s3"},
@@ -125,7 +125,8 @@ def pipeline_plan(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Diff one pipeline against Front50's live copy: status, plan digest, and the diff."""
     key = context.partition_key
-    plan = engine.plan(catalog.workspace(front50.caches()), front50.store(), Selection.of([key]))
+    with front50.opened() as store:
+        plan = engine.plan(catalog.workspace(front50.caches()), store, Selection.of([key]))
     entry = plan.entries.get(key) or _gone(key)
     context.log.info(f"{key}: {display_status(entry)} (plan digest {entry.digest})")
     for message in entry.messages:
@@ -183,7 +184,8 @@ def approval(
             allow_retries=False,
         )
     workspace = catalog.workspace(front50.caches())
-    entry = engine.plan(workspace, front50.store(), Selection.of([key])).entries.get(key)
+    with front50.opened() as store:
+        entry = engine.plan(workspace, store, Selection.of([key])).entries.get(key)
     refusal = engine.approval_refusal(entry, key, config.plan_digest, approver=config.approver, policy=False)
     if refusal is None and entry is not None and entry.status is Status.IN_SYNC:
         refusal = engine.Refusal("failed", f"{key}: already in sync; there is nothing to approve")
@@ -222,13 +224,15 @@ def published_pipeline(
     catalog: CatalogResource,
     front50: Front50Resource,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    """The pipeline written to Front50's bucket, after its exact plan was approved."""
+    """The pipeline written to Front50's store (bucket or SQL database), after its exact plan was approved."""
     key = context.partition_key
     approved = _approval_to_publish(context, key, config)
-    workspace, store = catalog.workspace(front50.caches()), front50.store()
-    result = engine.apply(
-        workspace, store, {key: approved.digest}, approver=approved.approver, policy=approved.by_policy
-    )[0]
+    workspace = catalog.workspace(front50.caches())
+    with front50.opened() as store:
+        result = engine.apply(
+            workspace, store, {key: approved.digest}, approver=approved.approver, policy=approved.by_policy
+        )[0]
+        where = store.describe()
     if result.outcome != "applied":
         raise dg.Failure(description=f"Not published: {result.message}", allow_retries=False)
     context.log.info(result.message)
@@ -248,6 +252,9 @@ def published_pipeline(
             "approval_storage_id": approved.storage_id,
             "approval_run_id": approved.run_id,
             "operation": result.status or "",
+            "store": where,  # never credentials
+            # The store's precondition token and version (named s3_* since the first, S3-only
+            # release; on SQL the body's SHA-256 and <last_modified_at>-<body_sig>).
             "s3_etag": result.etag or "",
             "s3_version_id": result.version_id or "",
             "display_status": "published",
@@ -288,13 +295,13 @@ def fleet_plan(
     workspace = catalog.workspace(front50.caches())
     for error in workspace.catalog.errors:
         context.log.error(str(error))
-    store = front50.store()
-    plan = engine.plan(workspace, store)
-    _ensure_partitions(context, plan)
-    previous = read_plan_state(context.instance, plan.entries)
-    changed = [e for e in plan.entries.values() if previous.get(e.key) != state_value(e)]
-    auto = {e.key: e.digest for e in changed if is_partition_key(e.key) and policy_may_approve(e)}
-    refusals = engine.policy_refusals(workspace, store, auto)
+    with front50.opened() as store:
+        plan = engine.plan(workspace, store)
+        _ensure_partitions(context, plan)
+        previous = read_plan_state(context.instance, plan.entries)
+        changed = [e for e in plan.entries.values() if previous.get(e.key) != state_value(e)]
+        auto = {e.key: e.digest for e in changed if is_partition_key(e.key) and policy_may_approve(e)}
+        refusals = engine.policy_refusals(workspace, store, auto)
     for event in _partition_events(changed, refusals, context.log):
         context.log_event(event)
     write_plan_state(context.instance, changed)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -42,7 +44,8 @@ class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
     URL is read as the CLI's --store is (pipeline_sync.store.select).
 
     Fields are plain optionals rather than EnvVar: an unset EnvVar fails every run at
-    config time, even for optional settings.
+    config time, even for optional settings. Credentials never belong in store_url (run config is
+    shown in the UI): give them to the code location's environment (PIPELINE_SYNC_STORE, PGPASSWORD).
     """
 
     store_url: str | None = None
@@ -67,9 +70,22 @@ class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return env
 
     def store(self) -> Store:
+        """A newly opened store; assets use opened(), which also closes it."""
         if not self.store_url and self.bucket:
             return S3Store(self.settings())  # configured here, so it beats the environment
         return open_store(self.store_url, self._environment())
+
+    @contextmanager
+    def opened(self) -> Iterator[Store]:
+        """The store for one step, closed when the step is done: a SQL store holds a database
+        connection (and checks Front50's schema when opened), which must not outlive the step."""
+        store = self.store()
+        try:
+            yield store
+        finally:
+            close = getattr(store, "close", None)
+            if callable(close):
+                close()
 
     def caches(self) -> CacheSettings:
         """Where both caches live: cache_dir moves the render cache too, not only the content cache."""

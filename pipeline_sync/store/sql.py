@@ -258,6 +258,10 @@ def open_sql_store(url: str, dialect: str, environ: Mapping[str, str] | None = N
 class SqlStore:
     """Reads and writes Front50's pipelines and applications tables as SqlStorageService does."""
 
+    # The body's lastModifiedBy becomes the row's last_modified_by: the engine names the approver
+    # there (engine.modifier_of), as Front50's API names the X-SPINNAKER-USER.
+    records_modifier = True
+
     def __init__(self, settings: SqlSettings, connection: Any | None = None) -> None:
         self.settings = settings
         self.dialect = settings.dialect
