@@ -2,6 +2,7 @@
 
     python -m bench.reconcile            # full: N = 1,000 and 10,000 (under 20 minutes on 2 cores)
     python -m bench.reconcile --quick    # N = 200 only, a few minutes
+    python -m bench.reconcile --sizes 10000 --naive-max 1000 --no-postgres   # S3 and SQL stores only
 
 One moto S3 server (a child process that counts requests by operation) holds a bucket per N.
 For each N it generates a synthetic catalog (bench.synth), seeds the matching live pipelines,
@@ -12,7 +13,12 @@ then measures, each in a child process of its own (wall time, S3 requests, peak 
   drift       1% of the live pipelines edited in Deck (marker kept).
 Methods: the naive loop (bench.naive; run at N <= --naive-max and scaled linearly above),
 `pipeline-sync plan` as a subprocess, and reconcile_job (the fleet_plan asset) in process on
-a sqlite instance on disk and, at N <= --postgres-max, on PostgreSQL through deploy/dagster.yaml.
+a sqlite instance on disk and, at N <= --postgres-max, on PostgreSQL through deploy/dagster.yaml
+(a Dagster instance: --no-postgres leaves it out).
+The same `pipeline-sync plan` also runs against Front50's SQL store (at N <= --sql-max; --no-sql
+leaves it out): a PostgreSQL database per N with Front50's tables holding the same fleet, rows as
+Front50 writes them (bench.sqlstore), on the server PIPELINE_SYNC_BENCH_SQL_URL or
+PIPELINE_SYNC_TEST_POSTGRES_URL names, else on the bench's own throwaway server.
 Between scenarios the Dagster instances get their per-partition plan state back, so every
 scenario is measured against the same warm baseline. It prints a table and writes it, with the
 targets of issue 6 checked, to bench/results/latest.md (--quick: latest-quick.md), raw figures
@@ -41,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench import synth
+from bench import sqlstore, synth
 from bench.s3server import S3Server
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -52,6 +58,8 @@ CHILD_TIMEOUT = 900
 
 NAIVE = "naive loop"
 CLI = "pipeline-sync plan (CLI)"
+SQL_CLI = "pipeline-sync plan (CLI, PostgreSQL store)"
+SQL_TRANSACTIONS = "SQL transactions"
 DAGSTER = "Dagster reconcile"
 
 # Targets of issue 6, for a no-op reconcile of 10,000 pipelines on a 2-core machine.
@@ -62,6 +70,9 @@ MAX_DAGSTER_SECONDS = 60.0
 MIN_TIME_RATIO = 20.0
 MIN_REQUEST_RATIO = 100.0
 MAX_RSS_MIB = 1024.0
+# Issue 14: a warm no-op plan against Front50's SQL store within 2x of the S3 figure.
+MAX_SQL_NOOP_RATIO = 2.0
+SQL_URL_VARIABLES = ("PIPELINE_SYNC_BENCH_SQL_URL", "PIPELINE_SYNC_TEST_POSTGRES_URL")
 CONSTANT_EVENTS = 20  # run bookkeeping: start, step, logs, the summary materialization ...
 
 
@@ -98,6 +109,9 @@ class Settings:
     results: Path
     command: str
     postgres_note: str = ""
+    sql_max: int = 0
+    use_sql: bool = True
+    sql_note: str = ""
 
 
 @dataclass
@@ -228,11 +242,17 @@ def postgres_storage(home: Path, server: Postgres, database: str) -> Storage:
 class SizeBench:
     """Everything measured at one fleet size, against one bucket of the shared S3 server."""
 
-    def __init__(self, size: int, settings: Settings, s3: S3Server, postgres: Postgres | None) -> None:
+    def __init__(
+        self, size: int, settings: Settings, s3: S3Server, postgres: Postgres | None, sql_server: str | None
+    ) -> None:
         self.size = size
         self.settings = settings
         self.s3 = s3
         self.postgres = postgres
+        # Front50's SQL store: a database of its own on sql_server, when this size runs it.
+        self.sql_server = sql_server if sql_server is not None and size <= settings.sql_max else None
+        self.sql_database = f"bench_front50_{os.getpid()}_n{size}"
+        self.sql_url = ""
         self.work = settings.work / f"n{size}"
         self.bucket = f"bench-{size}"
         self.logs = self.work / "logs"
@@ -240,6 +260,13 @@ class SizeBench:
         self.setup: dict[str, float] = {}
 
     def run(self) -> list[Measurement]:
+        try:
+            return self._run()
+        finally:
+            if self.sql_url and self.sql_server is not None:
+                sqlstore.drop_database(self.sql_server, self.sql_database)
+
+    def _run(self) -> list[Measurement]:
         self.logs.mkdir(parents=True)
         started = time.perf_counter()
         self.fleet = synth.write_fleet(self.work / "project", self.size)
@@ -255,6 +282,12 @@ class SizeBench:
             f"{len(self.base.bodies)} objects seeded "
             f"({self.setup['render baseline (s)']:.0f} s render, {self.setup['seed bucket (s)']:.0f} s seed)"
         )
+        if self.sql_server is not None:
+            started = time.perf_counter()
+            self.sql_url = sqlstore.create_database(self.sql_server, self.sql_database)
+            count = sqlstore.seed(self.sql_url, self.base.bodies)
+            self.setup["seed Front50 SQL tables (s)"] = time.perf_counter() - started
+            log(f"N={self.size}: {count} pipeline rows seeded in Front50's tables")
         storages = [sqlite_storage(self.work / "dagster-sqlite")]
         if self.postgres is not None and self.size <= self.settings.postgres_max:
             storages.append(
@@ -265,6 +298,8 @@ class SizeBench:
             if scenario != "cold" and self.size <= self.settings.naive_max:
                 self._measure(self._naive(scenario))
             self._measure(self._cli(scenario))
+            if self.sql_url:
+                self._measure(self._cli(scenario, sql=True))
             for storage in storages:
                 self._measure(self._dagster(scenario, storage, restore=scenario != "cold"))
             self._restore(scenario, changed)
@@ -273,8 +308,8 @@ class SizeBench:
     def _measure(self, measurement: Measurement) -> None:
         self.results.append(measurement)
         log(
-            f"N={self.size} {measurement.scenario:<16} {measurement.method:<30} "
-            f"{measurement.seconds:7.2f} s  {measurement.total_requests:6d} S3 requests  "
+            f"N={self.size} {measurement.scenario:<16} {measurement.method:<44} "
+            f"{measurement.seconds:7.2f} s  {requests_text(measurement.requests):>12}  "
             f"{measurement.rss_mib or 0:6.0f} MiB  {measurement.verdict}"
         )
 
@@ -286,6 +321,8 @@ class SizeBench:
         if scenario == "1% drifted":
             keys = synth.drift_keys(self.base)
             synth.put_all(synth.s3_client(self.s3.url), self.bucket, synth.drifted_bodies(self.base, keys))
+            if self.sql_url:
+                sqlstore.put_bodies(self.sql_url, synth.drifted_bodies(self.base, keys))
             log(f"N={self.size}: edited {len(keys)} live pipelines as Deck would")
             return keys
         return []
@@ -297,6 +334,8 @@ class SizeBench:
             synth.put_all(
                 synth.s3_client(self.s3.url), self.bucket, synth.original_bodies(self.base, drifted)
             )
+            if self.sql_url:
+                sqlstore.put_bodies(self.sql_url, synth.original_bodies(self.base, drifted))
 
     # methods
     def _env(self, **extra: str) -> dict[str, str]:
@@ -322,11 +361,17 @@ class SizeBench:
             details={"phases": data["seconds_by_phase"], "client_requests": data["client_requests"]},
         )
 
-    def _cli(self, scenario: str) -> Measurement:
-        log_path = self.logs / f"{self._slug(scenario, 'cli')}.log"
+    def _cli(self, scenario: str, *, sql: bool = False) -> Measurement:
+        """`pipeline-sync plan` against the bucket, or (sql) against Front50's SQL tables: the store
+        URL goes in PIPELINE_SYNC_STORE, never on the command line, and each store has its own
+        cache directory (the render cache too), so each one's "cold" is cold."""
+        name = "cli-sql" if sql else "cli"
+        log_path = self.logs / f"{self._slug(scenario, name)}.log"
         env = self._env(
-            PIPELINE_SYNC_BUCKET=self.bucket, PIPELINE_SYNC_CACHE_DIR=str(self.work / "cache-cli")
+            PIPELINE_SYNC_BUCKET=self.bucket, PIPELINE_SYNC_CACHE_DIR=str(self.work / f"cache-{name}")
         )
+        if sql:
+            env["PIPELINE_SYNC_STORE"] = self.sql_url
         argv = [
             str(BIN / "pipeline-sync"),
             "--catalog",
@@ -336,20 +381,39 @@ class SizeBench:
             "plan",
         ]
         self.s3.reset()
+        before = self._sql_transactions() if sql else None
         child = run_child(argv, env, log_path)
         if child.returncode not in (0, 2):
             raise BenchError(f"pipeline-sync plan exited {child.returncode}:\n{tail(log_path)}")
         summary = re.findall(r"^Summary: (.*)$", log_path.read_text(errors="replace"), re.MULTILINE)
+        requests = self._counts()
+        if sql:
+            after = self._sql_transactions()
+            if before is not None and after is not None:
+                requests[SQL_TRANSACTIONS] = after - before
         return Measurement(
             self.size,
             scenario,
-            CLI,
+            SQL_CLI if sql else CLI,
             child.seconds,
-            self._counts(),
+            requests,
             child.rss_mib,
             verdict=summary[-1] if summary else "?",
             note="whole process, imports included",
         )
+
+    def _sql_transactions(self) -> int | None:
+        """Transactions of the SQL database so far; statistics reach pg_stat_database when a
+        session ends, so this waits for the count to settle."""
+        assert self.sql_server is not None
+        seen = sqlstore.transactions(self.sql_server, self.sql_database)
+        for _ in range(20):
+            time.sleep(0.1)
+            again = sqlstore.transactions(self.sql_server, self.sql_database)
+            if again == seen:
+                return seen
+            seen = again
+        return seen
 
     def _dagster(self, scenario: str, storage: Storage, *, restore: bool) -> Measurement:
         out = self.logs / f"{self._slug(scenario, 'dagster-' + storage.name)}.json"
@@ -445,6 +509,7 @@ _SHORT = {
     "PutObject": "Put",
     "HeadObject": "Head",
     "DeleteObject": "Delete",
+    SQL_TRANSACTIONS: "SQL transactions",
 }
 
 
@@ -458,8 +523,8 @@ def requests_text(requests: dict[str, int]) -> str:
 
 def table(results: list[Measurement]) -> str:
     lines = [
-        "| N | scenario | method | wall (s) | S3 requests | Dagster events (per partition) "
-        "| peak RSS (MiB) | verdict |",
+        "| N | scenario | method | wall (s) | S3 requests / SQL transactions "
+        "| Dagster events (per partition) | peak RSS (MiB) | verdict |",
         "|---:|---|---|---:|---|---:|---:|---|",
     ]
     order = {name: i for i, name in enumerate(SCENARIOS)}
@@ -475,7 +540,7 @@ def table(results: list[Measurement]) -> str:
 
 
 def _method_rank(method: str) -> int:
-    return 0 if method == NAIVE else 1 if method == CLI else 2
+    return {NAIVE: 0, CLI: 1, SQL_CLI: 2}.get(method, 3)
 
 
 def _find(results: list[Measurement], size: int, scenario: str, method: str) -> Measurement | None:
@@ -552,6 +617,19 @@ def checks(results: list[Measurement]) -> list[tuple[str, str, str]]:
                 verdict(request_ratio >= MIN_REQUEST_RATIO),
             )
         )
+    for n in sorted({m.size for m in results}):
+        s3_noop, sql_noop = _find(results, n, "no-op", CLI), _find(results, n, "no-op", SQL_CLI)
+        if s3_noop is None or sql_noop is None:
+            continue
+        ratio = sql_noop.seconds / s3_noop.seconds
+        out.append(
+            (
+                f"N={n:,}, no-op, warm: `pipeline-sync plan` on the PostgreSQL store within "
+                f"{MAX_SQL_NOOP_RATIO:.0f}x of the S3 store",
+                f"{ratio:.2f}x ({sql_noop.seconds:.1f} s vs {s3_noop.seconds:.1f} s)",
+                verdict(ratio <= MAX_SQL_NOOP_RATIO),
+            )
+        )
     measured_rss = [m for m in results if m.size == size and m.rss_mib is not None]
     if measured_rss:
         worst = max(measured_rss, key=lambda m: m.rss_mib or 0)
@@ -611,7 +689,14 @@ def markdown(
         "(provenance marker kept). The synthetic fleet (bench/synth.py) also starts with 0.5% pending "
         "updates, 0.3% drift, 0.2% missing and 0.2% unmanaged pipelines beside the catalog's.",
         "",
+        "The PostgreSQL store: the same `pipeline-sync plan` with `PIPELINE_SYNC_STORE=postgresql://...` "
+        "against a database holding Front50's tables and the same fleet, each pipeline a row (and a "
+        "history row) as Front50 writes it (bench/sqlstore.py); its own cache directory, so its *cold* "
+        "is cold too. Its *SQL transactions* are counted by the server (pg_stat_database), the schema "
+        "check included.",
+        "",
         *([settings.postgres_note, ""] if settings.postgres_note else []),
+        *([settings.sql_note, ""] if settings.sql_note else []),
         "## Targets",
         "",
         "| target | measured | |",
@@ -657,11 +742,26 @@ def write_atomically(path: Path, text: str) -> None:
 
 def parse(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(prog="python -m bench.reconcile", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="N=200 only (naive and Postgres included).")
+    parser.add_argument(
+        "--quick", action="store_true", help="N=200 only (naive, Postgres and the SQL store included)."
+    )
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
     parser.add_argument("--naive-max", type=int, default=None, help="Largest N to run the naive loop at.")
-    parser.add_argument("--postgres-max", type=int, default=None, help="Largest N to run Postgres at.")
-    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--postgres-max", type=int, default=None, help="Largest N to run a Dagster instance on PostgreSQL at."
+    )
+    parser.add_argument(
+        "--no-postgres",
+        action="store_true",
+        help="No Dagster instance on PostgreSQL (the SQL store runs).",
+    )
+    parser.add_argument(
+        "--sql-max",
+        type=int,
+        default=None,
+        help="Largest N to plan on Front50's SQL store at (default: all).",
+    )
+    parser.add_argument("--no-sql", action="store_true", help="Do not plan against Front50's SQL store.")
     parser.add_argument("--results", type=Path, default=None, help="Markdown results file.")
     parser.add_argument("--keep", type=Path, default=None, help="Work in this directory and keep it.")
     args = parser.parse_args(argv)
@@ -673,6 +773,8 @@ def parse(argv: list[str] | None) -> Settings:
         naive_max=args.naive_max or (200 if quick else 1_000),
         postgres_max=args.postgres_max or (200 if quick else 1_000),
         use_postgres=not args.no_postgres,
+        sql_max=args.sql_max or max(sizes),
+        use_sql=not args.no_sql,
         work=args.keep or Path(),
         results=args.results or RESULTS / ("latest-quick.md" if quick else "latest.md"),
         command=command.strip(),
@@ -717,9 +819,13 @@ def _workdir(settings: Settings) -> Iterator[Path]:
 def _run_all(settings: Settings) -> tuple[list[Measurement], dict[int, dict[str, float]]]:
     results: list[Measurement] = []
     setup: dict[int, dict[str, float]] = {}
-    with S3Server(settings.work / "s3server.log") as s3, _maybe_postgres(settings) as postgres:
+    with (
+        S3Server(settings.work / "s3server.log") as s3,
+        _maybe_postgres(settings) as postgres,
+        _maybe_sql_server(settings, postgres) as sql_server,
+    ):
         for size in settings.sizes:
-            bench = SizeBench(size, settings, s3, postgres)
+            bench = SizeBench(size, settings, s3, postgres, sql_server)
             results += bench.run()
             setup[size] = bench.setup
     return results, setup
@@ -740,6 +846,30 @@ def _maybe_postgres(settings: Settings) -> Iterator[Postgres | None]:
         if server is not None:
             log(f"PostgreSQL up at {server.url}")
         yield server
+
+
+@contextmanager
+def _maybe_sql_server(settings: Settings, postgres: Postgres | None) -> Iterator[str | None]:
+    """The PostgreSQL server to hold Front50's SQL tables (a database per N): the one
+    PIPELINE_SYNC_BENCH_SQL_URL or PIPELINE_SYNC_TEST_POSTGRES_URL names, else the Dagster
+    instance's server, else a throwaway one of its own."""
+    if not settings.use_sql or not any(n <= settings.sql_max for n in settings.sizes):
+        yield None
+        return
+    named = next((os.environ[v] for v in SQL_URL_VARIABLES if os.environ.get(v)), None)
+    if named or postgres is not None:
+        yield named or (postgres.url if postgres is not None else None)
+        return
+    with ExitStack() as stack:
+        try:
+            sql_dir = settings.work / "sql-server"
+            sql_dir.mkdir(exist_ok=True)
+            server: Postgres | None = stack.enter_context(postgres_server(sql_dir))
+        except BenchError as exc:
+            log(f"skipping the SQL store runs: {exc}")
+            settings.sql_note = f"The SQL store runs were skipped: {exc}"
+            server = None
+        yield server.url if server is not None else None
 
 
 if __name__ == "__main__":
