@@ -505,3 +505,34 @@ def test_plan_apply_drift_stale_unmanaged_through_the_cli(front50_sql: str, tmp_
     assert rows(url, "SELECT body FROM pipelines WHERE id = %s", pipeline_id) == [(edited_text,)]
     assert rows(url, "SELECT * FROM pipelines WHERE id = 'legacy-1'") == legacy_before
     assert rows(url, "SELECT 1 FROM pipelines_history WHERE id = 'legacy-1'") == []
+
+
+def test_rollback_restores_an_earlier_row_from_pipelines_history_through_the_cli(
+    front50_sql: str, tmp_path: Path
+) -> None:
+    url = front50_sql
+    work = tmp_path / "work"
+    shutil.copytree(PROJECT / "catalog", work / "catalog")
+    shutil.copytree(PROJECT / "templates", work / "templates")
+    assert cli(work, url, "plan", "--select", KEY, "--out", str(work / "one.json")).exit_code == 2
+    assert cli(work, url, "apply", str(work / "one.json")).exit_code == 0
+    defaults = work / "catalog" / "defaults.yaml"
+    defaults.write_text(defaults.read_text().replace("values_branch: release", "values_branch: release-2"))
+    assert cli(work, url, "plan", "--select", KEY, "--out", str(work / "two.json")).exit_code == 2
+    assert cli(work, url, "apply", str(work / "two.json")).exit_code == 0
+    pipeline_id = json.loads((work / "two.json").read_text())["entries"][0]["pipeline_id"]
+    [(current,)] = rows(url, "SELECT body FROM pipelines WHERE id = %s", pipeline_id)
+    assert "release-2" in current
+
+    listed = cli(work, url, "rollback", KEY, "--list")
+    assert listed.exit_code == 0, listed.output
+    assert len(listed.output.strip().splitlines()) == 2
+    planned = cli(work, url, "rollback", KEY, "--out", str(work / "rb.json"))
+    assert planned.exit_code == 0, planned.output
+    applied = cli(work, url, "apply", str(work / "rb.json"), "--approver", "erin")
+    assert applied.exit_code == 0, applied.output
+    [(restored,)] = rows(url, "SELECT body FROM pipelines WHERE id = %s", pipeline_id)
+    body = json.loads(restored)
+    assert "release-2" not in restored and body["pipelineSync"]["approvedBy"] == "erin"
+    assert "restoredFrom" in body["pipelineSync"]
+    assert rows(url, "SELECT count(*) FROM pipelines_history WHERE id = %s", pipeline_id) == [(3,)]
