@@ -472,13 +472,7 @@ class SqlStore:
         outcome: tuple[int, str] | None = None
         try:
             with self._transaction(f"write {row}") as cursor:
-                cursor.execute(self.dialect.lock_timeout_sql)
-                cursor.execute(
-                    f"SELECT {self.dialect.token_sql}, is_deleted FROM pipelines WHERE id = %s FOR UPDATE",
-                    (pipeline_id,),
-                )
-                current = cursor.fetchone()
-                seen = current[0] if current is not None and not _flag(current[1]) else None
+                seen, exists = self._lock_row(cursor, pipeline_id)
                 if seen != if_match:
                     if seen == token:
                         outcome = None  # already written by an earlier attempt
@@ -487,7 +481,7 @@ class SqlStore:
                 else:
                     stamp = self._stamp(cursor, PIPELINES, _update_ts(document))
                     values = (name, application, text, stamp, last_modified_by)
-                    if current is None:
+                    if not exists:
                         cursor.execute(
                             "INSERT INTO pipelines (name, application, body, last_modified_at, "
                             "last_modified_by, created_at, is_deleted, id) "
@@ -511,21 +505,29 @@ class SqlStore:
         version = f"{outcome[0]}-{outcome[1]}" if outcome is not None else None
         return WriteResult(key=row, etag=token, version_id=version)
 
+    def _lock_row(self, cursor: Any, pipeline_id: str) -> tuple[str | None, bool]:
+        """Lock the pipeline's row for this transaction (waiting at most the lock timeout):
+        (its token, or None when there is no row or it is soft-deleted; whether a row exists)."""
+        cursor.execute(self.dialect.lock_timeout_sql)
+        cursor.execute(
+            f"SELECT {self.dialect.token_sql}, is_deleted FROM pipelines WHERE id = %s FOR UPDATE",
+            (pipeline_id,),
+        )
+        current = cursor.fetchone()
+        if current is None:
+            return None, False
+        return (None if _flag(current[1]) else str(current[0])), True
+
     def delete_pipeline(self, pipeline_id: str, *, if_match: str) -> WriteResult:
         """Soft-delete the row (is_deleted = true, last_modified_at bumped, as Front50 does) only
         while it still holds the body the plan saw; a row already deleted or gone stays so."""
         pipeline_id = pipeline_id.lower()
         row = _row_name(PIPELINES, pipeline_id)
         with self._transaction(f"delete {row}") as cursor:
-            cursor.execute(self.dialect.lock_timeout_sql)
-            cursor.execute(
-                f"SELECT {self.dialect.token_sql}, is_deleted FROM pipelines WHERE id = %s FOR UPDATE",
-                (pipeline_id,),
-            )
-            current = cursor.fetchone()
-            if current is None or _flag(current[1]):
+            seen, _ = self._lock_row(cursor, pipeline_id)
+            if seen is None:
                 return WriteResult(key=row, etag=None, version_id=None)  # already gone: same end state
-            if current[0] != if_match:
+            if seen != if_match:
                 raise StalePlanError(_stale_message(row, if_match))
             stamp = self._stamp(cursor, PIPELINES, None)
             cursor.execute(
