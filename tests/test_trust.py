@@ -11,12 +11,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, MakeProject
+from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, MakeProject, build_project
 from s3support import BUCKET, object_keys, workspace_of
 
 from pipeline_sync import engine
@@ -34,6 +35,13 @@ KEY = "checkout/prod/deploy"
 def cli(project: Path, *args: str) -> Result:
     options = ["--catalog", str(project / "catalog"), "--templates", str(project / "templates")]
     return CliRunner().invoke(main, [*options, *args])
+
+
+def deploy_project(root: Path, services: Mapping[str, Any] | None = None) -> Path:
+    """A project with the deploy template and defaults (dev approved by stack policy)."""
+    return build_project(
+        root, defaults=DEPLOY_DEFAULTS, services=services, templates={"deploy": DEPLOY_TEMPLATE}
+    ).root
 
 
 def apply_everything(project: Path, store: S3Store) -> None:
@@ -204,16 +212,11 @@ BILLING = {"id": "billing-prod", "application": "billing", "name": "deploy-dev",
 
 
 def test_a_pin_on_an_auto_stack_never_takes_over_another_applications_pipeline(
-    make_project: MakeProject, store: S3Store, tmp_path: Path
+    store: S3Store, tmp_path: Path
 ) -> None:
     put_raw(store, "billing-prod", BILLING)
     stacks = {"dev": {"pipelines": ["deploy"], "ids": {"deploy": "billing-prod"}}}
-    project = make_project(
-        tmp_path / "p",
-        defaults=DEPLOY_DEFAULTS,
-        services={"svc": {"stacks": stacks}},
-        templates={"deploy": DEPLOY_TEMPLATE},
-    ).root
+    project = deploy_project(tmp_path / "p", {"svc": {"stacks": stacks}})
     entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
     assert entry.status is Status.CONFLICT and not entry.policy_approvable
     assert "belongs to application 'billing', not 'svc'" in entry.messages[0]
@@ -225,17 +228,10 @@ def test_a_pin_on_an_auto_stack_never_takes_over_another_applications_pipeline(
     assert json.loads(body_of(store, "billing-prod")) == BILLING
 
 
-def test_policy_never_approves_an_adoption_but_a_person_may(
-    make_project: MakeProject, store: S3Store, tmp_path: Path
-) -> None:
+def test_policy_never_approves_an_adoption_but_a_person_may(store: S3Store, tmp_path: Path) -> None:
     put_raw(store, "legacy-svc", {**BILLING, "id": "legacy-svc", "application": "svc"})
     stacks = {"dev": {"pipelines": ["deploy"], "ids": {"deploy": "legacy-svc"}}}
-    project = make_project(
-        tmp_path / "p",
-        defaults=DEPLOY_DEFAULTS,
-        services={"svc": {"stacks": stacks}},
-        templates={"deploy": DEPLOY_TEMPLATE},
-    ).root
+    project = deploy_project(tmp_path / "p", {"svc": {"stacks": stacks}})
     entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
     assert entry.status is Status.UPDATE and entry.adopt and entry.approval == "auto"
     assert not entry.policy_approvable
@@ -257,11 +253,9 @@ def test_policy_never_approves_an_adoption_but_a_person_may(
 
 
 def test_a_tampered_render_cache_changes_the_plan_but_never_what_is_written(
-    make_project: MakeProject, store: S3Store, tmp_path: Path
+    store: S3Store, tmp_path: Path
 ) -> None:
-    project = make_project(
-        tmp_path / "p", defaults=DEPLOY_DEFAULTS, templates={"deploy": DEPLOY_TEMPLATE}
-    ).root
+    project = deploy_project(tmp_path / "p")
     apply_everything(project, store)
     written = body_of(store, pipeline_id_for("svc/dev/deploy"))
     assert engine.plan(workspace_of(project), store).counts() == {"in-sync": 1}
@@ -285,12 +279,8 @@ def test_a_tampered_render_cache_changes_the_plan_but_never_what_is_written(
     assert body_of(store, pipeline_id_for("svc/dev/deploy")) == written
 
 
-def test_a_tampered_render_cache_pipeline_id_never_moves_a_write(
-    make_project: MakeProject, store: S3Store, tmp_path: Path
-) -> None:
-    project = make_project(
-        tmp_path / "p", defaults=DEPLOY_DEFAULTS, templates={"deploy": DEPLOY_TEMPLATE}
-    ).root
+def test_a_tampered_render_cache_pipeline_id_never_moves_a_write(store: S3Store, tmp_path: Path) -> None:
+    project = deploy_project(tmp_path / "p")
     victim = {"id": "victim", "application": "svc", "name": "someone-elses", "stages": []}
     put_raw(store, "victim", victim)
     engine.plan(workspace_of(project), store)  # fills the render cache
@@ -312,11 +302,9 @@ def test_a_tampered_render_cache_pipeline_id_never_moves_a_write(
 
 
 def test_a_tampered_content_cache_never_overwrites_an_unmanaged_pipeline(
-    make_project: MakeProject, store: S3Store, tmp_path: Path
+    store: S3Store, tmp_path: Path
 ) -> None:
-    project = make_project(
-        tmp_path / "p", defaults=DEPLOY_DEFAULTS, templates={"deploy": DEPLOY_TEMPLATE}
-    ).root
+    project = deploy_project(tmp_path / "p")
     pipeline_id = pipeline_id_for("svc/dev/deploy")
     squatter = {"id": pipeline_id, "application": "svc", "name": "someone-elses", "stages": []}
     put_raw(store, pipeline_id, squatter)
@@ -395,11 +383,9 @@ def test_a_tampered_rollback_entry_is_validated_before_it_is_written(
 
 
 def test_a_rerun_after_a_crash_bumps_the_markers_an_earlier_write_left_unbumped(
-    make_project: MakeProject, store: S3Store, tmp_path: Path
+    store: S3Store, tmp_path: Path
 ) -> None:
-    project = make_project(
-        tmp_path / "p", defaults=DEPLOY_DEFAULTS, templates={"deploy": DEPLOY_TEMPLATE}
-    ).root
+    project = deploy_project(tmp_path / "p")
     key = "svc/dev/deploy"
     entry = engine.plan(workspace_of(project), store).entries[key]
 
@@ -425,12 +411,8 @@ def test_a_rerun_after_a_crash_bumps_the_markers_an_earlier_write_left_unbumped(
         assert isinstance(marker["lastModified"], int)
 
 
-def test_the_change_marker_moves_past_a_value_ahead_of_this_clock(
-    make_project: MakeProject, store: S3Store, tmp_path: Path
-) -> None:
-    project = make_project(
-        tmp_path / "p", defaults=DEPLOY_DEFAULTS, templates={"deploy": DEPLOY_TEMPLATE}
-    ).root
+def test_the_change_marker_moves_past_a_value_ahead_of_this_clock(store: S3Store, tmp_path: Path) -> None:
+    project = deploy_project(tmp_path / "p")
     ahead = int(time.time() * 1000) + 3_600_000
     store.client.put_object(
         Bucket=BUCKET, Key="front50/pipelines/last-modified.json", Body=json.dumps({"lastModified": ahead})
@@ -528,13 +510,9 @@ def test_credentials_in_the_endpoint_url_never_reach_dagster_run_storage(
         assert "127.0.0.1:9" in stored and "hunter2" not in stored
 
 
-def test_policy_approvals_are_verified_with_one_listing_however_many(
-    make_project: MakeProject, store: S3Store, tmp_path: Path
-) -> None:
+def test_policy_approvals_are_verified_with_one_listing_however_many(store: S3Store, tmp_path: Path) -> None:
     services = {f"svc{i}": {} for i in range(6)}
-    project = make_project(
-        tmp_path / "p", defaults=DEPLOY_DEFAULTS, services=services, templates={"deploy": DEPLOY_TEMPLATE}
-    ).root
+    project = deploy_project(tmp_path / "p", services)
     plan = engine.plan(workspace_of(project), store)
     auto = {k: e.digest for k, e in plan.entries.items() if e.policy_approvable}
     assert len(auto) == 6
