@@ -8,8 +8,9 @@ from typing import Any
 from pipeline_sync.names import is_partition_key
 
 
-def approve_in_dagster(key: str, digest: str, approver: str) -> tuple[bool, str]:
-    """Run approval_job for key on DAGSTER_HOME's instance; (ok, message)."""
+def approve_in_dagster(key: str, digest: str, approver: str, signed_statement: str = "") -> tuple[bool, str]:
+    """Run approval_job for key on DAGSTER_HOME's instance; (ok, message). signed_statement is a
+    signed approval (pipeline_sync.signing), required where the stack has approvers."""
     if not is_partition_key(key):
         return False, f"{key!r} is not a partition key (service/stack/template, lower-case)."
     if not os.environ.get("DAGSTER_HOME"):
@@ -28,14 +29,24 @@ def approve_in_dagster(key: str, digest: str, approver: str) -> tuple[bool, str]
     result = defs.resolve_job_def("approval_job").execute_in_process(
         instance=instance,
         partition_key=key,
-        run_config={"ops": {"approval": {"config": {"approver": approver, "plan_digest": digest}}}},
+        run_config={
+            "ops": {
+                "approval": {
+                    "config": {
+                        "approver": approver,
+                        "plan_digest": digest,
+                        "signed_statement": signed_statement,
+                    }
+                }
+            }
+        },
         raise_on_error=False,
         tags={"pipeline_sync/approver": approver},
     )
     if result.success:
         return True, (
-            f"Approved {key} at digest {digest[:12]} as {approver} (run {result.run_id}). "
-            "approval_sensor will publish it."
+            f"Approved {key} at digest {digest[:12]} as {approver}{' (signed)' if signed_statement else ''} "
+            f"(run {result.run_id}). approval_sensor publishes it once its stack's approvals are in."
         )
     failures = [_reason(event) for event in result.all_events if event.is_step_failure]
     return False, next((f for f in failures if f), f"approval run {result.run_id} failed")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipeline_sync.approvers import ApproverPolicy, SignerEntry, looser_entries, parse_allowed_signers
 from pipeline_sync.errors import CatalogError, SourceLocation
 from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.merge import merge_layers
@@ -87,9 +89,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+# `approvals:` (distinct people whose signed approvals a write needs): 1 to this many.
+MAX_APPROVALS = 10
+Approvals = Annotated[int, Field(ge=1, le=MAX_APPROVALS)]
+
+
 class StackDefaults(_Strict):
     vars: dict[str, Any] = Field(default_factory=dict)
     approval: Approval = "manual"
+    # An OpenSSH allowed_signers file, relative to the catalog directory: who may sign approvals.
+    approvers: str | None = None
+    approvals: Approvals | None = None
 
     _vars = field_validator("vars")(_check_variables)
 
@@ -116,6 +126,8 @@ class ServiceStack(_Strict):
     vars: dict[str, Any] = Field(default_factory=dict)
     ids: dict[str, str] = Field(default_factory=dict)
     approval: Approval | None = None
+    approvers: str | None = None  # stricter only: a subset of the stack's allowed_signers
+    approvals: Approvals | None = None  # stricter only: at least the stack's
 
     _vars = field_validator("vars")(_check_variables)
 
@@ -168,6 +180,8 @@ class Target:
     prune: bool
     pinned_id: str | None
     context: Mapping[str, Any]
+    # Who must sign an approval of this target (None: approvals are unsigned names).
+    approvers: ApproverPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +218,24 @@ class Catalog:
     applications: Mapping[str, str] = field(default_factory=dict)
     # Every variable the loaded files set, in file order, for `validate`'s unused-variable warnings.
     settings: tuple[VariableSetting, ...] = ()
+    # stack -> its approvers as defaults.yaml declares them (for keys that left the catalog).
+    stack_approvers: Mapping[str, ApproverPolicy] = field(default_factory=dict)
+    # Every stack defaults.yaml declares, for `validate` and `plan` to name the unsigned ones.
+    stacks: tuple[str, ...] = ()
+
+    def unsigned_stacks(self) -> list[str]:
+        """Stacks where some target's approvals are plain names, not signatures (no approvers)."""
+        found = {t.stack for t in self.targets.values() if t.approvers is None}
+        return [stack for stack in self.stacks if stack in found]
+
+    def approver_policy(self, key: str) -> ApproverPolicy | None:
+        """Who must sign approvals of key: its target's approvers, or for a key that left the
+        catalog (a delete) its stack's, as defaults.yaml declares them."""
+        target = self.targets.get(key)
+        if target is not None:
+            return target.approvers
+        parts = key.split("/")
+        return self.stack_approvers.get(parts[1]) if len(parts) == 3 else None
 
     def owns_marker_of(self, catalog_id: object) -> bool:
         """True when a marker naming catalog_id (None: no id) was written by this catalog."""
@@ -255,6 +287,7 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
     known_templates = available_templates(templates_dir)
     try:
         defaults, defaults_lines = _load_defaults(catalog_dir)
+        stack_approvers = _stack_approvers(catalog_dir, defaults, defaults_lines)
     except CatalogError as exc:
         return Catalog(root=catalog_dir, defaults_error=exc)
     loaded: dict[str, list[Target]] = {}
@@ -265,7 +298,9 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
         try:
             _refuse_duplicates(paths, catalog_dir)
             parsed[service] = _read_service(paths[0], catalog_dir)
-            loaded[service] = _targets_of(parsed[service], catalog_dir, defaults, known_templates)
+            loaded[service] = _targets_of(
+                parsed[service], catalog_dir, defaults, known_templates, stack_approvers
+            )
         except CatalogError as exc:
             failures[service] = exc
     for service, error in _shared_applications(parsed).items():
@@ -286,6 +321,8 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
         prune=defaults.prune,
         catalog_id=identity.id if identity else None,
         former_ids=frozenset(i or None for i in identity.formerly) if identity else frozenset(),
+        stack_approvers=stack_approvers,
+        stacks=tuple(defaults.stacks),
     )
 
 
@@ -515,8 +552,102 @@ def _shared_applications(parsed: Mapping[str, _ServiceFile]) -> dict[str, Catalo
     return errors
 
 
+def _stack_approvers(catalog_dir: Path, defaults: Defaults, lines: LineMap) -> dict[str, ApproverPolicy]:
+    """Each stack's approvers as defaults.yaml declares them; a CatalogError for the first problem."""
+    file = _relative(catalog_dir / DEFAULTS_FILE, catalog_dir)
+
+    def fail(loc: tuple[str | int, ...], message: str) -> CatalogError:
+        return CatalogError(SourceLocation(file, format_key_path(loc), lines.line_of(loc)), message)
+
+    found = {}
+    for name, stack in defaults.stacks.items():
+        where = ("stacks", name)
+        if stack.approvals is not None and stack.approvers is None:
+            raise fail(
+                (*where, "approvals"), "`approvals:` counts signed approvals; declare `approvers:` too"
+            )
+        if stack.approvers is None:
+            continue
+        if stack.approval == "auto":
+            raise fail(
+                (*where, "approval"),
+                "`approval: auto` cannot be combined with `approvers:`: stack policy can never sign; "
+                "remove one of them",
+            )
+        text, entries = _signers_file(
+            catalog_dir, stack.approvers, functools.partial(fail, (*where, "approvers"))
+        )
+        found[name] = ApproverPolicy(
+            _relative(catalog_dir / stack.approvers, catalog_dir), text, stack.approvals or 1, entries
+        )
+    return found
+
+
+def _signers_file(
+    catalog_dir: Path, relative: str, fail: Callable[[str], CatalogError]
+) -> tuple[str, tuple[SignerEntry, ...]]:
+    """The text and entries of an allowed_signers file named relative to the catalog directory."""
+    if Path(relative).is_absolute():
+        raise fail(f"approvers file {relative!r} must be a path relative to the catalog directory")
+    try:
+        text = read_text_file(catalog_dir / relative, root=catalog_dir, what="approvers file")
+    except UnsafeFileError as exc:
+        raise fail(f"approvers file {relative!r}: {exc}") from None
+    try:
+        return text, parse_allowed_signers(text)
+    except ValueError as exc:
+        raise fail(f"approvers file {relative!r} is not an OpenSSH allowed_signers file: {exc}") from None
+
+
+def _service_approvers(
+    found: _ServiceFile, catalog_dir: Path, stack_name: str, stack: ServiceStack, base: ApproverPolicy | None
+) -> ApproverPolicy | None:
+    """The approvers of a service's stack: its stack's, made stricter (never looser) by the service."""
+    where = ("stacks", stack_name)
+    if stack.approvals is not None and base is None and stack.approvers is None:
+        raise found.error(
+            (*where, "approvals"), "`approvals:` counts signed approvals; declare `approvers:` too"
+        )
+    if base is not None and stack.approvals is not None and stack.approvals < base.approvals:
+        raise found.error(
+            (*where, "approvals"),
+            f"approvals: {stack.approvals} is fewer than the {base.approvals} stack {stack_name!r} requires; "
+            "a service may only make its stack stricter",
+        )
+    if stack.approvers is None and stack.approvals is None:
+        return base
+    policy = base
+    if stack.approvers is not None:
+        text, entries = _signers_file(
+            catalog_dir, stack.approvers, lambda m: found.error((*where, "approvers"), m)
+        )
+        if base is not None:
+            looser = looser_entries(entries, base.entries)
+            if looser:
+                raise found.error(
+                    (*where, "approvers"),
+                    f"approvers file {stack.approvers!r} is looser than {base.file}: {'; '.join(looser)}; "
+                    "a service may only narrow its stack's signers",
+                )
+        file = _relative(catalog_dir / stack.approvers, catalog_dir)
+        policy = ApproverPolicy(file, text, base.approvals if base else 1, entries)
+    assert policy is not None
+    if stack.approval == "auto":
+        raise found.error(
+            (*where, "approval"),
+            "`approval: auto` cannot apply to a stack with approvers: stack policy can never sign",
+        )
+    return ApproverPolicy(
+        policy.file, policy.text, max(policy.approvals, stack.approvals or 1), policy.entries
+    )
+
+
 def _targets_of(
-    found: _ServiceFile, catalog_dir: Path, defaults: Defaults, known_templates: frozenset[str]
+    found: _ServiceFile,
+    catalog_dir: Path,
+    defaults: Defaults,
+    known_templates: frozenset[str],
+    stack_approvers: Mapping[str, ApproverPolicy] | None = None,
 ) -> list[Target]:
     service, fail, file = found.service, found.error, found.file
     targets = []
@@ -542,6 +673,9 @@ def _targets_of(
                     f"pinned id for {template!r}, which this stack does not list in `pipelines`",
                 )
         stack_defaults = defaults.stacks[stack_name]
+        approvers = _service_approvers(
+            found, catalog_dir, stack_name, stack, (stack_approvers or {}).get(stack_name)
+        )
         variables = merge_layers(defaults.vars, stack_defaults.vars, service.vars, stack.vars)
         for template in stack.pipelines:
             key = partition_key(service.name, stack_name, template)
@@ -553,10 +687,12 @@ def _targets_of(
                     stack=stack_name,
                     template=template,
                     source_file=file,
-                    approval=stack.approval or stack_defaults.approval,
+                    # A stack with approvers is never approved by policy (one of them must sign).
+                    approval="manual" if approvers else stack.approval or stack_defaults.approval,
                     prune=defaults.prune if service.prune is None else service.prune,
                     pinned_id=stack.ids.get(template),
                     context=_context(service, found.application, stack_name, template, variables),
+                    approvers=approvers,
                 )
             )
     return targets

@@ -17,6 +17,7 @@ import click
 
 from pipeline_sync import engine
 from pipeline_sync.adopt import adopt as adopt_pipeline
+from pipeline_sync.approve_sign import read_approvals, sign_approvals, unsigned_note
 from pipeline_sync.engine import ApplyResult, Selection
 from pipeline_sync.errors import PipelineSyncError
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
@@ -24,6 +25,7 @@ from pipeline_sync.rendering import Sources, render_all, select_keys
 from pipeline_sync.report import change_lines, cluster_lines, elsewhere_line, plan_markdown
 from pipeline_sync.rollback import apply_rollback, describe_versions, plan_rollback
 from pipeline_sync.safefiles import UnsafeFileError, write_text_file
+from pipeline_sync.signing import SignedApproval
 from pipeline_sync.status import Status
 from pipeline_sync.store import Store
 from pipeline_sync.store.select import open_store
@@ -145,6 +147,9 @@ def validate(ctx: click.Context) -> None:
         f"{len(outcomes)} targets: {len(outcomes) - invalid} valid, {invalid} invalid; "
         f"{failed} catalog file{'s' if failed != 1 else ''} failed"
     )
+    note = unsigned_note(ws.catalog)
+    if note:
+        echo(f"note: {note}", err=True)
     echo(summary, err=bool(problems or failed))
     ctx.exit(EXIT_ERROR if problems or failed else EXIT_OK)
 
@@ -247,6 +252,9 @@ def plan(
         echo(plan_markdown(the_plan, catalog_errors=errors, saved_as=str(out) if out else None), nl=False)
     else:
         _print_plan(the_plan, verbose=verbose)
+        note = unsigned_note(ws.catalog, the_plan.entries)
+        if note:
+            echo(f"note: {note}", err=True)
         if out is not None:
             echo(f"\nSaved the plan to {out}. Apply exactly it with: pipeline-sync apply {out}")
     ctx.exit(plan_exit_code(the_plan, catalog_failed=bool(ws.catalog.errors), mode=exit_codes))
@@ -318,9 +326,41 @@ def _print_plan(the_plan: Plan, *, verbose: bool = False) -> None:
 @click.argument("plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--select", "pattern", default=None, help="Apply only entries matching this glob.")
 @click.option("--approver", default=None, help="Recorded in the audit trail (default: the OS user).")
+@click.option(
+    "--sign",
+    "sign_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="KEYFILE",
+    help="Sign an approval of each entry whose stack has approvers: a private key, or a public key "
+    "whose private half is in ssh-agent. Repeat for several people.",
+)
+@click.option(
+    "--approval",
+    "approval_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="A signed approval another person made (`pipeline-sync approve KEY --digest D --sign KEYFILE "
+    "--print`). Repeat for several.",
+)
+@click.option("--principal", default=None, help="Who --sign signs as (default: the key's principal).")
+@click.option("--valid-for", default="1h", show_default=True, help="How long --sign approvals stay valid.")
 @click.pass_context
-def apply(ctx: click.Context, plan_file: Path, pattern: str | None, approver: str | None) -> None:
-    """Apply exactly the saved plan's entries that are still current; refuse stale ones."""
+def apply(
+    ctx: click.Context,
+    plan_file: Path,
+    pattern: str | None,
+    approver: str | None,
+    sign_keys: tuple[Path, ...],
+    approval_files: tuple[Path, ...],
+    principal: str | None,
+    valid_for: str,
+) -> None:
+    """Apply exactly the saved plan's entries that are still current; refuse stale ones.
+
+    Entries whose stack declares approvers need signed approvals from enough distinct people:
+    sign here with --sign, and bring other people's with --approval."""
     try:
         saved = Plan.from_json(json.loads(plan_file.read_text()))
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -337,10 +377,24 @@ def apply(ctx: click.Context, plan_file: Path, pattern: str | None, approver: st
         ctx.exit(EXIT_ERROR)
     who = approver or getpass.getuser()
     approved = {e.key: e.digest for e in chosen if e.rollback_version is None}
+    ws = _workspace(ctx)
+    try:
+        signed = read_approvals(approval_files)
+        signed += sign_approvals(
+            ws.catalog, store, chosen, sign_keys, principal=principal, valid_for=valid_for
+        )
+    except PipelineSyncError as exc:
+        echo(f"error: {exc} Nothing was written.", err=True)
+        ctx.exit(EXIT_ERROR)
+    for stray in sorted({s.statement.key for s in signed} - {e.key for e in chosen}):
+        echo(
+            f"warning: a signed approval names {stray}, which this apply does not write; it is ignored.",
+            err=True,
+        )
     results: list[ApplyResult] = []
     if approved:
-        results += engine.apply(_workspace(ctx), store, approved, approver=who)
-    results += [apply_rollback(store, e, approver=who) for e in chosen if e.rollback_version is not None]
+        results += engine.apply(ws, store, approved, approver=who, signed=signed)
+    results += [_apply_rollback(ws, store, e, who, signed) for e in chosen if e.rollback_version is not None]
     for result in results:
         stream_err = not result.ok
         echo(f"{result.outcome}: {result.message}", err=stream_err)
@@ -349,17 +403,79 @@ def apply(ctx: click.Context, plan_file: Path, pattern: str | None, approver: st
     ctx.exit(EXIT_OK if all(r.ok for r in results) else EXIT_ERROR)
 
 
+def _apply_rollback(
+    ws: Sources, store: Store, entry: PlanEntry, who: str, signed: list[SignedApproval]
+) -> ApplyResult:
+    """A rollback entry, written only with the signed approvals its stack's approvers require."""
+    decision = engine.signed_approval(ws.catalog, store, entry.key, entry.digest, signed, approver=who)
+    if decision.refusal is not None:
+        return ApplyResult(
+            entry.key, decision.refusal.outcome, decision.refusal.message, status=str(entry.status)
+        )
+    return apply_rollback(store, entry, approver=decision.approver, marker=decision.marker)
+
+
 @main.command()
 @click.argument("key")
 @click.option("--digest", required=True, help="The plan digest shown by the plan (metadata or `plan`).")
-@click.option("--approver", default=None, help="Who approves (default: the OS user).")
+@click.option(
+    "--approver", default=None, help="Who approves (default: the OS user; with --sign: the key's principal)."
+)
+@click.option(
+    "--sign",
+    "sign_key",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="KEYFILE",
+    help="Sign the approval (needed where the stack has approvers): a private key, or a public key "
+    "whose private half is in ssh-agent.",
+)
+@click.option("--principal", default=None, help="Who --sign signs as (default: the key's principal).")
+@click.option(
+    "--valid-for", default="24h", show_default=True, help="How long the signed approval stays valid."
+)
+@click.option(
+    "--print",
+    "print_only",
+    is_flag=True,
+    help="Print the signed approval (for the Dagster launchpad's signed_statement, or `apply --approval`) "
+    "instead of recording it in Dagster.",
+)
 @click.pass_context
-def approve(ctx: click.Context, key: str, digest: str, approver: str | None) -> None:
-    """Approve one pipeline's plan in Dagster (needs DAGSTER_HOME); the approval sensor publishes it."""
+def approve(
+    ctx: click.Context,
+    key: str,
+    digest: str,
+    approver: str | None,
+    sign_key: Path | None,
+    principal: str | None,
+    valid_for: str,
+    print_only: bool,
+) -> None:
+    """Approve one pipeline's plan in Dagster (needs DAGSTER_HOME); the approval sensor publishes it.
+    With --sign --print, print a signed approval instead, for the launchpad or `apply --approval`."""
     from pipeline_sync.approve import approve_in_dagster
+    from pipeline_sync.approve_sign import sign_one
 
+    if print_only and sign_key is None:
+        raise click.UsageError("--print prints a signed approval: give the key to sign with, --sign KEYFILE.")
+    statement = ""
+    if sign_key is not None:
+        try:
+            ws = _workspace(ctx)
+            signed = sign_one(
+                ws.catalog, _store(), key, digest, sign_key, principal=principal, valid_for=valid_for
+            )
+        except PipelineSyncError as exc:
+            echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_ERROR)
+        if print_only:
+            click.echo(signed.text(), nl=False)
+            ctx.exit(EXIT_OK)
+        statement = signed.text()
+        approver = signed.statement.principal
     who = approver or getpass.getuser()
-    ok, message = approve_in_dagster(key, digest, who)
+    ok, message = approve_in_dagster(key, digest, who, statement)
     echo(message, err=not ok)
     ctx.exit(EXIT_OK if ok else EXIT_ERROR)
 

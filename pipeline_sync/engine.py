@@ -12,20 +12,23 @@ from __future__ import annotations
 import copy
 import fnmatch
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline_sync.approvers import ApproverPolicy, Judgement, judge, refusal_message
 from pipeline_sync.cachefiles import CacheSettings
 from pipeline_sync.canonical import canonical_json
+from pipeline_sync.catalog import Catalog
 from pipeline_sync.errors import StalePlanError, StoreError
 from pipeline_sync.gcpause import gc_paused
 from pipeline_sync.history import written_documents
 from pipeline_sync.live import LiveObject
 from pipeline_sync.plan import Plan, PlanEntry, after_write, build_plan
-from pipeline_sync.provenance import MARKER_FIELD
+from pipeline_sync.provenance import MARKER_FIELD, signature_marker, signed_by
 from pipeline_sync.rendering import Sources, render_all
+from pipeline_sync.signing import SignedApproval, SigningError, now_utc, store_identity
 from pipeline_sync.status import Status
 from pipeline_sync.store import Store
 from pipeline_sync.store.front50 import WRITER, now_ms
@@ -71,6 +74,8 @@ class ApplyResult:
     approver: str | None = None
     # The entry as it stands after this result: what a re-plan would show, without re-listing.
     after: PlanEntry | None = None
+    # Who signed the approval written ("alice (SHA256:...), ..."), where the stack has approvers.
+    signed_by: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -163,12 +168,20 @@ class Refusal:
 
 
 def approval_refusal(
-    entry: PlanEntry | None, key: str, digest: str, *, approver: str, policy: bool
+    entry: PlanEntry | None,
+    key: str,
+    digest: str,
+    *,
+    approver: str,
+    policy: bool,
+    approvers: ApproverPolicy | None = None,
 ) -> Refusal | None:
     """Why an approval of (key, digest) by approver must not be written, or None when it may.
 
     entry is the current plan of key (for a write: the fresh plan). One rule for every path:
-    the CLI's apply, the Dagster approval asset, the approval sensor and publishing.
+    the CLI's apply, the Dagster approval asset, the approval sensor and publishing. approvers
+    are key's (Catalog.approver_policy): stack policy never approves where they are declared,
+    and a person's approval must then also be signed (signed_approval decides that).
     """
     if is_reserved_approver(approver) and not policy:
         return Refusal(
@@ -176,6 +189,12 @@ def approval_refusal(
         )
     if policy and approver != AUTO_APPROVER:
         return Refusal("refused", f"{key}: a policy approval must name its policy ({AUTO_APPROVER})")
+    if policy and approvers is not None:
+        return Refusal(
+            "refused",
+            f"{key}: stack policy cannot approve it: its stack requires {approvers.describe()}, and a policy "
+            "signs nothing",
+        )
     if entry is None:
         return Refusal("stale", f"{key}: no longer planned (it left the catalog and the store)")
     if entry.digest != digest:
@@ -200,6 +219,42 @@ def approval_refusal(
     return None
 
 
+@dataclass(frozen=True)
+class SignedDecision:
+    """Whether the signed approvals given are enough to write (key, digest): the refusal, else
+    who approved (the distinct principals) and what the marker records of their signatures."""
+
+    refusal: Refusal | None
+    approver: str
+    marker: Mapping[str, Any] | None = None
+    judgement: Judgement | None = None
+
+
+def signed_approval(
+    catalog: Catalog,
+    store: Store,
+    key: str,
+    digest: str,
+    signed: Sequence[SignedApproval],
+    *,
+    approver: str,
+) -> SignedDecision:
+    """Verify the signed approvals of (key, digest) against key's approvers: every signature in the
+    approval namespace, by a key the allowed_signers file lists for the statement's principal,
+    over a statement naming exactly this key, digest and store, not expired; then enough distinct
+    people. A key without approvers is approved by approver's name, as before."""
+    approvers = catalog.approver_policy(key)
+    if approvers is None:
+        return SignedDecision(None, approver)
+    judgement = judge(approvers, signed, key=key, digest=digest, store=store_identity(store), now=now_utc())
+    if not judgement.enough:
+        return SignedDecision(
+            Refusal("refused", refusal_message(judgement, key, approvers)), approver, None, judgement
+        )
+    who = ", ".join(judgement.principals)
+    return SignedDecision(None, who, signature_marker(judgement.approvers), judgement)
+
+
 # -- apply ------------------------------------------------------------------------------------
 
 
@@ -210,11 +265,14 @@ def apply(
     *,
     approver: str,
     policy: bool = False,
+    signed: Sequence[SignedApproval] = (),
 ) -> list[ApplyResult]:
     """Write each approved (key -> plan digest) that is still exactly the fresh plan; refuse the rest.
 
-    A failure on one entry never blocks the others. Change signals an earlier interrupted run
-    left unbumped are bumped first.
+    Keys whose stack declares approvers are written only with enough verified signed approvals
+    among signed (each names its key; see signed_approval); the marker then records them, and
+    the approver written is their principals. A failure on one entry never blocks the others.
+    Change signals an earlier interrupted run left unbumped are bumped first.
     """
     keys = sorted(approved)
     try:
@@ -222,24 +280,41 @@ def apply(
         store.repair_change_signals()
     except StoreError as exc:
         return [ApplyResult(k, "failed", str(exc)) for k in keys]
-    return [_apply_one(store, current.entries.get(key), key, approved[key], approver, policy) for key in keys]
+    catalog = workspace.catalog
+    return [
+        _apply_one(catalog, store, current.entries.get(key), key, approved[key], approver, policy, signed)
+        for key in keys
+    ]
 
 
 def _apply_one(
-    store: Store, entry: PlanEntry | None, key: str, digest: str, approver: str, policy: bool
+    catalog: Catalog,
+    store: Store,
+    entry: PlanEntry | None,
+    key: str,
+    digest: str,
+    approver: str,
+    policy: bool,
+    signed: Sequence[SignedApproval],
 ) -> ApplyResult:
     status = str(entry.status) if entry is not None else None
-    refusal = approval_refusal(entry, key, digest, approver=approver, policy=policy)
+    approvers = catalog.approver_policy(key)
+    refusal = approval_refusal(entry, key, digest, approver=approver, policy=policy, approvers=approvers)
     if refusal is not None:
         return ApplyResult(key, refusal.outcome, refusal.message, status=status)
     assert entry is not None
     if entry.status is Status.IN_SYNC:
         return ApplyResult(key, "skipped", f"{key}: already in sync", status=status, after=entry)
     try:
-        result = write_entry(store, entry, approver)
-        return replace(result, after=after_write(entry, result.etag))
+        decision = signed_approval(catalog, store, key, digest, signed, approver=approver)
+        if decision.refusal is not None:
+            return ApplyResult(key, decision.refusal.outcome, decision.refusal.message, status=status)
+        result = write_entry(store, entry, decision.approver, extra_marker=decision.marker)
+        return replace(result, after=after_write(entry, result.etag), signed_by=signed_by(decision.marker))
     except StalePlanError as exc:
         return ApplyResult(key, "stale", f"{key}: {exc}", status=status)
+    except SigningError as exc:
+        return ApplyResult(key, "refused", f"{key}: {exc} Nothing was written.", status=status)
     except StoreError as exc:
         return ApplyResult(key, "failed", f"{key}: {exc}", status=status)
 
@@ -327,6 +402,13 @@ def policy_refusals(workspace: Sources, store: Store, approved: Mapping[str, str
         return {key: f"{key}: {exc}" for key in approved}
     refusals: dict[str, str | None] = {}
     for key, digest in approved.items():
-        refusal = approval_refusal(current.entries.get(key), key, digest, approver=AUTO_APPROVER, policy=True)
+        refusal = approval_refusal(
+            current.entries.get(key),
+            key,
+            digest,
+            approver=AUTO_APPROVER,
+            policy=True,
+            approvers=workspace.catalog.approver_policy(key),
+        )
         refusals[key] = refusal.message if refusal is not None else None
     return refusals

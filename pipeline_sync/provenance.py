@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pipeline_sync.canonical import canonical_json, sha256_hex
 from pipeline_sync.front50_model import PIPELINE_FIELDS, JavaType, java_trim, stored_value
 
+if TYPE_CHECKING:
+    from pipeline_sync.approvers import Approver
+
 MARKER_FIELD = "pipelineSync"
+# Marker fields of a signed approval: `signedBy` (one line, kept in live summaries, so `plan` can
+# show it) and `signatures` (each statement and its SSH signature: `ssh-keygen -Y verify` proves it).
+SIGNED_BY_FIELD = "signedBy"
+SIGNATURES_FIELD = "signatures"
 CATALOG_FIELD = "catalog"
 # Front50 sets these itself (StorageServiceSupport.update: lastModifiedBy, lastModified, which
 # Pipeline.getUpdateTs() writes as updateTs; ReorderPipelinesController: index) or only echoes
@@ -181,3 +188,26 @@ def managed_document(
         marker[CATALOG_FIELD] = catalog_id  # absent for an unnamed catalog: its bytes stay as they were
     document[MARKER_FIELD] = marker
     return document
+
+
+def signature_marker(approvers: Iterable[Approver]) -> dict[str, Any]:
+    """What the marker records of a signed approval: who signed with which key, and the proof."""
+    found = list(approvers)
+    return {
+        SIGNED_BY_FIELD: ", ".join(f"{a.principal} ({a.fingerprint})" for a in found),
+        SIGNATURES_FIELD: [
+            {
+                "principal": a.principal,
+                "fingerprint": a.fingerprint,
+                "statement": a.signed.statement_text,
+                "signature": a.signed.signature,
+            }
+            for a in found
+        ],
+    }
+
+
+def signed_by(marker: Mapping[str, Any] | None) -> str | None:
+    """Who signed the approval of the write a marker records ("alice (SHA256:...), ..."), if signed."""
+    value = marker.get(SIGNED_BY_FIELD) if marker else None
+    return value if isinstance(value, str) and value else None

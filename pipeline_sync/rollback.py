@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -163,7 +164,9 @@ def restorable_document(obj: LiveObject, key: str | None, where: str) -> tuple[s
 # -- applying a rollback ----------------------------------------------------------------------
 
 
-def apply_rollback(store: Store, entry: PlanEntry, *, approver: str) -> ApplyResult:
+def apply_rollback(
+    store: Store, entry: PlanEntry, *, approver: str, marker: Mapping[str, Any] | None = None
+) -> ApplyResult:
     """Write an approved rollback entry back with compare-and-swap, after re-reading both sides.
 
     The restored version must still be a valid pipeline pipeline-sync wrote for the entry's key
@@ -196,7 +199,9 @@ def apply_rollback(store: Store, entry: PlanEntry, *, approver: str) -> ApplyRes
             application=str(restored.get("application")),
             email=None,
         )
-        result = write_entry(store, checked, approver, extra_marker={"restoredFrom": version})
+        result = write_entry(
+            store, checked, approver, extra_marker={**(marker or {}), "restoredFrom": version}
+        )
     except RollbackError as exc:
         return ApplyResult(entry.key, "refused", f"{entry.key}: {exc}", status=str(entry.status))
     except StalePlanError as exc:

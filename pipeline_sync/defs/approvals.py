@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
+from pipeline_sync.approvers import ApproverPolicy, judge
 from pipeline_sync.engine import AUTO_APPROVER, is_reserved_approver
 from pipeline_sync.names import is_partition_key
 from pipeline_sync.plan import PlanEntry
+from pipeline_sync.signing import SignedApproval, SigningError, now_utc, parse_signed, store_identity
 from pipeline_sync.status import AUTO_APPROVABLE
+from pipeline_sync.store import Store
 
 from .partitions import PARTITIONS_NAME
 from .state import PLAN_ASSET
@@ -25,6 +29,9 @@ __all__ = [
     "judge_record",
     "policy_may_approve",
     "recorded_approval",
+    "signatures_pending",
+    "signed_approval_metadata",
+    "signed_statements",
 ]
 
 APPROVAL_ASSET = dg.AssetKey("approval")
@@ -229,3 +236,84 @@ def _plain_metadata(record: dg.EventLogRecord) -> dict[str, object]:
 
 def _text_metadata(record: dg.EventLogRecord) -> dict[str, str]:
     return {k: v for k, v in _plain_metadata(record).items() if isinstance(v, str)}
+
+
+# -- signed approvals --------------------------------------------------------------------------
+
+
+def signed_approval_metadata(
+    policy: ApproverPolicy, store: Store, key: str, digest: str, text: str, approver: str
+) -> dict[str, Any]:
+    """The approval metadata of one signed approval of (key, digest), verified against key's
+    approvers; a one-line Failure when it is missing, for something else, or does not verify."""
+
+    def refuse(reason: str) -> dg.Failure:
+        return dg.Failure(
+            description=f"Approval refused for {key}: {reason} Nothing was approved.", allow_retries=False
+        )
+
+    if not text.strip():
+        raise refuse(
+            f"its stack requires {policy.describe()}, and this approval is unsigned. Run `pipeline-sync "
+            f"approve {key} --digest {digest} --sign KEYFILE` (or paste its --print output into "
+            "signed_statement)."
+        )
+    try:
+        signed = parse_signed(text, source="signed_statement")
+    except SigningError as exc:
+        raise refuse(str(exc)) from None
+    statement = signed.statement
+    if statement.key != key:
+        raise refuse(f"the signed statement approves {statement.key}, not {key}.")
+    if approver.strip() and approver != statement.principal:
+        raise refuse(
+            f"approver {approver!r} is not the signed statement's principal {statement.principal!r}."
+        )
+    judgement = judge(policy, [signed], key=key, digest=digest, store=store_identity(store), now=now_utc())
+    if not judgement.approvers:
+        raise refuse("; ".join(judgement.problems) + ".")
+    [counted] = judgement.approvers
+    return {
+        "approver": counted.principal,
+        "principal": counted.principal,
+        "fingerprint": counted.fingerprint,
+        "signed_statement": signed.text(),
+        "approvals_required": policy.approvals,
+    }
+
+
+def signed_statements(instance: dg.DagsterInstance, key: str, digest: str) -> list[SignedApproval]:
+    """Every signed approval recorded by a qualifying approval event of (key, digest), newest first:
+    the publish run hands them all to the engine, which verifies each and counts distinct people."""
+    found: list[SignedApproval] = []
+    for record in _records(instance, APPROVAL_ASSET, key):
+        values = _text_metadata(record)
+        if values.get("plan_digest") != digest or not values.get("signed_statement"):
+            continue
+        if not isinstance(judge_record(instance, record), RecordedApproval):
+            continue
+        try:
+            found.append(
+                parse_signed(values["signed_statement"], source=f"approval event {record.storage_id}")
+            )
+        except SigningError:
+            continue  # the engine counts only what verifies; an unreadable one counts for nothing
+    return found
+
+
+def signatures_pending(
+    instance: dg.DagsterInstance, record: dg.EventLogRecord, key: str, digest: str
+) -> str | None:
+    """Why a signed approval event should not start a publish run yet: fewer distinct people have
+    signed approvals of (key, digest) than its stack requires. None when enough have (the publish
+    run's engine verifies them all again)."""
+    required = _plain_metadata(record).get("approvals_required")
+    if not isinstance(required, int) or required <= 1:
+        return None
+    people = {s.statement.principal for s in signed_statements(instance, key, digest)}
+    if len(people) >= required:
+        return None
+    return (
+        f"{key} at digest {digest[:12]} has signed approvals from {len(people)} of the {required} distinct "
+        f"people its stack requires ({', '.join(sorted(people)) or 'none'}); waiting for more."
+    )

@@ -21,6 +21,8 @@ from .approvals import (
     is_reserved_approver,
     policy_may_approve,
     recorded_approval,
+    signed_approval_metadata,
+    signed_statements,
 )
 from .partitions import PARTITIONS_NAME, pipeline_partitions
 from .resources import CatalogResource, Front50Resource
@@ -148,10 +150,13 @@ def _gone(key: str) -> PlanEntry:
 
 
 class ApprovalConfig(dg.Config):
-    """Approve exactly one plan: the digest shown in the plan's metadata."""
+    """Approve exactly one plan: the digest shown in the plan's metadata. Where the stack has
+    approvers, paste the output of `pipeline-sync approve KEY --digest D --sign KEYFILE --print`
+    into signed_statement (a YAML block: `signed_statement: |`); approver may then stay empty."""
 
-    approver: str
     plan_digest: str
+    approver: str = ""
+    signed_statement: str = ""
 
 
 @dg.asset(
@@ -168,7 +173,16 @@ def approval(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """A person's approval of exactly one plan digest of this pipeline."""
     key = context.partition_key
-    if not config.approver.strip() or is_reserved_approver(config.approver):
+    workspace = catalog.workspace(front50.caches())
+    policy = workspace.catalog.approver_policy(key)
+    signed: dict[str, Any] = {}
+    if policy is not None:
+        with front50.opened() as store:
+            signed = signed_approval_metadata(
+                policy, store, key, config.plan_digest, config.signed_statement, config.approver
+            )
+    approver = str(signed.get("approver", config.approver))
+    if not approver.strip() or is_reserved_approver(approver):
         raise dg.Failure(
             description=f"Approval refused for {key}: approver {config.approver!r} must name a person; "
             "names starting with 'policy:' are reserved for the stack policy. Nothing was approved.",
@@ -183,21 +197,23 @@ def approval(
             "for this partition, read its diff, and approve the digest it shows. Nothing was published.",
             allow_retries=False,
         )
-    workspace = catalog.workspace(front50.caches())
     with front50.opened() as store:
         entry = engine.plan(workspace, store, Selection.of([key])).entries.get(key)
-    refusal = engine.approval_refusal(entry, key, config.plan_digest, approver=config.approver, policy=False)
+    refusal = engine.approval_refusal(
+        entry, key, config.plan_digest, approver=approver, policy=False, approvers=policy
+    )
     if refusal is None and entry is not None and entry.status is Status.IN_SYNC:
         refusal = engine.Refusal("failed", f"{key}: already in sync; there is nothing to approve")
     if refusal is not None or entry is None:
         reason = refusal.message if refusal is not None else f"{key}: not planned"
         raise dg.Failure(description=f"Approval refused: {reason} Nothing was approved.", allow_retries=False)
-    context.log.info(f"{config.approver} approved {key} at plan digest {entry.digest}")
+    context.log.info(f"{approver} approved {key} at plan digest {entry.digest}")
     return dg.MaterializeResult(
         metadata={
-            "approver": config.approver,
+            "approver": approver,
             "plan_digest": entry.digest,
             "status": str(entry.status),
+            **signed,
         }
     )
 
@@ -228,9 +244,15 @@ def published_pipeline(
     key = context.partition_key
     approved = _approval_to_publish(context, key, config)
     workspace = catalog.workspace(front50.caches())
+    signed = signed_statements(context.instance, key, approved.digest)
     with front50.opened() as store:
         result = engine.apply(
-            workspace, store, {key: approved.digest}, approver=approved.approver, policy=approved.by_policy
+            workspace,
+            store,
+            {key: approved.digest},
+            approver=approved.approver,
+            policy=approved.by_policy,
+            signed=signed,
         )[0]
         where = store.describe()
     if result.outcome != "applied":
@@ -247,7 +269,8 @@ def published_pipeline(
     write_plan_state(context.instance, [after])
     return dg.MaterializeResult(
         metadata={
-            "approver": approved.approver,
+            "approver": result.approver or approved.approver,
+            "signed_by": result.signed_by or "unsigned",
             "plan_digest": approved.digest,
             "approval_storage_id": approved.storage_id,
             "approval_run_id": approved.run_id,

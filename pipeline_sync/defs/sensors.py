@@ -4,7 +4,7 @@ import dagster as dg
 
 from pipeline_sync.names import is_partition_key
 
-from .approvals import APPROVAL_ASSET, RecordedApproval, judge_record
+from .approvals import APPROVAL_ASSET, RecordedApproval, judge_record, signatures_pending
 from .jobs import publish_job
 from .partitions import PARTITIONS_NAME, pipeline_partitions
 from .resources import CatalogResource
@@ -74,6 +74,10 @@ def _publish_request(context: dg.SensorEvaluationContext, record: dg.EventLogRec
     found = judge_record(context.instance, record)
     if not isinstance(found, RecordedApproval):
         context.log.warning(f"skipped: {found.reason}")
+        return None
+    pending = signatures_pending(context.instance, record, found.key, found.digest)
+    if pending is not None:
+        context.log.info(f"not publishing yet: {pending}")
         return None
     latest = latest_metadata(context.instance, PLAN_ASSET, found.key).get("plan_digest")
     if found.digest != latest:
