@@ -614,6 +614,11 @@ def _service_approvers(
             f"approvals: {stack.approvals} is fewer than the {base.approvals} stack {stack_name!r} requires; "
             "a service may only make its stack stricter",
         )
+    if stack.approval == "auto" and (base is not None or stack.approvers is not None):
+        raise found.error(
+            (*where, "approval"),
+            "`approval: auto` cannot apply to a stack with approvers: stack policy can never sign",
+        )
     if stack.approvers is None and stack.approvals is None:
         return base
     policy = base
@@ -632,11 +637,6 @@ def _service_approvers(
         file = _relative(catalog_dir / stack.approvers, catalog_dir)
         policy = ApproverPolicy(file, text, base.approvals if base else 1, entries)
     assert policy is not None
-    if stack.approval == "auto":
-        raise found.error(
-            (*where, "approval"),
-            "`approval: auto` cannot apply to a stack with approvers: stack policy can never sign",
-        )
     return ApproverPolicy(
         policy.file, policy.text, max(policy.approvals, stack.approvals or 1), policy.entries
     )
