@@ -208,6 +208,7 @@ def judge(
         if any(a.principal == who or a.fingerprint == fingerprint for a in counted):
             continue
         counted.append(Approver(who, fingerprint, approval))
+    counted.sort(key=lambda a: a.principal)  # the record reads the same whoever signed first
     return Judgement(tuple(counted), tuple(problems), policy.approvals)
 
 

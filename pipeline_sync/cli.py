@@ -397,7 +397,8 @@ def apply(
     results += [_apply_rollback(ws, store, e, who, signed) for e in chosen if e.rollback_version is not None]
     for result in results:
         stream_err = not result.ok
-        echo(f"{result.outcome}: {result.message}", err=stream_err)
+        signers = f" (signed by {result.signed_by})" if result.signed_by else ""
+        echo(f"{result.outcome}: {result.message}{signers}", err=stream_err)
     applied = sum(1 for r in results if r.outcome == "applied")
     echo(f"{applied} applied, {sum(1 for r in results if not r.ok)} refused or failed (approver: {who})")
     ctx.exit(EXIT_OK if all(r.ok for r in results) else EXIT_ERROR)

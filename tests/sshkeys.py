@@ -6,6 +6,9 @@ import subprocess
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+from conftest import DEPLOY_TEMPLATE, build_project
 
 from pipeline_sync.signing import (
     SignedApproval,
@@ -88,3 +91,18 @@ def signed_in_namespace(key_file: Path, text: str, namespace: str) -> SignedAppr
         check=True,
     )
     return parse_signed(text + done.stdout)
+
+
+def signed_project(root: Path, keys: Keys, *, stack: str = "", service: dict[str, Any] | None = None) -> Path:
+    """prod requires two of alice and bob (approvers/prod), dev is approved by stack policy."""
+    defaults = (
+        "vars: {description: plain}\nstacks:\n  dev: {approval: auto}\n"
+        f"  prod: {{approvers: approvers/prod, approvals: 2{stack}}}\n"
+    )
+    stacks = {"dev": {"pipelines": ["deploy"]}, "prod": {"pipelines": ["deploy"], **(service or {})}}
+    project = build_project(
+        root, defaults=defaults, services={"svc": {"stacks": stacks}}, templates={"deploy": DEPLOY_TEMPLATE}
+    )
+    (project.catalog_dir / "approvers").mkdir()
+    (project.catalog_dir / "approvers" / "prod").write_text(keys.signers)
+    return project.root

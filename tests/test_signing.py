@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEPLOY_TEMPLATE, build_project
+from conftest import build_project
 from s3support import workspace_of
-from sshkeys import ALICE, BOB, Keys, make_keys, signed, signed_in_namespace, statement
+from sshkeys import ALICE, BOB, Keys, make_keys, signed, signed_in_namespace, signed_project, statement
 
 from pipeline_sync import engine
 from pipeline_sync.approvers import ApproverPolicy, judge, parse_allowed_signers
@@ -233,21 +233,6 @@ def test_approvals_of_anything_else_do_not_count(keys: Keys) -> None:
 
 
 # -- the catalog: approvers per stack, stricter only --------------------------------------------
-
-
-def signed_project(root: Path, keys: Keys, *, stack: str = "", service: dict[str, Any] | None = None) -> Path:
-    """prod requires two of alice and bob (approvers/prod), dev is approved by stack policy."""
-    defaults = (
-        "vars: {description: plain}\nstacks:\n  dev: {approval: auto}\n"
-        f"  prod: {{approvers: approvers/prod, approvals: 2{stack}}}\n"
-    )
-    stacks = {"dev": {"pipelines": ["deploy"]}, "prod": {"pipelines": ["deploy"], **(service or {})}}
-    project = build_project(
-        root, defaults=defaults, services={"svc": {"stacks": stacks}}, templates={"deploy": DEPLOY_TEMPLATE}
-    )
-    (project.catalog_dir / "approvers").mkdir()
-    (project.catalog_dir / "approvers" / "prod").write_text(keys.signers)
-    return project.root
 
 
 def test_the_catalog_gives_each_target_its_approvers(tmp_path: Path, keys: Keys) -> None:
