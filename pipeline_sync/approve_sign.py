@@ -108,6 +108,25 @@ def read_approvals(files: Iterable[Path]) -> list[SignedApproval]:
     return found
 
 
+def signing_notes(catalog: Catalog, entries: Iterable[PlanEntry]) -> list[str]:
+    """One line per stack whose pending changes need signed approvals, saying how many and whose."""
+    needs: dict[str, list[str]] = {}
+    for entry in entries:
+        policy = catalog.approver_policy(entry.key) if entry.actionable else None
+        if policy is not None:
+            needs.setdefault(policy.describe(), []).append(entry.key)
+    return [
+        f"Signed approvals: {_count(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}) "
+        f"{'needs' if len(keys) == 1 else 'need'} {need}: pipeline-sync approve KEY --digest D --sign "
+        "KEYFILE [--print], or apply --sign / --approval."
+        for need, keys in sorted(needs.items())
+    ]
+
+
+def _count(keys: list[str]) -> str:
+    return "1 pending change" if len(keys) == 1 else f"{len(keys)} pending changes"
+
+
 def unsigned_note(catalog: Catalog, keys: Iterable[str] | None = None) -> str | None:
     """The note `validate` and `plan` print: which stacks' approvals are names, not signatures."""
     stacks = catalog.unsigned_stacks()

@@ -17,7 +17,7 @@ import click
 
 from pipeline_sync import engine
 from pipeline_sync.adopt import adopt as adopt_pipeline
-from pipeline_sync.approve_sign import read_approvals, sign_approvals, unsigned_note
+from pipeline_sync.approve_sign import read_approvals, sign_approvals, signing_notes, unsigned_note
 from pipeline_sync.engine import ApplyResult, Selection
 from pipeline_sync.errors import PipelineSyncError
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
@@ -252,7 +252,9 @@ def plan(
         echo(plan_markdown(the_plan, catalog_errors=errors, saved_as=str(out) if out else None), nl=False)
     else:
         _print_plan(the_plan, verbose=verbose)
-        note = unsigned_note(ws.catalog, the_plan.entries)
+        for line in signing_notes(ws.catalog, the_plan.entries.values()):
+            echo(line)
+        note = unsigned_note(ws.catalog, [k for k, e in the_plan.entries.items() if e.actionable])
         if note:
             echo(f"note: {note}", err=True)
         if out is not None:
@@ -307,6 +309,8 @@ def _print_plan(the_plan: Plan, *, verbose: bool = False) -> None:
         if entry.status is Status.IN_SYNC:
             continue
         echo(f"\n{entry.status}: {printable_line(entry.key)}  (digest {entry.digest})")
+        if entry.key in the_plan.signed_by:
+            echo(f"  the live version's approval was signed by {the_plan.signed_by[entry.key]}")
         _print_entry(entry, verbose=verbose)
     for warning in the_plan.warnings:
         echo(f"warning: {warning}", err=True)

@@ -24,6 +24,7 @@ from pipeline_sync.provenance import (
     marker_of,
     normalise,
     render_digests,
+    signed_by,
 )
 from pipeline_sync.status import ACTIONABLE, AUTO_APPROVABLE, ERRORS, Status
 
@@ -111,6 +112,8 @@ class Plan:
     warnings: tuple[str, ...] = ()
     # Pipelines another catalog manages on the same store, by that catalog's id ("" = unnamed).
     elsewhere: Mapping[str, int] = field(default_factory=dict)
+    # key -> who signed the approval of the live version ("alice (SHA256:...), ..."), where signed.
+    signed_by: Mapping[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return dict(sorted(Counter(str(e.status) for e in self.entries.values()).items()))
@@ -129,6 +132,7 @@ class Plan:
             "warnings": list(self.warnings),
             "elsewhere": dict(self.elsewhere),
             "entries": [self.entries[k].to_json() for k in sorted(self.entries)],
+            "signed_by": dict(self.signed_by),
         }
 
     @classmethod
@@ -137,7 +141,8 @@ class Plan:
             raise ValueError(f"unsupported plan format {data.get('format')!r}; expected {PLAN_FORMAT}")
         entries = [PlanEntry.from_json(e) for e in data["entries"]]
         elsewhere = {str(k): int(v) for k, v in dict(data.get("elsewhere", {})).items()}
-        return cls({e.key: e for e in entries}, tuple(data.get("warnings", ())), elsewhere)
+        signed = {str(k): str(v) for k, v in dict(data.get("signed_by", {})).items()}
+        return cls({e.key: e for e in entries}, tuple(data.get("warnings", ())), elsewhere, signed)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1, sort_keys=True)
@@ -189,6 +194,7 @@ def build_plan(
     wanted_scope = set(scope) if scope is not None else None
     warnings = []
     elsewhere: Counter[str] = Counter()
+    signed: dict[str, str] = {}
     for obj in live.values():
         if obj.problem and not obj.summary.has_document:
             warnings.append(f"live object {obj.key} is unreadable ({obj.problem}); left alone")
@@ -207,10 +213,14 @@ def build_plan(
                 warnings.append(f"live pipeline {obj.pipeline_id} is not managed: {owner.reason}; left alone")
             continue
         key = str(owner.key)
+        if who := signed_by(marker):
+            signed[key] = who
         if key in entries or key in catalog.targets:
             continue  # planned above, or in the catalog but outside this selection
         entries[key] = _leftover_entry(catalog, key, obj, history.get(obj.pipeline_id.lower()))
-    return Plan(dict(sorted(entries.items())), tuple(sorted(warnings)), dict(sorted(elsewhere.items())))
+    return Plan(
+        dict(sorted(entries.items())), tuple(sorted(warnings)), dict(sorted(elsewhere.items())), signed
+    )
 
 
 def _target_entry(

@@ -125,13 +125,20 @@ def set_description(project: Project, text: str) -> None:
 
 # -- validate ---------------------------------------------------------------------------------
 
+# What validate (and plan, for pending changes) says of stacks whose approvals are typed names.
+UNSIGNED = (
+    "note: approvals of stack{s} {stacks} are unsigned (a typed name); declare `approvers:` in "
+    "catalog/defaults.yaml to require SSH-signed approvals (README, Signed approvals).\n"
+)
+BOTH_UNSIGNED = UNSIGNED.format(s="s", stacks="dev, prod")
+
 
 def test_validate_a_valid_catalog_exits_0(tree: Project) -> None:
     result = cli(tree, "validate")
     assert (result.exit_code, result.stdout, result.stderr) == (
         0,
         "2 targets: 2 valid, 0 invalid; 0 catalog files failed\n",
-        "",
+        BOTH_UNSIGNED,
     )
 
 
@@ -142,20 +149,20 @@ def test_validate_a_valid_catalog_exits_0(tree: Project) -> None:
             INVALID_PROD,
             SERVICES,
             PROD_PROBLEMS,
-            "2 targets: 1 valid, 1 invalid; 0 catalog files failed\n",
+            BOTH_UNSIGNED + "2 targets: 1 valid, 1 invalid; 0 catalog files failed\n",
         ),
         (
             DEPLOY_TEMPLATE,
             {**SERVICES, "bad": BROKEN_SERVICE},
             "",
-            f"error: {BROKEN_ERROR}\n2 targets: 2 valid, 0 invalid; 1 catalog file failed\n",
+            f"error: {BROKEN_ERROR}\n{BOTH_UNSIGNED}2 targets: 2 valid, 0 invalid; 1 catalog file failed\n",
         ),
         (
             INVALID_PROD,
             {**SERVICES, "bad": BROKEN_SERVICE, "worse": BROKEN_SERVICE.replace("bad", "worse")},
             PROD_PROBLEMS,
             f"error: {BROKEN_ERROR}\nerror: {BROKEN_ERROR.replace('bad', 'worse')}\n"
-            "2 targets: 1 valid, 1 invalid; 2 catalog files failed\n",
+            f"{BOTH_UNSIGNED}2 targets: 1 valid, 1 invalid; 2 catalog files failed\n",
         ),
     ],
     ids=["invalid-target", "broken-file", "both"],
@@ -207,6 +214,7 @@ def test_validate_warns_about_variables_no_template_reads_and_still_exits_0(
         "template it reaches (deploy) reads it; did you mean 'description'?\n"
         "warning: catalog/services/svc.yaml:12: stacks.prod.vars.never_read: variable 'never_read' is set "
         "here, but no template it reaches (deploy) reads it; remove it, or use it in a template\n"
+        + BOTH_UNSIGNED
     )
 
 
@@ -266,7 +274,7 @@ def test_plan_prints_each_change_saves_the_plan_and_exits_2(
         + "\nSummary: 1 create\n"
         + f"\nSaved the plan to {out}. Apply exactly it with: pipeline-sync apply {out}\n"
     )
-    assert result.stderr == ""
+    assert result.stderr == UNSIGNED.format(s="", stacks="dev")
     saved = Plan.from_json(json.loads(out.read_text()))
     assert [(e.key, e.status, e.digest) for e in saved.entries.values()] == [(DEV, Status.CREATE, digest)]
     assert object_keys(store) == []  # planning writes nothing
@@ -338,7 +346,7 @@ def test_plan_exits_1_when_a_catalog_file_fails_even_with_changes_pending(
     )
     result = cli(project, "plan")
     assert result.exit_code == 1
-    assert result.stderr == f"error: {BROKEN_ERROR}\n"
+    assert result.stderr == f"error: {BROKEN_ERROR}\n{BOTH_UNSIGNED}"
     assert result.stdout.endswith(
         "\nSummary: 2 create\n  the same change in 2 pipelines (dev: 1, prod: 1), e.g. svc/dev/deploy\n"
     )
