@@ -5,6 +5,9 @@ forgery is refused with its reason, and nothing is written."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -387,3 +390,98 @@ def test_dagster_refuses_a_statement_for_another_pipeline_or_person(
         f"Approval refused for {KEY}: approver 'bob@example.com' is not the signed statement's principal "
         f"'{ALICE}'. Nothing was approved."
     )
+
+
+def publish_prod(project: Path, plan_file: Path, keys: Keys) -> None:
+    result = cli(project, "apply", plan_file, "--select", KEY, "--sign", keys.alice, "--sign", keys.bob)
+    assert result.exit_code == 0, result.output
+
+
+def test_plan_shows_who_signed_and_what_still_needs_signatures(
+    planned: tuple[Path, Path, str], keys: Keys, tmp_path: Path
+) -> None:
+    project, plan_file, _ = planned
+    publish_prod(project, plan_file, keys)
+    defaults = project / "catalog" / "defaults.yaml"
+    defaults.write_text(defaults.read_text().replace("description: plain", "description: changed"))
+    result = cli(project, "plan", "--select", KEY)
+    assert result.exit_code == 2
+    signers = f"{ALICE} ({keys.fingerprint(keys.alice)}), {BOB} ({keys.fingerprint(keys.bob)})"
+    assert f"  the live version's approval was signed by {signers}\n" in result.output
+    assert (
+        f"Signed approvals: 1 pending change ({KEY}) needs 2 signed approvals by distinct people from "
+        "catalog/approvers/prod: pipeline-sync approve KEY --digest D --sign KEYFILE [--print], or apply "
+        "--sign / --approval.\n"
+    ) in result.output
+    assert "are unsigned" not in result.output  # the only pending change is in a signed stack
+
+
+def test_a_rollback_of_a_signed_stack_needs_the_signatures_too(
+    planned: tuple[Path, Path, str], keys: Keys, store: S3Store, tmp_path: Path
+) -> None:
+    project, plan_file, _ = planned
+    store.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    publish_prod(project, plan_file, keys)
+    defaults = project / "catalog" / "defaults.yaml"
+    defaults.write_text(defaults.read_text().replace("description: plain", "description: changed"))
+    replan = tmp_path / "replan.json"
+    assert cli(project, "plan", "--out", replan).exit_code == 2
+    publish_prod(project, replan, keys)
+    rollback = tmp_path / "rollback.json"
+    assert cli(project, "rollback", KEY, "--out", rollback).exit_code == 0
+    unsigned = cli(project, "apply", rollback, "--approver", "the-cto")
+    assert unsigned.exit_code == 1
+    assert f"refused: {KEY}: {NEEDS}; none counted. {HOW}" in unsigned.output
+    body = prod_body(store)
+    assert body is not None and body["description"] == "changed"
+    restored = cli(project, "apply", rollback, "--sign", keys.alice, "--sign", keys.bob)
+    assert restored.exit_code == 0, restored.output
+    body = prod_body(store)
+    assert body is not None and body["description"] == "plain"
+    marker = body["pipelineSync"]
+    assert marker["approvedBy"] == f"{ALICE}, {BOB}" and "restoredFrom" in marker
+    assert [s["principal"] for s in marker["signatures"]] == [ALICE, BOB]
+
+
+@pytest.fixture
+def agent(tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An ssh-agent holding alice's key; yields a copy of her public key with no private key beside it."""
+    socket = tmp_path / "agent.sock"
+    started = subprocess.run(
+        ["ssh-agent", "-s", "-a", str(socket)], capture_output=True, text=True, check=True
+    )
+    pid = int(started.stdout.split("SSH_AGENT_PID=")[1].split(";")[0])
+    try:
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket))
+        subprocess.run(["ssh-add", "-q", str(keys.alice)], check=True, capture_output=True)
+        public = tmp_path / "agent-only" / "alice.pub"
+        public.parent.mkdir()
+        public.write_text(Path(f"{keys.alice}.pub").read_text())
+        yield public
+    finally:
+        os.kill(pid, signal.SIGTERM)
+
+
+def test_sign_uses_a_key_held_by_ssh_agent(
+    planned: tuple[Path, Path, str], keys: Keys, store: S3Store, agent: Path, tmp_path: Path
+) -> None:
+    project, plan_file, digest = planned
+    printed = cli(project, "approve", KEY, "--digest", digest, "--sign", agent, "--print")
+    assert printed.exit_code == 0, printed.output
+    assert parse_signed(printed.output).fingerprint == keys.fingerprint(keys.alice)
+    result = cli(
+        project, "apply", plan_file, "--select", KEY, "--sign", keys.bob,
+        "--approval", approval_file(tmp_path, "alice", printed.output),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+def test_sign_with_a_public_key_the_agent_lacks_is_a_clear_error(
+    planned: tuple[Path, Path, str], agent: Path, keys: Keys
+) -> None:
+    project, _, digest = planned
+    bob = agent.parent / "bob.pub"
+    bob.write_text(Path(f"{keys.bob}.pub").read_text())
+    result = cli(project, "approve", KEY, "--digest", digest, "--sign", bob, "--print")
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: could not sign the approval of {KEY} with {bob}: ")
