@@ -497,6 +497,8 @@ def test_plan_leaves_deep_and_big_objects_alone_and_plans_the_rest(
             "limit; raise PIPELINE_SYNC_MAX_BODY_BYTES to read it); left alone",
             f"warning: live object {key.format('deep-1001')} is unreadable ({TOO_DEEP}); left alone",
             f"warning: live object {key.format('deep-5000')} is unreadable ({TOO_DEEP}); left alone",
+            "note: approvals of stacks dev, qa, stage, prod are unsigned (a typed name); declare `approvers:` "
+            "in catalog/defaults.yaml to require SSH-signed approvals (README, Signed approvals).",
         ]
         saved = Plan.from_json(json.loads((project / "plan.json").read_text()))
         assert {str(e.status) for e in saved.entries.values()} == {"create"}

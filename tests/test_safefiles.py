@@ -346,6 +346,8 @@ def test_validate_refuses_each_hostile_file_and_validates_the_rest(
         f"error: catalog/services/escape.yaml: {OUTSIDE.format(target=outside)}",
         f"error: catalog/services/fifo.yaml: {NOT_REGULAR.format(kind='a FIFO (named pipe)')}",
         f"error: catalog/services/zero.yaml: {OUTSIDE.format(target='/dev/zero')}",
+        "note: approvals of stack dev are unsigned (a typed name); declare `approvers:` in "
+        "catalog/defaults.yaml to require SSH-signed approvals (README, Signed approvals).",
         "2 targets: 1 valid, 1 invalid; 4 catalog files failed",
     ]
     assert done.stdout.splitlines() == [
