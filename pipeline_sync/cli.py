@@ -114,7 +114,8 @@ def _store() -> Store:
     "store_url",
     default=None,
     metavar="URL",
-    help="Where Front50 keeps its pipelines: s3://BUCKET/ROOT, postgresql://... or mysql://... "
+    help="Where Front50 keeps its pipelines: s3://BUCKET/ROOT, postgresql://..., mysql://..., "
+    "front50+http(s)://HOST:PORT or gate+http(s)://HOST:PORT "
     "(default: PIPELINE_SYNC_STORE, else PIPELINE_SYNC_BUCKET and PIPELINE_SYNC_ROOT).",
 )
 @click.version_option(package_name="pipeline-sync")
@@ -230,10 +231,13 @@ def plan(
     output_format = "json" if as_json else output_format or "text"
     ws = _workspace(ctx)
     try:
-        the_plan = compute_plan(ws, _store(), pattern)
+        store = _store()
+        the_plan = compute_plan(ws, store, pattern)
     except PipelineSyncError as exc:
         echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
+    if notice := getattr(store, "precondition_notice", None):  # the HTTP stores' race window
+        echo(f"note: {store.describe()}: {notice}", err=True)
     if out is not None:
         try:
             out.write_text(the_plan.dumps() + "\n")

@@ -27,7 +27,7 @@ from pipeline_sync.plan import Plan, PlanEntry, after_write, build_plan
 from pipeline_sync.provenance import MARKER_FIELD
 from pipeline_sync.rendering import Sources, render_all
 from pipeline_sync.status import Status
-from pipeline_sync.store import Store
+from pipeline_sync.store import PermissionRefusedError, Store
 from pipeline_sync.store.front50 import WRITER, now_ms
 
 POLICY_PREFIX = "policy:"
@@ -240,6 +240,8 @@ def _apply_one(
         return replace(result, after=after_write(entry, result.etag))
     except StalePlanError as exc:
         return ApplyResult(key, "stale", f"{key}: {exc}", status=status)
+    except PermissionRefusedError as exc:  # Spinnaker's own refusal (Fiat): not a failure to retry
+        return ApplyResult(key, "refused", f"{key}: {exc}", status=status)
     except StoreError as exc:
         return ApplyResult(key, "failed", f"{key}: {exc}", status=status)
 
@@ -251,7 +253,10 @@ def write_entry(
     assert entry.pipeline_id is not None
     if entry.status is Status.DELETE:
         assert entry.live_etag is not None
-        result = store.delete_pipeline(entry.pipeline_id, if_match=entry.live_etag)
+        if getattr(store, "acts_as_approver", False) is True:  # an API store deletes as the approver
+            result = store.delete_pipeline(entry.pipeline_id, if_match=entry.live_etag, user=approver)  # type: ignore[call-arg]
+        else:
+            result = store.delete_pipeline(entry.pipeline_id, if_match=entry.live_etag)
         return ApplyResult(
             entry.key,
             "applied",
