@@ -13,12 +13,13 @@ The fixtures `front50` and `gate` serve one shared state on 127.0.0.1.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -191,11 +192,14 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing -------------------------------------------------------------
     def _answer(self, status: int, payload: Any = None) -> None:
         body = b"" if payload is None else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (a slow answer): as a real server, carry on
 
     def _handle(self) -> None:
         parts = urlsplit(self.path)
@@ -244,6 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
         if status < 400 and state.take(state.drop, self.command):
             self.close_connection = True
             self.connection.shutdown(2)  # the write landed; its answer never arrives
+            self.wfile = io.BytesIO()  # nothing left to flush to the closed socket
             return
         if status < 400 and state.take(state.lose, self.command):
             status, payload = 502, {"status": 502, "error": "Bad Gateway", "message": "upstream reset"}
@@ -407,6 +412,15 @@ def serve(state: Front50State, kind: str = "front50") -> Iterator[StandIn]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+Serve = Callable[[Front50State, str], AbstractContextManager[StandIn]]
+
+
+@pytest.fixture(name="serve")
+def serve_fixture() -> Serve:
+    """serve, for tests that start their own stand-in (to choose its credentials)."""
+    return serve
 
 
 @pytest.fixture

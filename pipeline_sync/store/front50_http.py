@@ -125,21 +125,38 @@ class Front50HttpStore:
         return True
 
     def _create_application(self, application: str, email: str | None) -> None:
-        # v2/ApplicationsController.create (Fiat: canCreate APPLICATION).
-        document = application_document(application, email)
-        response = self.client.send(
-            "POST", "/v2/applications", body=json.dumps(document).encode(), user=WRITER
-        )
-        if response.status == 403:
-            raise PermissionRefusedError(
-                f"permission refused: {self.describe()} would not create application {application} as "
-                f"user {WRITER} (Spinnaker said: {response.message or 'Forbidden'}); nothing was written. "
-                "Create the application in Deck, or let that user create applications in Fiat."
-            )
-        if response.status != 200 and not self._application_exists(application):
+        # v2/ApplicationsController.create (Fiat: canCreate APPLICATION); a create whose answer was
+        # lost is settled by reading the application again, as a pipeline write is.
+        body = json.dumps(application_document(application, email)).encode()
+        last = ""
+        for attempt in range(self.client.settings.retries + 1):
+            if attempt and self._application_exists(application):
+                return
+            try:
+                response = self.client.send("POST", "/v2/applications", body=body, user=WRITER)
+            except TransportError as exc:
+                last = str(exc)
+            else:
+                if response.status == 200:
+                    return
+                if response.status == 403:
+                    raise PermissionRefusedError(
+                        f"permission refused: {self.describe()} would not create application "
+                        f"{application} as user {WRITER} "
+                        f"(Spinnaker said: {response.message or 'Forbidden'}); "
+                        "nothing was written. Create the application in Deck, or let that user create "
+                        "applications in Fiat."
+                    )
+                if response.status not in RETRIED_STATUSES:
+                    if self._application_exists(application):
+                        return  # created meanwhile (Front50 answers 400 "Application already exists")
+                    raise StoreError(self._failure(f"create application {application}", response))
+                last = f"HTTP {response.status} {response.message}".rstrip()
+            self.client.pause(attempt)
+        if not self._application_exists(application):
             raise StoreError(
-                f"cannot create application {application} in {self.describe()}: "
-                f"HTTP {response.status} {response.message}".rstrip()
+                f"cannot create application {application} in {self.describe()}: it failed "
+                f"{self.client.settings.retries + 1} times (last: {last}). Run apply again later."
             )
 
     def _user(self) -> str | None:
@@ -174,9 +191,7 @@ class Front50HttpStore:
         detail = f": {response.message}" if response.message else ""
         hint = ""
         if response.status in (401, 403):
-            hint = (
-                " Check the credentials (docs/http-store.md) and that their user may read every application."
-            )
+            hint = " Check the credentials (docs/http-store.md) and that their user may read every pipeline."
         elif response.status in RETRIED_STATUSES:
             hint = f" (after {self.client.settings.retries} retries) Try again later."
         return f"cannot {what} in {self.describe()}: HTTP {response.status}{detail}.{hint}"

@@ -109,7 +109,7 @@ def _secret_file(path: Path, variable: str) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise StoreError(
-            f"cannot read {path} ({variable}): {reason}; fix the path or the file's permissions."
+            f"cannot read {path} ({variable}): {reason}; fix the path or its permissions."
         ) from None
     line = text.strip().splitlines()[0].strip() if text.strip() else ""
     if not line:
