@@ -18,7 +18,7 @@ from s3support import PROJECT
 from pipeline_sync.cli import main
 from pipeline_sync.errors import StalePlanError, StoreError
 from pipeline_sync.identity import pipeline_id_for
-from pipeline_sync.store.front50_http import PRECONDITION_NOTICE, Front50HttpStore, GateStore
+from pipeline_sync.store.front50_http import PRECONDITION_NOTICE, Front50HttpStore, GateStore, document_token
 from pipeline_sync.store.select import open_store
 
 if TYPE_CHECKING:
@@ -169,6 +169,10 @@ def test_a_concurrent_edit_between_plan_and_apply_is_refused_with_nothing_writte
     assert [r.body["id"] for r in front50_state.writes()[writes:]] == [pipeline_id_for("svc/dev/deploy")]
 
 
+def body_of(name: str) -> bytes:
+    return json.dumps({"id": "p-1", "application": "app", "name": name}).encode()
+
+
 def test_the_re_read_refuses_an_edit_the_fresh_plan_did_not_see(
     front50: StandIn, front50_state: Front50State
 ) -> None:
@@ -188,21 +192,27 @@ def test_the_re_read_refuses_an_edit_the_fresh_plan_did_not_see(
     assert len(posts(front50_state)) == 1
 
 
-def test_an_edit_landing_between_the_re_read_and_the_write_is_the_documented_window(
+def test_an_edit_landing_between_the_re_read_and_the_write_is_overwritten_and_reported(
     front50: StandIn, front50_state: Front50State
 ) -> None:
     """No compare-and-swap: an edit in the milliseconds between the re-read and the save is
-    overwritten (docs/http-store.md says so, and `plan` prints it); Front50's history keeps it."""
+    overwritten (docs/http-store.md says so, and `plan` prints it). Front50's history shows it, so
+    the write reports it instead of passing in silence."""
     store = open_store(front50.store_url)
-    first = store.put_pipeline(
-        "p-1", json.dumps({"id": "p-1", "application": "app", "name": "n"}).encode(), if_match=None
-    )
+    first = store.put_pipeline("p-1", body_of("n"), if_match=None)
     front50_state.before_write = lambda state: edit_in_deck(state, "p-1")
-    store.put_pipeline(
-        "p-1", json.dumps({"id": "p-1", "application": "app", "name": "m"}).encode(), if_match=first.etag
+    with pytest.raises(StoreError) as caught:
+        store.put_pipeline("p-1", body_of("m"), if_match=first.etag)
+    assert str(caught.value) == (
+        "pipelines/p-1 was saved as approved, but 1 save by dave landed between the re-read and this write "
+        "and was overwritten (the race window docs/http-store.md describes). Front50's history keeps every "
+        "version: compare with `pipeline-sync rollback KEY --list` and restore or re-apply."
     )
     assert front50_state.pipelines["p-1"]["name"] == "m"
     assert [v.get("description") for v in front50_state.history["p-1"]] == [None, "hotfix by dave", None]
+    # Without an edit in the window, the same history check stays quiet.
+    third = store.put_pipeline("p-1", body_of("o"), if_match=store.read_pipeline("p-1").etag)  # type: ignore[union-attr]
+    assert third.etag == store.read_pipeline("p-1").etag  # type: ignore[union-attr]
 
 
 def test_a_delete_goes_by_name_only_while_the_name_resolves_to_the_planned_id(
@@ -496,3 +506,38 @@ def test_the_store_describes_itself_without_credentials(tmp_path: Path) -> None:
     assert "s3cret" not in repr(store.client.settings)
     front50 = open_store("front50+http://front50:8080", {})
     assert isinstance(front50, Front50HttpStore) and front50.describe() == "front50+http://front50:8080"
+
+
+# -- drift and rollback from Front50's history -------------------------------------------------------
+
+
+def test_drift_and_rollback_read_front50s_history(
+    front50: StandIn, front50_state: Front50State, tmp_path: Path
+) -> None:
+    work = small(tmp_path)
+    url = front50.store_url
+    assert plan_and_apply(work, url, "carol", "--select", "svc/prod/*")[1].exit_code == 0
+    defaults = work / "catalog" / "defaults.yaml"
+    defaults.write_text(defaults.read_text().replace("description: plain", "description: changed"))
+    assert plan_and_apply(work, url, "carol", "--select", "svc/prod/*")[1].exit_code == 0
+    prod_id = pipeline_id_for("svc/prod/deploy")
+    assert front50_state.pipelines[prod_id]["description"] == "changed"
+
+    listed = cli(work, url, "rollback", "svc/prod/deploy", "--list")
+    assert listed.exit_code == 0, listed.output
+    tokens = [line.split()[0] for line in listed.stdout.strip().splitlines()]
+    assert tokens == [document_token(version) for version in front50_state.history[prod_id]]
+    assert len(tokens) == 2
+    assert listed.stdout.splitlines()[0].endswith("(live)")
+    planned = cli(work, url, "rollback", "svc/prod/deploy", "--out", str(work / "rb.json"))
+    assert planned.exit_code == 0, planned.output
+    applied = cli(work, url, "apply", str(work / "rb.json"), "--approver", "erin")
+    assert applied.exit_code == 0, applied.output
+    restored = front50_state.pipelines[prod_id]
+    assert (restored["description"], restored["lastModifiedBy"]) == ("plain", "erin")
+    assert restored["pipelineSync"]["approvedBy"] == "erin" and "restoredFrom" in restored["pipelineSync"]
+
+    edit_in_deck(front50_state, prod_id)
+    drift = cli(work, url, "plan", "--select", "svc/prod/*", "--json")
+    [entry] = json.loads(drift.stdout)["entries"]
+    assert (entry["status"], entry["drift_fields"]) == ("drift", ["root['description']"])

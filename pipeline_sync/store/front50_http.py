@@ -293,7 +293,7 @@ class Front50HttpStore:
                 last = str(exc)
             else:
                 if response.status == 200:
-                    return self._confirm(pipeline_id, sent)
+                    return self._confirm(pipeline_id, sent, if_match)
                 if response.status not in RETRIED_STATUSES:
                     self._refuse(response, key, sent, user)
                 last = f"HTTP {response.status} {response.message}".rstrip()
@@ -307,7 +307,9 @@ class Front50HttpStore:
             f"(last: {last}); a fresh read shows it was not written. Run apply again later."
         )
 
-    def _confirm(self, pipeline_id: str, sent: Mapping[str, Any]) -> WriteResult:
+    def _confirm(self, pipeline_id: str, sent: Mapping[str, Any], if_match: str | None) -> WriteResult:
+        """Read the pipeline back after a save: it must hold what was sent. Then look in Front50's
+        history for saves that landed between the re-read and this save (the race window)."""
         key = self._key(pipeline_id)
         current = self.read_pipeline(pipeline_id)
         if not holds(current, sent):
@@ -316,7 +318,33 @@ class Front50HttpStore:
                 "after. Run `pipeline-sync plan` to see what it holds now."
             )
         assert current is not None
+        if if_match is not None:
+            self._check_overwrites(pipeline_id, current.etag, if_match)
         return WriteResult(key=key, etag=current.etag, version_id=None)
+
+    def _check_overwrites(self, pipeline_id: str, written: str, if_match: str) -> None:
+        """Raise when history shows saves between the version the plan saw (if_match) and ours.
+
+        Silent when the history does not show both versions (a store without versioning, or a
+        history whose bodies differ from what the API serves): it can only report, never guess.
+        """
+        try:
+            tokens = [(document_token(v), v.get("lastModifiedBy")) for v in self._versions(pipeline_id)]
+        except StoreError:
+            return
+        ours = [i for i, (token, _) in enumerate(tokens) if token == written]
+        seen = [i for i, (token, _) in enumerate(tokens) if token == if_match]
+        if not ours or not seen or seen[0] <= ours[0] + 1:
+            return
+        between = tokens[ours[0] + 1 : seen[0]]
+        who = ", ".join(sorted({str(by) for _, by in between if by})) or "someone"
+        raise StoreError(
+            f"{self._key(pipeline_id)} was saved as approved, but {len(between)} "
+            f"{'saves' if len(between) > 1 else 'save'} by {who} landed between the re-read and this "
+            f"write and {'were' if len(between) > 1 else 'was'} overwritten (the race window "
+            "docs/http-store.md describes). Front50's history keeps every version: compare with "
+            "`pipeline-sync rollback KEY --list` and restore or re-apply."
+        )
 
     def _refuse(self, response: HttpResponse, key: str, sent: Mapping[str, Any], user: str | None) -> None:
         """Raise what a 4xx means: a permission refusal, a name taken since the plan, or a failure."""
