@@ -319,13 +319,21 @@ def test_racing_writes_make_exactly_one_write(stores: StoreFactory, planned: str
     for thread in threads:
         thread.join(timeout=60)
     assert len(outcomes) == len(racers)
-    written = [i for i, outcome in outcomes.items() if outcome == "written"]
     if not stores.api:
         assert sorted(outcomes.values()) == ["stale", "stale", "stale", "written"]
-    # With no compare-and-swap, racers that pass their re-read together all save; the last save
-    # wins, and its writer (who read it back) is the one that reports "written" last.
-    assert written
-    assert document_of(stores) in [stores.expected(pipeline(f"racer-{i}")) for i in written]
+        [winner] = [i for i, outcome in outcomes.items() if outcome == "written"]
+        assert document_of(stores) == stores.expected(pipeline(f"racer-{winner}"))
+        return
+    # No compare-and-swap: racers that pass their re-read together all save and the last save
+    # wins; the survivor is one of them. Over an existing pipeline never in silence: at most one
+    # reports "written", and a save that overwrote another is reported from Front50's history.
+    # (Two creates of one id can both report "written": history cannot tell a racing create from
+    # an earlier, deleted incarnation. docs/http-store.md.)
+    saved = [i for i, outcome in outcomes.items() if outcome in {"written", "overwritten"}]
+    assert saved
+    if planned == "present":
+        assert list(outcomes.values()).count("written") <= 1
+    assert document_of(stores) in [stores.expected(pipeline(f"racer-{i}")) for i in saved]
 
 
 def test_ensure_application_creates_it_once(stores: StoreFactory) -> None:
