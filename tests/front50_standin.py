@@ -321,8 +321,19 @@ class _GateHandler(_Handler):
                 return 200, list(state.pipelines.values())
             case "GET", ["pipelineConfigs", pipeline_id, "history"]:  # GPCC.getPipelineConfigHistory
                 return 200, state.history.get(pipeline_id.lower(), [])[: int(query.get("limit", "20"))]
-            case "GET", ["applications", application, "pipelineConfigs", name]:  # GAC.getPipelineConfig
-                return 200, state.by_name(application, name)
+            case "GET", ["applications", application, "pipelineConfigs", name_or_id]:
+                # GAC.getPipelineConfig -> ApplicationService.getPipelineConfigForApplication: by name
+                # (Front50's case-insensitive match, kept only when the name is equal), then by id.
+                try:
+                    found = state.by_name(application, name_or_id)
+                    if found.get("name") == name_or_id:
+                        return 200, found
+                except Refused:
+                    pass
+                found = state.find(name_or_id)
+                if str(found.get("id")) != name_or_id:
+                    raise Refused(404, f"Pipeline configuration not found (nameOrId: {name_or_id})")
+                return 200, found
             case "GET", ["applications", application]:  # GAC.getApplication: 404 when unknown
                 if application.lower() not in state.applications:
                     raise Refused(404, f"Application not found (id: {application})")

@@ -116,11 +116,23 @@ def test_gate_plan_apply_in_sync_writes_as_the_authenticated_user(
     gate: StandIn, front50_state: Front50State, tmp_path: Path
 ) -> None:
     work = example(tmp_path)
-    planned, applied = plan_and_apply(work, gate.store_url, "carol")
+    planned = cli(work, gate.store_url, "plan", "--out", str(work / "plan.json"))
     assert planned.exit_code == 2, planned.output
+    before = len(front50_state.requests)
+    applied = cli(work, gate.store_url, "apply", str(work / "plan.json"), "--approver", "carol")
     assert applied.exit_code == 0, applied.output
     saves = posts(front50_state)
     assert len(saves) == 13
+    # One listing for the fresh plan; every re-read by id (ApplicationController.getPipelineConfig).
+    reads = [r.path for r in front50_state.requests[before:] if r.method == "GET"]
+    assert reads.count("/pipelineConfigs") == 1
+    for save in saves:
+        by_id = [
+            r
+            for r in reads
+            if r.startswith("/applications/") and r.endswith(f"/pipelineConfigs/{save.body['id']}")
+        ]
+        assert len(by_id) == 3  # the fresh plan's read, the re-read, the read back
     assert {(r.server, r.user, r.authorization) for r in saves} == {("gate", None, "Bearer ci-token-1")}
     tasks = [r for r in front50_state.writes() if r.path.endswith("/tasks")]
     assert sorted(r.path for r in tasks) == [

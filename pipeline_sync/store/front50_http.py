@@ -73,6 +73,8 @@ class Front50HttpStore:
         self.client = client
         self.policy_user = policy_user
         self._ids: dict[str, str] = {}  # lower-case id -> the id as Front50 spells it
+        self._applications: dict[str, str] = {}  # lower-case id -> its application, as last read
+        self._listed = False  # whether read_live listed every pipeline (and so every id's spelling)
         self._known_applications: set[str] = set()
 
     def describe(self) -> str:
@@ -208,6 +210,8 @@ class Front50HttpStore:
             return None
         pipeline_id = raw_id.lower()
         self._ids[pipeline_id] = raw_id
+        if isinstance(document.get("application"), str):
+            self._applications[pipeline_id] = document["application"]
         body = canonical_json(document).encode("utf-8")
         token = sha256_hex(body.decode("utf-8"))
         return parse_live(pipeline_id, self._key(pipeline_id), token, body, self.client.settings.limits)
@@ -219,6 +223,7 @@ class Front50HttpStore:
         for item in self._list():
             if isinstance(item, dict) and (obj := self._live(item)) is not None:
                 live[obj.pipeline_id] = obj
+        self._listed = True
         return live
 
     def read_pipeline(self, pipeline_id: str) -> LiveObject | None:
@@ -279,6 +284,10 @@ class Front50HttpStore:
         except ValueError as exc:
             raise StoreError(f"cannot write {key}: its body is not JSON ({exc}).") from None
         user = self._writer(sent.get("lastModifiedBy"))
+        if isinstance(sent.get("id"), str) and sent["id"].lower() == pipeline_id:
+            self._ids[pipeline_id] = sent["id"]  # Gate matches ids exactly: read it as it is spelled
+        if isinstance(sent.get("application"), str):
+            self._applications.setdefault(pipeline_id, sent["application"])
         last = ""
         for attempt in range(self.client.settings.retries + 1):
             current = self.read_pipeline(pipeline_id)
@@ -481,7 +490,21 @@ class GateStore(Front50HttpStore):
         return self._get_json("/pipelineConfigs", None, "list the pipelines")
 
     def _get_one(self, pipeline_id: str) -> dict[str, Any] | None:
-        # Gate has no read by id: the listing, filtered (the same source the plan read).
+        # ApplicationController.getPipelineConfig -> ApplicationService.getPipelineConfigForApplication:
+        # Front50 by name in the application first, then by id (GET /pipelines/{id}/get), 404 when
+        # neither. The application only serves the name query: the last listing's, else any.
+        application = self._applications.get(pipeline_id.lower(), "-")
+        response = self.client.get(f"/applications/{_seg(application)}/pipelineConfigs/{_seg(pipeline_id)}")
+        if response.status == 404 and (self._listed or pipeline_id.lower() in self._ids):
+            # Gate compares ids exactly: the id as Front50 spells it (from a write, or a listing that
+            # would have shown any other spelling) is not there.
+            return None
+        if response.status != 404:
+            found = self._expect_object(response, f"read pipeline {pipeline_id}")
+            if str(found.get("id", "")).lower() == pipeline_id.lower():
+                return found
+        # An id whose spelling this process has not seen, or a pipeline named like this id answered
+        # first: the listing decides.
         for item in self._list():
             if isinstance(item, dict) and str(item.get("id", "")).lower() == pipeline_id.lower():
                 return item
