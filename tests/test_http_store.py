@@ -553,3 +553,43 @@ def test_drift_and_rollback_read_front50s_history(
     drift = cli(work, url, "plan", "--select", "svc/prod/*", "--json")
     [entry] = json.loads(drift.stdout)["entries"]
     assert (entry["status"], entry["drift_fields"]) == ("drift", ["root['description']"])
+
+
+# -- Dagster: the same resource, the same approval path -------------------------------------------
+
+
+def test_dagster_publishes_a_persons_approval_through_front50_as_that_person(
+    front50: StandIn, front50_state: Front50State, tmp_path: Path
+) -> None:
+    import dagster as dg
+    from test_dagster import KEY as PROD_KEY
+    from test_dagster import add_partitions, approve, plan_partition, sensor_tick
+
+    from pipeline_sync.definitions import defs
+    from pipeline_sync.defs.resources import CatalogResource, Front50Resource
+
+    root = example(tmp_path)
+    with dg.instance_for_test() as instance:
+        resources = {
+            "catalog": CatalogResource(
+                catalog_dir=str(root / "catalog"), templates_dir=str(root / "templates")
+            ),
+            "front50": Front50Resource(store_url=front50.store_url, cache_dir=str(tmp_path / "cache")),
+        }
+        env = {"instance": instance, "resources": resources, "root": root}
+        add_partitions(instance, root)
+        meta = plan_partition(env, PROD_KEY)
+        assert meta["status"] == "create" and front50_state.writes() == []
+        assert approve(env, PROD_KEY, meta["plan_digest"]).success  # erin
+        [request] = sensor_tick(instance).run_requests
+        result = defs.resolve_job_def("publish_job").execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            run_config=request.run_config,
+            resources=resources,
+            raise_on_error=False,
+        )
+        assert result.success
+    [save] = posts(front50_state)
+    assert (save.body["id"], save.user) == (pipeline_id_for(PROD_KEY), "erin")
+    assert front50_state.pipelines[pipeline_id_for(PROD_KEY)]["lastModifiedBy"] == "erin"

@@ -293,7 +293,7 @@ class Front50HttpStore:
             current = self.read_pipeline(pipeline_id)
             if holds(current, sent) and (current is None or current.etag != if_match):
                 assert current is not None
-                return WriteResult(key=key, etag=current.etag, version_id=None)  # an earlier attempt landed
+                return WriteResult(key=key, etag=current.etag, version_id=current.etag)  # an earlier attempt landed
             if (current.etag if current is not None else None) != if_match:
                 raise StalePlanError(_stale(key, if_match, current))
             try:
@@ -310,7 +310,7 @@ class Front50HttpStore:
         current = self.read_pipeline(pipeline_id)
         if holds(current, sent):
             assert current is not None
-            return WriteResult(key=key, etag=current.etag, version_id=None)
+            return WriteResult(key=key, etag=current.etag, version_id=current.etag)
         raise StoreError(
             f"cannot write {key}: {self.describe()} failed {self.client.settings.retries + 1} times "
             f"(last: {last}); a fresh read shows it was not written. Run apply again later."
@@ -329,7 +329,7 @@ class Front50HttpStore:
         assert current is not None
         if if_match is not None:
             self._check_overwrites(pipeline_id, current.etag, if_match)
-        return WriteResult(key=key, etag=current.etag, version_id=None)
+        return WriteResult(key=key, etag=current.etag, version_id=current.etag)
 
     def _check_overwrites(self, pipeline_id: str, written: str, if_match: str) -> None:
         """Raise when history shows saves between the version the plan saw (if_match) and ours.
