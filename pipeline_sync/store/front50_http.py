@@ -292,8 +292,8 @@ class Front50HttpStore:
         for attempt in range(self.client.settings.retries + 1):
             current = self.read_pipeline(pipeline_id)
             if holds(current, sent) and (current is None or current.etag != if_match):
-                assert current is not None
-                return WriteResult(key=key, etag=current.etag, version_id=current.etag)  # an earlier attempt landed
+                assert current is not None  # an earlier attempt landed
+                return _written(key, current)
             if (current.etag if current is not None else None) != if_match:
                 raise StalePlanError(_stale(key, if_match, current))
             try:
@@ -310,7 +310,7 @@ class Front50HttpStore:
         current = self.read_pipeline(pipeline_id)
         if holds(current, sent):
             assert current is not None
-            return WriteResult(key=key, etag=current.etag, version_id=current.etag)
+            return _written(key, current)
         raise StoreError(
             f"cannot write {key}: {self.describe()} failed {self.client.settings.retries + 1} times "
             f"(last: {last}); a fresh read shows it was not written. Run apply again later."
@@ -329,7 +329,7 @@ class Front50HttpStore:
         assert current is not None
         if if_match is not None:
             self._check_overwrites(pipeline_id, current.etag, if_match)
-        return WriteResult(key=key, etag=current.etag, version_id=current.etag)
+        return _written(key, current)
 
     def _check_overwrites(self, pipeline_id: str, written: str, if_match: str) -> None:
         """Raise when history shows saves between the version the plan saw (if_match) and ours.
@@ -577,6 +577,11 @@ class GateStore(Front50HttpStore):
             f"cannot create application {application}: Gate's task {ref} did not finish in "
             f"{TASK_TIMEOUT_SECONDS:g} s; it may still. Run apply again later."
         )
+
+
+def _written(key: str, current: LiveObject) -> WriteResult:
+    """A write's result: the token of what the pipeline holds now, also its history version id."""
+    return WriteResult(key=key, etag=current.etag, version_id=current.etag)
 
 
 def _seg(value: str) -> str:
