@@ -227,6 +227,20 @@ def test_an_edit_landing_between_the_re_read_and_the_write_is_overwritten_and_re
     assert third.etag == store.read_pipeline("p-1").etag  # type: ignore[union-attr]
 
 
+def test_an_earlier_landing_of_the_same_write_is_not_reported_as_an_overwrite(
+    front50: StandIn, front50_state: Front50State
+) -> None:
+    """A save Gate/Orca finished after its answer timed out, then sent again: history shows the
+    write twice, which overwrote nothing."""
+    store = open_store(front50.store_url)
+    first = store.put_pipeline("p-1", body_of("n"), if_match=None)
+    again = {"id": "p-1", "application": "app", "name": "m", "pipelineSync": {"key": "k", "writeId": "w-1"}}
+    front50_state.before_write = lambda state: state.save(dict(again), "carol")
+    written = store.put_pipeline("p-1", json.dumps(again).encode(), if_match=first.etag)
+    assert [v["name"] for v in front50_state.history["p-1"]] == ["m", "m", "n"]
+    assert written.etag == store.read_pipeline("p-1").etag  # type: ignore[union-attr]
+
+
 def test_a_delete_goes_by_name_only_while_the_name_resolves_to_the_planned_id(
     front50: StandIn, front50_state: Front50State, tmp_path: Path
 ) -> None:

@@ -54,7 +54,7 @@ def holds(obj: LiveObject | None, sent: Mapping[str, Any]) -> bool:
     makes every write of pipeline-sync unique)."""
     if obj is None or obj.document is None:
         return False
-    return content_digest(obj.document) == content_digest(sent) and marker_of(obj.document) == marker_of(sent)
+    return _same_write(obj.document, sent)
 
 
 class Front50HttpStore:
@@ -283,6 +283,8 @@ class Front50HttpStore:
             sent = json.loads(body)
         except ValueError as exc:
             raise StoreError(f"cannot write {key}: its body is not JSON ({exc}).") from None
+        if not isinstance(sent, dict):
+            raise StoreError(f"cannot write {key}: its body is not a JSON object.")
         user = self._writer(sent.get("lastModifiedBy"))
         if isinstance(sent.get("id"), str) and sent["id"].lower() == pipeline_id:
             self._ids[pipeline_id] = sent["id"]  # Gate matches ids exactly: read it as it is spelled
@@ -293,7 +295,7 @@ class Front50HttpStore:
             current = self.read_pipeline(pipeline_id)
             if holds(current, sent) and (current is None or current.etag != if_match):
                 assert current is not None  # an earlier attempt landed
-                return _written(key, current)
+                return self._settled(pipeline_id, current, sent, if_match)
             if (current.etag if current is not None else None) != if_match:
                 raise StalePlanError(_stale(key, if_match, current))
             try:
@@ -310,7 +312,7 @@ class Front50HttpStore:
         current = self.read_pipeline(pipeline_id)
         if holds(current, sent):
             assert current is not None
-            return _written(key, current)
+            return self._settled(pipeline_id, current, sent, if_match)
         raise StoreError(
             f"cannot write {key}: {self.describe()} failed {self.client.settings.retries + 1} times "
             f"(last: {last}); a fresh read shows it was not written. Run apply again later."
@@ -327,26 +329,40 @@ class Front50HttpStore:
                 "after. Run `pipeline-sync plan` to see what it holds now."
             )
         assert current is not None
-        if if_match is not None:
-            self._check_overwrites(pipeline_id, current.etag, if_match)
-        return _written(key, current)
+        return self._settled(pipeline_id, current, sent, if_match)
 
-    def _check_overwrites(self, pipeline_id: str, written: str, if_match: str) -> None:
-        """Raise when history shows saves between the version the plan saw (if_match) and ours.
+    def _settled(
+        self, pipeline_id: str, current: LiveObject, sent: Mapping[str, Any], if_match: str | None
+    ) -> WriteResult:
+        """The result of a write now held by the pipeline, once history shows it overwrote nothing."""
+        if if_match is not None:
+            self._check_overwrites(pipeline_id, current.etag, sent, if_match)
+        return _written(self._key(pipeline_id), current)
+
+    def _check_overwrites(
+        self, pipeline_id: str, written: str, sent: Mapping[str, Any], if_match: str
+    ) -> None:
+        """Raise when history shows saves between the version the plan saw (if_match) and ours
+        (other than an earlier landing of this very write, whose answer was lost).
 
         Silent when the history does not show both versions (a store without versioning, or a
         history whose bodies differ from what the API serves): it can only report, never guess.
         """
         try:
-            tokens = [(document_token(v), v.get("lastModifiedBy")) for v in self._versions(pipeline_id)]
+            versions = self._versions(pipeline_id)
         except StoreError:
             return
-        ours = [i for i, (token, _) in enumerate(tokens) if token == written]
-        seen = [i for i, (token, _) in enumerate(tokens) if token == if_match]
-        if not ours or not seen or seen[0] <= ours[0] + 1:
+        tokens = [document_token(v) for v in versions]
+        if written not in tokens or if_match not in tokens:
             return
-        between = tokens[ours[0] + 1 : seen[0]]
-        who = ", ".join(sorted({str(by) for _, by in between if by})) or "someone"
+        ours, seen = tokens.index(written), tokens.index(if_match)
+        between = [v for v in versions[ours + 1 : seen] if not _same_write(v, sent)]
+        if not between:
+            return
+        who = (
+            ", ".join(sorted({str(v["lastModifiedBy"]) for v in between if v.get("lastModifiedBy")}))
+            or "someone"
+        )
         raise StoreError(
             f"{self._key(pipeline_id)} was saved as approved, but {len(between)} "
             f"{'saves' if len(between) > 1 else 'save'} by {who} landed between the re-read and this "
@@ -577,6 +593,11 @@ class GateStore(Front50HttpStore):
             f"cannot create application {application}: Gate's task {ref} did not finish in "
             f"{TASK_TIMEOUT_SECONDS:g} s; it may still. Run apply again later."
         )
+
+
+def _same_write(version: Mapping[str, Any], sent: Mapping[str, Any]) -> bool:
+    """Whether a stored version is a landing of the write sent (content and marker, writeId included)."""
+    return content_digest(version) == content_digest(sent) and marker_of(version) == marker_of(sent)
 
 
 def _written(key: str, current: LiveObject) -> WriteResult:
