@@ -212,6 +212,14 @@ def compute_plan(ws: Sources, store: Store, pattern: str | None) -> Plan:
     "are pending, plus 4 when entries or catalog files have problems; 1 only when no plan was made.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="Also print each change's raw DeepDiff (text format).")
+@click.option(
+    "--check-permissions",
+    "check_as",
+    default=None,
+    metavar="USER",
+    help="Ask Fiat (PIPELINE_SYNC_FIAT_URL) whether USER may write each change; warn where an apply "
+    "made as USER would be refused (docs/http-store.md).",
+)
 @click.pass_context
 def plan(
     ctx: click.Context,
@@ -221,6 +229,7 @@ def plan(
     as_json: bool,
     exit_codes: str,
     verbose: bool,
+    check_as: str | None,
 ) -> None:
     """Diff the catalog against Front50. Exit 0 nothing to do, 2 changes pending, 1 errors
     (with --exit-code detailed: 1 no plan, else 0 + 2 changes pending + 4 problems)."""
@@ -238,6 +247,15 @@ def plan(
         ctx.exit(EXIT_ERROR)
     if notice := getattr(store, "precondition_notice", None):  # the HTTP stores' race window
         echo(f"note: {store.describe()}: {notice}", err=True)
+    if check_as is not None:
+        from pipeline_sync.permissions import Fiat, permission_problems
+
+        try:
+            for problem in permission_problems(the_plan, Fiat.from_env(), check_as):
+                echo(f"warning: {problem}", err=True)
+        except PipelineSyncError as exc:
+            echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_ERROR)
     if out is not None:
         try:
             out.write_text(the_plan.dumps() + "\n")

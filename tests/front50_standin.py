@@ -397,6 +397,23 @@ class StandIn:
         return f"{self.kind}+{self.url}"
 
 
+class _FiatHandler(_Handler):
+    """Fiat's AuthorizeController over the same grants: 200 when the user has it, 404 when not."""
+
+    server_name = "fiat"
+
+    def route(self, method: str, seg: list[str], query: dict[str, str], body: Any) -> tuple[int, Any]:
+        state = self.state
+        match method, seg:
+            case "GET", ["authorize", user, "applications", application, "WRITE"]:  # getUserAuthorization
+                allowed = state.writers is None or user in state.writers.get(application.lower(), set())
+                return (200, None) if allowed else (404, None)
+            case "GET", ["authorize", user, "serviceAccounts", account]:  # getServiceAccount
+                allowed = state.writers is None or user in state.service_accounts.get(account, set())
+                return (200, {"name": account}) if allowed else (404, None)
+        raise Refused(404, f"No handler for {method} /{'/'.join(seg)}")
+
+
 GATE_USERS = {
     "Basic YWxpY2U6aHVudGVyMg==": "alice",  # alice:hunter2
     "Bearer ci-token-1": "ci-bot",
@@ -406,11 +423,14 @@ GATE_USERS = {
 
 @contextmanager
 def serve(state: Front50State, kind: str = "front50") -> Iterator[StandIn]:
-    """Serve state as Front50 (kind "front50") or as Gate in front of it (kind "gate") on 127.0.0.1."""
+    """Serve state as Front50 (kind "front50"), as Gate in front of it ("gate") or as Fiat over its
+    grants ("fiat"), on 127.0.0.1."""
     if kind == "gate":
         handler = type(
             "GateHandler", (_GateHandler,), {"state": state, "credentials": GATE_USERS, "tasks": {}}
         )
+    elif kind == "fiat":
+        handler = type("FiatHandler", (_FiatHandler,), {"state": state})
     else:
         handler = type("Front50Handler", (_Handler,), {"state": state})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -322,6 +322,52 @@ def test_gate_names_the_authenticated_user_in_a_permission_refusal(
     assert front50_state.pipelines == {}
 
 
+def test_plan_can_ask_fiat_up_front_which_changes_the_user_may_not_write(
+    front50: StandIn,
+    front50_state: Front50State,
+    serve: Serve,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    work = small(tmp_path, {"svc": {}, "other": {}})
+    triggered = (
+        DEPLOY_TEMPLATE
+        + 'triggers:\n  - {type: cron, cronExpression: "0 0 * * *", runAsUser: "deployer@svc"}\n'
+    )
+    (work / "templates" / "deploy.yaml.j2").write_text(triggered)
+    front50_state.writers = {"svc": {"carol", "mallory"}, "other": {"carol"}}
+    front50_state.service_accounts = {"deployer@svc": {"carol"}}
+    unset = cli(work, front50.store_url, "plan", "--check-permissions", "mallory")
+    assert unset.exit_code == 1
+    assert unset.stderr.splitlines()[-1] == (
+        "error: checking permissions needs Fiat: set PIPELINE_SYNC_FIAT_URL to its URL (http://HOST:7003 in "
+        "most installations; Gate and Front50 do not forward Fiat's authorize endpoints)."
+    )
+    with serve(front50_state, "fiat") as fiat:
+        monkeypatch.setenv("PIPELINE_SYNC_FIAT_URL", fiat.url)
+        checked = cli(work, front50.store_url, "plan", "--check-permissions", "mallory")
+        assert checked.exit_code == 2, checked.output
+        assert [line for line in checked.stderr.splitlines() if line.startswith("warning:")] == [
+            "warning: other/dev/deploy: mallory lacks WRITE on application other and the service account "
+            "deployer@svc (runAsUser) (Fiat): an apply made as mallory would be refused; have someone with "
+            "that permission approve, or grant it.",
+            "warning: svc/dev/deploy: mallory lacks the service account deployer@svc (runAsUser) (Fiat): an "
+            "apply made as mallory would be refused; have someone with that permission approve, or grant it.",
+        ]
+        carol = cli(work, front50.store_url, "plan", "--check-permissions", "carol")
+        assert carol.exit_code == 2 and "warning:" not in carol.stderr
+    fiat_paths = {r.path for r in front50_state.requests if r.server == "fiat"}
+    assert fiat_paths == {
+        "/authorize/mallory/applications/svc/WRITE",
+        "/authorize/mallory/applications/other/WRITE",
+        "/authorize/mallory/serviceAccounts/deployer@svc",
+        "/authorize/carol/applications/svc/WRITE",
+        "/authorize/carol/applications/other/WRITE",
+        "/authorize/carol/serviceAccounts/deployer@svc",
+    }
+    assert front50_state.writes() == []
+
+
 def test_a_run_as_user_service_account_is_named_in_the_refusal(
     front50: StandIn, front50_state: Front50State
 ) -> None:
