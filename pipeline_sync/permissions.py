@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from pipeline_sync.errors import StoreError
 from pipeline_sync.plan import Plan, PlanEntry
-from pipeline_sync.store.http_client import HttpClient, HttpSettings
+from pipeline_sync.store.http_client import BACKOFF, RETRIES, TIMEOUT, HttpClient, HttpSettings
 
 FIAT_URL = "PIPELINE_SYNC_FIAT_URL"
 
@@ -36,7 +36,9 @@ class Fiat:
                 f"checking permissions needs Fiat: set {FIAT_URL} to its URL (http://HOST:7003 in most "
                 "installations; Gate and Front50 do not forward Fiat's authorize endpoints)."
             )
-        return cls(HttpClient(HttpSettings.from_env(url.rstrip("/"), env)))
+        # Timeouts and retries as for the store; never the store's credentials (Fiat takes none).
+        patience = {k: v for k, v in env.items() if k in (TIMEOUT, RETRIES, BACKOFF)}
+        return cls(HttpClient(HttpSettings.from_env(url.rstrip("/"), patience)))
 
     def _has(self, path: str, what: str) -> bool:
         if path not in self._answers:

@@ -343,6 +343,8 @@ def test_plan_can_ask_fiat_up_front_which_changes_the_user_may_not_write(
         "error: checking permissions needs Fiat: set PIPELINE_SYNC_FIAT_URL to its URL (http://HOST:7003 in "
         "most installations; Gate and Front50 do not forward Fiat's authorize endpoints)."
     )
+    (tmp_path / "token").write_text("store-token\n")
+    monkeypatch.setenv("PIPELINE_SYNC_HTTP_TOKEN_FILE", str(tmp_path / "token"))
     with serve(front50_state, "fiat") as fiat:
         monkeypatch.setenv("PIPELINE_SYNC_FIAT_URL", fiat.url)
         checked = cli(work, front50.store_url, "plan", "--check-permissions", "mallory")
@@ -366,6 +368,9 @@ def test_plan_can_ask_fiat_up_front_which_changes_the_user_may_not_write(
         "/authorize/carol/serviceAccounts/deployer@svc",
     }
     assert front50_state.writes() == []
+    # The store's credentials go to the store, never to Fiat.
+    assert {r.authorization for r in front50_state.requests if r.server == "fiat"} == {None}
+    assert "Bearer store-token" in {r.authorization for r in front50_state.requests if r.server == "front50"}
 
 
 def test_a_run_as_user_service_account_is_named_in_the_refusal(
