@@ -11,6 +11,7 @@ secret.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -177,15 +178,11 @@ class HttpResponse:
     body: bytes
 
     def json(self) -> Any:
-        import json
-
         return json.loads(self.body)
 
     @property
     def message(self) -> str:
         """The server's error message (Spring's {"message": ...}), on one line, redacted."""
-        import json
-
         try:
             data = json.loads(self.body)
         except ValueError:
