@@ -241,6 +241,27 @@ def test_an_earlier_landing_of_the_same_write_is_not_reported_as_an_overwrite(
     assert written.etag == store.read_pipeline("p-1").etag  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("kind", ["front50", "gate"])
+def test_a_name_taken_in_the_re_read_window_is_front50s_duplicate_400_reported_as_a_conflict(
+    kind: str, front50_state: Front50State, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    stand_in: StandIn = request.getfixturevalue(kind)
+    work = small(tmp_path)
+    front50_state.applications["svc"] = {"name": "SVC"}
+    taken = {"id": "by-hand", "application": "svc", "name": "Deploy-Dev ", "stages": []}
+    front50_state.before_write = lambda state: state.save(dict(taken), "dave")
+    applied = plan_and_apply(work, stand_in.store_url, "carol")[1]
+    assert applied.exit_code == 1
+    dev_id = pipeline_id_for("svc/dev/deploy")
+    assert (
+        f"stale: svc/dev/deploy: conflict: {stand_in.store_url} refused pipelines/{dev_id}: A pipeline with "
+        "name deploy-dev already exists in application svc. Another pipeline took the name since the plan; "
+        "nothing was written. Run `pipeline-sync plan` again."
+    ) in applied.output
+    assert sorted(front50_state.pipelines) == sorted(["by-hand", pipeline_id_for("svc/prod/deploy")])
+    assert len([r for r in posts(front50_state) if r.body["id"] == dev_id]) == 1  # not retried
+
+
 def test_a_delete_goes_by_name_only_while_the_name_resolves_to_the_planned_id(
     front50: StandIn, front50_state: Front50State, tmp_path: Path
 ) -> None:
