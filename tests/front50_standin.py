@@ -3,9 +3,10 @@
 Each behaviour names the class it comes from (spinnaker/spinnaker monorepo): Front50's
 `front50-web/.../controllers/PipelineController.java` (PC), `controllers/v2/ApplicationsController.java`
 (AC), `front50-api/.../pipeline/Pipeline.java` (the model), Fiat's `FiatAccessDeniedExceptionHandler`
-(403 text) and fiat-web `AuthorizeController` (the up-front check), Gate's `gate-web/.../controllers/PipelineController.groovy` (GPC),
-`PipelineConfigController.groovy` (GPCC), `ApplicationController.groovy` (GAC), `AuthController.groovy`,
-and Orca's `SavePipelineTask` (which Gate's saves run as).
+(403 text) and fiat-web `AuthorizeController` (the up-front check), Gate's
+`gate-web/.../controllers/PipelineController.groovy` (GPC), `PipelineConfigController.groovy` (GPCC),
+`ApplicationController.groovy` (GAC), `AuthController.groovy`, and Orca's `SavePipelineTask` (which
+Gate's saves run as).
 
 Not modelled: READ filtering of lists (every test user may read), batchUpdate, pipeline templates.
 The fixtures `front50` and `gate` serve one shared state on 127.0.0.1; `serve(state, "fiat")` serves
