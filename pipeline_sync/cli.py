@@ -116,7 +116,8 @@ def _store() -> Store:
     "store_url",
     default=None,
     metavar="URL",
-    help="Where Front50 keeps its pipelines: s3://BUCKET/ROOT, postgresql://... or mysql://... "
+    help="Where Front50 keeps its pipelines: s3://BUCKET/ROOT, postgresql://..., mysql://..., "
+    "front50+http(s)://HOST:PORT or gate+http(s)://HOST:PORT "
     "(default: PIPELINE_SYNC_STORE, else PIPELINE_SYNC_BUCKET and PIPELINE_SYNC_ROOT).",
 )
 @click.version_option(package_name="pipeline-sync")
@@ -216,6 +217,14 @@ def compute_plan(ws: Sources, store: Store, pattern: str | None) -> Plan:
     "are pending, plus 4 when entries or catalog files have problems; 1 only when no plan was made.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="Also print each change's raw DeepDiff (text format).")
+@click.option(
+    "--check-permissions",
+    "check_as",
+    default=None,
+    metavar="USER",
+    help="Ask Fiat (PIPELINE_SYNC_FIAT_URL) whether USER may write each change; warn where an apply "
+    "made as USER would be refused (docs/http-store.md).",
+)
 @click.pass_context
 def plan(
     ctx: click.Context,
@@ -225,6 +234,7 @@ def plan(
     as_json: bool,
     exit_codes: str,
     verbose: bool,
+    check_as: str | None,
 ) -> None:
     """Diff the catalog against Front50. Exit 0 nothing to do, 2 changes pending, 1 errors
     (with --exit-code detailed: 1 no plan, else 0 + 2 changes pending + 4 problems)."""
@@ -235,10 +245,22 @@ def plan(
     output_format = "json" if as_json else output_format or "text"
     ws = _workspace(ctx)
     try:
-        the_plan = compute_plan(ws, _store(), pattern)
+        store = _store()
+        the_plan = compute_plan(ws, store, pattern)
     except PipelineSyncError as exc:
         echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
+    if notice := getattr(store, "precondition_notice", None):  # the HTTP stores' race window
+        echo(f"note: {store.describe()}: {notice}", err=True)
+    if check_as is not None:
+        from pipeline_sync.permissions import Fiat, permission_problems
+
+        try:
+            for problem in permission_problems(the_plan, Fiat.from_env(), check_as):
+                echo(f"warning: {problem}", err=True)
+        except PipelineSyncError as exc:
+            echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_ERROR)
     if out is not None:
         try:
             out.write_text(the_plan.dumps() + "\n")

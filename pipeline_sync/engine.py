@@ -30,7 +30,7 @@ from pipeline_sync.provenance import MARKER_FIELD, signature_marker, signed_by
 from pipeline_sync.rendering import Sources, render_all
 from pipeline_sync.signing import SignedApproval, SigningError, now_utc, store_identity
 from pipeline_sync.status import Status
-from pipeline_sync.store import Store
+from pipeline_sync.store import PermissionRefusedError, Store
 from pipeline_sync.store.front50 import WRITER, now_ms
 
 POLICY_PREFIX = "policy:"
@@ -309,24 +309,42 @@ def _apply_one(
         decision = signed_approval(catalog, store, key, digest, signed, approver=approver)
         if decision.refusal is not None:
             return ApplyResult(key, decision.refusal.outcome, decision.refusal.message, status=status)
-        result = write_entry(store, entry, decision.approver, extra_marker=decision.marker)
+        # The store writes as one person (Front50's X-SPINNAKER-USER, SQL's last_modified_by): the
+        # first signer; the marker's approvedBy and signatures name them all.
+        actor = decision.judgement.principals[0] if decision.judgement else decision.approver
+        result = write_entry(store, entry, decision.approver, extra_marker=decision.marker, actor=actor)
         return replace(result, after=after_write(entry, result.etag), signed_by=signed_by(decision.marker))
     except StalePlanError as exc:
         return ApplyResult(key, "stale", f"{key}: {exc}", status=status)
     except SigningError as exc:
         return ApplyResult(key, "refused", f"{key}: {exc} Nothing was written.", status=status)
+    except PermissionRefusedError as exc:  # Spinnaker's own refusal (Fiat): not a failure to retry
+        return ApplyResult(key, "refused", f"{key}: {exc}", status=status)
     except StoreError as exc:
         return ApplyResult(key, "failed", f"{key}: {exc}", status=status)
 
 
 def write_entry(
-    store: Store, entry: PlanEntry, approver: str, *, extra_marker: Mapping[str, Any] | None = None
+    store: Store,
+    entry: PlanEntry,
+    approver: str,
+    *,
+    extra_marker: Mapping[str, Any] | None = None,
+    actor: str | None = None,
 ) -> ApplyResult:
-    """Write one entry the approval rule let through, under its precondition."""
+    """Write one entry the approval rule let through, under its precondition.
+
+    approver is what the marker's approvedBy records; actor (default: approver) is the one user
+    the store writes as, where it records one (modifier_of, an API store's user header).
+    """
     assert entry.pipeline_id is not None
+    actor = actor or approver
     if entry.status is Status.DELETE:
         assert entry.live_etag is not None
-        result = store.delete_pipeline(entry.pipeline_id, if_match=entry.live_etag)
+        if getattr(store, "acts_as_approver", False) is True:  # an API store deletes as the approver
+            result = store.delete_pipeline(entry.pipeline_id, if_match=entry.live_etag, user=actor)  # type: ignore[call-arg]
+        else:
+            result = store.delete_pipeline(entry.pipeline_id, if_match=entry.live_etag)
         return ApplyResult(
             entry.key,
             "applied",
@@ -343,7 +361,7 @@ def write_entry(
     if extra_marker:
         desired = {**desired, MARKER_FIELD: {**desired[MARKER_FIELD], **extra_marker}}
     body = stamped_body(
-        desired, approver=approver, plan_digest=entry.digest, modified_by=modifier_of(store, approver)
+        desired, approver=approver, plan_digest=entry.digest, modified_by=modifier_of(store, actor)
     )
     result = store.put_pipeline(entry.pipeline_id, body, if_match=entry.live_etag)
     note = f" (created application {entry.application})" if created_app else ""

@@ -11,8 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from pipeline_sync.errors import StoreError
+
 if TYPE_CHECKING:
     from pipeline_sync.live import LiveObject
+
+
+class PermissionRefusedError(StoreError):
+    """Spinnaker refused a write because the user it was made as lacks a permission (Fiat): a
+    refusal to report, not a failure to retry. The message names the user, permission and application."""
 
 
 @dataclass(frozen=True)
