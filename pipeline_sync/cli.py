@@ -427,3 +427,50 @@ def rollback(
         "change too, or the next approved plan undoes this rollback."
     )
     ctx.exit(EXIT_OK)
+
+
+# -- bringing an existing fleet under management (import, release) -----------------------------
+
+
+@main.command("import")
+@click.option("--select", "pattern", default=None, help="Glob over APPLICATION/NAME of live pipelines.")
+@click.option("--stack", default="imported", show_default=True, help="The stack imported targets go on.")
+@click.option("--dry-run", is_flag=True, help="Print what would be written; write nothing.")
+@click.pass_context
+def import_command(ctx: click.Context, pattern: str | None, stack: str, dry_run: bool) -> None:
+    """Write a template and a pinned catalog target for each unmanaged live pipeline selected."""
+    from pipeline_sync.importer import import_pipelines
+
+    catalog_dir, templates_dir = ctx.obj["dirs"]
+    try:
+        report = import_pipelines(
+            catalog_dir, templates_dir, _store(), select=pattern, stack=stack, dry_run=dry_run
+        )
+    except PipelineSyncError as exc:
+        echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    verb = "Would import" if dry_run else "Imported"
+    for done in report.imported:
+        echo(
+            f"{verb} {done.application}/{done.name} ({done.pipeline_id}) as {done.key}: {done.template_file}"
+        )
+    for skipped in report.skipped:
+        echo(
+            f"skipped {skipped.application}/{skipped.name} ({skipped.pipeline_id}): {skipped.reason}",
+            err=True,
+        )
+    for note in report.notes:
+        echo(note[0].upper() + note[1:] + ".")
+    if dry_run:
+        for shown in sorted(report.files):
+            echo(report.file_diff(shown).rstrip("\n"))
+    echo(
+        f"{len(report.imported)} imported, {len(report.skipped)} skipped"
+        + (" (dry run: nothing written)" if dry_run else "")
+    )
+    if report.imported and not dry_run:
+        echo(
+            "Next: `pipeline-sync plan --out plan.json` shows each as an adoption whose only change is "
+            "pipeline-sync's lock and marker; a person approves it with `pipeline-sync apply plan.json`."
+        )
+    ctx.exit(EXIT_ERROR if report.skipped else EXIT_OK)
