@@ -20,6 +20,7 @@ from pipeline_sync.adopt import adopt as adopt_pipeline
 from pipeline_sync.engine import ApplyResult, Selection
 from pipeline_sync.errors import PipelineSyncError
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
+from pipeline_sync.release import apply_release, plan_release, release_version, take_out_of_catalog
 from pipeline_sync.rendering import Sources, render_all, select_keys
 from pipeline_sync.report import change_lines, cluster_lines, elsewhere_line, plan_markdown
 from pipeline_sync.rollback import apply_rollback, describe_versions, plan_rollback
@@ -336,11 +337,12 @@ def apply(ctx: click.Context, plan_file: Path, pattern: str | None, approver: st
         echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
     who = approver or getpass.getuser()
-    approved = {e.key: e.digest for e in chosen if e.rollback_version is None}
+    approved = {e.key: e.digest for e in chosen if e.rollback_version is None and release_version(e) is None}
     results: list[ApplyResult] = []
     if approved:
         results += engine.apply(_workspace(ctx), store, approved, approver=who)
     results += [apply_rollback(store, e, approver=who) for e in chosen if e.rollback_version is not None]
+    results += [apply_release(store, e, approver=who) for e in chosen if release_version(e) is not None]
     for result in results:
         stream_err = not result.ok
         echo(f"{result.outcome}: {result.message}", err=stream_err)
@@ -474,3 +476,44 @@ def import_command(ctx: click.Context, pattern: str | None, stack: str, dry_run:
             "pipeline-sync's lock and marker; a person approves it with `pipeline-sync apply plan.json`."
         )
     ctx.exit(EXIT_ERROR if report.skipped else EXIT_OK)
+
+
+@main.command()
+@click.argument("key")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Save the release plan for `apply` (required).",
+)
+@click.option("--dry-run", is_flag=True, help="Show the plan; leave the catalog as it is and save nothing.")
+@click.pass_context
+def release(ctx: click.Context, key: str, out: Path | None, dry_run: bool) -> None:
+    """Un-adopt KEY: plan restoring the pipeline as it was before pipeline-sync first wrote it
+    (unmanaged, no lock), and take KEY out of the catalog; apply the plan like any other."""
+    if out is None and not dry_run:
+        raise click.UsageError(
+            "release needs --out PLAN.json (it takes the target out of the catalog) or --dry-run."
+        )
+    catalog_dir, templates_dir = ctx.obj["dirs"]
+    try:
+        planned = plan_release(catalog_dir, templates_dir, _store(), key)
+    except PipelineSyncError as exc:
+        echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    entry = planned.entry
+    echo(f"\nrelease ({entry.status}): {printable_line(entry.key)}  (digest {entry.digest})")
+    _print_entry(entry)
+    if dry_run:
+        echo("\nDry run: the catalog is unchanged and nothing was saved.")
+        ctx.exit(EXIT_OK)
+    assert out is not None
+    try:
+        out.write_text(Plan({entry.key: entry}).dumps() + "\n")
+        take_out_of_catalog(planned)
+    except (OSError, PipelineSyncError) as exc:
+        echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    echo(f"\nTook {key} out of {planned.service_file} ({planned.template_file} is left in place).")
+    echo(f"Saved the release to {out}. A person applies exactly it with: pipeline-sync apply {out}")
+    ctx.exit(EXIT_OK)
