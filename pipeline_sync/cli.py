@@ -367,12 +367,17 @@ def approve(ctx: click.Context, key: str, digest: str, approver: str | None) -> 
 
 
 @main.command()
-@click.argument("application")
-@click.argument("name")
+@click.argument("application", required=False)
+@click.argument("name", required=False)
+@click.option("--all", "everything", is_flag=True, help="Adopt every unmanaged pipeline the catalog renders.")
 @click.pass_context
-def adopt(ctx: click.Context, application: str, name: str) -> None:
-    """Take over an unmanaged pipeline in place: pin its id into its catalog target."""
+def adopt(ctx: click.Context, application: str | None, name: str | None, everything: bool) -> None:
+    """Take over an unmanaged pipeline in place: pin its id into its catalog target.
+    `adopt APP NAME` adopts one; `adopt 'APP/NAME-GLOB'` or `adopt --all` adopts each match."""
+    if everything or name is None:
+        _adopt_many(ctx, application, everything)
     catalog_dir, templates_dir = ctx.obj["dirs"]
+    assert application is not None and name is not None
     try:
         done = adopt_pipeline(catalog_dir, templates_dir, _store(), application, name)
     except PipelineSyncError as exc:
@@ -517,3 +522,30 @@ def release(ctx: click.Context, key: str, out: Path | None, dry_run: bool) -> No
     echo(f"\nTook {key} out of {planned.service_file} ({planned.template_file} is left in place).")
     echo(f"Saved the release to {out}. A person applies exactly it with: pipeline-sync apply {out}")
     ctx.exit(EXIT_OK)
+
+
+def _adopt_many(ctx: click.Context, pattern: str | None, everything: bool) -> None:
+    """`adopt GLOB` / `adopt --all`: one line per pipeline, pinned, refused or skipped, and why."""
+    from pipeline_sync.adopt import adopt_matching
+
+    if everything == (pattern is not None):
+        raise click.UsageError("adopt takes APPLICATION NAME, a glob over APPLICATION/NAME, or --all.")
+    catalog_dir, templates_dir = ctx.obj["dirs"]
+    try:
+        outcomes = adopt_matching(catalog_dir, templates_dir, _store(), pattern or "*")
+    except PipelineSyncError as exc:
+        echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    for done in outcomes:
+        what = f" as {done.key}" if done.key else ""
+        line = f"{done.outcome}: {done.application}/{done.name} ({done.pipeline_id}){what}: {done.message}"
+        echo(line, err=done.outcome == "refused")
+    words = ("pinned", "refused", "skipped")
+    counts = {word: sum(1 for o in outcomes if o.outcome == word) for word in words}
+    echo(", ".join(f"{n} {word}" for word, n in counts.items()))
+    if counts["pinned"]:
+        echo(
+            "Next: commit the catalog change, then `pipeline-sync plan --out plan.json` (updates that adopt "
+            "them, same ids; a person approves each) and `pipeline-sync apply plan.json`."
+        )
+    ctx.exit(EXIT_ERROR if counts["refused"] else EXIT_OK)

@@ -385,3 +385,57 @@ def test_the_template_leaves_id_application_lock_and_server_fields_to_others() -
         "stages",
     ]
     assert Status.UPDATE  # the adoption status the plan above shows
+
+
+# -- bulk adopt -----------------------------------------------------------------------------------
+
+
+def test_adopt_a_glob_reports_each_pipeline_pinned_refused_or_skipped(project: Path, fleet: Fleet) -> None:
+    example = Project(project)
+    legacy = {"limitConcurrent": False, "stages": [{"refId": "1", "type": "wait", "waitTime": 30}]}
+    put_unmanaged(
+        fleet.store, {"id": "legacy-dev", "application": "checkout", "name": "deploy-dev", **legacy}
+    )
+    put_unmanaged(
+        fleet.store, {"id": "legacy-prod", "application": "checkout", "name": "Deploy-Prod", **legacy}
+    )
+    put_unmanaged(fleet.store, {"id": "by-hand", "application": "checkout", "name": "by-hand", **legacy})
+    put_unmanaged(fleet.store, {"id": "other-app", "application": "search", "name": "deploy-prod", **legacy})
+    copied = {"id": "a-copy", "application": "checkout", "name": "deploy-qa", MARKER_FIELD: {"key": "x/y/z"}}
+    put_unmanaged(fleet.store, {**copied, **legacy})
+
+    result = cli(example, fleet, "adopt", "checkout/*")
+
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "pinned: checkout/deploy-dev (legacy-dev) as checkout/dev/deploy: pinned in "
+        f"{example.catalog_dir}/services/checkout.yaml: stacks.dev.ids.deploy",
+        "pinned: checkout/Deploy-Prod (legacy-prod) as checkout/prod/deploy: pinned in "
+        f"{example.catalog_dir}/services/checkout.yaml: stacks.prod.ids.deploy",
+        "skipped: checkout/deploy-qa (a-copy): already carries a pipeline-sync marker (x/y/z); not adopted again",
+        "2 pinned, 1 refused, 1 skipped",
+        "Next: commit the catalog change, then `pipeline-sync plan --out plan.json` (updates that adopt them, "
+        "same ids; a person approves each) and `pipeline-sync apply plan.json`.",
+    ]
+    assert result.stderr.splitlines() == [
+        "refused: checkout/by-hand (by-hand): cannot tell which catalog target pipeline 'by-hand' of 'checkout' "
+        "is: no target of service 'checkout' renders that name (checkout/dev/deploy -> 'deploy-dev', "
+        "checkout/prod/deploy -> 'deploy-prod', checkout/prod/deploy-canary -> 'deploy-canary-prod', "
+        "checkout/qa/deploy -> 'deploy-qa', checkout/stage/deploy -> 'deploy-stage'). Make exactly one "
+        "template render it, then adopt."
+    ]
+    entries = plan_of(example, fleet.store, ["checkout/dev/deploy", "checkout/prod/deploy"]).entries
+    assert {k: (str(e.status), e.adopt, e.pipeline_id) for k, e in entries.items()} == {
+        "checkout/dev/deploy": ("update", True, "legacy-dev"),
+        "checkout/prod/deploy": ("update", True, "legacy-prod"),
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--all", "checkout/*"), ()],
+)
+def test_adopt_needs_one_way_of_naming_pipelines(project: Path, fleet: Fleet, args: tuple[str, ...]) -> None:
+    result = cli(Project(project), fleet, "adopt", *args)
+    assert result.exit_code == 1
+    assert "adopt takes APPLICATION NAME, a glob over APPLICATION/NAME, or --all." in result.output
