@@ -549,3 +549,41 @@ def _adopt_many(ctx: click.Context, pattern: str | None, everything: bool) -> No
             "them, same ids; a person approves each) and `pipeline-sync apply plan.json`."
         )
     ctx.exit(EXIT_ERROR if counts["refused"] else EXIT_OK)
+
+
+@main.command("templatize")
+@click.option(
+    "--max-difference",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="The share of leaf values two pipelines may differ in and still share a template.",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be written; write nothing.")
+@click.pass_context
+def templatize_command(ctx: click.Context, max_difference: float, dry_run: bool) -> None:
+    """Group same-shape one-off templates into shared ones; differing values become catalog variables.
+    Every target must render byte-identical canonical JSON before and after, or nothing is written."""
+    from pipeline_sync.templatize import templatize
+
+    catalog_dir, templates_dir = ctx.obj["dirs"]
+    try:
+        report = templatize(catalog_dir, templates_dir, max_difference=max_difference, dry_run=dry_run)
+    except PipelineSyncError as exc:
+        echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    templates = Path(templates_dir).name
+    for group in report.groups:
+        shared = f"{templates}/{group.template}.yaml.j2"
+        echo(f"{shared} is shared by {len(group.keys)} pipelines: {', '.join(group.keys)}")
+        for variable in group.variables:
+            renamed = f" ({variable.renamed_from!r} was taken)" if variable.renamed_from else ""
+            echo(f"  {variable.name}{renamed} <- {variable.path}: {variable.placement}")
+    for note in report.not_unified:
+        echo(f"not unified: {note}")
+    if dry_run:
+        for shown in sorted(report.files):
+            echo(report.file_diff(shown).rstrip("\n"))
+    echo(f"Proved: all {report.checked} targets render byte-identical canonical JSON before and after.")
+    echo(report.summary + (" (dry run: nothing written)" if dry_run else ""))
+    ctx.exit(EXIT_OK)
