@@ -122,7 +122,7 @@ def templatize(
     clusters = _clusters(members, max_difference)
     groups, edits = _plan_groups(workspace, catalog_dir, templates_dir, clusters)
     singles = [c[0] for c in clusters if len(c) == 1]
-    not_unified = _length_notes(singles)
+    not_unified = _length_notes(clusters)
     checked = _prove(catalog_dir, templates_dir, edits, before)
     root = catalog_dir.parent
     report = TemplatizeReport(
@@ -219,22 +219,28 @@ def _clusters(members: list[_Member], max_difference: float) -> list[list[_Membe
     return sorted(clusters, key=lambda c: c[0].target.key)
 
 
-def _length_notes(singles: list[_Member]) -> list[str]:
-    """Say which pipelines were not unified only because a list (stages, ...) differs in length."""
-    by_loose: dict[Any, list[_Member]] = defaultdict(list)
-    for member in singles:
-        by_loose[shape(member.document, lengths=False)].append(member)
+def _length_notes(clusters: list[list[_Member]]) -> list[str]:
+    """Say which pipelines were left out of a group only because a list (stages, ...) differs in length."""
+    heads = [cluster[0] for cluster in clusters]
     notes = []
-    for same in by_loose.values():
-        for other in same[1:]:
-            where = _length_difference(same[0].document, other.document)
+    for cluster in clusters:
+        if len(cluster) != 1:
+            continue
+        single = cluster[0]
+        for other in heads:
+            if other is single or shape(other.document, lengths=False) != shape(
+                single.document, lengths=False
+            ):
+                continue
+            first, second = sorted((other, single), key=lambda m: m.target.key)
+            where = _length_difference(first.document, second.document)
             if where is not None:
                 path, left, right = where
                 notes.append(
-                    f"{same[0].target.key} and {other.target.key} differ in the length of {path} "
+                    f"{first.target.key} and {second.target.key} differ in the length of {path} "
                     f"({left} vs {right}): lists of different lengths are not unified"
                 )
-    return notes
+    return sorted(set(notes))
 
 
 def _length_difference(a: Any, b: Any, path: Path_ = ()) -> tuple[str, int, int] | None:
