@@ -189,11 +189,14 @@ def set_vars(text: str, file: str, where: tuple[str, ...], values: dict[str, Any
 
     def change(data: Any) -> None:
         node = data
-        for part in where:
+        for depth, part in enumerate(where):
             if not isinstance(node, dict):
                 raise CatalogEditError(f"{file}: {'.'.join(where)} is not a mapping")
             if part not in node or node[part] is None:
-                node[part] = CommentedMap() if isinstance(node, CommentedMap) else {}
+                block = CommentedMap() if depth < 2 else flow_map()  # top-level `vars:` in block style
+                node[part] = block if isinstance(node, CommentedMap) else {}
+            elif isinstance(node[part], CommentedMap) and not node[part]:
+                node[part].fa.set_flow_style()  # `prod: {}` stays a flow mapping once it has a key
             node = node[part]
         if not isinstance(node, dict):
             raise CatalogEditError(f"{file}: {'.'.join(where)} is not a mapping")

@@ -193,3 +193,23 @@ def test_the_difference_threshold_decides_what_shares_a_template(
 )
 def test_only_static_templates_are_one_offs(source: str, static: bool) -> None:
     assert is_static(source) is static
+
+
+def test_values_a_stack_shares_go_to_that_stacks_vars(tmp_path: Path, store: Any) -> None:
+    fleet = Fleet(store, "s3://front50-test/front50")
+    project = empty_project(tmp_path / "project")
+    for app, replicas in (("cart", 4), ("checkout", 4), ("search", 1), ("ledger", 1)):
+        put_unmanaged(store, near_duplicate(app, app, replicas))
+    assert cli(project, fleet, "import", "--select", "c*", "--stack", "prod").exit_code == 0
+    assert cli(project, fleet, "import", "--select", "[ls]*").exit_code == 0
+    assert {r.outcome for r in apply_all(project, store)} == {"applied"}
+
+    report = templatize(project.catalog_dir, project.templates_dir)
+
+    [group] = report.groups
+    placements = {v.name: v.placement for v in group.variables}
+    assert placements["manifest_replicas"] == "stack vars"
+    defaults = (project.catalog_dir / "defaults.yaml").read_text()
+    assert "  prod: {vars: {manifest_replicas: 4}} # people approve\n" in defaults
+    assert "  imported: {vars: {manifest_replicas: 1}}\n" in defaults
+    assert plan_of(project, store).counts() == {"in-sync": 4}
