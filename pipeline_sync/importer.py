@@ -28,6 +28,7 @@ from pipeline_sync import catalog_edit, engine
 from pipeline_sync.catalog import DEFAULTS_FILE, SERVICES_DIR, TEMPLATE_SUFFIX, Catalog
 from pipeline_sync.engine import Selection
 from pipeline_sync.errors import PipelineSyncError
+from pipeline_sync.identity import KEEP_WITHOUT_ID
 from pipeline_sync.live import LiveObject
 from pipeline_sync.names import PINNED_ID, application_name_problem, partition_key
 from pipeline_sync.ownership import Owner, ownership
@@ -116,11 +117,26 @@ def _short_hash(text: str) -> str:
 
 
 def template_document(document: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a live pipeline a template says: name first, then the rest in the pipeline's order."""
+    """The part of a live pipeline a template says: name first, then the rest in the pipeline's order.
+
+    A trigger without an id says `pipelineSyncNoId: true`, so the render keeps it without one
+    (pipeline-sync would otherwise give it a stable id: a change the adoption must not make).
+    """
     kept = {k: v for k, v in document.items() if k not in LEFT_OUT}
     if "name" in kept:
         kept = {"name": kept.pop("name"), **kept}
-    return kept
+    return keeping_triggers_without_ids(kept)
+
+
+def keeping_triggers_without_ids(document: dict[str, Any]) -> dict[str, Any]:
+    """document with `pipelineSyncNoId: true` on each trigger that has no id (identity.KEEP_WITHOUT_ID)."""
+    triggers = document.get("triggers")
+    if isinstance(triggers, list):
+        marked = [
+            {**t, KEEP_WITHOUT_ID: True} if isinstance(t, dict) and not t.get("id") else t for t in triggers
+        ]
+        return {**document, "triggers": marked}
+    return document
 
 
 def template_header(application: str, pipeline_id: str) -> str:
@@ -442,7 +458,7 @@ def adoption_problem(entry: PlanEntry | None, live: Mapping[str, Any] | None) ->
     if fields:
         return (
             f"its template would not render it unchanged (it would change {', '.join(fields)}; "
-            "pipeline-sync gives triggers and expected artifacts without an id one): left alone"
+            "pipeline-sync gives expected artifacts without an id one): left alone"
         )
     return None
 

@@ -32,6 +32,7 @@ from pipeline_sync import catalog_edit
 from pipeline_sync.canonical import canonical_json
 from pipeline_sync.catalog import DEFAULTS_FILE, RESERVED_CONTEXT_NAMES, TEMPLATE_SUFFIX, Target
 from pipeline_sync.errors import PipelineSyncError
+from pipeline_sync.importer import keeping_triggers_without_ids
 from pipeline_sync.names import dns_label_problem
 from pipeline_sync.rendering import RenderOutcome, Sources, render_all
 from pipeline_sync.safefiles import read_text_file
@@ -155,7 +156,8 @@ def _one_offs(
             continue
         if not is_static(workspace.renderer.template_source(target)):
             continue
-        document = {k: v for k, v in outcome.rendered.document.items() if k not in ("id", "application")}
+        rendered = {k: v for k, v in outcome.rendered.document.items() if k not in ("id", "application")}
+        document = keeping_triggers_without_ids(rendered)
         found.append(_Member(target, document, dict(leaves(document))))
     return found
 

@@ -315,9 +315,12 @@ def test_dry_run_prints_every_file_and_writes_nothing(migrating: Project, fleet:
     ("document", "reason"),
     [
         (
-            {**CHECKOUT, "triggers": [{"type": "jenkins", "job": "build"}]},
-            "its template would not render it unchanged (it would change triggers; pipeline-sync gives "
-            "triggers and expected artifacts without an id one): left alone",
+            {
+                **CHECKOUT,
+                "expectedArtifacts": [{"displayName": "image", "matchArtifact": {"type": "docker/image"}}],
+            },
+            "its template would not render it unchanged (it would change expectedArtifacts; pipeline-sync gives "
+            "expected artifacts without an id one): left alone",
         ),
         (
             {**CHECKOUT, MARKER_FIELD: {"key": "checkout/prod/deploy", "renderDigest": "x"}},
@@ -439,3 +442,20 @@ def test_adopt_needs_one_way_of_naming_pipelines(project: Path, fleet: Fleet, ar
     result = cli(Project(project), fleet, "adopt", *args)
     assert result.exit_code == 1
     assert "adopt takes APPLICATION NAME, a glob over APPLICATION/NAME, or --all." in result.output
+
+
+def test_a_trigger_without_an_id_is_kept_without_one(migrating: Project, fleet: Fleet) -> None:
+    triggers = [
+        {"type": "jenkins", "master": "ci", "job": "build", "enabled": True},
+        {"type": "git", "id": ""},
+    ]
+    put_unmanaged(fleet.store, {**CHECKOUT, "triggers": triggers})
+
+    assert cli(migrating, fleet, "import").exit_code == 0
+
+    template = (migrating.templates_dir / "checkout-deploy-to-prod.yaml.j2").read_text()
+    assert "  pipelineSyncNoId: true\n" in template
+    [entry] = plan_of(migrating, fleet.store).entries.values()
+    assert entry.desired is not None and entry.desired["triggers"] == triggers
+    assert [r.outcome for r in apply_all(migrating, fleet.store)] == ["applied"]
+    assert {str(e.status) for e in plan_of(migrating, fleet.store).entries.values()} == {"in-sync"}
