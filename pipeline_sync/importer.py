@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -34,7 +35,7 @@ from pipeline_sync.names import PINNED_ID, application_name_problem, partition_k
 from pipeline_sync.ownership import Owner, ownership
 from pipeline_sync.plan import PlanEntry
 from pipeline_sync.provenance import DROPPED_ON_READ, SERVER_MANAGED_FIELDS, normalise
-from pipeline_sync.rendering import Sources
+from pipeline_sync.rendering import Sources, render_all
 from pipeline_sync.safefiles import read_text_file
 from pipeline_sync.status import Status
 from pipeline_sync.store import Store
@@ -188,6 +189,8 @@ def import_pipelines(
         raise ImportError_(f"the catalog does not load, so nothing is imported: {files}")
     live = store.read_live()
     chosen, skipped = _candidates(catalog, live, select)
+    chosen, taken = _not_rendered_by_the_catalog(workspace, chosen)
+    skipped += taken
     rejected: dict[str, str] = {}
     while True:  # each round either rejects a pipeline or ends
         wanted = [obj for obj in chosen if obj.pipeline_id not in rejected]
@@ -245,6 +248,34 @@ def _candidates(
             chosen.append(obj)
         else:
             skipped.append(_skip(obj, reason))
+    return chosen, skipped
+
+
+def _not_rendered_by_the_catalog(
+    workspace: Sources, objs: list[LiveObject]
+) -> tuple[list[LiveObject], list[Skipped]]:
+    """objs without those whose application and name a catalog target renders already: those are
+    taken over in place with `adopt`, not imported as a second pipeline of the same name."""
+    catalog = workspace.catalog
+    services = {catalog.service_of(str(o.summary.application)) for o in objs} - {None}
+    keys = sorted(k for k, t in catalog.targets.items() if t.service in services)
+    rendered: dict[tuple[str, str], str] = {}
+    for key, outcome in render_all(workspace, keys).items() if keys else ():
+        if outcome.rendered is not None:
+            document = outcome.rendered.document
+            rendered[(str(document.get("application")).lower(), str(document.get("name")).lower())] = key
+    chosen: list[LiveObject] = []
+    skipped: list[Skipped] = []
+    for obj in objs:
+        found = rendered.get((str(obj.summary.application).lower(), str(obj.summary.name).lower()))
+        if found is None:
+            chosen.append(obj)
+            continue
+        reason = (
+            f"catalog target {found} renders this application and name already: take it over in place "
+            f"with `pipeline-sync adopt {obj.summary.application} {json.dumps(obj.summary.name)}`"
+        )
+        skipped.append(_skip(obj, reason))
     return chosen, skipped
 
 

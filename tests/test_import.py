@@ -459,3 +459,22 @@ def test_a_trigger_without_an_id_is_kept_without_one(migrating: Project, fleet: 
     assert entry.desired is not None and entry.desired["triggers"] == triggers
     assert [r.outcome for r in apply_all(migrating, fleet.store)] == ["applied"]
     assert {str(e.status) for e in plan_of(migrating, fleet.store).entries.values()} == {"in-sync"}
+
+
+def test_a_pipeline_a_catalog_target_renders_already_is_left_to_adopt(project: Path, fleet: Fleet) -> None:
+    example = Project(project)
+    put_unmanaged(
+        fleet.store, {"id": "legacy-prod", "application": "checkout", "name": "Deploy-Prod", "stages": []}
+    )
+    before = tree(example.root)
+
+    result = cli(example, fleet, "import")
+
+    assert (result.exit_code, result.stderr.splitlines()) == (
+        1,
+        [
+            "skipped checkout/Deploy-Prod (legacy-prod): catalog target checkout/prod/deploy renders this "
+            'application and name already: take it over in place with `pipeline-sync adopt checkout "Deploy-Prod"`'
+        ],
+    )
+    assert tree(example.root) == before
