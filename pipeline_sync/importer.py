@@ -486,12 +486,15 @@ def adoption_problem(entry: PlanEntry | None, live: Mapping[str, Any] | None) ->
     if entry.status is not Status.UPDATE or not entry.adopt or entry.desired is None:
         return f"it would plan as {entry.status}, not as an adoption: " + "; ".join(entry.messages)
     fields = only_lock_changes(live, entry.desired)
-    if fields:
-        return (
-            f"its template would not render it unchanged (it would change {', '.join(fields)}; "
-            "pipeline-sync gives expected artifacts without an id one): left alone"
-        )
-    return None
+    if not fields:
+        return None
+    why = {
+        "expectedArtifacts": "pipeline-sync gives expected artifacts without an id one",
+        "application": "the catalog spells the application differently",
+    }
+    reasons = "".join(f"; {why[f]}" for f in fields if f in why)
+    changed = ", ".join(fields)
+    return f"its template would not render it unchanged (it would change {changed}{reasons}): left alone"
 
 
 def only_lock_changes(live: Mapping[str, Any], desired: Mapping[str, Any]) -> list[str]:

@@ -22,7 +22,7 @@ from pipeline_sync.store.select import open_store
 
 # The two stacks a migrated fleet starts with; `imported` is declared by import itself.
 FLEET_DEFAULTS = "# Stacks of the migrated fleet.\nstacks:\n  prod: {}  # people approve\n"
-STORE_KINDS = ("s3", "postgresql")
+STORE_KINDS = ("s3", "postgresql", "mysql")
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,13 @@ class Fleet:
 
 
 def open_fleet(request: pytest.FixtureRequest, kind: str) -> Fleet:
-    """A fresh, empty store of kind: a versioned moto bucket, or a PostgreSQL database with Front50's tables."""
+    """A fresh, empty store of kind: a versioned moto bucket, or a PostgreSQL or MariaDB database with
+    Front50's tables."""
     if kind == "s3":
         store = request.getfixturevalue("store")
         store.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         return Fleet(store, f"s3://{BUCKET}/front50")
-    url = request.getfixturevalue("front50_postgres")
+    url = request.getfixturevalue("front50_postgres" if kind == "postgresql" else "front50_mysql")
     return Fleet(open_store(url, {}), url)
 
 

@@ -478,3 +478,18 @@ def test_a_pipeline_a_catalog_target_renders_already_is_left_to_adopt(project: P
         ],
     )
     assert tree(example.root) == before
+
+
+def test_a_pipeline_whose_application_the_catalog_spells_differently_is_skipped(
+    project: Path, store: Any
+) -> None:
+    put_unmanaged(store, {**CHECKOUT, "application": "Checkout"})
+    before = tree(project)
+
+    report = import_pipelines(project / "catalog", project / "templates", store)
+
+    assert [s.reason for s in report.skipped] == [
+        "its template would not render it unchanged (it would change application; the catalog spells the "
+        "application differently): left alone"
+    ]
+    assert tree(project) == before
