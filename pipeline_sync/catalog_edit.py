@@ -11,8 +11,10 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from pipeline_sync.errors import CatalogError, PipelineSyncError
@@ -71,7 +73,10 @@ def _yaml() -> YAML:
 
 
 def _flowing(value: Any, depth: int = 0) -> Any:
-    """Top-level mappings block style; anything under `stacks.<stack>` and every list in flow style."""
+    """Top-level mappings block style; anything under `stacks.<stack>` and every list in flow style.
+    A string the catalog's YAML 1.1 loader would read as something else (`yes`, `1e3`, a date) is quoted."""
+    if isinstance(value, str):
+        return _text(value)
     if isinstance(value, dict):
         mapping = CommentedMap((k, _flowing(v, depth + 1)) for k, v in value.items())
         if depth >= 2 or not value:
@@ -82,6 +87,14 @@ def _flowing(value: Any, depth: int = 0) -> Any:
         seq.fa.set_flow_style()
         return seq
     return value
+
+
+def _text(value: str) -> str:
+    try:
+        plain = yaml.safe_load(value) == value and "\n" not in value
+    except yaml.YAMLError:
+        plain = False
+    return value if plain else DoubleQuotedScalarString(value)
 
 
 def flow_map(**items: Any) -> CommentedMap:
@@ -115,7 +128,7 @@ def add_target(text: str, file: str, stack: str, template: str, pipeline_id: str
             raise CatalogEditError(
                 f"{file}: stacks.{stack}.pipelines already lists {template!r}; it is not added again"
             )
-        pipelines.append(template)
+        pipelines.append(_text(template))
         ids = settings.get("ids")
         if ids is None:
             settings["ids"] = (
@@ -124,7 +137,7 @@ def add_target(text: str, file: str, stack: str, template: str, pipeline_id: str
                 else {template: pipeline_id}
             )
         elif isinstance(ids, dict) and template not in ids:
-            ids[template] = pipeline_id
+            ids[template] = _text(pipeline_id)
         else:
             raise CatalogEditError(
                 f"{file}: stacks.{stack}.ids already pins {template!r}; it is left as it is"

@@ -213,3 +213,22 @@ def test_values_a_stack_shares_go_to_that_stacks_vars(tmp_path: Path, store: Any
     assert "  prod: {vars: {manifest_replicas: 4}} # people approve\n" in defaults
     assert "  imported: {vars: {manifest_replicas: 1}}\n" in defaults
     assert plan_of(project, store).counts() == {"in-sync": 4}
+
+
+@pytest.mark.parametrize(
+    "texts", [("yes", "no"), ("2020-01-01", "1e3"), ("null", "~"), ("{{ x }}", "${#stage('a')}")]
+)
+def test_string_values_stay_strings_in_the_catalog(
+    tmp_path: Path, store: Any, texts: tuple[str, str]
+) -> None:
+    fleet = Fleet(store, "s3://front50-test/front50")
+    documents = [
+        {**near_duplicate(app, app, 1), "description": text}
+        for app, text in zip(("cart", "ledger"), texts, strict=True)
+    ]
+    project = imported(tmp_path / "project", fleet, documents)
+
+    report = templatize(project.catalog_dir, project.templates_dir)
+
+    assert report.templates_after == 1
+    assert plan_of(project, store).counts() == {"in-sync": 2}
