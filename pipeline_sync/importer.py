@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 from pipeline_sync import catalog_edit, engine
 from pipeline_sync.catalog import DEFAULTS_FILE, SERVICES_DIR, TEMPLATE_SUFFIX, Catalog
 from pipeline_sync.engine import Selection
-from pipeline_sync.errors import PipelineSyncError
+from pipeline_sync.errors import PipelineSyncError, StoreError
 from pipeline_sync.identity import KEEP_WITHOUT_ID
 from pipeline_sync.live import LiveObject
 from pipeline_sync.names import PINNED_ID, application_name_problem, partition_key
@@ -419,7 +419,10 @@ def _stage_one(
 def _application_email(store: Store, application: str) -> str | None:
     if not isinstance(store, ApplicationSource):
         return None
-    found = store.read_application(application)
+    try:
+        found = store.read_application(application)
+    except StoreError:
+        return None  # the email is a convenience: the service file is written without it
     email = found.get("email") if found else None
     return email if isinstance(email, str) and email else None
 

@@ -201,6 +201,9 @@ def test_the_service_file_is_created_from_front50s_application_object(
         "\u2028 separator {{ u }} \x85 next line \ufeff",
         "${ {'a': 1}['a'] } and ${#judgment('x')}",
         "  padded {# #}  ",
+        "#!/bin/sh\nset -e\n  indented: yes\n\ttab # not a comment\n\n",
+        "trailing space \nand a \r carriage return, ${#ARGS[@]} and 'quotes'",
+        "- not a list\n? not a key\n",
     ],
 )
 def test_jinja_looking_strings_render_back_byte_identically(tmp_path: Path, store: Any, text: str) -> None:
