@@ -48,8 +48,9 @@ MAX_LABEL = 63
 LEFT_OUT = frozenset(("id", "application", "locked", *SERVER_MANAGED_FIELDS, *DROPPED_ON_READ))
 
 
-class ImportError_(PipelineSyncError):
-    """Nothing can be imported: the catalog does not load, or a file changed while importing."""
+class ImportRefused(PipelineSyncError):
+    """An import refused: of one pipeline (a file or target is in the way), or of all of them (the
+    catalog does not load, a file changed while importing)."""
 
 
 @runtime_checkable
@@ -186,7 +187,7 @@ def import_pipelines(
     catalog = workspace.catalog
     if catalog.errors:
         files = "; ".join(str(e) for e in catalog.errors)
-        raise ImportError_(f"the catalog does not load, so nothing is imported: {files}")
+        raise ImportRefused(f"the catalog does not load, so nothing is imported: {files}")
     live = store.read_live()
     chosen, skipped = _candidates(catalog, live, select)
     chosen, taken = _not_rendered_by_the_catalog(workspace, chosen)
@@ -385,23 +386,23 @@ def _stage_one(
     template_path = templates_dir / f"{template}{TEMPLATE_SUFFIX}"
     template_shown = _rel(templates_dir, template_path)
     if template_path.exists() or template_path.is_symlink() or template_path in staged.files:
-        raise ImportError_(
+        raise ImportRefused(
             f"{template_shown} already exists; it is never overwritten (rename or remove it first)"
         )
     key = partition_key(service, stack, template)
     if key in catalog.targets:
-        raise ImportError_(f"target {key} is already in the catalog; it is never replaced")
+        raise ImportRefused(f"target {key} is already in the catalog; it is never replaced")
     service_path = catalog_dir / SERVICES_DIR / f"{service}.yaml"
     service_shown = _rel(catalog_dir, service_path)
     existing = catalog.service_of(application)
     text = staged.read(service_path, catalog_dir)
     if existing is None:
         if (catalog_dir / SERVICES_DIR / f"{service}.yml").exists():
-            raise ImportError_(
+            raise ImportRefused(
                 f"{service_shown[:-5]}.yml exists and is not application {application!r}'s service"
             )
         if text is not None and service_path not in staged.files:
-            raise ImportError_(
+            raise ImportRefused(
                 f"{service_shown} exists but is not the service of application {application!r}; "
                 "it is never overwritten: give that service its `application:` or rename it"
             )
@@ -521,7 +522,7 @@ def _write(staged: _Staged) -> None:
             continue
         current = None if not path.exists() else path.read_text(encoding="utf-8")
         if current != original:
-            raise ImportError_(f"{path} changed while importing; nothing more was written. Run import again.")
+            raise ImportRefused(f"{path} changed while importing; nothing was written. Run import again.")
     for path, text in sorted(staged.files.items(), key=lambda item: str(item[0])):
         if staged.originals.get(path) is None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -535,7 +536,7 @@ def _create(path: Path, text: str) -> None:
     try:
         fd = os.open(path, flags, 0o644)
     except FileExistsError:
-        raise ImportError_(
+        raise ImportRefused(
             f"{path} appeared while importing; it is never overwritten. Run import again."
         ) from None
     with os.fdopen(fd, "w", encoding="utf-8") as out:
