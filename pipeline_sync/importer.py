@@ -304,13 +304,10 @@ def _why_not(catalog: Catalog, obj: LiveObject, pinned: Mapping[str, str]) -> st
     return None
 
 
-def _names(catalog: Catalog, objs: list[LiveObject]) -> dict[str, tuple[str, str]]:
+def _names(catalog: Catalog, catalog_dir: Path, objs: list[LiveObject]) -> dict[str, tuple[str, str]]:
     """{pipeline id: (service, template)}, the template named from application and pipeline name;
     names that would collide within this import get a hash of the whole name each."""
-    services = {}
-    for obj in objs:
-        application = str(obj.summary.application)
-        services[obj.pipeline_id] = catalog.service_of(application) or safe_label(application, fallback="app")
+    services = _service_names(catalog, catalog_dir, [str(o.summary.application) for o in objs])
     raw = {
         o.pipeline_id: safe_label(f"{o.summary.application}-{o.summary.name}", fallback="pipeline")
         for o in objs
@@ -324,8 +321,29 @@ def _names(catalog: Catalog, objs: list[LiveObject]) -> dict[str, tuple[str, str
         if counts[template] > 1:
             whole = f"{obj.summary.application}/{obj.summary.name}"
             template = template[: MAX_LABEL - 7].rstrip("-") + "-" + _short_hash(whole)
-        names[obj.pipeline_id] = (services[obj.pipeline_id], template)
+        names[obj.pipeline_id] = (services[str(obj.summary.application)], template)
     return names
+
+
+def _service_names(catalog: Catalog, catalog_dir: Path, applications: list[str]) -> dict[str, str]:
+    """{application: service}: the catalog's service of it, else the application as a DNS label;
+    a label whose file exists or another application of this import takes ends in a hash of the name."""
+    found: dict[str, str] = {}
+    claimed: dict[str, str] = {}  # label -> application (lower-case) that has it
+    for application in sorted(set(applications)):
+        existing = catalog.service_of(application)
+        if existing is not None:
+            found[application] = existing
+            continue
+        label = safe_label(application, fallback="app")
+        taken = any(
+            (catalog_dir / SERVICES_DIR / f"{label}{suffix}").exists() for suffix in (".yaml", ".yml")
+        )
+        if taken or claimed.get(label, application.lower()) != application.lower():
+            label = label[: MAX_LABEL - 7].rstrip("-") + "-" + _short_hash(application)
+        claimed[label] = application.lower()
+        found[application] = label
+    return found
 
 
 def _stage(
@@ -340,7 +358,7 @@ def _stage(
     staged = _Staged(catalog_dir, templates_dir)
     planned: list[Imported] = []
     refused: dict[str, str] = {}
-    names = _names(catalog, objs)
+    names = _names(catalog, catalog_dir, objs)
     stack_known = _stack_declared(catalog_dir, stack, staged)
     for obj in objs:
         service, template = names[obj.pipeline_id]

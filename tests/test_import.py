@@ -261,17 +261,21 @@ def test_an_existing_template_file_is_never_overwritten(migrating: Project, flee
 
 def test_a_service_file_of_another_application_is_never_overwritten(migrating: Project, fleet: Fleet) -> None:
     put_unmanaged(fleet.store, CHECKOUT)
-    migrating.write_service("checkout", {"application": "Checkout_Legacy", "stacks": {}})
-    before = tree(migrating.root)
+    put_unmanaged(fleet.store, {**CHECKOUT, "id": "check-1", "application": "check-out"})
+    put_unmanaged(fleet.store, {**CHECKOUT, "id": "check-2", "application": "check_out"})
+    existing = migrating.write_service("checkout", {"application": "Checkout_Legacy", "stacks": {}})
+    before = existing.read_text()
 
     result = cli(migrating, fleet, "import")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 0, result.output
+    assert existing.read_text() == before
+    services = sorted(p.name for p in (migrating.catalog_dir / "services").iterdir())
+    assert services == ["check-out-e218e9.yaml", "check-out.yaml", "checkout-c7761e.yaml", "checkout.yaml"]
     assert (
-        "catalog/services/checkout.yaml exists but is not the service of application 'checkout'"
-        in result.stderr
+        "application: check_out\n"
+        in (migrating.catalog_dir / "services" / "check-out-e218e9.yaml").read_text()
     )
-    assert tree(migrating.root) == before
 
 
 def test_an_existing_service_keeps_its_comments_and_layout(migrating: Project, fleet: Fleet) -> None:
