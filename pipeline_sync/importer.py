@@ -18,8 +18,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from pipeline_sync.plan import PlanEntry
 from pipeline_sync.provenance import DROPPED_ON_READ, SERVER_MANAGED_FIELDS, normalise
 from pipeline_sync.rendering import Sources, render_all
 from pipeline_sync.safefiles import read_text_file
+from pipeline_sync.scratch import edited_copy
 from pipeline_sync.status import Status
 from pipeline_sync.store import Store
 from pipeline_sync.template_text import dump_template
@@ -472,21 +471,7 @@ def _verify(
     live: Mapping[str, LiveObject],
 ) -> dict[str, str]:
     """{pipeline id: why} for each staged import that does not plan as a lock-and-marker-only adoption."""
-    with tempfile.TemporaryDirectory(prefix="pipeline-sync-import-") as scratch:
-        root = Path(scratch)
-        copy_catalog, copy_templates = root / catalog_dir.name, root / "t" / templates_dir.name
-        shutil.copytree(catalog_dir, copy_catalog, symlinks=True)
-        shutil.copytree(templates_dir, copy_templates, symlinks=True)
-        for path, text in staged.files.items():
-            base, copy_root = (
-                (catalog_dir, copy_catalog)
-                if path.is_relative_to(catalog_dir)
-                else (templates_dir, copy_templates)
-            )
-            target = copy_root / path.relative_to(base)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        workspace = Sources.load(copy_catalog, copy_templates)
+    with edited_copy(catalog_dir, templates_dir, staged.files) as workspace:
         if workspace.catalog.errors:
             why = "; ".join(str(e) for e in workspace.catalog.errors)
             return {p.pipeline_id: f"the edited catalog does not load: {why}" for p in planned}

@@ -18,8 +18,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import shutil
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from pipeline_sync.importer import keeping_triggers_without_ids
 from pipeline_sync.names import dns_label_problem
 from pipeline_sync.rendering import RenderOutcome, Sources, render_all
 from pipeline_sync.safefiles import read_text_file
+from pipeline_sync.scratch import edited_copy
 from pipeline_sync.spel import SpelEnvironment
 from pipeline_sync.template_text import Var, dump_template
 from pipeline_sync.yamlsafe import format_key_path
@@ -478,23 +477,8 @@ def _set(document: Any, path: Path_, value: Any) -> None:
 
 def _prove(catalog_dir: Path, templates_dir: Path, edits: _Edits, before: Mapping[str, RenderOutcome]) -> int:
     """Render every target after the edits, in a scratch copy; refuse unless each is byte-identical."""
-    with tempfile.TemporaryDirectory(prefix="pipeline-sync-templatize-") as scratch:
-        root = Path(scratch)
-        copy_catalog, copy_templates = root / catalog_dir.name, root / "t" / templates_dir.name
-        shutil.copytree(catalog_dir, copy_catalog, symlinks=True)
-        shutil.copytree(templates_dir, copy_templates, symlinks=True)
-        for path, text in edits.files.items():
-            inside = path.is_relative_to(catalog_dir)
-            target = (copy_catalog if inside else copy_templates) / path.relative_to(
-                catalog_dir if inside else templates_dir
-            )
-            if path in edits.links:
-                target.unlink()
-                os.symlink(edits.links[path], target)
-            else:
-                assert text is not None
-                target.write_text(text, encoding="utf-8")
-        workspace = Sources.load(copy_catalog, copy_templates)
+    texts = {path: text for path, text in edits.files.items() if text is not None}
+    with edited_copy(catalog_dir, templates_dir, texts, edits.links) as workspace:
         if workspace.catalog.errors:
             raise TemplatizeError(
                 "templatize refused: the edited catalog would not load ("
