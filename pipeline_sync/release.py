@@ -18,7 +18,7 @@ from typing import Any
 from pipeline_sync import catalog_edit
 from pipeline_sync.canonical import canonical_json
 from pipeline_sync.catalog import TEMPLATE_SUFFIX
-from pipeline_sync.engine import ApplyResult, modifier_of
+from pipeline_sync.engine import POLICY_PREFIX, ApplyResult, is_reserved_approver, modifier_of
 from pipeline_sync.errors import PipelineSyncError, StalePlanError, StoreError
 from pipeline_sync.live import LiveObject
 from pipeline_sync.names import split_key
@@ -147,6 +147,12 @@ def apply_release(store: Store, entry: PlanEntry, *, approver: str) -> ApplyResu
     status = str(entry.status)
     if version is None or entry.pipeline_id is None:
         return ApplyResult(entry.key, "refused", f"{entry.key}: not a release entry", status=status)
+    if is_reserved_approver(approver):
+        message = (
+            f"{entry.key}: a release needs a person; approver names beginning with {POLICY_PREFIX!r} "
+            "are reserved for stack policy"
+        )
+        return ApplyResult(entry.key, "refused", message, status=status)
     try:
         live = store.read_pipeline(entry.pipeline_id)
         stored = store.read_pipeline_version(entry.pipeline_id, version)

@@ -219,3 +219,17 @@ def test_a_saved_release_edited_to_restore_a_managed_version_is_refused(tmp_path
         "(plan it again with `pipeline-sync release`)"
     )
     assert MARKER_FIELD in live_document(fleet.store, ORIGINAL["id"])
+
+
+def test_stack_policy_cannot_apply_a_release(tmp_path: Path, fleet: Fleet) -> None:
+    project = adopted(tmp_path / "project", fleet)
+    done = plan_release(project.catalog_dir, project.templates_dir, fleet.store, KEY)
+    assert not done.entry.policy_approvable
+
+    result = apply_release(fleet.store, done.entry, approver="policy:approval=auto")
+
+    assert (result.outcome, result.message) == (
+        "refused",
+        f"{KEY}: a release needs a person; approver names beginning with 'policy:' are reserved for stack policy",
+    )
+    assert MARKER_FIELD in live_document(fleet.store, ORIGINAL["id"])
