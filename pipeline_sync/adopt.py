@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -166,6 +167,63 @@ def _adopting_entry(workspace: Sources, key: str, store: Store, obj: LiveObject)
             "put back: " + "; ".join(entry.messages)
         )
     return entry
+
+
+# -- many at once ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdoptOutcome:
+    """What bulk adoption did with one live pipeline: pinned, refused or skipped, and why."""
+
+    outcome: str  # pinned | refused | skipped
+    application: str
+    name: str
+    pipeline_id: str
+    message: str
+    key: str | None = None
+
+
+def adopt_matching(catalog_dir: Path, templates_dir: Path, store: Store, pattern: str) -> list[AdoptOutcome]:
+    """Adopt every live pipeline whose `application/name` matches the glob pattern, one by one.
+
+    Managed and unreadable pipelines are skipped; a pipeline adopt refuses is reported with its
+    reason, and the others carry on.
+    """
+    outcomes = []
+    live = store.read_live()
+    order = sorted(
+        live.values(), key=lambda o: ((o.summary.application or "").lower(), (o.summary.name or "").lower())
+    )
+    for obj in order:
+        application, name = obj.summary.application, obj.summary.name
+        if application is None or name is None:
+            if pattern == "*" or obj.problem:
+                outcomes.append(
+                    AdoptOutcome("skipped", application or "?", name or "?", obj.pipeline_id, _unnamed(obj))
+                )
+            continue
+        if not fnmatch.fnmatchcase(f"{application}/{name}", pattern):
+            continue
+        marker = obj.summary.marker
+        if marker is not None:
+            message = f"already carries a pipeline-sync marker ({marker['key']}); not adopted again"
+            outcomes.append(AdoptOutcome("skipped", application, name, obj.pipeline_id, message))
+            continue
+        try:
+            done = adopt(catalog_dir, templates_dir, store, application, name)
+        except PipelineSyncError as exc:
+            outcomes.append(AdoptOutcome("refused", application, name, obj.pipeline_id, str(exc)))
+            continue
+        message = f"pinned in {done.file}: stacks.{done.entry.stack}.ids.{done.key.split('/')[-1]}"
+        outcomes.append(AdoptOutcome("pinned", application, name, obj.pipeline_id, message, done.key))
+    return outcomes
+
+
+def _unnamed(obj: LiveObject) -> str:
+    if obj.problem:
+        return f"unreadable ({obj.problem}); left alone"
+    return "it has no application or no name; left alone"
 
 
 # -- the targeted edit of a service file ------------------------------------------------------

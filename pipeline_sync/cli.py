@@ -21,6 +21,7 @@ from pipeline_sync.approve_sign import read_approvals, sign_approvals, signing_n
 from pipeline_sync.engine import ApplyResult, Selection
 from pipeline_sync.errors import PipelineSyncError
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
+from pipeline_sync.release import apply_release, plan_release, release_version, take_out_of_catalog
 from pipeline_sync.rendering import Sources, render_all, select_keys
 from pipeline_sync.report import change_lines, cluster_lines, elsewhere_line, plan_markdown
 from pipeline_sync.rollback import apply_rollback, describe_versions, plan_rollback
@@ -402,7 +403,7 @@ def apply(
         echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
     who = approver or getpass.getuser()
-    approved = {e.key: e.digest for e in chosen if e.rollback_version is None}
+    approved = {e.key: e.digest for e in chosen if e.rollback_version is None and release_version(e) is None}
     ws = _workspace(ctx)
     try:
         signed = read_approvals(approval_files)
@@ -421,6 +422,7 @@ def apply(
     if approved:
         results += engine.apply(ws, store, approved, approver=who, signed=signed)
     results += [_apply_rollback(ws, store, e, who, signed) for e in chosen if e.rollback_version is not None]
+    results += [_apply_release(ws, store, e, who, signed) for e in chosen if release_version(e) is not None]
     for result in results:
         stream_err = not result.ok
         signers = f" (signed by {result.signed_by})" if result.signed_by else ""
@@ -440,6 +442,21 @@ def _apply_rollback(
             entry.key, decision.refusal.outcome, decision.refusal.message, status=str(entry.status)
         )
     return apply_rollback(store, entry, approver=decision.approver, marker=decision.marker)
+
+
+def _apply_release(
+    ws: Sources, store: Store, entry: PlanEntry, who: str, signed: list[SignedApproval]
+) -> ApplyResult:
+    """A release entry, written only with the signed approvals its stack's approvers require (the
+    key has left the catalog, so its stack's: Catalog.approver_policy)."""
+    decision = engine.signed_approval(ws.catalog, store, entry.key, entry.digest, signed, approver=who)
+    if decision.refusal is not None:
+        return ApplyResult(
+            entry.key, decision.refusal.outcome, decision.refusal.message, status=str(entry.status)
+        )
+    return apply_release(
+        store, entry, approver=decision.judgement.principals[0] if decision.judgement else decision.approver
+    )
 
 
 @main.command()
@@ -508,12 +525,17 @@ def approve(
 
 
 @main.command()
-@click.argument("application")
-@click.argument("name")
+@click.argument("application", required=False)
+@click.argument("name", required=False)
+@click.option("--all", "everything", is_flag=True, help="Adopt every unmanaged pipeline the catalog renders.")
 @click.pass_context
-def adopt(ctx: click.Context, application: str, name: str) -> None:
-    """Take over an unmanaged pipeline in place: pin its id into its catalog target."""
+def adopt(ctx: click.Context, application: str | None, name: str | None, everything: bool) -> None:
+    """Take over an unmanaged pipeline in place: pin its id into its catalog target.
+    `adopt APP NAME` adopts one; `adopt 'APP/NAME-GLOB'` or `adopt --all` adopts each match."""
+    if everything or name is None:
+        _adopt_many(ctx, application, everything)
     catalog_dir, templates_dir = ctx.obj["dirs"]
+    assert application is not None and name is not None
     try:
         done = adopt_pipeline(catalog_dir, templates_dir, _store(), application, name)
     except PipelineSyncError as exc:
@@ -569,4 +591,157 @@ def rollback(
         "update (stacks with approval: auto apply it on their own): revert the catalog or template "
         "change too, or the next approved plan undoes this rollback."
     )
+    ctx.exit(EXIT_OK)
+
+
+# -- bringing an existing fleet under management (import, release) -----------------------------
+
+
+@main.command("import")
+@click.option("--select", "pattern", default=None, help="Glob over APPLICATION/NAME of live pipelines.")
+@click.option("--stack", default="imported", show_default=True, help="The stack imported targets go on.")
+@click.option("--dry-run", is_flag=True, help="Print what would be written; write nothing.")
+@click.pass_context
+def import_command(ctx: click.Context, pattern: str | None, stack: str, dry_run: bool) -> None:
+    """Write a template and a pinned catalog target for each unmanaged live pipeline selected."""
+    from pipeline_sync.importer import import_pipelines
+
+    catalog_dir, templates_dir = ctx.obj["dirs"]
+    try:
+        report = import_pipelines(
+            catalog_dir, templates_dir, _store(), select=pattern, stack=stack, dry_run=dry_run
+        )
+    except PipelineSyncError as exc:
+        echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    verb = "Would import" if dry_run else "Imported"
+    for done in report.imported:
+        echo(
+            f"{verb} {done.application}/{done.name} ({done.pipeline_id}) as {done.key}: {done.template_file}"
+        )
+    for skipped in report.skipped:
+        echo(
+            f"skipped {skipped.application}/{skipped.name} ({skipped.pipeline_id}): {skipped.reason}",
+            err=True,
+        )
+    for note in report.notes:
+        echo(note[0].upper() + note[1:] + ".")
+    if dry_run:
+        for shown in sorted(report.files):
+            echo(report.file_diff(shown).rstrip("\n"))
+    echo(
+        f"{len(report.imported)} imported, {len(report.skipped)} skipped"
+        + (" (dry run: nothing written)" if dry_run else "")
+    )
+    if report.imported and not dry_run:
+        echo(
+            "Next: `pipeline-sync plan --out plan.json` shows each as an adoption whose only change is "
+            "pipeline-sync's lock and marker; a person approves it with `pipeline-sync apply plan.json`."
+        )
+    ctx.exit(EXIT_ERROR if report.skipped else EXIT_OK)
+
+
+@main.command()
+@click.argument("key")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Save the release plan for `apply` (required).",
+)
+@click.option("--dry-run", is_flag=True, help="Show the plan; leave the catalog as it is and save nothing.")
+@click.pass_context
+def release(ctx: click.Context, key: str, out: Path | None, dry_run: bool) -> None:
+    """Un-adopt KEY: plan restoring the pipeline as it was before pipeline-sync first wrote it
+    (unmanaged, no lock), and take KEY out of the catalog; apply the plan like any other."""
+    if out is None and not dry_run:
+        raise click.UsageError(
+            "release needs --out PLAN.json (it takes the target out of the catalog) or --dry-run."
+        )
+    catalog_dir, templates_dir = ctx.obj["dirs"]
+    try:
+        planned = plan_release(catalog_dir, templates_dir, _store(), key)
+    except PipelineSyncError as exc:
+        echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    entry = planned.entry
+    echo(f"\nrelease ({entry.status}): {printable_line(entry.key)}  (digest {entry.digest})")
+    _print_entry(entry)
+    if dry_run:
+        echo("\nDry run: the catalog is unchanged and nothing was saved.")
+        ctx.exit(EXIT_OK)
+    assert out is not None
+    try:
+        out.write_text(Plan({entry.key: entry}).dumps() + "\n")
+        take_out_of_catalog(planned)
+    except (OSError, PipelineSyncError) as exc:
+        echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    echo(f"\nTook {key} out of {planned.service_file} ({planned.template_file} is left in place).")
+    echo(f"Saved the release to {out}. A person applies exactly it with: pipeline-sync apply {out}")
+    ctx.exit(EXIT_OK)
+
+
+def _adopt_many(ctx: click.Context, pattern: str | None, everything: bool) -> None:
+    """`adopt GLOB` / `adopt --all`: one line per pipeline, pinned, refused or skipped, and why."""
+    from pipeline_sync.adopt import adopt_matching
+
+    if everything == (pattern is not None):
+        raise click.UsageError("adopt takes APPLICATION NAME, a glob over APPLICATION/NAME, or --all.")
+    catalog_dir, templates_dir = ctx.obj["dirs"]
+    try:
+        outcomes = adopt_matching(catalog_dir, templates_dir, _store(), pattern or "*")
+    except PipelineSyncError as exc:
+        echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    for done in outcomes:
+        what = f" as {done.key}" if done.key else ""
+        line = f"{done.outcome}: {done.application}/{done.name} ({done.pipeline_id}){what}: {done.message}"
+        echo(line, err=done.outcome == "refused")
+    words = ("pinned", "refused", "skipped")
+    counts = {word: sum(1 for o in outcomes if o.outcome == word) for word in words}
+    echo(", ".join(f"{n} {word}" for word, n in counts.items()))
+    if counts["pinned"]:
+        echo(
+            "Next: commit the catalog change, then `pipeline-sync plan --out plan.json` (updates that adopt "
+            "them, same ids; a person approves each) and `pipeline-sync apply plan.json`."
+        )
+    ctx.exit(EXIT_ERROR if counts["refused"] else EXIT_OK)
+
+
+@main.command("templatize")
+@click.option(
+    "--max-difference",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="The share of leaf values two pipelines may differ in and still share a template.",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be written; write nothing.")
+@click.pass_context
+def templatize_command(ctx: click.Context, max_difference: float, dry_run: bool) -> None:
+    """Group same-shape one-off templates into shared ones; differing values become catalog variables.
+    Every target must render byte-identical canonical JSON before and after, or nothing is written."""
+    from pipeline_sync.templatize import templatize
+
+    catalog_dir, templates_dir = ctx.obj["dirs"]
+    try:
+        report = templatize(catalog_dir, templates_dir, max_difference=max_difference, dry_run=dry_run)
+    except PipelineSyncError as exc:
+        echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    templates = Path(templates_dir).name
+    for group in report.groups:
+        shared = f"{templates}/{group.template}.yaml.j2"
+        echo(f"{shared} is shared by {len(group.keys)} pipelines: {', '.join(group.keys)}")
+        for variable in group.variables:
+            renamed = f" ({variable.renamed_from!r} was taken)" if variable.renamed_from else ""
+            echo(f"  {variable.name}{renamed} <- {variable.path}: {variable.placement}")
+    for note in report.not_unified:
+        echo(f"not unified: {note}")
+    if dry_run:
+        for shown in sorted(report.files):
+            echo(report.file_diff(shown).rstrip("\n"))
+    echo(f"Proved: all {report.checked} targets render byte-identical canonical JSON before and after.")
+    echo(report.summary + (" (dry run: nothing written)" if dry_run else ""))
     ctx.exit(EXIT_OK)

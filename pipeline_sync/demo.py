@@ -488,6 +488,7 @@ The local S3 bucket '{BUCKET}' holds Front50 pipelines. The first reconcile plan
 {len(statuses)} pipelines ({counts}), among them:
 {found}
   untouched {arranged["unmanaged"]}  (not in the catalog)
+  hand-made {arranged["hand_made"]}  (README "Migrating an existing Spinnaker")
 
 Three things to try:
   1. Open the plan of {create}: its metadata has the plan_digest, and [Show Markdown]

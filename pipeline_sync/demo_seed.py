@@ -1,4 +1,5 @@
-"""Seed a Front50 bucket for the demo: most pipelines in sync, one drifted, one conflict, one missing."""
+"""Seed a Front50 bucket for the demo: most pipelines in sync, one drifted, one conflict, one missing,
+and a few hand-made pipelines of applications the catalog does not know, to try `import` on."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ MISSING_KEY = "search/prod/deploy"
 CONFLICT_KEY = "notifications/prod/deploy"
 UNMANAGED_ID = "0b7e2d4a-6c1f-4f8e-9d3a-5e2b1c0a9f77"
 UNTOUCHED_ID = "5a0c9e1b-2d3f-4a6b-8c7d-9e0f1a2b3c4d"
+# Hand-made in Deck, one per application, copied from each other: what `import` then `templatize`
+# turn into one shared template. (app, namespace, replicas, stages)
+HAND_MADE = (
+    ("inventory", "warehouse", 3, 1),
+    ("pricing", "warehouse", 3, 1),
+    ("reviews", "community", 2, 1),
+    ("shipping", "warehouse", 3, 2),
+)
 
 
 def seed(store: S3Store, catalog_dir: Path, templates_dir: Path) -> dict[str, str]:
@@ -36,7 +45,12 @@ def seed(store: S3Store, catalog_dir: Path, templates_dir: Path) -> dict[str, st
     conflict_name = str(plan_name(workspace, CONFLICT_KEY))
     _put_unmanaged(store, UNMANAGED_ID, "notifications", conflict_name, "hand-made in Deck")
     _put_unmanaged(store, UNTOUCHED_ID, "legacy-app", "deploy-by-hand", "not in the catalog")
+    for app, namespace, replicas, stages in HAND_MADE:
+        store.ensure_application(app, f"{app}-team@example.com")  # as Deck creates it, with its owner
+        document = hand_made(app, namespace, replicas, stages)
+        store.put_pipeline(str(document["id"]), json.dumps(document).encode(), if_match=None)
     return {
+        "hand_made": ", ".join(f"{app}/Deploy to Prod" for app, *_ in HAND_MADE),
         "drift": DRIFT_KEY,
         "create": MISSING_KEY,
         "conflict": CONFLICT_KEY,
@@ -85,3 +99,43 @@ def _put_unmanaged(store: S3Store, pipeline_id: str, application: str, name: str
         "updateTs": "1700000000000",
     }
     store.put_pipeline(pipeline_id, json.dumps(document).encode(), if_match=None)
+
+
+def hand_made(app: str, namespace: str, replicas: int, stages: int) -> dict[str, object]:
+    """A deploy pipeline as a person makes it in Deck: a Docker trigger without an id, SpEL, a Helm value."""
+    return {
+        "id": f"{app}-deploy-prod",
+        "application": app,
+        "name": "Deploy to Prod",
+        "keepWaitingPipelines": False,
+        "limitConcurrent": True,
+        "triggers": [
+            {"type": "docker", "account": "dockerhub", "repository": f"shop/{app}", "enabled": True}
+        ],
+        "stages": [
+            {
+                "refId": str(index + 1),
+                "requisiteStageRefIds": [str(index)] if index else [],
+                "type": "deployManifest",
+                "name": "Deploy" if index == 0 else f"Deploy (wave {index + 1})",
+                "account": "k8s-prod",
+                "cloudProvider": "kubernetes",
+                "source": "text",
+                "manifests": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "metadata": {
+                            "name": app,
+                            "namespace": namespace,
+                            "annotations": {"helm.sh/chart": "{{ .Chart.Name }}-{{ .Chart.Version }}"},
+                        },
+                        "spec": {"replicas": replicas, "image": f"shop/{app}:${{trigger['tag']}}"},
+                    }
+                ],
+            }
+            for index in range(stages)
+        ],
+        "lastModifiedBy": "bob@example.com",
+        "updateTs": "1700000000000",
+    }

@@ -20,6 +20,9 @@ STAGE_ARTIFACT_ID_LIST_FIELDS = ("requiredArtifactIds", "packageArtifactIds")
 # The stage type whose singular `expectedArtifact` Orca still reads when `expectedArtifacts` is absent
 # (orca-clouddriver FindArtifactFromExecutionContext; deck FindArtifactFromExecutionStageConfig).
 LEGACY_EXPECTED_ARTIFACT_STAGE = "findArtifactFromExecution"
+# A trigger that says `pipelineSyncNoId: true` gets no id (the key itself is dropped): `import`
+# writes it for triggers a live pipeline has without one, so adopting it changes nothing else.
+KEEP_WITHOUT_ID = "pipelineSyncNoId"
 
 
 def pipeline_id_for(key: str) -> str:
@@ -151,6 +154,9 @@ def assign_identities(pipeline: dict[str, Any], pipeline_id: str, application: s
         if value not in known_ids and value in by_display_name:
             container[slot] = by_display_name[value]
     for index, trigger in enumerate(_dicts(pipeline.get("triggers"))):
+        if trigger.get(KEEP_WITHOUT_ID) is True:
+            del trigger[KEEP_WITHOUT_ID]  # the template asks to keep this trigger as it is (import)
+            continue
         if not trigger.get("id"):
             trigger["id"] = trigger_id_for(pipeline_id, index, str(trigger.get("type", "")))
 

@@ -641,6 +641,17 @@ class S3Store:
         found = self._get_capped(self.marker_key(group))
         return read_change_marker(found[1]) if found is not None else None
 
+    def read_application(self, application: str) -> dict[str, Any] | None:
+        """Front50's application object (its email, ...), or None when absent or not a JSON object."""
+        found = self._get_capped(self.application_key(application.lower()))
+        if found is None or found[1] is None:
+            return None
+        try:
+            document = json.loads(found[1])
+        except ValueError:
+            return None
+        return document if isinstance(document, dict) else None
+
     def ensure_application(self, application: str, email: str | None) -> bool:
         """Create the application object when missing; True when it was created."""
         name = application.lower()

@@ -601,6 +601,19 @@ class SqlStore:
         self._known_applications.add(app_id)
         return created
 
+    def read_application(self, application: str) -> dict[str, Any] | None:
+        """Front50's application object (its email, ...), or None when absent or not a JSON object."""
+        with self._transaction("read the applications") as cursor:
+            cursor.execute(
+                "SELECT body FROM applications WHERE id = %s AND is_deleted = false", (application.lower(),)
+            )
+            row = cursor.fetchone()
+        try:
+            document = json.loads(row[0]) if row is not None else None
+        except ValueError:
+            return None
+        return document if isinstance(document, dict) else None
+
     def _application_exists(self, app_id: str) -> bool:
         try:
             with self._transaction("read the applications") as cursor:
