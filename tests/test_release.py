@@ -19,6 +19,7 @@ from fleetsupport import (
     put_unmanaged,
     tree,
 )
+from sshkeys import make_keys
 
 from pipeline_sync.plan import Plan
 from pipeline_sync.provenance import MARKER_FIELD
@@ -233,3 +234,27 @@ def test_stack_policy_cannot_apply_a_release(tmp_path: Path, fleet: Fleet) -> No
         f"{KEY}: a release needs a person; approver names beginning with 'policy:' are reserved for stack policy",
     )
     assert MARKER_FIELD in live_document(fleet.store, ORIGINAL["id"])
+
+
+def test_a_release_of_a_signed_stack_needs_the_signatures_too(tmp_path: Path, fleet: Fleet) -> None:
+    project = adopted(tmp_path / "project", fleet)
+    keys = make_keys(tmp_path / "keys")
+    (project.catalog_dir / "approvers").mkdir()
+    (project.catalog_dir / "approvers" / "imported").write_text(keys.signers)
+    defaults = project.catalog_dir / "defaults.yaml"
+    signed = "  imported: {approvers: approvers/imported, approvals: 2}\n"
+    defaults.write_text(defaults.read_text().replace("  imported: {}\n", signed))
+    out = tmp_path / "release.json"
+    released = cli(project, fleet, "release", KEY, "--out", str(out))
+    assert released.exit_code == 0, released.output
+
+    unsigned = cli(project, fleet, "apply", str(out), "--approver", "the-cto")
+    one = cli(project, fleet, "apply", str(out), "--sign", str(keys.alice))
+
+    assert unsigned.exit_code == one.exit_code == 1
+    assert f"refused: {KEY}: needs 2 signed approvals by distinct people" in unsigned.output
+    assert f"refused: {KEY}: needs 2 signed approvals by distinct people" in one.output
+    assert MARKER_FIELD in live_document(fleet.store, ORIGINAL["id"])
+    both = cli(project, fleet, "apply", str(out), "--sign", str(keys.alice), "--sign", str(keys.bob))
+    assert both.exit_code == 0, both.output
+    assert MARKER_FIELD not in live_document(fleet.store, ORIGINAL["id"])
