@@ -339,7 +339,10 @@ class _GateHandler(_Handler):
             case "GET", ["applications", application]:  # GAC.getApplication: 404 when unknown
                 if application.lower() not in state.applications:
                     raise Refused(404, f"Application not found (id: {application})")
-                return 200, state.applications[application.lower()]
+                # ApplicationService.getApplication: Front50's object under "attributes", beside
+                # Clouddriver's clusters.
+                found_app = state.applications[application.lower()]
+                return 200, {"name": found_app.get("name"), "attributes": found_app, "clusters": {}}
             case "POST", ["pipelines"]:  # GPC.savePipeline -> Orca SavePipelineTask -> Front50 PC.save
                 if isinstance(body, dict) and "index" not in body:
                     existing = next(

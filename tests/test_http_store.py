@@ -679,3 +679,46 @@ def test_dagster_publishes_a_persons_approval_through_front50_as_that_person(
     [save] = posts(front50_state)
     assert (save.body["id"], save.user) == (pipeline_id_for(PROD_KEY), "erin")
     assert front50_state.pipelines[pipeline_id_for(PROD_KEY)]["lastModifiedBy"] == "erin"
+
+
+# -- import through the API (issue 16 works on every store) ----------------------------------------
+
+HAND_MADE = {
+    "id": "0f3b5c8e-1d2a-4c6e-9f70-123456789abc",
+    "application": "billing",
+    "name": "Deploy to Prod",
+    "index": 0,
+    "description": "Helm {{ .Values.image }}, SpEL ${#stage('Bake')['status']}",
+    "triggers": [],
+    "stages": [{"refId": "1", "type": "wait", "name": "Wait", "waitTime": 30, "requisiteStageRefIds": []}],
+    "updateTs": "1700000000000",
+    "lastModifiedBy": "bob@example.com",
+}
+
+
+@pytest.mark.parametrize("kind", ["front50", "gate"])
+def test_import_through_the_api_adopts_with_only_the_lock_changed(
+    kind: str, front50: StandIn, gate: StandIn, front50_state: Front50State, tmp_path: Path
+) -> None:
+    url = {"front50": front50, "gate": gate}[kind].store_url
+    front50_state.pipelines[HAND_MADE["id"]] = dict(HAND_MADE)
+    front50_state.applications["billing"] = {"name": "BILLING", "email": "billing-team@example.com"}
+    work = build_project(tmp_path / "work", defaults="stacks:\n  prod: {}\n", services={}, templates={}).root
+
+    imported = cli(work, url, "import")
+
+    assert imported.exit_code == 0, imported.output
+    assert "1 imported, 0 skipped" in imported.output
+    assert "billing-team@example.com" in (work / "catalog" / "services" / "billing.yaml").read_text()
+    before = len(posts(front50_state))
+    planned, applied = plan_and_apply(work, url, "carol")
+    assert planned.exit_code == 2, planned.output
+    assert "Summary: 1 update" in planned.stdout
+    assert applied.exit_code == 0, applied.output
+    [saved] = posts(front50_state)[before:]
+    assert saved.body is not None and saved.body["description"] == HAND_MADE["description"]
+    assert saved.body["locked"]["ui"] is True
+    if kind == "front50":
+        assert saved.user == "carol"
+    again = cli(work, url, "plan")
+    assert again.exit_code == 0, again.output

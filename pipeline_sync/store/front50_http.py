@@ -126,6 +126,25 @@ class Front50HttpStore:
         self._expect_object(response, f"read application {application}")
         return True
 
+    def read_application(self, application: str) -> dict[str, Any] | None:
+        """Front50's application object (its email, ...), or None when absent or not a JSON object
+        (import creates a missing service file from it)."""
+        response = self.client.get(self._application_path(application))
+        if response.status == 404:
+            return None
+        self._expect_object(response, f"read application {application}")
+        try:
+            document = response.json()
+        except ValueError:
+            return None
+        return self._application_object(document)
+
+    def _application_path(self, application: str) -> str:
+        return f"/v2/applications/{_seg(application)}"  # v2/ApplicationsController.get
+
+    def _application_object(self, document: object) -> dict[str, Any] | None:
+        return document if isinstance(document, dict) else None
+
     def _create_application(self, application: str, email: str | None) -> None:
         # v2/ApplicationsController.create (Fiat: canCreate APPLICATION); a create whose answer was
         # lost is settled by reading the application again, as a pipeline write is.
@@ -549,6 +568,14 @@ class GateStore(Front50HttpStore):
     def _delete(self, application: str, name: str, user: str | None) -> HttpResponse:
         # PipelineController.deletePipeline: an Orca deletePipeline task, awaited.
         return self.client.send("DELETE", f"/pipelines/{_seg(application)}/{_seg(name)}")
+
+    def _application_path(self, application: str) -> str:
+        return f"/applications/{_seg(application)}"  # ApplicationController.getApplication
+
+    def _application_object(self, document: object) -> dict[str, Any] | None:
+        # Gate answers {"name": ..., "attributes": {Front50's application object}, "clusters": ...}.
+        attributes = document.get("attributes") if isinstance(document, dict) else None
+        return attributes if isinstance(attributes, dict) else None
 
     def _application_exists(self, application: str) -> bool:
         # ApplicationController.getApplication: 404 when neither Front50 nor Clouddriver knows it.
