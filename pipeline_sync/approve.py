@@ -28,7 +28,11 @@ def approve_in_dagster(key: str, digest: str, approver: str) -> tuple[bool, str]
     result = defs.resolve_job_def("approval_job").execute_in_process(
         instance=instance,
         partition_key=key,
-        run_config={"ops": {"approval": {"config": {"approver": approver, "plan_digest": digest}}}},
+        run_config={
+            "ops": {"approval": {"config": {"approver": approver, "plan_digest": digest}}},
+            # The run's events are stored as always; the terminal gets only this command's verdict.
+            "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+        },
         raise_on_error=False,
         tags={"pipeline_sync/approver": approver},
     )

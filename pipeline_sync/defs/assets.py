@@ -22,6 +22,15 @@ from .approvals import (
     policy_may_approve,
     recorded_approval,
 )
+from .operator import (
+    STATUS_CHECK_SPECS,
+    approval_log_lines,
+    approval_metadata,
+    needs_attention,
+    partition_path,
+    status_check_events,
+    status_check_results,
+)
 from .partitions import PARTITIONS_NAME, pipeline_partitions
 from .resources import CatalogResource, Front50Resource
 from .state import (
@@ -59,6 +68,7 @@ def plan_metadata(entry: PlanEntry) -> dict[str, Any]:
     values["diff"] = dg.MetadataValue.md(diff_markdown(entry))
     if entry.drift_fields:
         values["drift_fields"] = ", ".join(entry.drift_fields)
+    values.update(approval_metadata(entry))
     return values
 
 
@@ -114,11 +124,14 @@ def rendered_pipeline(
     )
 
 
+# Not downstream of rendered_pipeline: the plan renders for itself, so materialising one
+# partition of it alone raises no "upstream data missing" warning in the UI.
 @dg.asset(
     partitions_def=pipeline_partitions,
-    deps=[rendered_pipeline, front50_live],
+    deps=[catalog_source, templates_source, front50_live],
     group_name="pipelines",
     kinds={"python"},
+    check_specs=STATUS_CHECK_SPECS,
 )
 def pipeline_plan(
     context: dg.AssetExecutionContext, catalog: CatalogResource, front50: Front50Resource
@@ -133,9 +146,11 @@ def pipeline_plan(
         context.log.info(message)
     if entry.diff_yaml:
         context.log.info(f"diff of {key}:\n{entry.diff_yaml}")
+    for line in approval_log_lines(entry):
+        context.log.info(line)
     context.log_event(live_observation(entry))
     write_plan_state(context.instance, [entry])
-    return dg.MaterializeResult(metadata=plan_metadata(entry))
+    return dg.MaterializeResult(metadata=plan_metadata(entry), check_results=status_check_results(entry))
 
 
 def _gone(key: str) -> PlanEntry:
@@ -244,6 +259,8 @@ def published_pipeline(
             metadata={**plan_metadata(after), "display_status": f"published by {approved.approver}"},
         )
     )
+    for check in status_check_events(after):
+        context.log_event(check)
     write_plan_state(context.instance, [after])
     return dg.MaterializeResult(
         metadata={
@@ -302,7 +319,7 @@ def fleet_plan(
         changed = [e for e in plan.entries.values() if previous.get(e.key) != state_value(e)]
         auto = {e.key: e.digest for e in changed if is_partition_key(e.key) and policy_may_approve(e)}
         refusals = engine.policy_refusals(workspace, store, auto)
-    for event in _partition_events(changed, refusals, context.log):
+    for event in _partition_events(changed, refusals, context.log, previous):
         context.log_event(event)
     write_plan_state(context.instance, changed)
     write_leftover_keys(
@@ -310,7 +327,7 @@ def fleet_plan(
         [k for k, e in plan.entries.items() if e.status in {Status.ORPHAN, Status.DELETE, Status.UNKNOWN}],
     )
     summary = fleet_summary(plan)
-    text = fleet_markdown(summary, plan, len(changed))
+    text = fleet_markdown(summary, plan, len(changed), link=partition_path)
     context.log.info(text)
     return dg.MaterializeResult(
         metadata={
@@ -333,13 +350,18 @@ def _ensure_partitions(context: dg.AssetExecutionContext, plan: Plan) -> None:
 
 
 def _partition_events(
-    changed: list[PlanEntry], refusals: dict[str, str | None], log: Any
-) -> Iterator[dg.AssetObservation | dg.AssetMaterialization]:
+    changed: list[PlanEntry], refusals: dict[str, str | None], log: Any, previous: dict[str, str]
+) -> Iterator[dg.AssetObservation | dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     for entry in changed:
         if not is_partition_key(entry.key):
             continue
         yield live_observation(entry)
         yield dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))
+        # Status checks only where a person has something to see, or had until now: an in-sync
+        # fleet costs no check events.
+        was = previous.get(entry.key, "").split(":")[0] or None
+        if needs_attention(entry.status) or needs_attention(was):
+            yield from status_check_events(entry)
         if entry.key not in refusals:
             continue  # not one stack policy may approve
         refusal = refusals[entry.key]  # from a fresh render and read: no cache decides

@@ -1,0 +1,193 @@
+"""What an operator sees in the Dagster UI: status checks per partition, no false upstream
+warnings, ready-to-paste approvals, links, in-process runs, and a quiet `approve`."""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import test_dagster
+import yaml
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContextForTest
+from test_dagster import KEY, add_partitions, approve, plan_partition, run_reconcile, sensor_tick
+
+from pipeline_sync.approve import approve_in_dagster
+from pipeline_sync.definitions import defs
+from pipeline_sync.defs.assets import approval
+from pipeline_sync.defs.operator import (
+    STATUS_CHECKS,
+    approval_launchpad_url,
+    status_check_results,
+)
+from pipeline_sync.defs.partitions import PARTITIONS_NAME
+from pipeline_sync.defs.state import PLAN_ASSET, latest_metadata
+from pipeline_sync.plan import PlanEntry
+from pipeline_sync.status import Status
+
+env = test_dagster.env  # the same fixture: a moto bucket, a test instance, the example project
+
+CHECK_NAMES = ["valid", "no_conflict", "no_drift", "no_pending_change"]
+
+
+def latest_checks(instance: dg.DagsterInstance, key: str) -> dict[str, str]:
+    """check name -> SUCCEEDED / FAILED of the newest evaluation of that partition."""
+    found = {}
+    for name in CHECK_NAMES:
+        check = dg.AssetCheckKey(PLAN_ASSET, name)
+        history = instance.event_log_storage.get_asset_check_execution_history(check, limit=50)
+        mine = [r for r in history if r.event and r.event.dagster_event.event_specific_data.partition == key]
+        if mine:
+            found[name] = mine[0].status.value
+    return found
+
+
+@pytest.mark.parametrize(
+    ("status", "failing"),
+    [
+        (Status.CREATE, {"no_pending_change"}),
+        (Status.UPDATE, {"no_pending_change"}),
+        (Status.IN_SYNC, set()),
+        (Status.DRIFT, {"no_drift", "no_pending_change"}),
+        (Status.CONFLICT, {"no_conflict"}),
+        (Status.INVALID, {"valid"}),
+        (Status.DELETE, {"no_pending_change"}),
+        (Status.ORPHAN, set()),
+        (Status.UNKNOWN, {"valid"}),
+    ],
+)
+def test_each_status_fails_exactly_its_checks(status: Status, failing: set[str]) -> None:
+    entry = PlanEntry(key=KEY, status=status, digest="d" * 64, messages=("why it is so",))
+    results = {r.check_name: r for r in status_check_results(entry)}
+    assert [c.name for c in STATUS_CHECKS] == CHECK_NAMES
+    assert {name for name, r in results.items() if not r.passed} == failing
+    for name in failing:
+        assert results[name].description == f"{KEY}: {_words(entry)}; why it is so"
+
+
+def _words(entry: PlanEntry) -> str:
+    from pipeline_sync.report import display_status
+
+    return display_status(entry)
+
+
+def test_a_planned_partition_shows_its_status_as_checks(env: dict[str, Any]) -> None:
+    add_partitions(env["instance"], env["root"])
+    plan_partition(env, KEY)
+    assert latest_checks(env["instance"], KEY) == {
+        "valid": "SUCCEEDED",
+        "no_conflict": "SUCCEEDED",
+        "no_drift": "SUCCEEDED",
+        "no_pending_change": "FAILED",
+    }
+
+
+def test_reconcile_and_publish_keep_the_checks_current(env: dict[str, Any]) -> None:
+    instance = env["instance"]
+    run_reconcile(env)  # every partition is a create: all need a person or the policy
+    assert latest_checks(instance, KEY)["no_pending_change"] == "FAILED"
+    digest = latest_metadata(instance, PLAN_ASSET, KEY)["plan_digest"]
+    assert approve(env, KEY, digest).success
+    [request] = [r for r in sensor_tick(instance).run_requests if r.partition_key == KEY]
+    publish = defs.resolve_job_def("publish_job").execute_in_process(
+        instance=instance, partition_key=KEY, run_config=request.run_config, resources=env["resources"]
+    )
+    assert publish.success
+    assert set(latest_checks(instance, KEY).values()) == {"SUCCEEDED"}  # published: all clear
+
+
+def test_pipeline_plan_has_no_upstream_that_could_be_missing() -> None:
+    """The UI warns 'upstream data missing' for materializable parents that have no data."""
+    graph = defs.resolve_asset_graph()
+    parents = graph.get(PLAN_ASSET).parent_keys
+    assert parents == {
+        dg.AssetKey("catalog_source"),
+        dg.AssetKey("templates_source"),
+        dg.AssetKey("front50_live"),
+    }
+    assert not any(graph.get(key).is_materializable for key in parents)
+
+
+def test_plans_are_never_unsynced_after_reconcile_single_run_and_publish(env: dict[str, Any]) -> None:
+    instance = env["instance"]
+    run_reconcile(env)
+    plan_partition(env, KEY)
+    resolver = CachingStaleStatusResolver(
+        instance, defs.resolve_asset_graph(), LoadingContextForTest(instance)
+    )
+    for key in instance.get_dynamic_partitions(PARTITIONS_NAME):
+        assert resolver.get_status(PLAN_ASSET, key) is StaleStatus.FRESH, key
+
+
+def test_a_pending_plan_carries_a_working_launchpad_config_link_and_command(env: dict[str, Any]) -> None:
+    add_partitions(env["instance"], env["root"])
+    meta = plan_partition(env, KEY)
+    digest = meta["plan_digest"]
+    assert meta["approve_command"] == f"pipeline-sync approve {KEY} --digest {digest} --approver you"
+    pasted = meta["approve_config"].split("```yaml\n")[1].split("```")[0]
+    config = yaml.safe_load(pasted.replace("approver: you", "approver: erin"))
+    assert config == {"ops": {"approval": {"config": {"approver": "erin", "plan_digest": digest}}}}
+    # The link opens approval_job's launchpad with this partition and the same config.
+    link = urllib.parse.urlsplit(meta["approve_in_launchpad"])
+    assert link.path == "/locations/pipeline_sync.definitions/jobs/approval_job/playground/setup"
+    query = dict(urllib.parse.parse_qsl(link.query))
+    assert query == {
+        "config": pasted,
+        "tags[0][key]": "dagster/partition",
+        "tags[0][value]": KEY,
+    }
+    assert meta["approve_in_launchpad"] == approval_launchpad_url(KEY, digest)
+    # Pasted as is (with a name), it approves that partition.
+    result = defs.resolve_job_def("approval_job").execute_in_process(
+        instance=env["instance"], partition_key=KEY, run_config=config, resources=env["resources"]
+    )
+    assert result.success
+    assert latest_metadata(env["instance"], approval.key, KEY)["approver"] == "erin"
+
+
+def test_an_in_sync_plan_offers_nothing_to_approve(env: dict[str, Any]) -> None:
+    instance = env["instance"]
+    add_partitions(instance, env["root"])
+    digest = plan_partition(env, KEY)["plan_digest"]
+    assert approve(env, KEY, digest).success
+    [request] = sensor_tick(instance).run_requests
+    defs.resolve_job_def("publish_job").execute_in_process(
+        instance=instance, partition_key=KEY, run_config=request.run_config, resources=env["resources"]
+    )
+    meta = plan_partition(env, KEY)
+    assert meta["status"] == "in-sync"
+    assert not {"approve_command", "approve_config", "approve_in_launchpad"} & set(meta)
+
+
+def test_fleet_summary_links_each_key_to_its_partition_page(env: dict[str, Any]) -> None:
+    result, _ = run_reconcile(env)
+    [summary] = [
+        m.metadata["summary"].value
+        for m in result.asset_materializations_for_node("fleet_plan")
+        if m.asset_key == dg.AssetKey("fleet_plan")
+    ]
+    link = "/assets/pipeline_plan?" + urllib.parse.urlencode({"view": "partitions", "partition": KEY})
+    assert f"[`{KEY}`]({link})" in summary
+    assert f"`{KEY}`," not in summary.replace(f"[`{KEY}`]", "")  # no key left without its link
+
+
+def test_every_run_executes_in_process() -> None:
+    jobs = [defs.resolve_job_def(n) for n in ("plan_job", "approval_job", "publish_job", "reconcile_job")]
+    jobs.append(defs.resolve_implicit_global_asset_job_def())  # what the UI's Materialize button runs
+    assert {job.name: job.executor_def.name for job in jobs} == {job.name: "in_process" for job in jobs}
+
+
+def test_approve_prints_no_dagster_debug_lines(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(PARTITIONS_NAME, [KEY])
+    ok, message = approve_in_dagster(KEY, "0" * 64, "alice")
+    assert not ok and message.startswith(f"Approval refused for {KEY}: digest 000000000000")
+    out, err = capfd.readouterr()
+    assert "DEBUG" not in out + err and "STEP_FAILURE" not in out + err
