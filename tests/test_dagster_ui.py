@@ -3,6 +3,8 @@ warnings, ready-to-paste approvals, links, in-process runs, and a quiet `approve
 
 from __future__ import annotations
 
+import gc
+import sys
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -191,3 +193,54 @@ def test_approve_prints_no_dagster_debug_lines(
     assert not ok and message.startswith(f"Approval refused for {KEY}: digest 000000000000")
     out, err = capfd.readouterr()
     assert "DEBUG" not in out + err and "STEP_FAILURE" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("approver", "reason"),
+    [
+        ("erin", f"Approval refused for {KEY}: digest 000000000000 is not the latest plan ("),
+        ("policy:approval=auto", f"Approval refused for {KEY}: approver 'policy:approval=auto' must name"),
+    ],
+)
+def test_a_refused_approval_fails_the_run_with_one_line_and_no_stack(
+    env: dict[str, Any], approver: str, reason: str
+) -> None:
+    add_partitions(env["instance"], env["root"])
+    plan_partition(env, KEY)
+    result = dg.materialize(
+        [approval],
+        partition_key=KEY,
+        instance=env["instance"],
+        resources=env["resources"],
+        run_config=dg.RunConfig(
+            ops={"approval": {"config": {"approver": approver, "plan_digest": "0" * 64}}}
+        ),
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = [e.step_failure_data for e in result.all_events if e.is_step_failure]
+    assert failure.error.stack == [] and failure.error.cause is None
+    assert failure.user_failure_data.description.startswith(reason)
+    assert "\n" not in failure.user_failure_data.description
+    del result, failure
+    gc.collect()
+    assert not hasattr(sys, "tracebacklimit")  # only that one failure lost its stack
+
+
+@pytest.mark.parametrize(
+    ("job", "assets", "title"),
+    [
+        ("publish_job", {"published_pipeline"}, "publish_job"),
+        ("__ASSET_JOB", {"approval"}, "materialize approval"),
+        (
+            "__ASSET_JOB",
+            {"rendered_pipeline", "pipeline_plan"},
+            "materialize pipeline_plan, rendered_pipeline",
+        ),
+    ],
+)
+def test_the_demo_names_runs_after_what_they_do(job: str, assets: set[str], title: str) -> None:
+    from pipeline_sync.demo import run_title
+
+    run = dg.DagsterRun(job_name=job, asset_selection={dg.AssetKey(a) for a in assets})
+    assert run_title(run) == title

@@ -28,6 +28,7 @@ from .operator import (
     approval_metadata,
     needs_attention,
     partition_path,
+    run_refusal,
     status_check_events,
     status_check_results,
 )
@@ -184,19 +185,17 @@ def approval(
     """A person's approval of exactly one plan digest of this pipeline."""
     key = context.partition_key
     if not config.approver.strip() or is_reserved_approver(config.approver):
-        raise dg.Failure(
-            description=f"Approval refused for {key}: approver {config.approver!r} must name a person; "
-            "names starting with 'policy:' are reserved for the stack policy. Nothing was approved.",
-            allow_retries=False,
+        raise run_refusal(
+            f"Approval refused for {key}: approver {config.approver!r} must name a person; "
+            "names starting with 'policy:' are reserved for the stack policy. Nothing was approved."
         )
     latest = latest_metadata(context.instance, PLAN_ASSET, key)
     latest_digest = latest.get("plan_digest")
     if latest_digest != config.plan_digest:
-        raise dg.Failure(
-            description=f"Approval refused for {key}: digest {config.plan_digest[:12]} is not the latest "
+        raise run_refusal(
+            f"Approval refused for {key}: digest {config.plan_digest[:12]} is not the latest "
             f"plan ({str(latest_digest)[:12] if latest_digest else 'none yet'}). Materialize pipeline_plan "
-            "for this partition, read its diff, and approve the digest it shows. Nothing was published.",
-            allow_retries=False,
+            "for this partition, read its diff, and approve the digest it shows. Nothing was published."
         )
     workspace = catalog.workspace(front50.caches())
     with front50.opened() as store:
@@ -206,7 +205,7 @@ def approval(
         refusal = engine.Refusal("failed", f"{key}: already in sync; there is nothing to approve")
     if refusal is not None or entry is None:
         reason = refusal.message if refusal is not None else f"{key}: not planned"
-        raise dg.Failure(description=f"Approval refused: {reason} Nothing was approved.", allow_retries=False)
+        raise run_refusal(f"Approval refused: {reason} Nothing was approved.")
     context.log.info(f"{config.approver} approved {key} at plan digest {entry.digest}")
     return dg.MaterializeResult(
         metadata={

@@ -11,7 +11,9 @@ config filled in, and the CLI command, so approving is paste (or click) and laun
 from __future__ import annotations
 
 import os
+import sys
 import urllib.parse
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -193,3 +195,26 @@ def partition_links_markdown(keys: list[str], limit: int = 200) -> str:
     if len(keys) > limit:
         lines.append(f"- ... and {len(keys) - limit} more (filter the checks of pipeline_plan)")
     return "\n".join(lines) or "none"
+
+
+# -- refusing ----------------------------------------------------------------------------------
+
+
+def run_refusal(description: str) -> dg.Failure:
+    """A Failure that ends the run with its one-line description and no stack trace.
+
+    Dagster stores a step failure's stack with traceback.TracebackException, which honours
+    sys.tracebacklimit; the limit is 0 from here until this exception is released (after Dagster
+    has recorded it), so a refusal shows its reason, not Dagster's frames. Raise it at once.
+    """
+    failure = dg.Failure(description=description, allow_retries=False)
+    weakref.finalize(failure, _restore_limit, getattr(sys, "tracebacklimit", None))
+    sys.tracebacklimit = 0
+    return failure
+
+
+def _restore_limit(previous: int | None) -> None:
+    if previous is not None:
+        sys.tracebacklimit = previous
+    elif hasattr(sys, "tracebacklimit"):
+        del sys.tracebacklimit
