@@ -51,6 +51,12 @@ INSTANCE_CONFIG = """\
 # Written by `make demo`: a local instance that sends nothing anywhere.
 telemetry:
   enabled: false
+# A launched run leaves the queue within a second (Dagster's default checks every 5 s).
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
 """
 
 
@@ -509,7 +515,7 @@ Three things to try:
      or in the UI: click `approve_in_launchpad` in that plan's metadata (partition and
      config filled in), put your name for `you`, and Launch Run. The config it fills in:
        ops: {{approval: {{config: {{approver: you, plan_digest: {digest}}}}}}}
-  3. Watch approval_sensor start publish_job within about 30 s (Runs tab, or below); the
+  3. Watch approval_sensor start publish_job within about 10 s (Runs tab, or below); the
      pipeline then appears in the bucket.
 
 dagster dev's log: {shown(log)}
