@@ -66,6 +66,23 @@ query Plan($partition: String!) {
     }
   }
 }"""
+CHECKS = """
+query Checks {
+  assetNodeOrError(assetKey: {path: ["pipeline_plan"]}) {
+    ... on AssetNode {
+      assetChecksOrError {
+        ... on AssetChecks {
+          checks {
+            name
+            partitionStatuses {
+              ... on AssetCheckDefaultPartitionStatuses { succeededPartitions failedPartitions }
+            }
+          }
+        }
+      }
+    }
+  }
+}"""
 
 
 class BenchError(Exception):
@@ -125,6 +142,16 @@ class GraphQL:
     def runs(self, job: str, key: str) -> list[Run]:
         flt = {"pipelineName": job, "tags": [{"key": "dagster/partition", "value": key}]}
         return [_run(r) for r in self(RUNS, {"filter": flt})["runsOrError"]["results"]]
+
+    def check_statuses(self) -> dict[str, tuple[int, int]]:
+        """What the UI shows per status check of pipeline_plan: (passed, failed) partitions."""
+        node = self(CHECKS, {})["assetNodeOrError"]
+        found = {}
+        for check in node["assetChecksOrError"]["checks"]:
+            statuses = check.get("partitionStatuses") or {}
+            passed, failed = statuses.get("succeededPartitions", []), statuses.get("failedPartitions", [])
+            found[check["name"]] = (len(passed), len(failed))
+        return found
 
     def plan_digest(self, key: str) -> str:
         asset = self(PLAN, {"partition": key})["assetOrError"]
@@ -239,7 +266,12 @@ def _finished(run: Run) -> Run | None:
     return run if run.status in TERMINAL else None
 
 
-def report(clicks: list[dict[str, float]], approvals: list[dict[str, float]], load: str) -> str:
+def report(
+    clicks: list[dict[str, float]],
+    approvals: list[dict[str, float]],
+    load: str,
+    checks: Mapping[str, tuple[int, int]],
+) -> str:
     def rows(samples: list[dict[str, float]]) -> list[str]:
         out = []
         for part in samples[0]:
@@ -271,6 +303,14 @@ def report(clicks: list[dict[str, float]], approvals: list[dict[str, float]], lo
             *head,
             *rows(approvals),
             "",
+            "## Status checks the UI showed after the demo's first reconcile",
+            "",
+            "From the same API (`AssetCheck.partitionStatuses`): partitions per check of pipeline_plan.",
+            "",
+            "| check | passed | failed |",
+            "|---|---|---|",
+            *(f"| {name} | {passed} | {failed} |" for name, (passed, failed) in sorted(checks.items())),
+            "",
         ]
     )
 
@@ -287,13 +327,14 @@ def main(argv: list[str] | None = None) -> int:
             with demo(home, free_port(), free_port(), log) as url:
                 api = GraphQL(url)
                 keys = pending_keys(home, args.samples)
+                checks = api.check_statuses()
                 clicks = [click_to_success(api, key) for key in keys]
                 approvals = [approval_to_published(api, key) for key in keys]
         except BenchError as exc:
             print(f"error: {exc}\n--- demo log (last lines) ---", file=sys.stderr)
             print("\n".join(log.read_text(errors="replace").splitlines()[-30:]), file=sys.stderr)
             return 1
-    text = report(clicks, approvals, load)
+    text = report(clicks, approvals, load, checks)
     args.out.write_text(text)
     print(text)
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import sys
 import urllib.parse
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from pipeline_sync.defs.assets import approval
 from pipeline_sync.defs.operator import (
     STATUS_CHECKS,
     approval_launchpad_url,
+    status_check_events,
     status_check_results,
 )
 from pipeline_sync.defs.partitions import PARTITIONS_NAME
@@ -76,6 +78,44 @@ def _words(entry: PlanEntry) -> str:
     return display_status(entry)
 
 
+@pytest.mark.parametrize(
+    ("was", "now", "recorded"),
+    [
+        (None, Status.CREATE, {"no_pending_change": False}),
+        (None, Status.IN_SYNC, {}),
+        (None, Status.CONFLICT, {"no_conflict": False}),
+        ("create", Status.IN_SYNC, {"no_pending_change": True}),
+        ("update", Status.CREATE, {}),
+        ("in-sync", Status.DRIFT, {"no_drift": False, "no_pending_change": False}),
+        ("drift", Status.UPDATE, {"no_drift": True}),
+        ("invalid", Status.UPDATE, {"valid": True, "no_pending_change": False}),
+    ],
+)
+def test_a_fleet_run_records_only_the_checks_that_flip(
+    was: str | None, now: Status, recorded: dict[str, bool]
+) -> None:
+    entry = PlanEntry(key=KEY, status=now, digest="d" * 64)
+    events = list(status_check_events(entry, was=was, flips_only=True))
+    assert {e.check_name: e.passed for e in events} == recorded
+    assert {e.partition for e in events} <= {KEY}
+    assert len(list(status_check_events(entry))) == 4  # without flips_only: all four
+
+
+def check_events(counts: Counter[str]) -> int:
+    return counts["ASSET_CHECK_EVALUATION"]
+
+
+def test_check_events_of_a_fleet_run_grow_with_what_changed_not_with_the_fleet(env: dict[str, Any]) -> None:
+    _, first = run_reconcile(env)
+    assert check_events(first) == 13  # 13 creates: no_pending_change fails once each
+    _, second = run_reconcile(env)
+    assert check_events(second) == 0  # nothing changed
+    defaults = env["root"] / "catalog" / "defaults.yaml"
+    defaults.write_text(defaults.read_text().replace("values_branch: release", "values_branch: release-2"))
+    _, third = run_reconcile(env)
+    assert third["ASSET_MATERIALIZATION"] > 1 and check_events(third) == 0  # still creates: no flip
+
+
 def test_a_planned_partition_shows_its_status_as_checks(env: dict[str, Any]) -> None:
     add_partitions(env["instance"], env["root"])
     plan_partition(env, KEY)
@@ -89,8 +129,8 @@ def test_a_planned_partition_shows_its_status_as_checks(env: dict[str, Any]) -> 
 
 def test_reconcile_and_publish_keep_the_checks_current(env: dict[str, Any]) -> None:
     instance = env["instance"]
-    run_reconcile(env)  # every partition is a create: all need a person or the policy
-    assert latest_checks(instance, KEY)["no_pending_change"] == "FAILED"
+    run_reconcile(env)  # every partition is a create: only the check that fails is recorded
+    assert latest_checks(instance, KEY) == {"no_pending_change": "FAILED"}
     digest = latest_metadata(instance, PLAN_ASSET, KEY)["plan_digest"]
     assert approve(env, KEY, digest).success
     [request] = [r for r in sensor_tick(instance).run_requests if r.partition_key == KEY]

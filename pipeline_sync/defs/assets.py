@@ -26,7 +26,6 @@ from .operator import (
     STATUS_CHECK_SPECS,
     approval_log_lines,
     approval_metadata,
-    needs_attention,
     partition_path,
     run_refusal,
     status_check_events,
@@ -356,11 +355,9 @@ def _partition_events(
             continue
         yield live_observation(entry)
         yield dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))
-        # Status checks only where a person has something to see, or had until now: an in-sync
-        # fleet costs no check events.
+        # Only the status checks whose outcome changed: an in-sync fleet costs no check events.
         was = previous.get(entry.key, "").split(":")[0] or None
-        if needs_attention(entry.status) or needs_attention(was):
-            yield from status_check_events(entry)
+        yield from status_check_events(entry, was=was, flips_only=True)
         if entry.key not in refusals:
             continue  # not one stack policy may approve
         refusal = refusals[entry.key]  # from a fresh render and read: no cache decides

@@ -77,11 +77,6 @@ STATUS_CHECK_SPECS = [
 ]
 
 
-def needs_attention(status: Status | str | None) -> bool:
-    """Whether a plan with this status fails any status check."""
-    return status is not None and any(str(status) in {str(s) for s in c.fails} for c in STATUS_CHECKS)
-
-
 def _outcome(check: StatusCheck, entry: PlanEntry) -> tuple[bool, str]:
     if entry.status not in check.fails:
         return True, f"{entry.key}: {display_status(entry)}"
@@ -100,25 +95,33 @@ def status_check_results(entry: PlanEntry) -> list[dg.AssetCheckResult]:
                 passed=passed,
                 severity=check.severity,
                 description=text,
-                metadata={"status": str(entry.status), "plan_digest": entry.digest},
+                metadata={"status": str(entry.status)},
             )
         )
     return results
 
 
-def status_check_events(entry: PlanEntry) -> Iterator[dg.AssetCheckEvaluation]:
-    """The same four results as events, for runs that record plans of other partitions."""
+def status_check_events(
+    entry: PlanEntry, *, was: str | None = None, flips_only: bool = False
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The same four results as events, for runs that record plans of other partitions.
+
+    With flips_only, only the checks whose outcome differs from that of the previous status
+    `was` (None: never planned, every check passing): a fleet run then writes one event per
+    partition that starts or stops needing a person, and none for the rest."""
     if not is_partition_key(entry.key):
         return
     for check in STATUS_CHECKS:
         passed, text = _outcome(check, entry)
+        if flips_only and passed == (was not in {str(s) for s in check.fails}):
+            continue
         yield dg.AssetCheckEvaluation(
             asset_key=PLAN_ASSET,
             check_name=check.name,
             passed=passed,
             severity=check.severity,
             description=text,
-            metadata={"status": str(entry.status), "plan_digest": entry.digest},
+            metadata={"status": str(entry.status)},
             partition=entry.key,
         )
 
