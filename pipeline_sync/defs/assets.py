@@ -27,6 +27,7 @@ from .operator import (
     approval_log_lines,
     approval_metadata,
     partition_path,
+    plan_targets,
     run_refusal,
     status_check_events,
     status_check_results,
@@ -257,7 +258,8 @@ def published_pipeline(
             metadata={**plan_metadata(after), "display_status": f"published by {approved.approver}"},
         )
     )
-    for check in status_check_events(after):
+    targets = plan_targets(context.instance, context.run.run_id, [key])
+    for check in status_check_events(after, targets.get(key)):
         context.log_event(check)
     write_plan_state(context.instance, [after])
     return dg.MaterializeResult(
@@ -317,8 +319,13 @@ def fleet_plan(
         changed = [e for e in plan.entries.values() if previous.get(e.key) != state_value(e)]
         auto = {e.key: e.digest for e in changed if is_partition_key(e.key) and policy_may_approve(e)}
         refusals = engine.policy_refusals(workspace, store, auto)
-    for event in _partition_events(changed, refusals, context.log, previous):
+    for event in _partition_events(changed, refusals, context.log):
         context.log_event(event)
+    targets = plan_targets(context.instance, context.run.run_id, [e.key for e in changed])
+    for entry in changed:  # after the plans they judge: only the checks that fail or just passed
+        was = previous.get(entry.key, "").split(":")[0] or None
+        for check in status_check_events(entry, targets.get(entry.key), was=was, changes_only=True):
+            context.log_event(check)
     write_plan_state(context.instance, changed)
     write_leftover_keys(
         context.instance,
@@ -348,16 +355,13 @@ def _ensure_partitions(context: dg.AssetExecutionContext, plan: Plan) -> None:
 
 
 def _partition_events(
-    changed: list[PlanEntry], refusals: dict[str, str | None], log: Any, previous: dict[str, str]
-) -> Iterator[dg.AssetObservation | dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    changed: list[PlanEntry], refusals: dict[str, str | None], log: Any
+) -> Iterator[dg.AssetObservation | dg.AssetMaterialization]:
     for entry in changed:
         if not is_partition_key(entry.key):
             continue
         yield live_observation(entry)
         yield dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))
-        # Only the status checks whose outcome changed: an in-sync fleet costs no check events.
-        was = previous.get(entry.key, "").split(":")[0] or None
-        yield from status_check_events(entry, was=was, flips_only=True)
         if entry.key not in refusals:
             continue  # not one stack policy may approve
         refusal = refusals[entry.key]  # from a fresh render and read: no cache decides

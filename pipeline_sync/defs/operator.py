@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import urllib.parse
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as CheckTarget,
+)
+from dagster._core.events import DagsterEventType
 
 from pipeline_sync.names import is_partition_key
 from pipeline_sync.plan import PlanEntry
@@ -32,6 +37,7 @@ from .state import PLAN_ASSET
 # names its code location otherwise sets PIPELINE_SYNC_DAGSTER_LOCATION so the links still work.
 DEFAULT_LOCATION = "pipeline_sync.definitions"
 APPROVER_PLACEHOLDER = "you"
+_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -102,18 +108,24 @@ def status_check_results(entry: PlanEntry) -> list[dg.AssetCheckResult]:
 
 
 def status_check_events(
-    entry: PlanEntry, *, was: str | None = None, flips_only: bool = False
+    entry: PlanEntry,
+    target: CheckTarget | None,
+    *,
+    was: str | None = None,
+    changes_only: bool = False,
 ) -> Iterator[dg.AssetCheckEvaluation]:
-    """The same four results as events, for runs that record plans of other partitions.
+    """The same results as events, for runs that record plans of other partitions.
 
-    With flips_only, only the checks whose outcome differs from that of the previous status
-    `was` (None: never planned, every check passing): a fleet run then writes one event per
-    partition that starts or stops needing a person, and none for the rest."""
+    target is the plan materialization they judge: Dagster shows a partition's check status
+    only while its result targets the partition's latest materialization. With changes_only,
+    only the checks that fail, or that failed for the previous status `was` (None: never
+    planned): a fleet run then writes events only for partitions that need a person or just
+    stopped needing one, and none for the rest, whose checks show as not evaluated."""
     if not is_partition_key(entry.key):
         return
     for check in STATUS_CHECKS:
         passed, text = _outcome(check, entry)
-        if flips_only and passed == (was not in {str(s) for s in check.fails}):
+        if changes_only and passed and (was not in {str(s) for s in check.fails}):
             continue
         yield dg.AssetCheckEvaluation(
             asset_key=PLAN_ASSET,
@@ -123,7 +135,26 @@ def status_check_events(
             description=text,
             metadata={"status": str(entry.status)},
             partition=entry.key,
+            target_materialization_data=target,
         )
+
+
+def plan_targets(instance: dg.DagsterInstance, run_id: str, keys: Iterable[str]) -> dict[str, CheckTarget]:
+    """The latest plan materialization of each key (just written by this run), to target."""
+    wanted = sorted(set(keys))
+    now = time.time()
+    targets = {}
+    for start in range(0, len(wanted), _CHUNK):
+        latest = instance.event_log_storage.get_latest_storage_id_by_partition(
+            PLAN_ASSET, DagsterEventType.ASSET_MATERIALIZATION, set(wanted[start : start + _CHUNK])
+        )
+        targets.update(
+            {
+                key: CheckTarget(storage_id=storage_id, run_id=run_id, timestamp=now)
+                for key, storage_id in latest.items()
+            }
+        )
+    return targets
 
 
 # -- approving ---------------------------------------------------------------------------------
