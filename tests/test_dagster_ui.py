@@ -151,15 +151,32 @@ def test_pipeline_plan_has_no_upstream_that_could_be_missing() -> None:
     assert not any(graph.get(key).is_materializable for key in parents)
 
 
-def test_plans_are_never_unsynced_after_reconcile_single_run_and_publish(env: dict[str, Any]) -> None:
+def stale(instance: dg.DagsterInstance, asset: str, key: str) -> StaleStatus:
+    graph = defs.resolve_asset_graph()
+    resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+    return resolver.get_status(dg.AssetKey(asset), key)
+
+
+def test_plans_are_never_unsynced_after_reconcile_single_run_publish_and_replan(
+    env: dict[str, Any],
+) -> None:
+    """The UI's "Unsynced" badge: a plan is never stale by its own reading of the live object."""
     instance = env["instance"]
     run_reconcile(env)
-    plan_partition(env, KEY)
-    resolver = CachingStaleStatusResolver(
-        instance, defs.resolve_asset_graph(), LoadingContextForTest(instance)
-    )
+    digest = plan_partition(env, KEY)["plan_digest"]
     for key in instance.get_dynamic_partitions(PARTITIONS_NAME):
-        assert resolver.get_status(PLAN_ASSET, key) is StaleStatus.FRESH, key
+        assert stale(instance, "pipeline_plan", key) is StaleStatus.FRESH, key
+    assert approve(env, KEY, digest).success
+    [request] = [r for r in sensor_tick(instance).run_requests if r.partition_key == KEY]
+    defs.resolve_job_def("publish_job").execute_in_process(
+        instance=instance, partition_key=KEY, run_config=request.run_config, resources=env["resources"]
+    )
+    assert stale(instance, "pipeline_plan", KEY) is StaleStatus.FRESH
+    assert plan_partition(env, KEY)["status"] == "in-sync"  # reads the new live version
+    assert stale(instance, "pipeline_plan", KEY) is StaleStatus.FRESH
+    assert stale(instance, "published_pipeline", KEY) is StaleStatus.FRESH
+    # True, and documented: the approved plan is no longer the latest one.
+    assert stale(instance, "approval", KEY) is StaleStatus.STALE
 
 
 def test_a_pending_plan_carries_a_working_launchpad_config_link_and_command(env: dict[str, Any]) -> None:

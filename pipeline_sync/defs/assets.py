@@ -150,6 +150,10 @@ def pipeline_plan(
     for line in approval_log_lines(entry):
         context.log.info(line)
     context.log_event(live_observation(entry))
+    # The plan read exactly this live version: Dagster fetched its inputs' versions when the step
+    # started, so forget them and let the plan record the one just observed, or every plan that
+    # sees a new live version would be marked "Unsynced" by its own observation.
+    context.get_step_execution_context().wipe_input_asset_version_info(front50_live.key)
     write_plan_state(context.instance, [entry])
     return dg.MaterializeResult(metadata=plan_metadata(entry), check_results=status_check_results(entry))
 
