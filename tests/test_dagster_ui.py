@@ -299,3 +299,26 @@ def test_the_demo_names_runs_after_what_they_do(job: str, assets: set[str], titl
 
     run = dg.DagsterRun(job_name=job, asset_selection={dg.AssetKey(a) for a in assets})
     assert run_title(run) == title
+
+
+def test_the_run_log_and_metadata_speak_the_cli_diff_language(env: dict[str, Any]) -> None:
+    from pipeline_sync.defs.assets import pipeline_plan
+
+    add_partitions(env["instance"], env["root"])
+    result = dg.materialize(
+        [pipeline_plan], partition_key=KEY, instance=env["instance"], resources=env["resources"]
+    )
+    meta = latest_metadata(env["instance"], PLAN_ASSET, KEY)
+    assert (
+        meta["change"]
+        == "new pipeline 'deploy-prod' in application 'checkout': 3 stages (build, bake, deploy)"
+    )
+    logs = [
+        e.user_message
+        for e in env["instance"].all_logs(result.run_id)
+        if e.level >= 20 and e.dagster_event is None  # INFO and above, from the asset
+    ]
+    [diff] = [m for m in logs if m.startswith(f"diff of {KEY}:")]
+    assert diff.split("\n")[1] == meta["change"].split("\n")[0]
+    assert "+name: deploy-prod" in diff and "old_value" not in diff
+    assert not any("old_value" in m or "values_changed" in m for m in logs)  # DeepDiff only at DEBUG

@@ -11,7 +11,13 @@ from pipeline_sync.engine import Selection
 from pipeline_sync.names import is_partition_key
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary, plan_digest
 from pipeline_sync.rendering import render_all
-from pipeline_sync.report import diff_markdown, display_status, entry_summary, fleet_markdown
+from pipeline_sync.report import (
+    change_lines,
+    diff_markdown,
+    display_status,
+    entry_summary,
+    fleet_markdown,
+)
 from pipeline_sync.status import Status
 
 from .approvals import (
@@ -66,6 +72,9 @@ front50_live = dg.AssetSpec(
 
 def plan_metadata(entry: PlanEntry) -> dict[str, Any]:
     values: dict[str, Any] = entry_summary(entry)
+    changes = change_lines(entry)
+    if changes:  # the same summary the CLI and the Markdown report print above the diff
+        values["change"] = "\n".join(changes)
     values["diff"] = dg.MetadataValue.md(diff_markdown(entry))
     if entry.drift_fields:
         values["drift_fields"] = ", ".join(entry.drift_fields)
@@ -145,8 +154,10 @@ def pipeline_plan(
     context.log.info(f"{key}: {display_status(entry)} (plan digest {entry.digest})")
     for message in entry.messages:
         context.log.info(message)
+    if entry.unified:  # what `pipeline-sync plan` prints: the change, then the unified diff
+        context.log.info("\n".join([f"diff of {key}:", *change_lines(entry), entry.unified]))
     if entry.diff_yaml:
-        context.log.info(f"diff of {key}:\n{entry.diff_yaml}")
+        context.log.debug(f"DeepDiff of {key} (stages keyed by refId):\n{entry.diff_yaml}")
     for line in approval_log_lines(entry):
         context.log.info(line)
     context.log_event(live_observation(entry))
