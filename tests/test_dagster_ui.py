@@ -322,3 +322,16 @@ def test_the_run_log_and_metadata_speak_the_cli_diff_language(env: dict[str, Any
     assert diff.split("\n")[1] == meta["change"].split("\n")[0]
     assert "+name: deploy-prod" in diff and "old_value" not in diff
     assert not any("old_value" in m or "values_changed" in m for m in logs)  # DeepDiff only at DEBUG
+
+
+def test_the_ui_timing_report_gives_median_worst_and_every_sample() -> None:
+    from bench.ui_timing import report
+
+    clicks = [{"total": 4.6, "queued": 3.4}, {"total": 5.2, "queued": 3.8}, {"total": 9.0, "queued": 1.0}]
+    approvals = [{"total": 11.3}, {"total": 10.1}]
+    text = report(clicks, approvals, "1.00, 2.00, 3.00", {"no_drift": (12, 1), "valid": (13, 0)})
+    assert "| total | 5.2 s | 9.0 s | 4.6, 5.2, 9.0 |" in text
+    assert "| queued | 3.4 s | 3.8 s | 3.4, 3.8, 1.0 |" in text
+    assert "| total | 10.7 s | 11.3 s | 11.3, 10.1 |" in text
+    assert "| no_drift | 12 | 1 |\n| valid | 13 | 0 |" in text
+    assert "load average 1.00, 2.00, 3.00" in text
