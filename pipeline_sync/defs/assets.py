@@ -337,9 +337,8 @@ def fleet_plan(
     for event in _partition_events(changed, refusals, context.log):
         context.log_event(event)
     targets = plan_targets(context.instance, context.run.run_id, [e.key for e in changed])
-    for entry in changed:  # after the plans they judge: only the checks that fail or just passed
-        was = previous.get(entry.key, "").split(":")[0] or None
-        for check in status_check_events(entry, targets.get(entry.key), was=was, changes_only=True):
+    for entry in changed:  # after the plans they judge, and only the failing check
+        for check in status_check_events(entry, targets.get(entry.key), failing_only=True):
             context.log_event(check)
     write_plan_state(context.instance, changed)
     write_leftover_keys(

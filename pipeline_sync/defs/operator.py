@@ -69,10 +69,12 @@ STATUS_CHECKS: tuple[StatusCheck, ...] = (
         frozenset({Status.DRIFT}),
         dg.AssetCheckSeverity.WARN,
     ),
+    # Drift also waits for a person, but fails no_drift only: one failing check per status
+    # keeps a fleet run at one check event per partition that needs a person.
     StatusCheck(
         "no_pending_change",
-        "No create, update, overwrite of drift or delete waits for approval.",
-        frozenset(ACTIONABLE),
+        "No create, update or delete waits for approval (drift: see no_drift).",
+        frozenset(ACTIONABLE - {Status.DRIFT}),
         dg.AssetCheckSeverity.WARN,
     ),
 )
@@ -108,24 +110,19 @@ def status_check_results(entry: PlanEntry) -> list[dg.AssetCheckResult]:
 
 
 def status_check_events(
-    entry: PlanEntry,
-    target: CheckTarget | None,
-    *,
-    was: str | None = None,
-    changes_only: bool = False,
+    entry: PlanEntry, target: CheckTarget | None, *, failing_only: bool = False
 ) -> Iterator[dg.AssetCheckEvaluation]:
     """The same results as events, for runs that record plans of other partitions.
 
-    target is the plan materialization they judge: Dagster shows a partition's check status
-    only while its result targets the partition's latest materialization. With changes_only,
-    only the checks that fail, or that failed for the previous status `was` (None: never
-    planned): a fleet run then writes events only for partitions that need a person or just
-    stopped needing one, and none for the rest, whose checks show as not evaluated."""
+    target is the plan materialization they judge: Dagster shows a partition's check status only
+    while its result targets the partition's latest materialization, so a new plan clears the
+    old results by itself. With failing_only (fleet runs), only the failing check: one event per
+    partition that needs a person, none for the rest, whose checks show as not evaluated."""
     if not is_partition_key(entry.key):
         return
     for check in STATUS_CHECKS:
         passed, text = _outcome(check, entry)
-        if changes_only and passed and (was not in {str(s) for s in check.fails}):
+        if failing_only and passed:
             continue
         yield dg.AssetCheckEvaluation(
             asset_key=PLAN_ASSET,
