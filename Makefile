@@ -6,15 +6,24 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: demo test lint venv clean bench
 
-# pip prints each package it collects and a progress bar per download (a first install fetches
-# about 150 packages, Dagster's among them: minutes, not seconds); the step reports its time.
+# The installer is uv when it can be had from the package index (it installs in parallel and
+# prints each package as it lands: seconds where pip takes minutes), else pip with its progress
+# bars; INSTALLER=pip forces pip. If uv fails for any reason, pip retries the same install.
+# Either way the step reports its time.
+INSTALLER ?= auto
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pipeline-sync needs Python 3.11 or newer; found " + sys.version.split()[0] + ". Set PYTHON=/path/to/python3.11 and retry.")'
-	@echo "Installing pipeline-sync and its dev extras into $(VENV) (a first install takes a few minutes)..."
+	@echo "Installing pipeline-sync and its dev extras into $(VENV)..."
 	@start=$$(date +%s) && \
 	  $(PYTHON) -m venv $(VENV) && \
-	  $(BIN)/python -m pip install --progress-bar on --upgrade pip && \
-	  $(BIN)/python -m pip install --progress-bar on -e '.[dev]' && \
+	  if [ "$(INSTALLER)" != pip ] && $(BIN)/python -m pip install --quiet --disable-pip-version-check uv 2>/dev/null \
+	     && echo "[installer] uv $$($(BIN)/uv --version | cut -d' ' -f2)" \
+	     && $(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'; then :; \
+	  else \
+	    echo "[installer] pip (uv unavailable or failed)" && \
+	    $(BIN)/python -m pip install --progress-bar on --upgrade pip && \
+	    $(BIN)/python -m pip install --progress-bar on -e '.[dev]'; \
+	  fi && \
 	  echo "Installed into $(VENV) in $$(( $$(date +%s) - start )) s."
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 

@@ -38,7 +38,9 @@ def approve_in_dagster(key: str, digest: str, approver: str, signed_statement: s
                         "signed_statement": signed_statement,
                     }
                 }
-            }
+            },
+            # The run's events are stored as always; the terminal gets only this command's verdict.
+            "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
         },
         raise_on_error=False,
         tags={"pipeline_sync/approver": approver},

@@ -17,4 +17,8 @@ with warnings.catch_warnings():
     # Dagster marks the package loader "preview"; its replacement, load_from_defs_folder, finds
     # defs/ through pyproject.toml, which an installed package does not have.
     warnings.simplefilter("ignore", dg.PreviewWarning)
-    defs = dg.load_definitions_from_package_module(pipeline_sync.defs, resources=default_resources())
+    # in_process_executor: also for runs the UI launches from an asset page (Dagster's implicit
+    # asset job), so a one-partition run does not wait for a step subprocess to start.
+    defs = dg.load_definitions_from_package_module(
+        pipeline_sync.defs, resources=default_resources(), executor=dg.in_process_executor
+    )

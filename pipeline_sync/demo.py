@@ -51,6 +51,12 @@ INSTANCE_CONFIG = """\
 # Written by `make demo`: a local instance that sends nothing anywhere.
 telemetry:
   enabled: false
+# A launched run leaves the queue within a second (Dagster's default checks every 5 s).
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
 """
 
 
@@ -439,7 +445,8 @@ class RunReporter:
         by = run.tags.get("dagster/sensor_name") or run.tags.get("dagster/schedule_name")
         what = run.status.value if run.is_finished else "started"
         origin = f", launched by {by}" if by and not run.is_finished else ""
-        return f"[{time.strftime('%H:%M:%S')}] {run.job_name} run {run.run_id[:8]} for {key}: {what}{origin}"
+        when = time.strftime("%H:%M:%S")
+        return f"[{when}] {run_title(run)} run {run.run_id[:8]} for {key}: {what}{origin}"
 
     def where_published(self, key: str) -> str:
         from pipeline_sync.defs.state import PLAN_ASSET, latest_metadata
@@ -450,6 +457,14 @@ class RunReporter:
             return f"           {key} is not in the bucket: see the run's log in the UI."
         where = f"s3://{self.store.settings.bucket}/{self.store.pipeline_key(pipeline_id)}"
         return f"           {key} is published: {where}"
+
+
+def run_title(run: Any) -> str:
+    """The job's name, or for Dagster's implicit asset job (the UI's Materialize button) the assets."""
+    if not run.job_name.startswith("__ASSET_JOB"):
+        return str(run.job_name)
+    assets = sorted(key.to_user_string() for key in run.asset_selection or ())
+    return "materialize " + (", ".join(assets) or "assets")
 
 
 def shown(path: Path) -> str:
@@ -498,9 +513,10 @@ Three things to try:
   2. Approve exactly that plan, from another shell:
        source {shown(env_file)}
        {cli} approve {create} --digest {digest} --approver you
-     or in the UI: Materialize `approval` for that partition, with the launchpad config
+     or in the UI: click `approve_in_launchpad` in that plan's metadata (partition and
+     config filled in), put your name for `you`, and Launch Run. The config it fills in:
        ops: {{approval: {{config: {{approver: you, plan_digest: {digest}}}}}}}
-  3. Watch approval_sensor start publish_job within about 30 s (Runs tab, or below); the
+  3. Watch approval_sensor start publish_job within about 10 s (Runs tab, or below); the
      pipeline then appears in the bucket.
 
 dagster dev's log: {shown(log)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pipeline_sync.diff import change_summary
@@ -127,8 +127,11 @@ def _counts_table(summary: Mapping[str, Any]) -> list[str]:
     return ["| status | count |", "|---|---|", *(f"| {s} | {n} |" for s, n in summary["counts"].items())]
 
 
-def fleet_markdown(summary: dict[str, Any], plan: Plan, changed: int) -> str:
-    """The fleet's plan as Markdown: counts, shared changes, and the keys that need a person."""
+def fleet_markdown(
+    summary: dict[str, Any], plan: Plan, changed: int, link: Callable[[str], str] | None = None
+) -> str:
+    """The fleet's plan as Markdown: counts, shared changes, and the keys that need a person
+    (each a link to link(key), when given: the Dagster UI passes its partition pages)."""
     lines = [
         f"**{len(plan.entries)} pipelines**, {changed} with a new plan since the last run.",
         "",
@@ -140,7 +143,7 @@ def fleet_markdown(summary: dict[str, Any], plan: Plan, changed: int) -> str:
     for title in ("drift", "conflict", "invalid", "pending"):
         keys = summary[title]
         if keys:
-            shown = ", ".join(f"`{k}`" for k in keys[:50]) + (
+            shown = ", ".join(f"[`{k}`]({link(k)})" if link else f"`{k}`" for k in keys[:50]) + (
                 f" and {len(keys) - 50} more" if len(keys) > 50 else ""
             )
             lines += ["", f"**{title}** ({len(keys)}): {shown}"]

@@ -154,7 +154,7 @@ def test_partitions_list_every_pipeline_with_its_plan(demo: DemoLike, page: Page
     for key in demo.keys:
         page.get_by_text(key, exact=True).first.wait_for()
     page.get_by_text(plan["display_status"], exact=True).wait_for()
-    page.get_by_text(plan["plan_digest"], exact=True).wait_for()
+    page.get_by_text(plan["plan_digest"], exact=True).first.wait_for()  # also in approve_config
     page.screenshot(path=str(shots / "partitions.png"))
 
 

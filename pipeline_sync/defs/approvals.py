@@ -16,6 +16,7 @@ from pipeline_sync.signing import SignedApproval, SigningError, now_utc, parse_s
 from pipeline_sync.status import AUTO_APPROVABLE
 from pipeline_sync.store import Store
 
+from .operator import run_refusal
 from .partitions import PARTITIONS_NAME
 from .state import PLAN_ASSET
 
@@ -248,9 +249,7 @@ def signed_approval_metadata(
     approvers; a one-line Failure when it is missing, for something else, or does not verify."""
 
     def refuse(reason: str) -> dg.Failure:
-        return dg.Failure(
-            description=f"Approval refused for {key}: {reason} Nothing was approved.", allow_retries=False
-        )
+        return run_refusal(f"Approval refused for {key}: {reason} Nothing was approved.")
 
     if not text.strip():
         raise refuse(

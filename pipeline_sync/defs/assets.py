@@ -11,7 +11,13 @@ from pipeline_sync.engine import Selection
 from pipeline_sync.names import is_partition_key
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary, plan_digest
 from pipeline_sync.rendering import render_all
-from pipeline_sync.report import diff_markdown, display_status, entry_summary, fleet_markdown
+from pipeline_sync.report import (
+    change_lines,
+    diff_markdown,
+    display_status,
+    entry_summary,
+    fleet_markdown,
+)
 from pipeline_sync.status import Status
 
 from .approvals import (
@@ -23,6 +29,16 @@ from .approvals import (
     recorded_approval,
     signed_approval_metadata,
     signed_statements,
+)
+from .operator import (
+    STATUS_CHECK_SPECS,
+    approval_log_lines,
+    approval_metadata,
+    partition_path,
+    plan_targets,
+    run_refusal,
+    status_check_events,
+    status_check_results,
 )
 from .partitions import PARTITIONS_NAME, pipeline_partitions
 from .resources import CatalogResource, Front50Resource
@@ -58,9 +74,13 @@ front50_live = dg.AssetSpec(
 
 def plan_metadata(entry: PlanEntry) -> dict[str, Any]:
     values: dict[str, Any] = entry_summary(entry)
+    changes = change_lines(entry)
+    if changes:  # the same summary the CLI and the Markdown report print above the diff
+        values["change"] = "\n".join(changes)
     values["diff"] = dg.MetadataValue.md(diff_markdown(entry))
     if entry.drift_fields:
         values["drift_fields"] = ", ".join(entry.drift_fields)
+    values.update(approval_metadata(entry))
     return values
 
 
@@ -116,11 +136,14 @@ def rendered_pipeline(
     )
 
 
+# Not downstream of rendered_pipeline: the plan renders for itself, so materialising one
+# partition of it alone raises no "upstream data missing" warning in the UI.
 @dg.asset(
     partitions_def=pipeline_partitions,
-    deps=[rendered_pipeline, front50_live],
+    deps=[catalog_source, templates_source, front50_live],
     group_name="pipelines",
     kinds={"python"},
+    check_specs=STATUS_CHECK_SPECS,
 )
 def pipeline_plan(
     context: dg.AssetExecutionContext, catalog: CatalogResource, front50: Front50Resource
@@ -133,11 +156,19 @@ def pipeline_plan(
     context.log.info(f"{key}: {display_status(entry)} (plan digest {entry.digest})")
     for message in entry.messages:
         context.log.info(message)
+    if entry.unified:  # what `pipeline-sync plan` prints: the change, then the unified diff
+        context.log.info("\n".join([f"diff of {key}:", *change_lines(entry), entry.unified]))
     if entry.diff_yaml:
-        context.log.info(f"diff of {key}:\n{entry.diff_yaml}")
+        context.log.debug(f"DeepDiff of {key} (stages keyed by refId):\n{entry.diff_yaml}")
+    for line in approval_log_lines(entry):
+        context.log.info(line)
     context.log_event(live_observation(entry))
+    # The plan read exactly this live version: Dagster fetched its inputs' versions when the step
+    # started, so forget them and let the plan record the one just observed, or every plan that
+    # sees a new live version would be marked "Unsynced" by its own observation.
+    context.get_step_execution_context().wipe_input_asset_version_info(front50_live.key)
     write_plan_state(context.instance, [entry])
-    return dg.MaterializeResult(metadata=plan_metadata(entry))
+    return dg.MaterializeResult(metadata=plan_metadata(entry), check_results=status_check_results(entry))
 
 
 def _gone(key: str) -> PlanEntry:
@@ -183,19 +214,17 @@ def approval(
             )
     approver = str(signed.get("approver", config.approver))
     if not approver.strip() or is_reserved_approver(approver):
-        raise dg.Failure(
-            description=f"Approval refused for {key}: approver {config.approver!r} must name a person; "
+        raise run_refusal(
+            f"Approval refused for {key}: approver {config.approver!r} must name a person; "
             "names starting with 'policy:' are reserved for the stack policy. Nothing was approved.",
-            allow_retries=False,
         )
     latest = latest_metadata(context.instance, PLAN_ASSET, key)
     latest_digest = latest.get("plan_digest")
     if latest_digest != config.plan_digest:
-        raise dg.Failure(
-            description=f"Approval refused for {key}: digest {config.plan_digest[:12]} is not the latest "
+        raise run_refusal(
+            f"Approval refused for {key}: digest {config.plan_digest[:12]} is not the latest "
             f"plan ({str(latest_digest)[:12] if latest_digest else 'none yet'}). Materialize pipeline_plan "
-            "for this partition, read its diff, and approve the digest it shows. Nothing was published.",
-            allow_retries=False,
+            "for this partition, read its diff, and approve the digest it shows. Nothing was published."
         )
     with front50.opened() as store:
         entry = engine.plan(workspace, store, Selection.of([key])).entries.get(key)
@@ -206,7 +235,7 @@ def approval(
         refusal = engine.Refusal("failed", f"{key}: already in sync; there is nothing to approve")
     if refusal is not None or entry is None:
         reason = refusal.message if refusal is not None else f"{key}: not planned"
-        raise dg.Failure(description=f"Approval refused: {reason} Nothing was approved.", allow_retries=False)
+        raise run_refusal(f"Approval refused: {reason} Nothing was approved.")
     context.log.info(f"{approver} approved {key} at plan digest {entry.digest}")
     return dg.MaterializeResult(
         metadata={
@@ -266,6 +295,9 @@ def published_pipeline(
             metadata={**plan_metadata(after), "display_status": f"published by {approved.approver}"},
         )
     )
+    targets = plan_targets(context.instance, context.run.run_id, [key])
+    for check in status_check_events(after, targets.get(key)):
+        context.log_event(check)
     write_plan_state(context.instance, [after])
     return dg.MaterializeResult(
         metadata={
@@ -327,13 +359,17 @@ def fleet_plan(
         refusals = engine.policy_refusals(workspace, store, auto)
     for event in _partition_events(changed, refusals, context.log):
         context.log_event(event)
+    targets = plan_targets(context.instance, context.run.run_id, [e.key for e in changed])
+    for entry in changed:  # after the plans they judge, and only the failing check
+        for check in status_check_events(entry, targets.get(entry.key), failing_only=True):
+            context.log_event(check)
     write_plan_state(context.instance, changed)
     write_leftover_keys(
         context.instance,
         [k for k, e in plan.entries.items() if e.status in {Status.ORPHAN, Status.DELETE, Status.UNKNOWN}],
     )
     summary = fleet_summary(plan)
-    text = fleet_markdown(summary, plan, len(changed))
+    text = fleet_markdown(summary, plan, len(changed), link=partition_path)
     context.log.info(text)
     return dg.MaterializeResult(
         metadata={

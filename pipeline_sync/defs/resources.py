@@ -19,7 +19,8 @@ from pipeline_sync.store.select import open_store
 
 
 class CatalogResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Where the catalog and templates live (relative paths resolve against the working directory)."""
+    """Where the catalog and templates live. Leave empty to use PIPELINE_SYNC_CATALOG and
+    PIPELINE_SYNC_TEMPLATES (default: catalog/ and templates/ of the working directory)."""
 
     catalog_dir: str | None = None
     templates_dir: str | None = None
@@ -36,17 +37,15 @@ class CatalogResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return self._loaded[caches]
 
 
+# The docstrings of resources are what the launchpad shows an operator; notes for maintainers
+# stay in comments. Fields are plain optionals rather than EnvVar: an unset EnvVar fails every
+# run at config time, even for optional settings. The store is the first of: store_url, the S3
+# bucket that bucket (and root) name, PIPELINE_SYNC_STORE, the bucket PIPELINE_SYNC_BUCKET (and
+# PIPELINE_SYNC_ROOT) name; a URL is read as the CLI's --store is (pipeline_sync.store.select).
 class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Front50's store. Unset fields fall back to PIPELINE_SYNC_* variables when a run starts.
-
-    The store is the first of: store_url, the S3 bucket that bucket (and root) name,
-    PIPELINE_SYNC_STORE, the bucket PIPELINE_SYNC_BUCKET (and PIPELINE_SYNC_ROOT) name; a
-    URL is read as the CLI's --store is (pipeline_sync.store.select).
-
-    Fields are plain optionals rather than EnvVar: an unset EnvVar fails every run at
-    config time, even for optional settings. Credentials never belong in store_url (run config is
-    shown in the UI): give them to the code location's environment (PIPELINE_SYNC_STORE, PGPASSWORD).
-    """
+    """Front50's store (its S3 bucket or SQL database). Leave fields empty to use the
+    PIPELINE_SYNC_* settings of the code location. Never put credentials here: run config is
+    visible in the UI."""
 
     store_url: str | None = None
     bucket: str | None = None
