@@ -24,6 +24,7 @@ from pipeline_sync.defs.assets import approval
 from pipeline_sync.defs.operator import (
     STATUS_CHECKS,
     approval_launchpad_url,
+    run_refusal,
     status_check_events,
     status_check_results,
 )
@@ -267,6 +268,21 @@ def test_a_refused_approval_fails_the_run_with_one_line_and_no_stack(
     del result, failure
     gc.collect()
     assert not hasattr(sys, "tracebacklimit")  # only that one failure lost its stack
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 0, 2)])
+def test_refusals_released_in_any_order_restore_the_traceback_limit_once(order: tuple[int, ...]) -> None:
+    gc.collect()
+    assert not hasattr(sys, "tracebacklimit")
+    refusals: list[dg.Failure | None] = [run_refusal(f"refused {n}") for n in range(3)]
+    assert sys.tracebacklimit == 0
+    for n in order[:-1]:
+        refusals[n] = None
+        gc.collect()
+        assert sys.tracebacklimit == 0  # another refusal is still alive
+    refusals[order[-1]] = None
+    gc.collect()
+    assert not hasattr(sys, "tracebacklimit")
 
 
 @pytest.mark.parametrize(

@@ -231,21 +231,41 @@ def partition_links_markdown(keys: list[str], limit: int = 200) -> str:
 # -- refusing ----------------------------------------------------------------------------------
 
 
+class _TracebackLimit:
+    """sys.tracebacklimit is 0 while any refusal is alive, and as it was once the last one is released
+    (counted, so refusals released in any order restore it exactly once)."""
+
+    def __init__(self) -> None:
+        self.alive = 0
+        self.saved: int | None = None
+
+    def hold(self, failure: dg.Failure) -> None:
+        if self.alive == 0:
+            self.saved = getattr(sys, "tracebacklimit", None)
+        self.alive += 1
+        sys.tracebacklimit = 0
+        weakref.finalize(failure, self.release)
+
+    def release(self) -> None:
+        self.alive -= 1
+        if self.alive > 0:
+            return
+        if self.saved is not None:
+            sys.tracebacklimit = self.saved
+        elif hasattr(sys, "tracebacklimit"):
+            del sys.tracebacklimit
+
+
+_LIMIT = _TracebackLimit()
+
+
 def run_refusal(description: str) -> dg.Failure:
     """A Failure that ends the run with its one-line description and no stack trace.
 
     Dagster stores a step failure's stack with traceback.TracebackException, which honours
-    sys.tracebacklimit; the limit is 0 from here until this exception is released (after Dagster
-    has recorded it), so a refusal shows its reason, not Dagster's frames. Raise it at once.
+    sys.tracebacklimit; the limit is 0 from here until every such exception is released (after
+    Dagster has recorded it), so a refusal shows its reason, not Dagster's frames. Raise it at once.
     """
     failure = dg.Failure(description=description, allow_retries=False)
-    weakref.finalize(failure, _restore_limit, getattr(sys, "tracebacklimit", None))
-    sys.tracebacklimit = 0
+    _LIMIT.hold(failure)
     return failure
-
-
-def _restore_limit(previous: int | None) -> None:
-    if previous is not None:
-        sys.tracebacklimit = previous
-    elif hasattr(sys, "tracebacklimit"):
-        del sys.tracebacklimit
