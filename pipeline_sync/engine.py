@@ -105,7 +105,12 @@ def _plan(workspace: Sources, store: Store, selection: Selection, *, fresh: bool
     read_related = _related_reader(store, selection)
     with gc_paused():  # the store reads may cache, parse and summarise thousands of objects
         if read_related is not None:
-            live: Mapping[str, LiveObject] = read_related(_related(workspace, selection, outcomes))
+            related = _related(workspace, selection, outcomes)
+            live: Mapping[str, LiveObject] = read_related(related)
+            if fresh and _names_something_new(outcomes, live):
+                # A write decision that gives a pipeline a name: which objects could collide is
+                # checked against a listing, not taken from the summary alone.
+                live = read_related(related, listed=True)
         elif fresh:
             live = _fresh_live(workspace, store, selection)
         else:
@@ -146,6 +151,21 @@ def _related(workspace: Sources, selection: Selection, outcomes: Mapping[str, Re
             if isinstance(application, str) and isinstance(name, str):
                 names.append((application, name))
     return Related.of([catalog.pipeline_id(k) for k in keys], names, keys)
+
+
+def _names_something_new(outcomes: Mapping[str, RenderOutcome], live: Mapping[str, LiveObject]) -> bool:
+    """True when a render would put an (application, name) at its id that is not there now."""
+    for outcome in outcomes.values():
+        if outcome.rendered is None:
+            continue
+        document = outcome.rendered.document
+        obj = live.get(outcome.rendered.pipeline_id.lower())
+        if obj is None:
+            return True
+        now = (str(obj.summary.application).lower(), str(obj.summary.name).lower())
+        if now != (str(document.get("application")).lower(), str(document.get("name")).lower()):
+            return True
+    return False
 
 
 def _plan_against(

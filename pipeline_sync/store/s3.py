@@ -447,17 +447,18 @@ class S3Store:
         return live
 
     # -- one partition: the fleet summary --------------------------------------
-    def read_related(self, related: Related) -> dict[str, LiveObject]:
+    def read_related(self, related: Related, *, listed: bool = False) -> dict[str, LiveObject]:
         """The live objects a plan of a few keys needs, each read afresh from S3: the objects at
         related.ids, and every object the fleet summary says has one of related.names or claims
         one of related.keys. Three requests when the summary is current; when it is not (missing,
-        unreadable, another witness, or an object read is not at the version it records) it is
+        unreadable, another witness, or an object read is not at the version it records), or
+        when listed is True (a write that gives a pipeline a name it did not have), it is
         rebuilt first from a listing, reading only objects it does not know at their listed ETag.
         """
         witness = self._read_witness()
         summary, self._summary_etag = self._read_summary()
         rebuilt = False
-        if summary is None or summary.witness != witness:
+        if listed or summary is None or summary.witness != witness:
             summary, rebuilt = self._rebuilt_summary(summary, witness), True
         while True:
             live, consistent = self._read_through(summary, related)
