@@ -12,10 +12,10 @@ from __future__ import annotations
 import copy
 import fnmatch
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline_sync.cachefiles import CacheSettings
 from pipeline_sync.canonical import canonical_json
@@ -128,9 +128,13 @@ def _read_everything(store: Store) -> Mapping[str, LiveObject]:
 NARROW_MAX = 32
 
 
-def _related_reader(
-    store: Store, selection: Selection
-) -> Callable[[Related], Mapping[str, LiveObject]] | None:
+class RelatedReader(Protocol):
+    """A store's `read_related` (S3Store.read_related, SqlStore.read_related)."""
+
+    def __call__(self, related: Related, *, listed: bool = False) -> Mapping[str, LiveObject]: ...
+
+
+def _related_reader(store: Store, selection: Selection) -> RelatedReader | None:
     """The store's `read_related` when selection is a few listed keys and the store has one."""
     if selection.keys is None or len(selection.keys) > NARROW_MAX:
         return None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, build_project
+from front50_schema import session
 from s3support import BUCKET, object_keys, workspace_of
 
 from pipeline_sync import engine
@@ -18,8 +19,11 @@ from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.status import Status
 from pipeline_sync.store.front50 import change_marker_body
 from pipeline_sync.store.s3 import RequestCounter, S3Store
+from pipeline_sync.store.select import open_store
+from pipeline_sync.store.sql import SqlStore
 
 KEY = "svc0/prod/deploy"
+pytest_plugins = ("front50_schema",)
 OTHER_ID = "0b0b0b0b-0000-4000-8000-000000000000"
 STACKS = {"dev": {"pipelines": ["deploy"]}, "prod": {"pipelines": ["deploy"]}}
 
@@ -213,3 +217,34 @@ def test_a_stale_or_forged_summary_never_lets_a_write_through(
     assert narrow.outcome in {"failed", "stale"} and narrow.status == str(Status.CONFLICT), narrow
     after = {k: store.client.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in object_keys(store)}
     assert after == before
+
+
+# -- the SQL store: its own columns are the index ----------------------------------------------
+
+
+def _row(pipeline_id: str, application: str, name: str, **extra: object) -> bytes:
+    return json.dumps({"id": pipeline_id, "application": application, "name": name, **extra}).encode()
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_sql_reads_only_the_rows_a_few_keys_need(front50_sql: str, listed: bool) -> None:
+    store = open_store(front50_sql, {})
+    assert isinstance(store, SqlStore)
+    marker = {"pipelineSync": {"key": "svc/prod/deploy_x"}}
+    rows = {
+        "ours": _row("ours", "svc", "deploy-prod"),
+        "clash": _row("clash", "SVC", "  Deploy-Prod"),  # Front50 trims and ignores case
+        "claims": _row("claims", "other", "copy", **marker),
+        "like-wildcard": _row("like-wildcard", "other", "n", pipelineSync={"key": "svc/prod/deployXx"}),
+        "unrelated": _row("unrelated", "svc", "deploy-dev"),
+        "renamed-column": _row("renamed-column", "svc", "deploy-prod-2"),
+    }
+    for pipeline_id, body in rows.items():
+        store.put_pipeline(pipeline_id, body, if_match=None)
+    with session(front50_sql, autocommit=True) as db:  # a name column out of step with its body
+        db.execute("UPDATE pipelines SET name = 'x' WHERE id = 'renamed-column'")
+    related = Related.of(["ours"], [("svc", "deploy-prod-2"), ("svc", "deploy-prod")], ["svc/prod/deploy_x"])
+    found = store.read_related(related, listed=listed)
+    expected = {"ours", "clash", "claims"} | ({"renamed-column"} if listed else set())
+    assert set(found) == expected
+    assert found["clash"].summary.name == "  Deploy-Prod"  # parsed from the row's body
