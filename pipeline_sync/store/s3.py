@@ -336,6 +336,8 @@ class S3Store:
         self._summary: FleetSummary | None = None
         self._summary_etag: str | None = None
         self._narrow = False
+        # The last read_related of this run: (witness, summary, the objects it read).
+        self._last_read: tuple[str, FleetSummary, dict[str, LiveObject | None]] | None = None
 
     def describe(self) -> str:
         return f"s3://{self.settings.bucket}"
@@ -454,34 +456,51 @@ class S3Store:
         unreadable, another witness, or an object read is not at the version it records), or
         when listed is True (a write that gives a pipeline a name it did not have), it is
         rebuilt first from a listing, reading only objects it does not know at their listed ETag.
+
+        A listed call right after an unlisted one of this run reuses its witness and summary, and
+        the objects it read that the listing shows still at the version read.
         """
-        witness = self._read_witness()
-        summary, self._summary_etag = self._read_summary()
+        summary: FleetSummary | None
+        if listed and self._last_read is not None:
+            witness, summary, seen = self._last_read
+        else:
+            witness, seen = self._read_witness(), {}
+            summary, self._summary_etag = self._read_summary()
         rebuilt = False
         if listed or summary is None or summary.witness != witness:
             summary, rebuilt = self._rebuilt_summary(summary, witness), True
         while True:
-            live, consistent = self._read_through(summary, related)
+            read, consistent = self._read_through(summary, related, seen)
             if consistent or rebuilt:
                 break
             summary, rebuilt = self._rebuilt_summary(summary, witness), True
         self._summary = summary
+        self._last_read = (witness, summary, read)
+        live = {pipeline_id: obj for pipeline_id, obj in read.items() if obj is not None}
         self._narrow = True
         return live
 
-    def _read_through(self, summary: FleetSummary, related: Related) -> tuple[dict[str, LiveObject], bool]:
-        """(the related objects, read afresh; whether each is at the version the summary records)."""
+    def _read_through(
+        self, summary: FleetSummary, related: Related, seen: Mapping[str, LiveObject | None]
+    ) -> tuple[dict[str, LiveObject | None], bool]:
+        """(the related objects by id, read afresh, None where absent; whether each is at the
+        version the summary records). seen holds objects read moments ago: one the summary (just
+        rebuilt) records at the version read (or as absent) is not read again."""
         limits = self.settings.limits
         ids = sorted(summary.related_ids(related))
-        fetched = self._get_many([self.pipeline_key(i) for i in ids])
-        live: dict[str, LiveObject] = {}
+        reused = {i: seen[i] for i in ids if i in seen and _at(seen[i], summary.entries.get(i))}
+        fetched = self._get_many([self.pipeline_key(i) for i in ids if i not in reused])
+        live: dict[str, LiveObject | None] = dict(reused)
         consistent = True
         for pipeline_id in ids:
+            if pipeline_id in reused:
+                continue
             key = self.pipeline_key(pipeline_id)
             known = summary.entries.get(pipeline_id)
             found = fetched.get(key)
             if found is None:
                 consistent &= known is None
+                live[pipeline_id] = None
                 continue
             etag, body, size = found
             consistent &= known is not None and known[0] == etag
@@ -903,6 +922,13 @@ class S3Store:
             )
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
+
+
+def _at(obj: LiveObject | None, entry: Entry | None) -> bool:
+    """Whether an object read (None: absent) is where a summary entry (None: absent) says."""
+    if obj is None or entry is None:
+        return obj is None and entry is None
+    return obj.etag == entry[0]
 
 
 def md5_hex(body: bytes) -> str:
