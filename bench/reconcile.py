@@ -1,6 +1,6 @@
 """The fleet benchmark: the naive loop, `pipeline-sync plan` and the Dagster reconcile, side by side.
 
-    python -m bench.reconcile            # full: N = 1,000 and 10,000 (under 20 minutes on 2 cores)
+    python -m bench.reconcile            # full: N = 1,000, 10,000 and 30,000 (about an hour on 2 cores)
     python -m bench.reconcile --quick    # N = 200 only, a few minutes
     python -m bench.reconcile --sizes 10000 --naive-max 1000 --no-postgres   # S3 and SQL stores only
 
@@ -523,9 +523,9 @@ def requests_text(requests: dict[str, int]) -> str:
 
 def table(results: list[Measurement]) -> str:
     lines = [
-        "| N | scenario | method | wall (s) | S3 requests / SQL transactions "
+        "| N | scenario | method | wall (s) | per pipeline (ms) | S3 requests / SQL transactions "
         "| Dagster events (per partition) | peak RSS (MiB) | verdict |",
-        "|---:|---|---|---:|---|---:|---:|---|",
+        "|---:|---|---|---:|---:|---|---:|---:|---|",
     ]
     order = {name: i for i, name in enumerate(SCENARIOS)}
     for m in sorted(results, key=lambda m: (m.size, order[m.scenario], _method_rank(m.method))):
@@ -533,7 +533,8 @@ def table(results: list[Measurement]) -> str:
         events = "" if m.events is None else f"{m.events:,} ({m.partition_events:,})"
         rss = "—" if m.rss_mib is None else f"{m.rss_mib:,.0f}"
         lines.append(
-            f"| {m.size:,} | {m.scenario} | {method} | {m.seconds:,.1f} | {requests_text(m.requests)} "
+            f"| {m.size:,} | {m.scenario} | {method} | {m.seconds:,.1f} | {1000 * m.seconds / m.size:.2f} "
+            f"| {requests_text(m.requests)} "
             f"| {events} | {rss} | {m.verdict} |"
         )
     return "\n".join(lines)
@@ -674,7 +675,8 @@ def markdown(
         "",
         table(results),
         "",
-        "Columns: *wall* is the whole `pipeline-sync plan` process (imports included), the naive loop "
+        "Columns: *per pipeline* is wall / N, the scaling curve's cost at each size. "
+        "*wall* is the whole `pipeline-sync plan` process (imports included), the naive loop "
         "itself, or the Dagster run (`execute_in_process`, instance and imports excluded). *S3 requests* "
         "are counted at the (moto) server, by operation; the in-process methods counted them at the "
         f"client too (botocore `before-call.s3`): {client_agreement(results)}. "
@@ -766,7 +768,7 @@ def parse(argv: list[str] | None) -> Settings:
     parser.add_argument("--keep", type=Path, default=None, help="Work in this directory and keep it.")
     args = parser.parse_args(argv)
     quick = args.quick
-    sizes = args.sizes or ([200] if quick else [1_000, 10_000])
+    sizes = args.sizes or ([200] if quick else [1_000, 10_000, 30_000])
     command = " ".join(["python -m bench.reconcile", *(argv if argv is not None else sys.argv[1:])])
     return Settings(
         sizes=sorted(sizes),

@@ -97,19 +97,29 @@ def measure(size: int, work: Path, server: S3Server) -> list[dict[str, Any]]:
     env = {**server.client_env(), "PYTHONPATH": str(PROJECT), "PIPELINE_SYNC_BUCKET": bucket}
     common = ["--catalog", str(fleet.catalog_dir), "--templates", str(fleet.templates_dir), "--key", key]
     rows: list[dict[str, Any]] = []
-    # A full plan first, as the nightly reconcile leaves things: the warm cache, and the summary.
-    warm_cache = work / "cache-warm"
-    full = subprocess.run(
-        [str(Path(sys.executable).parent / "pipeline-sync"), *common[:4], "plan"],
-        env={**env, "PIPELINE_SYNC_CACHE_DIR": str(warm_cache)},
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        check=False,
+    client = synth.s3_client(server.url)
+    # Front50 knows the key's application (the seed writes pipelines only): publish updates one.
+    application = fleet.workspace().catalog.targets[key].application.lower()
+    document = {"name": application.upper(), "email": "bench@example.com", "cloudProviders": ""}
+    client.put_object(
+        Bucket=bucket,
+        Key=f"{synth.ROOT}/applications/{application}/application-metadata.json",
+        Body=json.dumps(document).encode(),
     )
-    if full.returncode not in (0, 2):
-        raise RuntimeError(f"pipeline-sync plan failed:\n{full.stderr[-3000:]}")
+    warm_cache = work / "cache-warm"
     for cache in ("warm", "cold"):
+        # The nightly reconcile first (a full plan): it leaves the fleet summary current and,
+        # for the warm pass, the content and render caches.
+        full = subprocess.run(
+            [str(Path(sys.executable).parent / "pipeline-sync"), *common[:4], "plan"],
+            env={**env, "PIPELINE_SYNC_CACHE_DIR": str(warm_cache)},
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if full.returncode not in (0, 2):
+            raise RuntimeError(f"pipeline-sync plan failed:\n{full.stderr[-3000:]}")
         digest = ""
         for name in STEPS:
             cache_dir = warm_cache
@@ -126,8 +136,11 @@ def measure(size: int, work: Path, server: S3Server) -> list[dict[str, Any]]:
                 f"{result.get('status') or result.get('outcome')}",
                 flush=True,
             )
-        # Put the published pipeline back as it was, so the cold pass plans the same change.
-        synth.put_all(synth.s3_client(server.url), bucket, synth.original_bodies(base, [key]))
+        # Put the published pipeline back as it was (object, then marker, as Front50 writes), so
+        # the cold pass plans the same change.
+        synth.put_all(client, bucket, synth.original_bodies(base, [key]))
+        marker = json.dumps({"lastModified": int(time.time() * 1000)}).encode()
+        client.put_object(Bucket=bucket, Key=f"{synth.ROOT}/pipelines/last-modified.json", Body=marker)
     return rows
 
 

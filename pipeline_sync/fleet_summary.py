@@ -10,7 +10,7 @@ names come from real bodies; the summary only says which objects to read. It cou
 the store's change signal is the one it records (its witness: on S3 the ETag of Front50's
 pipelines marker, which Front50 and pipeline-sync rewrite on every write), and every object read
 through it must still be at the version it records; otherwise the store rebuilds it from a
-listing. See docs/performance.md for what it cannot prove.
+listing. See docs/fleet-summary.md for what it cannot prove.
 """
 
 from __future__ import annotations
