@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -72,6 +72,11 @@ MIN_REQUEST_RATIO = 100.0
 MAX_RSS_MIB = 1024.0
 # Issue 14: a warm no-op plan against Front50's SQL store within 2x of the S3 figure.
 MAX_SQL_NOOP_RATIO = 2.0
+# Issue 19: a template change (about 1,000 of 10,000 changed), a cold plan, the first reconcile.
+MAX_TEMPLATE_PLAN_SECONDS = 8.0
+MAX_TEMPLATE_DAGSTER_SECONDS = 15.0
+MAX_COLD_PLAN_SECONDS = 20.0
+MAX_FIRST_RECONCILE_SECONDS = 60.0
 SQL_URL_VARIABLES = ("PIPELINE_SYNC_BENCH_SQL_URL", "PIPELINE_SYNC_TEST_POSTGRES_URL")
 CONSTANT_EVENTS = 20  # run bookkeeping: start, step, logs, the summary materialization ...
 
@@ -600,6 +605,7 @@ def checks(results: list[Measurement]) -> list[tuple[str, str, str]]:
                 verdict(ok),
             )
         )
+    out += _issue19_checks(results, size, scope, verdict)
     if cli and naive:
         ratio = naive.seconds / cli.seconds
         scaled = " (naive scaled)" if naive.scaled_from else ""
@@ -642,6 +648,27 @@ def checks(results: list[Measurement]) -> list[tuple[str, str, str]]:
             )
         )
     return out
+
+
+def _issue19_checks(
+    results: list[Measurement], size: int, scope: str, verdict: Callable[[bool], str]
+) -> list[tuple[str, str, str]]:
+    """Issue 19's targets: template change, cold plan and first reconcile times at the largest N."""
+    wanted = [
+        ("template changed", CLI, MAX_TEMPLATE_PLAN_SECONDS, "a template change: `pipeline-sync plan`"),
+        ("cold", CLI, MAX_COLD_PLAN_SECONDS, "a cold `pipeline-sync plan`"),
+    ]
+    found = [(_find(results, size, scenario, how), limit, what) for scenario, how, limit, what in wanted]
+    for m in results:
+        if m.size == size and m.method.startswith(DAGSTER) and m.scenario in {"template changed", "cold"}:
+            limit = MAX_TEMPLATE_DAGSTER_SECONDS if m.scenario != "cold" else MAX_FIRST_RECONCILE_SECONDS
+            what = "the first reconcile" if m.scenario == "cold" else "a template change: the reconcile"
+            found.append((m, limit, f"{what} ({m.method})"))
+    return [
+        (f"{scope}, {what} under {limit:.0f} s", f"{m.seconds:.1f} s", verdict(m.seconds < limit))
+        for m, limit, what in found
+        if m is not None
+    ]
 
 
 def naive_phases(results: list[Measurement]) -> list[str]:
