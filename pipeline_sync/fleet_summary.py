@@ -56,31 +56,14 @@ def entry_of(summary: LiveSummary, etag: str) -> Entry:
 
 @dataclass(frozen=True)
 class FleetSummary:
-    """Every live pipeline by lower-case id, as of the store's change signal `witness`.
-
-    details holds each object's LiveSummary (JSON), made by the code and limits details_of names
-    (ContentCache's fingerprint): a full plan with an empty local cache reads only the bodies it
-    must diff, exactly as it would with a warm content cache. Only a plan reads them."""
+    """Every live pipeline by lower-case id, as of the store's change signal `witness`."""
 
     witness: str
     entries: Mapping[str, Entry] = field(default_factory=dict)
-    details: Mapping[str, str] = field(default_factory=dict)
-    details_of: str | None = None
 
     @classmethod
-    def of_live(
-        cls, live: Mapping[str, LiveObject], witness: str, details_of: str | None = None
-    ) -> FleetSummary:
-        entries = {pid.lower(): entry_of(obj.summary, obj.etag) for pid, obj in live.items()}
-        details = {pid.lower(): obj.summary.to_json() for pid, obj in live.items()} if details_of else {}
-        return cls(witness, entries, details, details_of)
-
-    def detail(self, pipeline_id: str, etag: str, details_of: str) -> str | None:
-        """The LiveSummary JSON of pipeline_id at etag made under details_of, else None."""
-        entry = self.entries.get(pipeline_id)
-        if self.details_of != details_of or entry is None or entry[0] != etag:
-            return None
-        return self.details.get(pipeline_id)
+    def of_live(cls, live: Mapping[str, LiveObject], witness: str) -> FleetSummary:
+        return cls(witness, {pid.lower(): entry_of(obj.summary, obj.etag) for pid, obj in live.items()})
 
     def related_ids(self, related: Related) -> set[str]:
         """The ids a plan of related must read: its own ids, and every object the summary says
@@ -93,23 +76,17 @@ class FleetSummary:
                 found.add(pipeline_id)
         return found
 
-    def with_object(
-        self, pipeline_id: str, entry: Entry | None, witness: str, detail: str | None = None
-    ) -> FleetSummary:
+    def with_object(self, pipeline_id: str, entry: Entry | None, witness: str) -> FleetSummary:
         """This summary after one write (entry None: a delete), as of the new witness."""
-        entries, details = dict(self.entries), dict(self.details)
-        entries.pop(pipeline_id.lower(), None)
-        details.pop(pipeline_id.lower(), None)
-        if entry is not None:
+        entries = dict(self.entries)
+        if entry is None:
+            entries.pop(pipeline_id.lower(), None)
+        else:
             entries[pipeline_id.lower()] = entry
-            if detail is not None:
-                details[pipeline_id.lower()] = detail
-        return replace(self, witness=witness, entries=entries, details=details)
+        return replace(self, witness=witness, entries=entries)
 
     def to_bytes(self) -> bytes:
-        data: dict[str, Any] = {"format": SUMMARY_FORMAT, "witness": self.witness, "pipelines": self.entries}
-        if self.details_of:
-            data.update(details=self.details, detailsOf=self.details_of)
+        data = {"format": SUMMARY_FORMAT, "witness": self.witness, "pipelines": self.entries}
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     @classmethod
@@ -132,10 +109,7 @@ class FleetSummary:
             if entry is None:
                 return None
             entries[str(pipeline_id).lower()] = entry
-        details, details_of = document.get("details", {}), document.get("detailsOf")
-        if not isinstance(details, dict) or not all(isinstance(v, str) for v in details.values()):
-            details, details_of = {}, None
-        return cls(witness, entries, details, details_of if isinstance(details_of, str) else None)
+        return cls(witness, entries)
 
 
 def _entry(value: Any) -> Entry | None:

@@ -226,17 +226,7 @@ class LiveObject:
     the body is parsed (under the same limits) on the first read of `document`.
     """
 
-    __slots__ = (
-        "_body",
-        "_document",
-        "_fetch",
-        "_limits",
-        "_problem",
-        "_summary",
-        "etag",
-        "key",
-        "pipeline_id",
-    )
+    __slots__ = ("_body", "_document", "_limits", "_problem", "_summary", "etag", "key", "pipeline_id")
 
     def __init__(
         self,
@@ -254,7 +244,6 @@ class LiveObject:
         self._body: bytes | None = None
         self._summary: LiveSummary | None = None
         self._limits = DEFAULT_LIMITS
-        self._fetch: Callable[[], bytes | None] | None = None
 
     @classmethod
     def from_body(
@@ -280,34 +269,12 @@ class LiveObject:
         return obj
 
     @classmethod
-    def deferred(
-        cls,
-        pipeline_id: str,
-        key: str,
-        etag: str,
-        summary: LiveSummary,
-        fetch: Callable[[], bytes | None],
-        limits: LiveLimits = DEFAULT_LIMITS,
-    ) -> LiveObject:
-        """The object of a summary made elsewhere (the fleet summary), its body read by fetch
-        only when its document is asked for: a plan that finds it in sync never reads it."""
-        obj = cls(pipeline_id, key, etag, None, summary.problem)
-        obj._summary = summary
-        obj._limits = limits
-        obj._fetch = fetch if summary.has_document else None
-        return obj
-
-    @classmethod
     def unreadable(cls, pipeline_id: str, key: str, etag: str, problem: str) -> LiveObject:
         """An object left alone without reading its body (too big to fetch, say)."""
         return cls(pipeline_id, key, etag, None, problem)
 
     @property
     def document(self) -> dict[str, Any] | None:
-        if self._fetch is not None:
-            self._body, self._fetch = self._fetch(), None
-            if self._body is None:
-                return None  # gone since the listing: a plan of it is stale, and apply says so
         if self._body is not None:
             self._document, _ = parse_body(self._body, self._limits)
             self._body = None

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -403,21 +402,11 @@ class S3Store:
         """read_live, and the fleet summary of what it read written beside Front50's objects for
         later plans of one partition (two requests more: the marker first, the summary after)."""
         witness = self._read_witness()  # before the listing: a write after it changes the witness
-        prior, self._summary_etag = self._read_summary()
-        live = self._read_live(prior)
-        fingerprint = self._details_of()
-        summary = FleetSummary.of_live(live, witness, fingerprint)
-        if summary != prior:
-            self._publish_summary(summary, if_match=self._summary_etag, compare=False)
+        live = self._read_live()
+        self._publish_summary(FleetSummary.of_live(live, witness))
         return live
 
-    def _details_of(self) -> str:
-        """The fingerprint a LiveSummary counts under here (ContentCache's: code and limits)."""
-        return sha256_hex(SUMMARY_FINGERPRINT, self.settings.limits.fingerprint)
-
-    def _read_live(self, prior: FleetSummary | None = None) -> dict[str, LiveObject]:
-        """Every pipeline object; with prior (the fleet summary), an object the local cache lacks
-        but prior summarises at its listed ETag is not read unless its document is asked for."""
+    def _read_live(self) -> dict[str, LiveObject]:
         limits = self.settings.limits
         cap = limits.max_body_bytes
         listing = self.list_pipeline_objects()
@@ -425,16 +414,12 @@ class S3Store:
         cache = ContentCache(self._cache_path(), limits)
         try:
             cached = cache.get_many(wanted)
-            deferred = self._deferred(listing, cached, prior)
-            fetched = self._get_many([key for key in wanted if key not in cached and key not in deferred])
+            fetched = self._get_many([key for key in wanted if key not in cached])
             live: dict[str, LiveObject] = {}
             to_store: list[tuple[str, str, bytes, LiveSummary]] = []
             for pipeline_id, (key, etag, size) in listing.items():
                 if key not in wanted:
                     live[pipeline_id] = LiveObject.unreadable(pipeline_id, key, etag, limits.too_big(size))
-                    continue
-                if key in deferred:
-                    live[pipeline_id] = deferred[key]
                     continue
                 hit = cached.get(key)
                 if hit is not None and hit.summary is not None:
@@ -551,19 +536,14 @@ class S3Store:
         kept, the rest come from the local content cache or are read. Written back to S3."""
         limits = self.settings.limits
         cap = limits.max_body_bytes
-        fingerprint = self._details_of()
         listing = self.list_pipeline_objects()
-        known = old if old is not None else FleetSummary(witness)
+        known = old.entries if old is not None else {}
         entries: dict[str, Entry] = {}
-        details: dict[str, str] = {}
         unknown: dict[str, str] = {}
         for pipeline_id, (key, etag, size) in listing.items():
-            entry = known.entries.get(pipeline_id)
+            entry = known.get(pipeline_id)
             if entry is not None and entry[0] == etag:
                 entries[pipeline_id] = entry
-                detail = known.detail(pipeline_id, etag, fingerprint)
-                if detail is not None:
-                    details[pipeline_id] = detail
             elif size is not None and size > cap:
                 entries[pipeline_id] = (etag, None, None, None)  # unreadable: it names nothing
             else:
@@ -571,37 +551,28 @@ class S3Store:
         if unknown:
             cache = ContentCache(self._cache_path(), limits)
             cached = cache.get_many({key: listing[pid][1] for key, pid in unknown.items()})
-            missing = [key for key in unknown if key not in cached or cached[key].summary is None]
-            fetched = self._get_many(missing)
+            fetched = self._get_many(
+                [key for key in unknown if key not in cached or cached[key].summary is None]
+            )
             for key, pipeline_id in unknown.items():
                 hit = cached.get(key)
-                summary: LiveSummary | None = None
-                etag = listing[pipeline_id][1]
                 if hit is not None and hit.summary is not None:
-                    summary = hit.summary
+                    entries[pipeline_id] = entry_of(hit.summary, listing[pipeline_id][1])
                 elif key in fetched:
                     etag, body, _ = fetched[key]
-                    if body is not None:
-                        summary = parse_live(pipeline_id, key, etag, body, limits).summary
-                if summary is None:
-                    entries[pipeline_id] = (etag, None, None, None)
-                    continue
-                entries[pipeline_id] = entry_of(summary, etag)
-                details[pipeline_id] = summary.to_json()
-        summary_now = FleetSummary(witness, entries, details, fingerprint)
-        self._publish_summary(summary_now)
-        return summary_now
+                    obj = parse_live(pipeline_id, key, etag, body, limits) if body is not None else None
+                    entries[pipeline_id] = entry_of(obj.summary, etag) if obj else (etag, None, None, None)
+        summary = FleetSummary(witness, entries)
+        self._publish_summary(summary)
+        return summary
 
-    def _publish_summary(
-        self, summary: FleetSummary, *, if_match: str | None = None, compare: bool = True
-    ) -> bool:
-        """Write the summary unless S3 already holds exactly it (compare: a HEAD, when no if_match
-        is given); True when it is there now. A failure (a role that may only read, a race) costs
-        nothing but the next run's rebuild."""
+    def _publish_summary(self, summary: FleetSummary, *, if_match: str | None = None) -> bool:
+        """Write the summary unless S3 already holds exactly it; True when it is there now. A
+        failure (a role that may only read, a race) costs nothing but the next run's rebuild."""
         body = summary.to_bytes()
         condition = {"IfMatch": if_match} if if_match else {}
         try:
-            if compare and not if_match:
+            if not if_match:
                 head = self.client.head_object(Bucket=self.settings.bucket, Key=self.summary_key)
                 if head.get("ETag") == f'"{md5_hex(body)}"':
                     self._summary_etag = str(head["ETag"])
@@ -622,7 +593,7 @@ class S3Store:
         self._summary_etag = str(response.get("ETag"))
         return True
 
-    def _signal_write(self, pipeline_id: str, entry: Entry | None, detail: str | None = None) -> str | None:
+    def _signal_write(self, pipeline_id: str, entry: Entry | None) -> str | None:
         """Bump the pipelines marker after a write; when this run planned from a current summary
         and nobody else wrote since (the marker is still its witness: the bump is conditional),
         the summary gets the write and the new witness. Otherwise it is left to be rebuilt."""
@@ -632,35 +603,10 @@ class S3Store:
         except StoreError as exc:
             return str(exc)
         if summary is not None and witness is not None:
-            updated = summary.with_object(pipeline_id, entry, witness, detail)
+            updated = summary.with_object(pipeline_id, entry, witness)
             if self._publish_summary(updated, if_match=self._summary_etag):
                 self._summary = updated
         return None
-
-    def _deferred(
-        self, listing: Mapping[str, Listed], cached: Mapping[str, CachedObject], prior: FleetSummary | None
-    ) -> dict[str, LiveObject]:
-        """{S3 key: object} for objects the cache lacks and prior summarises at their listed ETag."""
-        if prior is None:
-            return {}
-        fingerprint, limits = self._details_of(), self.settings.limits
-        found: dict[str, LiveObject] = {}
-        for pipeline_id, (key, etag, _) in listing.items():
-            hit = cached.get(key)
-            if hit is not None and hit.summary is not None:
-                continue
-            text = prior.detail(pipeline_id, etag, fingerprint)
-            summary = LiveSummary.from_json(text) if text is not None else None
-            if summary is not None:
-                found[key] = LiveObject.deferred(
-                    pipeline_id, key, etag, summary, partial(self._body_of, key), limits
-                )
-        return found
-
-    def _body_of(self, key: str) -> bytes | None:
-        """One object's body for a deferred object, None when gone or over the size limit."""
-        found = self._get_capped(key)
-        return found[1] if found is not None else None
 
     def _cache_path(self) -> Path | None:
         """The content cache file, or None (a cache in memory) when it is off or can't be made."""
@@ -814,9 +760,7 @@ class S3Store:
             key=key,
             etag=response.get("ETag"),
             version_id=response.get("VersionId"),
-            marker_error=self._signal_write(
-                pipeline_id, entry_of(written.summary, written.etag), written.summary.to_json()
-            ),
+            marker_error=self._signal_write(pipeline_id, entry_of(written.summary, written.etag)),
         )
 
     def delete_pipeline(self, pipeline_id: str, *, if_match: str) -> WriteResult:
