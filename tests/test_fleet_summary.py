@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, build_project
 from front50_schema import session
 from s3support import BUCKET, object_keys, workspace_of
@@ -248,3 +250,26 @@ def test_sql_reads_only_the_rows_a_few_keys_need(front50_sql: str, listed: bool)
     expected = {"ours", "clash", "claims"} | ({"renamed-column"} if listed else set())
     assert set(found) == expected
     assert found["clash"].summary.name == "  Deploy-Prod"  # parsed from the row's body
+
+
+def test_a_summary_it_may_not_read_costs_a_listing_not_the_plan(
+    store: S3Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = fleet(tmp_path / "p", 3)
+    apply_all(project, store)
+    change_description(project)
+    workspace = workspace_of(project)
+    full = engine.plan(workspace, fresh_store(store)).entries[KEY]
+    real = store.client.get_object
+
+    def get_object(**kwargs: Any) -> Any:
+        if kwargs["Key"] == store.summary_key:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "GetObject")
+        return real(**kwargs)
+
+    monkeypatch.setattr(store.client, "get_object", get_object)
+    run = fresh_store(store)
+    narrow: dict[str, object] = {}
+    counts = counted(run, lambda: narrow.update(engine.plan(workspace, run, Selection.of([KEY])).entries))
+    assert narrow[KEY] == full
+    assert counts["ListObjectsV2"] == 1

@@ -523,8 +523,12 @@ class S3Store:
         return str(response["ETag"])
 
     def _read_summary(self) -> tuple[FleetSummary | None, str | None]:
-        """(the fleet summary, its ETag), or (None, None) when absent or not readable as one."""
-        found = self._get_capped(self.summary_key, cap=SUMMARY_MAX_BYTES)
+        """(the fleet summary, its ETag), or (None, None) when absent or not readable as one (a
+        role that may not read it, too: then each plan of a few keys rebuilds it from a listing)."""
+        try:
+            found = self._get_capped(self.summary_key, cap=SUMMARY_MAX_BYTES)
+        except StoreError:
+            return None, None
         if found is None:
             return None, None
         response, body = found
