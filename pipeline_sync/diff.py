@@ -87,12 +87,55 @@ def _placeholder(value: Any) -> str:
     return f"<{depth:,} more levels, too deep to show; {digest}>"
 
 
+# DeepDiff reports a mapping as changed whole (old and new value) when fewer than this share of
+# its keys are on both sides; DeepDiff's own default, passed explicitly so pruning agrees with it.
+DIFF_DEEPER = 0.33
+
+
 def semantic_diff(live: Mapping[str, Any] | None, desired: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A JSON-able DeepDiff of the keyed views (empty when equal), of the documents as shown."""
+    """A JSON-able DeepDiff of the keyed views (empty when equal), of the documents as shown.
+
+    Values equal on both sides are pruned first (without_equal_values), so DeepDiff walks only
+    what differs: a template change touches a few fields of each pipeline. The report is exactly
+    DeepDiff's of the unpruned documents."""
     old = keyed_view(shown(live)) if live is not None else {}
     new = keyed_view(shown(desired)) if desired is not None else {}
-    result = DeepDiff(old, new, verbose_level=2)
+    old, new = without_equal_values(old, new)
+    result = DeepDiff(old, new, verbose_level=2, threshold_to_diff_deeper=DIFF_DEEPER)
     return json.loads(result.to_json()) if result else {}
+
+
+def without_equal_values(old: Any, new: Any) -> tuple[Any, Any]:
+    """old and new with every value both hold at the same key (of mappings DeepDiff compares key by
+    key) replaced by None on both sides, where DeepDiff would report nothing about it.
+
+    Mappings DeepDiff reports changed whole (DIFF_DEEPER) and lists (compared by position or by
+    sequence matching) are left as they are: their reports show their values."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return old, new
+    shared = old.keys() & new.keys()
+    union = len(old.keys() | new.keys())
+    if union > 1 and len(shared) / union < DIFF_DEEPER:
+        return old, new
+    pruned_old, pruned_new = dict(old), dict(new)
+    for key in shared:
+        a, b = old[key], new[key]
+        if strictly_equal(a, b):
+            pruned_old[key] = pruned_new[key] = None
+        elif isinstance(a, dict) and isinstance(b, dict):
+            pruned_old[key], pruned_new[key] = without_equal_values(a, b)
+    return pruned_old, pruned_new
+
+
+def strictly_equal(a: Any, b: Any) -> bool:
+    """a == b with the types DeepDiff tells apart kept apart (1, 1.0 and True are three values)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(strictly_equal(v, b[k]) for k, v in a.items())
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(strictly_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def to_yaml(data: Any) -> str:

@@ -15,19 +15,20 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline_sync.approvers import ApproverPolicy, Judgement, judge, refusal_message
 from pipeline_sync.cachefiles import CacheSettings
 from pipeline_sync.canonical import canonical_json
 from pipeline_sync.catalog import Catalog
 from pipeline_sync.errors import StalePlanError, StoreError
+from pipeline_sync.fleet_summary import Related
 from pipeline_sync.gcpause import gc_paused
 from pipeline_sync.history import written_documents
 from pipeline_sync.live import LiveObject
 from pipeline_sync.plan import Plan, PlanEntry, after_write, build_plan
 from pipeline_sync.provenance import MARKER_FIELD, signature_marker, signed_by
-from pipeline_sync.rendering import Sources, render_all
+from pipeline_sync.rendering import RenderOutcome, Sources, render_all
 from pipeline_sync.signing import SignedApproval, SigningError, now_utc, store_identity
 from pipeline_sync.status import Status
 from pipeline_sync.store import PermissionRefusedError, Store
@@ -94,10 +95,86 @@ def load_workspace(catalog_dir: Path, templates_dir: Path, caches: CacheSettings
 def plan(workspace: Sources, store: Store, selection: Selection = EVERYTHING) -> Plan:
     """The plan of the selected keys as things stand: renders and live summaries may come from
     caches. Where a person edited a managed pipeline, the version pipeline-sync last wrote is
-    looked up in the store's history, so the plan can name the person's fields."""
+    looked up in the store's history, so the plan can name the person's fields.
+
+    A plan of a few listed keys (at most NARROW_MAX) on a store that can read just what they
+    need (`read_related`: the S3 fleet summary, the SQL store's own indexes) reads only that."""
+    return _plan(workspace, store, selection, fresh=False)
+
+
+def _plan(workspace: Sources, store: Store, selection: Selection, *, fresh: bool) -> Plan:
+    catalog = workspace.catalog
+    keys = sorted(k for k in catalog.targets if selection.matches(k))
     with gc_paused():
-        live = store.read_live()
-    return _plan_against(workspace, store, live, selection, use_cache=True, history=True)
+        outcomes = render_all(workspace, None if selection.everything else keys, use_cache=not fresh)
+    read_related = _related_reader(store, selection)
+    with gc_paused():  # the store reads may cache, parse and summarise thousands of objects
+        if read_related is not None:
+            related = _related(workspace, selection, outcomes)
+            live: Mapping[str, LiveObject] = read_related(related)
+            if fresh and _names_something_new(outcomes, live):
+                # A write decision that gives a pipeline a name: which objects could collide is
+                # checked against a listing, not taken from the summary alone.
+                live = read_related(related, listed=True)
+        elif fresh:
+            live = _fresh_live(workspace, store, selection)
+        else:
+            live = _read_everything(store)
+    return _plan_against(workspace, store, live, selection, outcomes, history=not fresh)
+
+
+def _read_everything(store: Store) -> Mapping[str, LiveObject]:
+    """Every live object; a store that keeps a fleet summary (S3) rewrites it from what it read."""
+    summarised = getattr(store, "read_live_summarised", None)
+    return summarised() if callable(summarised) else store.read_live()
+
+
+# A selection of at most this many listed keys is planned from what they need, not the fleet.
+NARROW_MAX = 32
+
+
+class RelatedReader(Protocol):
+    """A store's `read_related` (S3Store.read_related, SqlStore.read_related)."""
+
+    def __call__(self, related: Related, *, listed: bool = False) -> Mapping[str, LiveObject]: ...
+
+
+def _related_reader(store: Store, selection: Selection) -> RelatedReader | None:
+    """The store's `read_related` when selection is a few listed keys and the store has one."""
+    if selection.keys is None or len(selection.keys) > NARROW_MAX:
+        return None
+    reader = getattr(store, "read_related", None)
+    return reader if callable(reader) else None
+
+
+def _related(workspace: Sources, selection: Selection, outcomes: Mapping[str, RenderOutcome]) -> Related:
+    """What a plan of selection must read: each key's id (pinned or derived, in the catalog or
+    not), the application and name each render would write, and the keys themselves (markers)."""
+    catalog = workspace.catalog
+    keys = sorted(selection.keys or ())
+    names = []
+    for outcome in outcomes.values():
+        if outcome.rendered is not None:
+            document = outcome.rendered.document
+            application, name = document.get("application"), document.get("name")
+            if isinstance(application, str) and isinstance(name, str):
+                names.append((application, name))
+    return Related.of([catalog.pipeline_id(k) for k in keys], names, keys)
+
+
+def _names_something_new(outcomes: Mapping[str, RenderOutcome], live: Mapping[str, LiveObject]) -> bool:
+    """True when a render would put an (application, name) at its id that is not there now."""
+    for outcome in outcomes.values():
+        if outcome.rendered is None:
+            continue
+        document = outcome.rendered.document
+        obj = live.get(outcome.rendered.pipeline_id.lower())
+        if obj is None:
+            return True
+        now = (str(obj.summary.application).lower(), str(obj.summary.name).lower())
+        if now != (str(document.get("application")).lower(), str(document.get("name")).lower()):
+            return True
+    return False
 
 
 def _plan_against(
@@ -105,22 +182,18 @@ def _plan_against(
     store: Store,
     live: Mapping[str, LiveObject],
     selection: Selection,
+    outcomes: Mapping[str, RenderOutcome],
     *,
-    use_cache: bool,
     history: bool,
 ) -> Plan:
-    catalog = workspace.catalog
-    keys = sorted(k for k in catalog.targets if selection.matches(k))
-    with gc_paused():
-        outcomes = render_all(workspace, None if selection.everything else keys, use_cache=use_cache)
     scope = None
     if not selection.everything:
         scope = [k for k in _marked_keys(live) if selection.matches(k)]
     written: dict[str, dict[str, Any]] = {}
     if history:
-        wanted = None if selection.everything else [*keys, *(scope or [])]
+        wanted = None if selection.everything else [*outcomes, *(scope or [])]
         written = written_documents(store, live, wanted)
-    return build_plan(catalog, outcomes, live, scope=scope, written=written)
+    return build_plan(workspace.catalog, outcomes, live, scope=scope, written=written)
 
 
 def _marked_keys(live: Mapping[str, LiveObject]) -> list[str]:
@@ -130,11 +203,16 @@ def _marked_keys(live: Mapping[str, LiveObject]) -> list[str]:
 def fresh_plan(workspace: Sources, store: Store, keys: Iterable[str]) -> Plan:
     """The plan a write decision is made from: every render fresh (no render cache), and every
     object an entry would replace or delete read afresh from the store, so its ownership comes
-    from its real body. Other live summaries (for name collisions) may come from the cache."""
-    selection = Selection.of(keys)
+    from its real body. Other live summaries (for name collisions) may come from the cache; for
+    a few keys on a store with `read_related`, every object read is read afresh, and the store's
+    summary only names which objects could collide (pipeline_sync.fleet_summary)."""
+    return _plan(workspace, store, Selection.of(keys), fresh=True)
+
+
+def _fresh_live(workspace: Sources, store: Store, selection: Selection) -> dict[str, LiveObject]:
+    """Every live object, with each one selection would replace or delete read afresh."""
     catalog = workspace.catalog
-    with gc_paused():  # the store reads may cache, parse and summarise thousands of objects
-        live = dict(store.read_live())
+    live = dict(store.read_live())
     replaced = {catalog.pipeline_id(k).lower() for k in selection.keys or () if k in catalog.targets}
     replaced |= {
         obj.pipeline_id.lower()
@@ -147,7 +225,7 @@ def fresh_plan(workspace: Sources, store: Store, keys: Iterable[str]) -> Plan:
             live.pop(pipeline_id, None)
         else:
             live[pipeline_id] = fresh
-    return _plan_against(workspace, store, live, selection, use_cache=False, history=False)
+    return live
 
 
 # -- the approval rule ------------------------------------------------------------------------

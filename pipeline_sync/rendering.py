@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import multiprocessing
+import os
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +108,8 @@ def render_all(
     if use_cache:
         rendered = render_many(workspace, chosen_targets)
     else:  # a write decision: never from the cache, which anyone with the cache directory can edit
-        rendered = {target.key: render_one(workspace, target) for target in chosen_targets}
+        fresh = render_misses(workspace, chosen_targets)
+        rendered = {target.key: outcome for target, (outcome, _) in zip(chosen_targets, fresh, strict=True)}
     outcomes = {key: rendered[key] for key in wanted}
     documents = {k: o.rendered.document for k, o in outcomes.items() if o.rendered is not None}
     if keys is not None:
@@ -151,11 +155,8 @@ def render_many(workspace: Sources, targets: list[Target]) -> dict[str, RenderOu
             if outcome is not None:
                 outcomes[target.key] = outcome
     new: dict[str, CachedRender] = {}
-    for target in targets:
-        if target.key in outcomes:
-            continue
-        references: list[Reference] = []
-        outcome = _render_one(workspace, target, references)
+    misses = [target for target in targets if target.key not in outcomes]
+    for target, (outcome, references) in zip(misses, render_misses(workspace, misses), strict=True):
         cache_key = cache_keys.get(target.key)
         rendered = outcome.rendered
         document = _read_back(rendered) if cache_key is not None and rendered is not None else None
@@ -172,6 +173,60 @@ def render_many(workspace: Sources, targets: list[Target]) -> dict[str, RenderOu
         outcomes[target.key] = outcome
     cache.store(new, used=[cache_keys[k] for k in outcomes if k in cache_keys and cache_keys[k] not in new])
     return {target.key: outcomes[target.key] for target in targets}
+
+
+# Renders beyond this many are shared out to a process per core (a cold run, a template change).
+PARALLEL_MIN = 200
+WORKERS_VARIABLE = "PIPELINE_SYNC_RENDER_WORKERS"
+_forked: Sources | None = None  # the workspace forked render workers read (copy-on-write)
+
+
+def render_workers(environ: Mapping[str, str] | None = None) -> int:
+    """How many processes render: PIPELINE_SYNC_RENDER_WORKERS, else one per core this process
+    may use; 1 renders in this process only."""
+    env = os.environ if environ is None else environ
+    text = env.get(WORKERS_VARIABLE, "").strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def render_misses(workspace: Sources, targets: list[Target]) -> list[tuple[RenderOutcome, list[Reference]]]:
+    """Render and validate targets afresh, in order: (outcome, the pipeline_id() calls it made).
+
+    Many of them are rendered by forked processes, one per core, each reading the workspace it
+    inherited; few, or where fork is not available, in this process."""
+    workers = min(render_workers(), max(1, len(targets) // (PARALLEL_MIN // 2)))
+    if workers < 2 or len(targets) < PARALLEL_MIN or "fork" not in multiprocessing.get_all_start_methods():
+        return [_render_tracked(workspace, target) for target in targets]
+    global _forked
+    _forked = workspace
+    try:
+        chunks = [
+            [t.key for t in targets[i : i + PARALLEL_MIN // 4]]
+            for i in range(0, len(targets), PARALLEL_MIN // 4)
+        ]
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            done = [item for chunk in pool.map(_render_chunk, chunks) for item in chunk]
+    finally:
+        _forked = None
+    return done
+
+
+def _render_tracked(workspace: Sources, target: Target) -> tuple[RenderOutcome, list[Reference]]:
+    references: list[Reference] = []
+    return _render_one(workspace, target, references), references
+
+
+def _render_chunk(keys: list[str]) -> list[tuple[RenderOutcome, list[Reference]]]:
+    """In a forked worker: render these targets of the inherited workspace."""
+    workspace = _forked
+    assert workspace is not None, "render workers are forked from render_misses"
+    targets = workspace.catalog.targets
+    return [_render_tracked(workspace, targets[key]) for key in keys]
 
 
 def _cache_key(workspace: Sources, target: Target, templates: dict[str, str | None]) -> str | None:

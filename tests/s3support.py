@@ -16,5 +16,7 @@ def workspace_of(root: Path) -> Sources:
 
 
 def object_keys(store: S3Store) -> list[str]:
+    """Every key Front50 could read: pipeline-sync's own fleet summary (store.summary_key, under
+    a prefix Front50 never lists) is left out."""
     response = store.client.list_objects_v2(Bucket=store.settings.bucket)
-    return sorted(o["Key"] for o in response.get("Contents", []))
+    return sorted(o["Key"] for o in response.get("Contents", []) if o["Key"] != store.summary_key)

@@ -199,7 +199,7 @@ def test_reconcile_one_run_events_only_for_changed_and_auto_approval(env: dict[s
     instance = env["instance"]
     _, first = run_reconcile(env)
     assert first["ASSET_MATERIALIZATION"] == 13 + 1 + 4  # plans + summary + dev auto-approvals
-    assert first["ASSET_OBSERVATION"] == 13
+    assert first["ASSET_OBSERVATION"] == 0  # one event per changed partition: its plan
     assert set(instance.get_dynamic_partitions(PARTITIONS_NAME)) >= {KEY, DEV_KEY}
     approval_meta = latest_metadata(instance, approval.key, DEV_KEY)
     assert approval_meta["approver"] == AUTO_APPROVER

@@ -138,7 +138,7 @@ def test_reconcile_plans_every_pipeline_and_the_policy_publishes_the_auto_stack(
     legacy = rows(env, "SELECT * FROM pipelines WHERE id = 'legacy-1'")
     result, first = run_reconcile(env)
     assert first["ASSET_MATERIALIZATION"] == 13 + 1 + 4  # plans + summary + dev auto-approvals
-    assert first["ASSET_OBSERVATION"] == 13
+    assert first["ASSET_OBSERVATION"] == 0  # one event per changed partition: its plan
     summary = summary_of(result)
     assert (summary["pipelines"], summary["count_create"]) == (13, 13)
     assert latest_metadata(instance, APPROVAL_ASSET, DEV_KEY)["approver"] == AUTO_APPROVER

@@ -397,7 +397,8 @@ def _partition_events(
     for entry in changed:
         if not is_partition_key(entry.key):
             continue
-        yield live_observation(entry)
+        # One event per changed partition: the plan's metadata carries the live ETag, so the
+        # reconcile writes no front50_live observation beside it (pipeline_plan still does).
         yield dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))
         if entry.key not in refusals:
             continue  # not one stack policy may approve

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -22,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline_sync.cachefiles import guarded_sqlite
 from pipeline_sync.canonical import sha256_hex
 from pipeline_sync.errors import StalePlanError, StoreError
+from pipeline_sync.fleet_summary import Entry, FleetSummary, Related, entry_of
 from pipeline_sync.live import (
     DEFAULT_LIMITS,
     SUMMARY_FINGERPRINT,
@@ -58,6 +60,16 @@ APPLICATIONS = "applications"
 PIPELINE_FILE = "pipeline-metadata.json"
 APPLICATION_FILE = "application-metadata.json"
 MARKER_FILE = "last-modified.json"
+# The fleet summary (pipeline_sync.fleet_summary) sits under the root folder, where the bucket's
+# permissions for pipeline-sync already reach, but in no group: Front50 lists only
+# `{root}/{group}` prefixes (S3StorageService.listObjectKeys) and reads only keys ending in its
+# metadata file names, and no Front50 group begins with a dot.
+SUMMARY_FOLDER = ".pipeline-sync"
+SUMMARY_FILE = "fleet-summary.json"
+# The witness of a bucket without a pipelines marker yet.
+NO_MARKER = "absent"
+# A summary of 30,000 pipelines is about 3 MB; one over this is not read (it is rebuilt).
+SUMMARY_MAX_BYTES = 64 * 1024 * 1024
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 # Server-side encryption of every put, as S3 spells it; Front50's own setting
 # (S3BucketProperties.serverSideEncryption) names the same two AES256 and AWSKMS.
@@ -319,6 +331,13 @@ class S3Store:
         # Per group: the newest LastModified a listing saw, and the marker value last read.
         self._newest_listed: dict[str, str] = {}
         self._marker_seen: dict[str, int] = {}
+        # The fleet summary this run planned from (read_related), and its S3 ETag: a write of
+        # this run updates it, so the next run's plan of one partition stays O(1).
+        self._summary: FleetSummary | None = None
+        self._summary_etag: str | None = None
+        self._narrow = False
+        # The last read_related of this run: (witness, summary, the objects it read).
+        self._last_read: tuple[str, FleetSummary, dict[str, LiveObject | None]] | None = None
 
     def describe(self) -> str:
         return f"s3://{self.settings.bucket}"
@@ -336,6 +355,10 @@ class S3Store:
 
     def marker_key(self, group: str) -> str:
         return f"{self.root}/{group}/{MARKER_FILE}"
+
+    @property
+    def summary_key(self) -> str:
+        return f"{self.root}/{SUMMARY_FOLDER}/{SUMMARY_FILE}"
 
     # -- reads --------------------------------------------------------------
     def list_pipeline_etags(self) -> dict[str, tuple[str, str]]:
@@ -374,6 +397,14 @@ class S3Store:
         the cache holds: it is unreadable, and left alone.
         """
         return self._read_live()
+
+    def read_live_summarised(self) -> dict[str, LiveObject]:
+        """read_live, and the fleet summary of what it read written beside Front50's objects for
+        later plans of one partition (two requests more: the marker first, the summary after)."""
+        witness = self._read_witness()  # before the listing: a write after it changes the witness
+        live = self._read_live()
+        self._publish_summary(FleetSummary.of_live(live, witness))
+        return live
 
     def _read_live(self) -> dict[str, LiveObject]:
         limits = self.settings.limits
@@ -417,6 +448,170 @@ class S3Store:
             cache.close()
         return live
 
+    # -- one partition: the fleet summary --------------------------------------
+    def read_related(self, related: Related, *, listed: bool = False) -> dict[str, LiveObject]:
+        """The live objects a plan of a few keys needs, each read afresh from S3: the objects at
+        related.ids, and every object the fleet summary says has one of related.names or claims
+        one of related.keys. Three requests when the summary is current; when it is not (missing,
+        unreadable, another witness, or an object read is not at the version it records), or
+        when listed is True (a write that gives a pipeline a name it did not have), it is
+        rebuilt first from a listing, reading only objects it does not know at their listed ETag.
+
+        A listed call right after an unlisted one of this run reuses its witness and summary, and
+        the objects it read that the listing shows still at the version read.
+        """
+        summary: FleetSummary | None
+        if listed and self._last_read is not None:
+            witness, summary, seen = self._last_read
+        else:
+            witness, seen = self._read_witness(), {}
+            summary, self._summary_etag = self._read_summary()
+        rebuilt = False
+        if listed or summary is None or summary.witness != witness:
+            summary, rebuilt = self._rebuilt_summary(summary, witness), True
+        while True:
+            read, consistent = self._read_through(summary, related, seen)
+            if consistent or rebuilt:
+                break
+            summary, rebuilt = self._rebuilt_summary(summary, witness), True
+        self._summary = summary
+        self._last_read = (witness, summary, read)
+        live = {pipeline_id: obj for pipeline_id, obj in read.items() if obj is not None}
+        self._narrow = True
+        return live
+
+    def _read_through(
+        self, summary: FleetSummary, related: Related, seen: Mapping[str, LiveObject | None]
+    ) -> tuple[dict[str, LiveObject | None], bool]:
+        """(the related objects by id, read afresh, None where absent; whether each is at the
+        version the summary records). seen holds objects read moments ago: one the summary (just
+        rebuilt) records at the version read (or as absent) is not read again."""
+        limits = self.settings.limits
+        ids = sorted(summary.related_ids(related))
+        reused = {i: seen[i] for i in ids if i in seen and _at(seen[i], summary.entries.get(i))}
+        fetched = self._get_many([self.pipeline_key(i) for i in ids if i not in reused])
+        live: dict[str, LiveObject | None] = dict(reused)
+        consistent = True
+        for pipeline_id in ids:
+            if pipeline_id in reused:
+                continue
+            key = self.pipeline_key(pipeline_id)
+            known = summary.entries.get(pipeline_id)
+            found = fetched.get(key)
+            if found is None:
+                consistent &= known is None
+                live[pipeline_id] = None
+                continue
+            etag, body, size = found
+            consistent &= known is not None and known[0] == etag
+            if body is None:
+                live[pipeline_id] = LiveObject.unreadable(pipeline_id, key, etag, limits.too_big(size))
+            else:
+                live[pipeline_id] = parse_live(pipeline_id, key, etag, body, limits)
+        return live, consistent
+
+    def _read_witness(self) -> str:
+        """The ETag of Front50's pipelines marker (NO_MARKER when there is none); its value is
+        kept, so a write of this run bumps the marker past it."""
+        found = self._get_capped(self.marker_key(PIPELINES))
+        if found is None:
+            return NO_MARKER
+        response, body = found
+        value = read_change_marker(body)
+        if value is not None:
+            self._marker_seen[PIPELINES] = value
+        return str(response["ETag"])
+
+    def _read_summary(self) -> tuple[FleetSummary | None, str | None]:
+        """(the fleet summary, its ETag), or (None, None) when absent or not readable as one (a
+        role that may not read it, too: then each plan of a few keys rebuilds it from a listing)."""
+        try:
+            found = self._get_capped(self.summary_key, cap=SUMMARY_MAX_BYTES)
+        except StoreError:
+            return None, None
+        if found is None:
+            return None, None
+        response, body = found
+        summary = FleetSummary.from_bytes(body)
+        return summary, str(response["ETag"]) if summary is not None else None
+
+    def _rebuilt_summary(self, old: FleetSummary | None, witness: str) -> FleetSummary:
+        """The summary as of witness from a listing: entries of old still at their listed ETag are
+        kept, the rest come from the local content cache or are read. Written back to S3."""
+        limits = self.settings.limits
+        cap = limits.max_body_bytes
+        listing = self.list_pipeline_objects()
+        known = old.entries if old is not None else {}
+        entries: dict[str, Entry] = {}
+        unknown: dict[str, str] = {}
+        for pipeline_id, (key, etag, size) in listing.items():
+            entry = known.get(pipeline_id)
+            if entry is not None and entry[0] == etag:
+                entries[pipeline_id] = entry
+            elif size is not None and size > cap:
+                entries[pipeline_id] = (etag, None, None, None)  # unreadable: it names nothing
+            else:
+                unknown[key] = pipeline_id
+        if unknown:
+            cache = ContentCache(self._cache_path(), limits)
+            cached = cache.get_many({key: listing[pid][1] for key, pid in unknown.items()})
+            fetched = self._get_many(
+                [key for key in unknown if key not in cached or cached[key].summary is None]
+            )
+            for key, pipeline_id in unknown.items():
+                hit = cached.get(key)
+                if hit is not None and hit.summary is not None:
+                    entries[pipeline_id] = entry_of(hit.summary, listing[pipeline_id][1])
+                elif key in fetched:
+                    etag, body, _ = fetched[key]
+                    obj = parse_live(pipeline_id, key, etag, body, limits) if body is not None else None
+                    entries[pipeline_id] = entry_of(obj.summary, etag) if obj else (etag, None, None, None)
+        summary = FleetSummary(witness, entries)
+        self._publish_summary(summary)
+        return summary
+
+    def _publish_summary(self, summary: FleetSummary, *, if_match: str | None = None) -> bool:
+        """Write the summary unless S3 already holds exactly it; True when it is there now. A
+        failure (a role that may only read, a race) costs nothing but the next run's rebuild."""
+        body = summary.to_bytes()
+        condition = {"IfMatch": if_match} if if_match else {}
+        try:
+            if not if_match:
+                head = self.client.head_object(Bucket=self.settings.bucket, Key=self.summary_key)
+                if head.get("ETag") == f'"{md5_hex(body)}"':
+                    self._summary_etag = str(head["ETag"])
+                    return True
+        except (ClientError, BotoCoreError):
+            pass
+        try:
+            response = self.client.put_object(
+                Bucket=self.settings.bucket,
+                Key=self.summary_key,
+                Body=body,
+                ContentType="application/json",
+                **condition,
+                **self.settings.put_encryption,
+            )
+        except (ClientError, BotoCoreError):
+            return False
+        self._summary_etag = str(response.get("ETag"))
+        return True
+
+    def _signal_write(self, pipeline_id: str, entry: Entry | None) -> str | None:
+        """Bump the pipelines marker after a write; when this run planned from a current summary
+        and nobody else wrote since (the marker is still its witness: the bump is conditional),
+        the summary gets the write and the new witness. Otherwise it is left to be rebuilt."""
+        summary, self._summary = self._summary, None
+        try:
+            witness = self.bump_marker(PIPELINES, expect=summary.witness if summary else None)
+        except StoreError as exc:
+            return str(exc)
+        if summary is not None and witness is not None:
+            updated = summary.with_object(pipeline_id, entry, witness)
+            if self._publish_summary(updated, if_match=self._summary_etag):
+                self._summary = updated
+        return None
+
     def _cache_path(self) -> Path | None:
         """The content cache file, or None (a cache in memory) when it is off or can't be made."""
         if not self.settings.use_cache:
@@ -435,11 +630,14 @@ class S3Store:
         response, body = found
         return self._live_of(pipeline_id.lower(), key, response, body)
 
-    def _get_capped(self, key: str) -> tuple[Mapping[str, Any], bytes | None] | None:
-        """(response, body) of one object, None when absent; body None when over the size limit."""
+    def _get_capped(self, key: str, cap: int | None = None) -> tuple[Mapping[str, Any], bytes | None] | None:
+        """(response, body) of one object, None when absent; body None when over the size limit
+        (cap, by default the limit on a pipeline body)."""
         try:
             response = self.client.get_object(Bucket=self.settings.bucket, Key=key)
-            return response, read_capped(response, self.settings.limits.max_body_bytes)
+            return response, read_capped(
+                response, self.settings.limits.max_body_bytes if cap is None else cap
+            )
         except ClientError as exc:
             if _error_code(exc) in {"NoSuchKey", "404"}:
                 return None
@@ -561,11 +759,12 @@ class S3Store:
             response = landed
         except BotoCoreError as exc:
             raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
+        written = parse_live(pipeline_id.lower(), key, str(response.get("ETag")), body, self.settings.limits)
         return WriteResult(
             key=key,
             etag=response.get("ETag"),
             version_id=response.get("VersionId"),
-            marker_error=self._bump_quietly(PIPELINES),
+            marker_error=self._signal_write(pipeline_id, entry_of(written.summary, written.etag)),
         )
 
     def delete_pipeline(self, pipeline_id: str, *, if_match: str) -> WriteResult:
@@ -586,7 +785,7 @@ class S3Store:
             key=key,
             etag=None,
             version_id=response.get("VersionId"),
-            marker_error=self._bump_quietly(PIPELINES),
+            marker_error=self._signal_write(pipeline_id, None),
         )
 
     def _holds_exactly(self, key: str, body: bytes) -> dict[str, Any] | None:
@@ -611,23 +810,43 @@ class S3Store:
             return str(exc)
         return None
 
-    def bump_marker(self, group: str) -> None:
+    def bump_marker(self, group: str, *, expect: str | None = None) -> str | None:
         """Tell Front50 the group changed: {"lastModified": <epoch ms as a JSON number>}, past
-        the value last read from the marker, so a clock behind Front50's still counts."""
+        the value last read from the marker, so a clock behind Front50's still counts.
+
+        With expect (the marker's ETag as last read, or NO_MARKER) the marker is first written
+        only if it is still that one; the new ETag is returned when it was. Either way it is
+        bumped: a marker someone else rewrote meanwhile is bumped unconditionally (None)."""
         stamp = next_change_stamp(
             self._marker_seen.get(group), newest_object_ms=_epoch_ms(self._newest_listed.get(group))
         )
-        self._put(self.marker_key(group), change_marker_body(stamp))
+        body = change_marker_body(stamp)
+        witness = None
+        if expect is not None:
+            condition = {"IfNoneMatch": "*"} if expect == NO_MARKER else {"IfMatch": expect}
+            witness = self._put_if(self.marker_key(group), body, condition)
+        if witness is None:
+            self._put(self.marker_key(group), body)
         self._marker_seen[group] = stamp
+        return witness
 
     def repair_change_signals(self) -> list[str]:
         """Bump each group's marker when an object of it is newer than the marker: a write whose
         bump was lost (a crash between the two) is then seen by Front50 on its next load."""
         repaired = []
-        if PIPELINES not in self._newest_listed:  # a plan of this run listed them already
+        groups = [PIPELINES, APPLICATIONS]
+        if PIPELINES in self._newest_listed:
+            pass  # a plan of this run listed them already
+        elif self._narrow:
+            # A plan of a few keys that found its summary current lists no pipelines; the next
+            # fleet plan repairs a lost bump, and Front50's own refresh finds the object within a
+            # minute. (A rerun of the interrupted write itself lists: its object is not at the
+            # version the summary records.) The witness read gave the marker's value already.
+            groups.remove(PIPELINES)
+        else:
             self.list_pipeline_etags()
         self.list_applications()
-        for group in (PIPELINES, APPLICATIONS):
+        for group in groups:
             newest = _epoch_ms(self._newest_listed.get(group))
             marker = self._read_marker(group)
             if marker is not None:
@@ -688,6 +907,25 @@ class S3Store:
         self._known_applications.add(name)
         return True
 
+    def _put_if(self, key: str, body: bytes, condition: Mapping[str, str]) -> str | None:
+        """Write key only under condition; its new ETag, or None when the condition failed."""
+        try:
+            response = self.client.put_object(
+                Bucket=self.settings.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                **condition,
+                **self.settings.put_encryption,
+            )
+        except ClientError as exc:
+            if _error_code(exc) in _PRECONDITION_CODES:
+                return None
+            raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
+        return str(response.get("ETag"))
+
     def _put(self, key: str, body: bytes) -> None:
         try:
             self.client.put_object(
@@ -699,6 +937,18 @@ class S3Store:
             )
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
+
+
+def _at(obj: LiveObject | None, entry: Entry | None) -> bool:
+    """Whether an object read (None: absent) is where a summary entry (None: absent) says."""
+    if obj is None or entry is None:
+        return obj is None and entry is None
+    return obj.etag == entry[0]
+
+
+def md5_hex(body: bytes) -> str:
+    """The MD5 of body: S3's ETag of an object PUT in one part without SSE-KMS."""
+    return hashlib.md5(body, usedforsecurity=False).hexdigest()
 
 
 def _epoch_ms(timestamp: str | None) -> int | None:

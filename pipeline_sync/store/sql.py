@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pipeline_sync.errors import StalePlanError, StoreError
+from pipeline_sync.fleet_summary import Related
 from pipeline_sync.live import DEFAULT_LIMITS, LiveLimits, LiveObject, parse_live
 from pipeline_sync.redact import redact, redact_url
 from pipeline_sync.store import ObjectVersion, WriteResult
@@ -402,6 +403,39 @@ class SqlStore:
         _, token, body, size = row
         return self._live_of(pipeline_id, token, body, size)
 
+    def read_related(self, related: Related, *, listed: bool = False) -> dict[str, LiveObject]:
+        """The rows a plan of a few keys needs, fresh, in one SELECT through the table's own
+        columns: rows at related.ids, rows whose application and name (case-insensitively, the
+        name trimmed, as Front50 compares) are one of related.names, and rows whose body mentions
+        one of related.keys (a marker claiming it). With listed (a write that gives a pipeline a
+        name) rows whose body mentions one of the names count too, so a name column out of step
+        with its body hides nothing. Every row is parsed; the columns only choose which."""
+        clauses: list[str] = []
+        values: list[object] = [self.settings.limits.max_body_bytes]
+        if related.ids:
+            clauses.append(f"id IN ({', '.join(['%s'] * len(related.ids))})")
+            values += sorted(related.ids)
+        for application, name in sorted(related.names):
+            clauses.append("(lower(application) = %s AND lower(trim(name)) = %s)")
+            values += [application, name]
+            if listed:
+                clauses.append("lower(body) LIKE %s")
+                values.append(f"%{_like_escaped(name)}%")
+        for key in sorted(related.keys):
+            clauses.append("body LIKE %s")
+            values.append(f'%"{_like_escaped(key)}"%')
+        if not clauses:
+            return {}
+        query = self._select_rows(PIPELINES) + f" AND ({' OR '.join(clauses)})"
+        with self._transaction("read the pipelines a plan of a few keys needs") as cursor:
+            cursor.execute(query, tuple(values))
+            found = cursor.fetchall()
+        live = {}
+        for row_id, token, body, size in found:
+            pipeline_id = _clean_id(row_id)
+            live[pipeline_id] = self._live_of(pipeline_id, token, body, size)
+        return live
+
     # -- history ------------------------------------------------------------
     def keeps_history(self) -> bool:
         return True
@@ -625,6 +659,11 @@ class SqlStore:
     def repair_change_signals(self) -> list[str]:
         """Nothing to repair: last_modified_at, Front50's change signal, is written with the body."""
         return []
+
+
+def _like_escaped(text: str) -> str:
+    """text as a LIKE pattern matching itself (backslash, the default escape of both servers)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _row_name(table: str, row_id: str) -> str:
