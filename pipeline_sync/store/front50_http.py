@@ -132,12 +132,7 @@ class Front50HttpStore:
         response = self.client.get(self._application_path(application))
         if response.status == 404:
             return None
-        self._expect_object(response, f"read application {application}")
-        try:
-            document = response.json()
-        except ValueError:
-            return None
-        return self._application_object(document)
+        return self._application_object(self._expect_object(response, f"read application {application}"))
 
     def _application_path(self, application: str) -> str:
         return f"/v2/applications/{_seg(application)}"  # v2/ApplicationsController.get
@@ -186,26 +181,26 @@ class Front50HttpStore:
 
     # -- plumbing -----------------------------------------------------------
     def _get_json(self, path: str, params: Mapping[str, str] | None, what: str) -> list[Any]:
-        response = self.client.get(path, params=params)
-        if response.status != 200:
-            raise StoreError(self._failure(what, response))
-        try:
-            data = response.json()
-        except ValueError as exc:
-            raise StoreError(f"cannot {what} in {self.describe()}: the answer is not JSON ({exc}).") from None
-        if not isinstance(data, list):
-            raise StoreError(f"cannot {what} in {self.describe()}: the answer is not a JSON list.")
+        data: list[Any] = self._json_of(self.client.get(path, params=params), what, list)
         return data
 
     def _expect_object(self, response: HttpResponse, what: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._json_of(response, what, dict)
+        return data
+
+    def _json_of(
+        self, response: HttpResponse, what: str, shape: type[list[Any]] | type[dict[str, Any]]
+    ) -> Any:
+        """The JSON of a 200 answer of shape (a list or an object), else a StoreError naming what failed."""
         if response.status != 200:
             raise StoreError(self._failure(what, response))
         try:
             data = response.json()
         except ValueError as exc:
             raise StoreError(f"cannot {what} in {self.describe()}: the answer is not JSON ({exc}).") from None
-        if not isinstance(data, dict):
-            raise StoreError(f"cannot {what} in {self.describe()}: the answer is not a JSON object.")
+        if not isinstance(data, shape):
+            noun = "a JSON list" if shape is list else "a JSON object"
+            raise StoreError(f"cannot {what} in {self.describe()}: the answer is not {noun}.")
         return data
 
     def _failure(self, what: str, response: HttpResponse) -> str:
