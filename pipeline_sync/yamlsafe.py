@@ -82,10 +82,11 @@ def load_yaml(text: str, file: str, *, keep_quoting: bool = False) -> tuple[Any,
         node = loader.get_single_node()
         if node is None:
             return None, LineMap({})
-        _check_graph(node, file)
+        if not _bounded_tree(node):  # else _check_graph could find nothing: skip its walk
+            _check_graph(node, file)
         lines: dict[KeyPath, int] = {}
         _check_nodes(node, (), file, lines)
-        data = loader.construct_document(node)
+        data = _construct(loader, node, keep_quoting)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -100,6 +101,74 @@ def load_yaml(text: str, file: str, *, keep_quoting: bool = False) -> tuple[Any,
     finally:
         loader.dispose()
     return data, LineMap(lines)
+
+
+def _bounded_tree(root: yaml.Node) -> bool:
+    """True when root is a tree (no node reached twice, so no alias) of at most
+    MAX_EXPANDED_NODES nodes nesting at most MAX_NESTING_DEPTH levels: then no node's expansion
+    exceeds either bound and _check_graph would refuse nothing. One cheap iterative pass; any
+    other document (aliases, or too large or deep) takes _check_graph's exact walk and messages."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        ident = id(node)
+        if depth > MAX_NESTING_DEPTH or ident in seen:
+            return False
+        seen.add(ident)
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                stack.append((key_node, depth + 1))
+                stack.append((value_node, depth + 1))
+    return len(seen) <= MAX_EXPANDED_NODES
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
+# Keys the safe constructor treats specially (flatten_mapping): `<<` merges, `=` is a value key.
+_SPECIAL_KEY_TAGS = frozenset({"tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"})
+
+
+class _Unusual(Exception):
+    """A node the direct constructor leaves to PyYAML's (never escapes _construct)."""
+
+
+def _construct(loader: yaml.SafeLoader, root: yaml.Node, keep_quoting: bool) -> Any:
+    """The document's data, as loader.construct_document(root) builds it, without its per-node
+    bookkeeping: plain strings, lists and maps (the bulk of any catalog or pipeline) are built
+    directly, every other node by the loader's own constructor. Only for a tree (_bounded_tree:
+    no alias, depth bounded, so the recursion is too). On any error, or any mapping the safe
+    constructor treats specially, the whole document is built by construct_document instead, so
+    what is refused, and the message and line of the refusal, stay PyYAML's own."""
+
+    def build(node: Any) -> Any:  # a yaml.Node, narrowed by exact type checks mypy cannot follow
+        kind, tag = type(node), node.tag
+        if kind is yaml.ScalarNode and tag == _STR_TAG:
+            value = node.value
+            return QuotedText(value) if keep_quoting and node.style else value
+        if kind is yaml.SequenceNode and tag == _SEQ_TAG:
+            return [build(child) for child in node.value]
+        if kind is yaml.MappingNode and tag == _MAP_TAG:
+            mapping: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if type(key_node) is not yaml.ScalarNode or key_node.tag in _SPECIAL_KEY_TAGS:
+                    raise _Unusual
+                mapping[build(key_node)] = build(value_node)
+            return mapping
+        if kind is yaml.ScalarNode:
+            return loader.construct_object(node, deep=True)
+        raise _Unusual  # sets, ordered maps, pairs, unknown tags on collections: PyYAML decides
+
+    try:
+        return build(root)
+    except Exception:  # PyYAML's constructor decides, and words, every failure
+        loader.constructed_objects = {}
+        loader.recursive_objects = {}
+        loader.deep_construct = False
+        return loader.construct_document(root)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
