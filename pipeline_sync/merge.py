@@ -32,4 +32,22 @@ def _merge_into(owned: dict[str, Any], override: Mapping[str, Any]) -> None:
                 current = owned[key] = dict(current)
             _merge_into(current, value)
         else:
-            owned[key] = copy.deepcopy(value)
+            owned[key] = _copied(value)
+
+
+# Values copy.deepcopy returns as they are; everything else a YAML load yields is a dict or list.
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+def _copied(value: Any) -> Any:
+    """copy.deepcopy(value), built directly for the plain trees YAML loads (dicts, lists, atoms):
+    deepcopy's memo and dispatch cost more than the copy. Keys are hashable, so never copied
+    (deepcopy returns them as they are); any other type is left to deepcopy."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict:
+        return {key: _copied(item) for key, item in value.items()}
+    if kind is list:
+        return [_copied(item) for item in value]
+    return copy.deepcopy(value)
