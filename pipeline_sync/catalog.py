@@ -24,7 +24,7 @@ from pipeline_sync.names import (
     dns_label_problem,
     partition_key,
 )
-from pipeline_sync.safefiles import UnsafeFileError, read_text_file
+from pipeline_sync.safefiles import SourceReader, UnsafeFileError, read_text_file
 from pipeline_sync.yamlsafe import LineMap, format_key_path, load_yaml
 
 DEFAULTS_FILE = "defaults.yaml"
@@ -294,15 +294,16 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
     parsed: dict[str, _ServiceFile] = {}
     failures: dict[str, CatalogError] = {}
     files = _service_files(catalog_dir)
-    for service, paths in files.items():
-        try:
-            _refuse_duplicates(paths, catalog_dir)
-            parsed[service] = _read_service(paths[0], catalog_dir)
-            loaded[service] = _targets_of(
-                parsed[service], catalog_dir, defaults, known_templates, stack_approvers
-            )
-        except CatalogError as exc:
-            failures[service] = exc
+    with SourceReader(catalog_dir, what="catalog file") as reader:
+        for service, paths in files.items():
+            try:
+                _refuse_duplicates(paths, catalog_dir)
+                parsed[service] = _read_service(paths[0], catalog_dir, reader)
+                loaded[service] = _targets_of(
+                    parsed[service], catalog_dir, defaults, known_templates, stack_approvers
+                )
+            except CatalogError as exc:
+                failures[service] = exc
     for service, error in _shared_applications(parsed).items():
         if loaded.pop(service, None) is not None:
             failures[service] = error
@@ -360,10 +361,15 @@ def _relative(path: Path, catalog_dir: Path) -> str:
     return f"{catalog_dir.name}/{path.relative_to(catalog_dir).as_posix()}"
 
 
-def _read_model(path: Path, catalog_dir: Path, model: type[_Strict]) -> tuple[Any, LineMap, str]:
+def _read_model(
+    path: Path, catalog_dir: Path, model: type[_Strict], reader: SourceReader | None = None
+) -> tuple[Any, LineMap, str]:
     file = _relative(path, catalog_dir)
     try:
-        text = read_text_file(path, root=catalog_dir, what="catalog file")
+        if reader is None:
+            text = read_text_file(path, root=catalog_dir, what="catalog file")
+        else:
+            text = reader.read(path)
     except UnsafeFileError as exc:
         raise CatalogError(SourceLocation(file), str(exc)) from None
     data, lines = load_yaml(text, file)
@@ -520,8 +526,8 @@ class _ServiceFile:
         return CatalogError(SourceLocation(self.file, format_key_path(loc), self.lines.line_of(loc)), message)
 
 
-def _read_service(path: Path, catalog_dir: Path) -> _ServiceFile:
-    service, lines, file = _read_model(path, catalog_dir, Service)
+def _read_service(path: Path, catalog_dir: Path, reader: SourceReader) -> _ServiceFile:
+    service, lines, file = _read_model(path, catalog_dir, Service, reader)
     assert isinstance(service, Service)
     found = _ServiceFile(service, lines, file)
     if service.name != _service_name_of(path):
