@@ -341,7 +341,8 @@ def _service_files(catalog_dir: Path) -> dict[str, list[Path]]:
     """Service files by the service their name claims; dotfiles (editor locks, backups) skipped."""
     folder = catalog_dir / SERVICES_DIR
     found: dict[str, list[Path]] = {}
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+    # By name: the order Path sorts a folder's entries in, without comparing Path objects.
+    for path in sorted(folder.iterdir(), key=lambda entry: entry.name) if folder.is_dir() else []:
         if path.suffix in SERVICE_SUFFIXES and not path.name.startswith("."):
             found.setdefault(_service_name_of(path), []).append(path)
     return found

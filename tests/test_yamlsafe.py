@@ -176,6 +176,16 @@ def constructed_by_pyyaml(text: str, keep_quoting: bool) -> Any:
         loader.dispose()
 
 
+def lines_by_check_nodes(text: str) -> dict[yamlsafe.KeyPath, int]:
+    loader = yamlsafe._Loader(text)
+    try:
+        found: dict[yamlsafe.KeyPath, int] = {}
+        yamlsafe._check_nodes(loader.get_single_node(), (), FILE, found)
+        return found
+    finally:
+        loader.dispose()
+
+
 SCALARS = (
     "a: 1\nb: 1.5\nc: true\nd: ~\ne: 2001-12-14\nf: 2001-12-14t21:59:43.10-05:00\ng: 0x1F\n"
     "h: 1_000\ni: .inf\nj: !!binary aGVsbG8=\nk: '3'\nl: |\n  block\nm: >-\n  folded\nn: no\no: ''\n"
@@ -204,9 +214,10 @@ SCALARS = (
 def test_data_is_what_pyyaml_constructs(text: str, keep_quoting: bool) -> None:
     """load_yaml builds plain strings, lists and maps directly: every value, type and quoting mark
     must be what PyYAML's own constructor makes of the same document."""
-    data, _ = load_yaml(text, FILE, keep_quoting=keep_quoting)
+    data, lines = load_yaml(text, FILE, keep_quoting=keep_quoting)
     expected = constructed_by_pyyaml(text, keep_quoting)
     assert typed(data) == typed(expected)
+    assert lines._lines == lines_by_check_nodes(text)  # the one-pass line map is the full walk's
     quoted = [v for v in (data.values() if isinstance(data, dict) else []) if isinstance(v, QuotedText)]
     assert len(quoted) == len(
         [v for v in (expected.values() if isinstance(expected, dict) else []) if isinstance(v, QuotedText)]
