@@ -294,13 +294,15 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
     parsed: dict[str, _ServiceFile] = {}
     failures: dict[str, CatalogError] = {}
     files = _service_files(catalog_dir)
+    # Each stack's defaults merged once: a service's variables merge onto a fresh copy of them.
+    stack_vars = {name: merge_layers(defaults.vars, stack.vars) for name, stack in defaults.stacks.items()}
     with SourceReader(catalog_dir, what="catalog file") as reader:
         for service, paths in files.items():
             try:
                 _refuse_duplicates(paths, catalog_dir)
                 parsed[service] = _read_service(paths[0], catalog_dir, reader)
                 loaded[service] = _targets_of(
-                    parsed[service], catalog_dir, defaults, known_templates, stack_approvers
+                    parsed[service], catalog_dir, defaults, known_templates, stack_approvers, stack_vars
                 )
             except CatalogError as exc:
                 failures[service] = exc
@@ -655,7 +657,9 @@ def _targets_of(
     defaults: Defaults,
     known_templates: frozenset[str],
     stack_approvers: Mapping[str, ApproverPolicy] | None = None,
+    stack_vars: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Target]:
+    """The service's targets; stack_vars: each stack's defaults.yaml variables, merged already."""
     service, fail, file = found.service, found.error, found.file
     targets = []
     for stack_name, stack in service.stacks.items():
@@ -683,7 +687,10 @@ def _targets_of(
         approvers = _service_approvers(
             found, catalog_dir, stack_name, stack, (stack_approvers or {}).get(stack_name)
         )
-        variables = merge_layers(defaults.vars, stack_defaults.vars, service.vars, stack.vars)
+        if stack_vars is None:
+            variables = merge_layers(defaults.vars, stack_defaults.vars, service.vars, stack.vars)
+        else:  # the same tree (merging is applied layer by layer), copied afresh for this service
+            variables = merge_layers(stack_vars[stack_name], service.vars, stack.vars)
         for template in stack.pipelines:
             key = partition_key(service.name, stack_name, template)
             targets.append(

@@ -154,9 +154,14 @@ def test_maps_merge_deeply_lists_and_scalars_replace(make_project: MakeProject, 
 def test_targets_do_not_share_mutable_variables(make_project: MakeProject, tmp_path: Path) -> None:
     defaults = {"vars": {"helm": {"chart": "c"}, "weights": [1, 2]}, "stacks": {"dev": {}, "prod": {}}}
     stacks = {"dev": {"pipelines": ["deploy"]}, "prod": {"pipelines": ["deploy"]}}
-    targets = make_project(tmp_path, defaults=defaults, services={"svc": {"stacks": stacks}}).load().targets
+    services = {"svc": {"stacks": stacks}, "other": {"stacks": stacks}}
+    targets = make_project(tmp_path, defaults=defaults, services=services).load().targets
     dev, prod = targets["svc/dev/deploy"].context, targets["svc/prod/deploy"].context
     assert dev["helm"] is not prod["helm"] and dev["weights"] is not prod["weights"]
+    # Each stack's defaults are merged once, then copied for each service: never shared.
+    other = targets["other/prod/deploy"].context
+    assert other["helm"] is not prod["helm"] and other["weights"] is not prod["weights"]
+    assert other["helm"] == prod["helm"] == {"chart": "c"}
 
 
 def test_merge_functions_do_not_mutate_their_inputs() -> None:
