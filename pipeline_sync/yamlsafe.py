@@ -161,21 +161,41 @@ def _plain_document(
     are not scalars, and that PyYAML's constructors build without an error: plain strings, lists
     and maps directly, every other scalar by the loader's own constructor. What is refused, and
     the message and line of each refusal, therefore stay exactly those of the full path."""
-    seen: set[int] = set()
-    lines: dict[KeyPath, int] = {}
+    builder = _PlainBuilder(loader, keep_quoting)
+    try:
+        data = builder.build(root, (), 1)
+    except Exception:  # the full path decides, and words, every refusal
+        loader.constructed_objects = {}
+        loader.recursive_objects = {}
+        loader.state_generators = []
+        loader.deep_construct = False
+        return None
+    return (data, builder.lines) if len(builder.seen) <= MAX_EXPANDED_NODES else None
 
-    def build(node: Any, path: KeyPath, depth: int) -> Any:  # a yaml.Node; exact type checks
+
+class _PlainBuilder:
+    """_plain_document's walk. A class, not nested functions: a recursive closure is a reference
+    cycle, which would keep every loader alive until the cyclic GC runs (paused during loads)."""
+
+    def __init__(self, loader: yaml.SafeLoader, keep_quoting: bool) -> None:
+        self.loader = loader
+        self.keep_quoting = keep_quoting
+        self.seen: set[int] = set()
+        self.lines: dict[KeyPath, int] = {}
+
+    def build(self, node: Any, path: KeyPath, depth: int) -> Any:  # a yaml.Node; exact type checks
+        seen, lines = self.seen, self.lines
         if depth > MAX_NESTING_DEPTH or id(node) in seen:
             raise _Unusual
         seen.add(id(node))
         lines.setdefault(path, node.start_mark.line + 1)
         kind, tag = type(node), node.tag
         if kind is yaml.ScalarNode:
-            return scalar(node)
+            return self.scalar(node)
         if len(seen) > MAX_EXPANDED_NODES:
             raise _Unusual
         if kind is yaml.SequenceNode and tag == _SEQ_TAG:
-            return [build(child, (*path, index), depth + 1) for index, child in enumerate(node.value)]
+            return [self.build(child, (*path, index), depth + 1) for index, child in enumerate(node.value)]
         if kind is not yaml.MappingNode or tag != _MAP_TAG:
             raise _Unusual  # sets, ordered maps, pairs, explicit tags on collections
         mapping: dict[Any, Any] = {}
@@ -189,24 +209,14 @@ def _plain_document(
             names.add(name)
             seen.add(id(key_node))
             lines[(*path, name)] = key_node.start_mark.line + 1
-            mapping[scalar(key_node)] = build(value_node, (*path, name), depth + 1)
+            mapping[self.scalar(key_node)] = self.build(value_node, (*path, name), depth + 1)
         return mapping
 
-    def scalar(node: Any) -> Any:
+    def scalar(self, node: Any) -> Any:
         if node.tag == _STR_TAG:
             value = node.value
-            return QuotedText(value) if keep_quoting and node.style else value
-        return loader.construct_object(node, deep=True)
-
-    try:
-        data = build(root, (), 1)
-    except Exception:  # the full path decides, and words, every refusal
-        loader.constructed_objects = {}
-        loader.recursive_objects = {}
-        loader.state_generators = []
-        loader.deep_construct = False
-        return None
-    return (data, lines) if len(seen) <= MAX_EXPANDED_NODES else None
+            return QuotedText(value) if self.keep_quoting and node.style else value
+        return self.loader.construct_object(node, deep=True)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

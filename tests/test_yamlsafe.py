@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from typing import Any
 
@@ -251,3 +253,17 @@ def test_a_tree_too_large_is_refused_without_any_alias() -> None:
     )
     data, _ = load_yaml("[" + "0," * (MAX_EXPANDED_NODES - 2) + "0]\n", FILE)
     assert len(data) == MAX_EXPANDED_NODES - 1
+
+
+@pytest.mark.parametrize("text", [SCALARS, "a:\n  b: !!foo x\nc: !!bar y\n", "x: &x {a: [1]}\ny: *x\n"])
+def test_a_load_leaves_no_garbage_cycle(text: str) -> None:
+    """Catalog loads pause the cyclic GC: a load whose objects only the GC can free (a recursive
+    closure, say) would keep every file's loader and nodes in memory until the load ends."""
+    gc.collect()
+    gc.disable()
+    try:
+        with contextlib.suppress(YamlDocumentError):
+            load_yaml(text, FILE)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
