@@ -24,7 +24,7 @@ from pipeline_sync.names import (
     dns_label_problem,
     partition_key,
 )
-from pipeline_sync.safefiles import UnsafeFileError, read_text_file
+from pipeline_sync.safefiles import SourceReader, UnsafeFileError, read_text_file
 from pipeline_sync.yamlsafe import LineMap, format_key_path, load_yaml
 
 DEFAULTS_FILE = "defaults.yaml"
@@ -294,15 +294,18 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
     parsed: dict[str, _ServiceFile] = {}
     failures: dict[str, CatalogError] = {}
     files = _service_files(catalog_dir)
-    for service, paths in files.items():
-        try:
-            _refuse_duplicates(paths, catalog_dir)
-            parsed[service] = _read_service(paths[0], catalog_dir)
-            loaded[service] = _targets_of(
-                parsed[service], catalog_dir, defaults, known_templates, stack_approvers
-            )
-        except CatalogError as exc:
-            failures[service] = exc
+    # Each stack's defaults merged once: a service's variables merge onto a fresh copy of them.
+    stack_vars = {name: merge_layers(defaults.vars, stack.vars) for name, stack in defaults.stacks.items()}
+    with SourceReader(catalog_dir, what="catalog file") as reader:
+        for service, paths in files.items():
+            try:
+                _refuse_duplicates(paths, catalog_dir)
+                parsed[service] = _read_service(paths[0], catalog_dir, reader)
+                loaded[service] = _targets_of(
+                    parsed[service], catalog_dir, defaults, known_templates, stack_approvers, stack_vars
+                )
+            except CatalogError as exc:
+                failures[service] = exc
     for service, error in _shared_applications(parsed).items():
         if loaded.pop(service, None) is not None:
             failures[service] = error
@@ -340,7 +343,8 @@ def _service_files(catalog_dir: Path) -> dict[str, list[Path]]:
     """Service files by the service their name claims; dotfiles (editor locks, backups) skipped."""
     folder = catalog_dir / SERVICES_DIR
     found: dict[str, list[Path]] = {}
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+    # By name: the order Path sorts a folder's entries in, without comparing Path objects.
+    for path in sorted(folder.iterdir(), key=lambda entry: entry.name) if folder.is_dir() else []:
         if path.suffix in SERVICE_SUFFIXES and not path.name.startswith("."):
             found.setdefault(_service_name_of(path), []).append(path)
     return found
@@ -360,10 +364,15 @@ def _relative(path: Path, catalog_dir: Path) -> str:
     return f"{catalog_dir.name}/{path.relative_to(catalog_dir).as_posix()}"
 
 
-def _read_model(path: Path, catalog_dir: Path, model: type[_Strict]) -> tuple[Any, LineMap, str]:
+def _read_model(
+    path: Path, catalog_dir: Path, model: type[_Strict], reader: SourceReader | None = None
+) -> tuple[Any, LineMap, str]:
     file = _relative(path, catalog_dir)
     try:
-        text = read_text_file(path, root=catalog_dir, what="catalog file")
+        if reader is None:
+            text = read_text_file(path, root=catalog_dir, what="catalog file")
+        else:
+            text = reader.read(path)
     except UnsafeFileError as exc:
         raise CatalogError(SourceLocation(file), str(exc)) from None
     data, lines = load_yaml(text, file)
@@ -520,8 +529,8 @@ class _ServiceFile:
         return CatalogError(SourceLocation(self.file, format_key_path(loc), self.lines.line_of(loc)), message)
 
 
-def _read_service(path: Path, catalog_dir: Path) -> _ServiceFile:
-    service, lines, file = _read_model(path, catalog_dir, Service)
+def _read_service(path: Path, catalog_dir: Path, reader: SourceReader) -> _ServiceFile:
+    service, lines, file = _read_model(path, catalog_dir, Service, reader)
     assert isinstance(service, Service)
     found = _ServiceFile(service, lines, file)
     if service.name != _service_name_of(path):
@@ -648,7 +657,9 @@ def _targets_of(
     defaults: Defaults,
     known_templates: frozenset[str],
     stack_approvers: Mapping[str, ApproverPolicy] | None = None,
+    stack_vars: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Target]:
+    """The service's targets; stack_vars: each stack's defaults.yaml variables, merged already."""
     service, fail, file = found.service, found.error, found.file
     targets = []
     for stack_name, stack in service.stacks.items():
@@ -676,7 +687,10 @@ def _targets_of(
         approvers = _service_approvers(
             found, catalog_dir, stack_name, stack, (stack_approvers or {}).get(stack_name)
         )
-        variables = merge_layers(defaults.vars, stack_defaults.vars, service.vars, stack.vars)
+        if stack_vars is None:
+            variables = merge_layers(defaults.vars, stack_defaults.vars, service.vars, stack.vars)
+        else:  # the same tree (merging is applied layer by layer), copied afresh for this service
+            variables = merge_layers(stack_vars[stack_name], service.vars, stack.vars)
         for template in stack.pipelines:
             key = partition_key(service.name, stack_name, template)
             targets.append(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 # Never change: every managed pipeline id is derived from it.
 PIPELINE_NAMESPACE = uuid.UUID("6f1c2d0e-5b7a-5e39-9a51-7a3f0c1e2b44")
+_NAMESPACE_BYTES = PIPELINE_NAMESPACE.bytes
 
 # Stage fields holding expected-artifact ids (reference/front50.md); dotted = nested.
 STAGE_ARTIFACT_ID_FIELDS = (
@@ -26,8 +28,15 @@ KEEP_WITHOUT_ID = "pipelineSyncNoId"
 
 
 def pipeline_id_for(key: str) -> str:
-    """The managed id of partition key service/stack/template: a lower-case UUID."""
-    return str(uuid.uuid5(PIPELINE_NAMESPACE, key))
+    """The managed id of partition key service/stack/template: a lower-case UUID.
+
+    str(uuid.uuid5(PIPELINE_NAMESPACE, key)), built without the UUID object (a plan of one key
+    derives the id of every target in the fleet for its collision check)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + key.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _child_id(pipeline_id: str, kind: str, name: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -27,9 +27,33 @@ def merge_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
 def _merge_into(owned: dict[str, Any], override: Mapping[str, Any]) -> None:
     for key, value in override.items():
         current = owned.get(key)
-        if isinstance(current, Mapping) and isinstance(value, Mapping):
+        if _is_mapping(current) and _is_mapping(value):
             if not isinstance(current, dict):
                 current = owned[key] = dict(current)
             _merge_into(current, value)
         else:
-            owned[key] = copy.deepcopy(value)
+            owned[key] = _copied(value)
+
+
+# Values copy.deepcopy returns as they are; everything else a YAML load yields is a dict or list.
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """isinstance(value, Mapping), without the ABC check for the types YAML loads most."""
+    kind = type(value)
+    return kind is dict or (kind not in _ATOMS and kind is not list and isinstance(value, Mapping))
+
+
+def _copied(value: Any) -> Any:
+    """copy.deepcopy(value), built directly for the plain trees YAML loads (dicts, lists, atoms):
+    deepcopy's memo and dispatch cost more than the copy. Keys are hashable, so never copied
+    (deepcopy returns them as they are); any other type is left to deepcopy."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict:
+        return {key: _copied(item) for key, item in value.items()}
+    if kind is list:
+        return [_copied(item) for item in value]
+    return copy.deepcopy(value)

@@ -46,6 +46,73 @@ def read_text_file(path: Path, *, root: Path, what: str, max_bytes: int = MAX_SO
     try:
         _check_regular(os.stat(real), what, max_bytes)  # before opening: opening a FIFO blocks
         fd = os.open(real, _READ_FLAGS)
+    except OSError as exc:
+        raise UnsafeFileError(f"cannot read file: {exc}") from None
+    return _read_opened(fd, what, max_bytes)
+
+
+class SourceReader:
+    """read_text_file for the many files of one folder tree (a catalog load), without resolving
+    every path again: each folder is resolved once, checked to lie inside root, and opened, and
+    its files are then opened relative to that open folder. A file that is not a symlink in its
+    folder is read as read_text_file would read it, with the same checks (a regular file, of at
+    most max_bytes, checked again once open) and messages; a symlink, or a file the shortcut
+    cannot open, is read by read_text_file itself, which resolves it and words any refusal.
+    Holding the folder open means a folder swapped for a link meanwhile is never followed. Use it
+    as a context manager: leaving closes the folders."""
+
+    def __init__(self, root: Path, *, what: str, max_bytes: int = MAX_SOURCE_FILE_BYTES) -> None:
+        self._root = Path(root)
+        self._what = what
+        self._max_bytes = max_bytes
+        self._real_root: Path | None = None
+        self._folders: dict[Path, int | None] = {}  # folder -> an open fd of it inside root, else None
+
+    def __enter__(self) -> SourceReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for fd in self._folders.values():
+            if fd is not None:
+                os.close(fd)
+        self._folders.clear()
+
+    def read(self, path: Path) -> str:
+        """What read_text_file(path, root=root, what=what, max_bytes=max_bytes) returns, or raises
+        for the file as it is when the read gets to it."""
+        path = Path(path)
+        folder = self._folder(path.parent) if path.name not in ("", ".", "..") else None
+        if folder is not None:
+            try:
+                info = os.stat(path.name, dir_fd=folder, follow_symlinks=False)
+                if not stat.S_ISLNK(info.st_mode):
+                    _check_regular(info, self._what, self._max_bytes)  # before opening, as above
+                    fd = os.open(path.name, _READ_FLAGS, dir_fd=folder)
+                    return _read_opened(fd, self._what, self._max_bytes)
+            except OSError:
+                pass  # read_text_file words the failure, with the file's full path
+        return read_text_file(path, root=self._root, what=self._what, max_bytes=self._max_bytes)
+
+    def _folder(self, folder: Path) -> int | None:
+        if folder not in self._folders:
+            self._folders[folder] = self._open_folder(folder)
+        return self._folders[folder]
+
+    def _open_folder(self, folder: Path) -> int | None:
+        try:
+            if self._real_root is None:
+                self._real_root = self._root.resolve(strict=True)
+            real = folder.resolve(strict=True)
+            if not real.is_relative_to(self._real_root):
+                return None
+            return os.open(real, _DIR_FLAGS)
+        except (OSError, RuntimeError):
+            return None
+
+
+def _read_opened(fd: int, what: str, max_bytes: int) -> str:
+    """The text of the file open as fd (closed here), checked again now that it is open."""
+    try:
         with os.fdopen(fd, "rb") as handle:
             _check_regular(os.fstat(fd), what, max_bytes)  # it may have been swapped since the stat
             data = handle.read(max_bytes + 1)

@@ -11,9 +11,40 @@ import yaml
 from pipeline_sync.errors import SourceLocation, YamlDocumentError
 
 try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+    _Base: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+# Plain scalars this short have their resolved tag remembered (most repeat: keys, stack and
+# template names, numbers, booleans); at most this many are kept.
+_MEMO_VALUE_CHARS = 64
+_MEMO_ENTRIES = 8192
+_implicit_tags: dict[str, str] = {}
+
+
+class _Loader(_Base):  # type: ignore[misc, valid-type]
+    """The safe loader, resolving tags as it does, with less work per node: neither it nor
+    PyYAML's safe loader has path resolvers, so descending and ascending track nothing, and a
+    plain scalar's implicit tag depends on its text alone."""
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        if self.yaml_path_resolvers:  # pragma: no cover - none are ever added
+            super().descend_resolver(current_node, current_index)
+
+    def ascend_resolver(self) -> None:
+        if self.yaml_path_resolvers:  # pragma: no cover - none are ever added
+            super().ascend_resolver()
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is not yaml.ScalarNode or not implicit[0] or self.yaml_path_resolvers:
+            return str(super().resolve(kind, value, implicit))
+        tag = _implicit_tags.get(value)
+        if tag is None:
+            tag = str(super().resolve(kind, value, implicit))
+            if len(value) <= _MEMO_VALUE_CHARS and len(_implicit_tags) < _MEMO_ENTRIES:
+                _implicit_tags[value] = tag
+        return tag
+
 
 MAX_DOCUMENT_BYTES = 1_048_576
 MAX_EXPANDED_NODES = 200_000
@@ -82,10 +113,14 @@ def load_yaml(text: str, file: str, *, keep_quoting: bool = False) -> tuple[Any,
         node = loader.get_single_node()
         if node is None:
             return None, LineMap({})
-        _check_graph(node, file)
-        lines: dict[KeyPath, int] = {}
-        _check_nodes(node, (), file, lines)
-        data = loader.construct_document(node)
+        found = _plain_document(loader, node, keep_quoting)
+        if found is None:  # anything unusual: every check and PyYAML's constructor, in their order
+            _check_graph(node, file)
+            lines: dict[KeyPath, int] = {}
+            _check_nodes(node, (), file, lines)
+            data = loader.construct_document(node)
+        else:
+            data, lines = found
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -100,6 +135,88 @@ def load_yaml(text: str, file: str, *, keep_quoting: bool = False) -> tuple[Any,
     finally:
         loader.dispose()
     return data, LineMap(lines)
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
+# Keys the safe constructor treats specially (flatten_mapping): `<<` merges, `=` is a value key.
+_SPECIAL_KEY_TAGS = frozenset({"tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"})
+
+
+class _Unusual(Exception):
+    """A document _plain_document leaves to the full checks and PyYAML's constructor."""
+
+
+def _plain_document(
+    loader: yaml.SafeLoader, root: yaml.Node, keep_quoting: bool
+) -> tuple[Any, dict[KeyPath, int]] | None:
+    """The data and line map of an ordinary document, in one pass over its nodes; None for any
+    other, which load_yaml then takes through _check_graph, _check_nodes and construct_document.
+
+    Ordinary: a tree (no node reached twice, so no alias) of at most MAX_EXPANDED_NODES nodes
+    nesting at most MAX_NESTING_DEPTH levels (so _check_graph refuses nothing), without a
+    duplicate key (so _check_nodes refuses nothing, and its line map is the one built here, in
+    its order), without the keys PyYAML's constructor treats specially (`<<`, `=`) or keys that
+    are not scalars, and that PyYAML's constructors build without an error: plain strings, lists
+    and maps directly, every other scalar by the loader's own constructor. What is refused, and
+    the message and line of each refusal, therefore stay exactly those of the full path."""
+    builder = _PlainBuilder(loader, keep_quoting)
+    try:
+        data = builder.build(root, (), 1)
+    except Exception:  # the full path decides, and words, every refusal
+        loader.constructed_objects = {}
+        loader.recursive_objects = {}
+        loader.state_generators = []
+        loader.deep_construct = False
+        return None
+    return (data, builder.lines) if len(builder.seen) <= MAX_EXPANDED_NODES else None
+
+
+class _PlainBuilder:
+    """_plain_document's walk. A class, not nested functions: a recursive closure is a reference
+    cycle, which would keep every loader alive until the cyclic GC runs (paused during loads)."""
+
+    def __init__(self, loader: yaml.SafeLoader, keep_quoting: bool) -> None:
+        self.loader = loader
+        self.keep_quoting = keep_quoting
+        self.seen: set[int] = set()
+        self.lines: dict[KeyPath, int] = {}
+
+    def build(self, node: Any, path: KeyPath, depth: int) -> Any:  # a yaml.Node; exact type checks
+        seen, lines = self.seen, self.lines
+        if depth > MAX_NESTING_DEPTH or id(node) in seen:
+            raise _Unusual
+        seen.add(id(node))
+        lines.setdefault(path, node.start_mark.line + 1)
+        kind, tag = type(node), node.tag
+        if kind is yaml.ScalarNode:
+            return self.scalar(node)
+        if len(seen) > MAX_EXPANDED_NODES:
+            raise _Unusual
+        if kind is yaml.SequenceNode and tag == _SEQ_TAG:
+            return [self.build(child, (*path, index), depth + 1) for index, child in enumerate(node.value)]
+        if kind is not yaml.MappingNode or tag != _MAP_TAG:
+            raise _Unusual  # sets, ordered maps, pairs, explicit tags on collections
+        mapping: dict[Any, Any] = {}
+        names: set[str] = set()
+        for key_node, value_node in node.value:
+            if type(key_node) is not yaml.ScalarNode or key_node.tag in _SPECIAL_KEY_TAGS:
+                raise _Unusual
+            name = str(key_node.value)
+            if name in names or id(key_node) in seen:
+                raise _Unusual
+            names.add(name)
+            seen.add(id(key_node))
+            lines[(*path, name)] = key_node.start_mark.line + 1
+            mapping[self.scalar(key_node)] = self.build(value_node, (*path, name), depth + 1)
+        return mapping
+
+    def scalar(self, node: Any) -> Any:
+        if node.tag == _STR_TAG:
+            value = node.value
+            return QuotedText(value) if self.keep_quoting and node.style else value
+        return self.loader.construct_object(node, deep=True)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

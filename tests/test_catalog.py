@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from pipeline_sync.catalog import Catalog, load_catalog
 from pipeline_sync.merge import deep_merge, merge_layers
 from pipeline_sync.render import Renderer
 from pipeline_sync.variables import unused_variables
-from pipeline_sync.yamlsafe import MAX_DOCUMENT_BYTES
+from pipeline_sync.yamlsafe import MAX_DOCUMENT_BYTES, QuotedText
 
 if TYPE_CHECKING:
     from conftest import MakeProject
@@ -153,9 +154,14 @@ def test_maps_merge_deeply_lists_and_scalars_replace(make_project: MakeProject, 
 def test_targets_do_not_share_mutable_variables(make_project: MakeProject, tmp_path: Path) -> None:
     defaults = {"vars": {"helm": {"chart": "c"}, "weights": [1, 2]}, "stacks": {"dev": {}, "prod": {}}}
     stacks = {"dev": {"pipelines": ["deploy"]}, "prod": {"pipelines": ["deploy"]}}
-    targets = make_project(tmp_path, defaults=defaults, services={"svc": {"stacks": stacks}}).load().targets
+    services = {"svc": {"stacks": stacks}, "other": {"stacks": stacks}}
+    targets = make_project(tmp_path, defaults=defaults, services=services).load().targets
     dev, prod = targets["svc/dev/deploy"].context, targets["svc/prod/deploy"].context
     assert dev["helm"] is not prod["helm"] and dev["weights"] is not prod["weights"]
+    # Each stack's defaults are merged once, then copied for each service: never shared.
+    other = targets["other/prod/deploy"].context
+    assert other["helm"] is not prod["helm"] and other["weights"] is not prod["weights"]
+    assert other["helm"] == prod["helm"] == {"chart": "c"}
 
 
 def test_merge_functions_do_not_mutate_their_inputs() -> None:
@@ -165,6 +171,20 @@ def test_merge_functions_do_not_mutate_their_inputs() -> None:
     merged["m"]["l"].append(2)
     assert base == {"m": {"a": 1, "l": [1]}} and override == {"m": {"b": 2}}
     assert merge_layers({"x": 1}, {}, {"x": 2}, {"y": 3}) == {"x": 2, "y": 3}
+
+
+def test_merged_variables_share_no_mutable_value_with_the_layers() -> None:
+    """merge_layers copies plain trees directly and anything else with deepcopy: no list, map or
+    set of a layer (however nested, whatever YAML type) may be reachable from the result."""
+    when = datetime.date(2001, 12, 14)
+    layer = {"l": [{"m": [1]}], "s": {"a"}, "d": when, "b": b"x", "q": QuotedText("3"), "t": (1, [2])}
+    merged = merge_layers({"l": "replaced"}, layer, {"extra": {"n": [3]}})
+    assert merged == {**layer, "extra": {"n": [3]}}
+    assert type(merged["q"]) is QuotedText
+    for key in ("l", "s", "t"):
+        assert merged[key] is not layer[key]
+    assert merged["l"][0] is not layer["l"][0] and merged["l"][0]["m"] is not layer["l"][0]["m"]
+    assert merged["t"][1] is not layer["t"][1]
 
 
 def test_pinned_ids(make_project: MakeProject, tmp_path: Path) -> None:

@@ -60,6 +60,15 @@ def test_pipeline_id_is_a_deterministic_lower_case_uuid_of_the_key() -> None:
     assert len({pipeline_id_for(key) for key in keys}) == len(keys)
 
 
+@pytest.mark.parametrize(
+    "key",
+    ["svc/dev/deploy", "", "a", "ünï/cødé/🚀", "x" * 1000, *(f"svc-{i:05d}/prod/deploy" for i in range(200))],
+)
+def test_pipeline_id_is_exactly_uuid5_of_the_key(key: str) -> None:
+    """pipeline_id_for builds the UUID's text itself: it must be uuid5's, byte for byte."""
+    assert pipeline_id_for(key) == str(uuid.uuid5(uuid.UUID("6f1c2d0e-5b7a-5e39-9a51-7a3f0c1e2b44"), key))
+
+
 def test_child_ids_are_stable_and_distinct() -> None:
     assert artifact_id_for(PID, "chart") == artifact_id_for(PID, "chart")
     assert UUID_TEXT.match(artifact_id_for(PID, "chart"))

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from conftest import MakeProject
@@ -19,7 +20,13 @@ from guards import deadline
 
 from pipeline_sync import safefiles
 from pipeline_sync.identity import pipeline_id_for
-from pipeline_sync.safefiles import MAX_SOURCE_FILE_BYTES, UnsafeFileError, read_text_file, write_text_file
+from pipeline_sync.safefiles import (
+    MAX_SOURCE_FILE_BYTES,
+    SourceReader,
+    UnsafeFileError,
+    read_text_file,
+    write_text_file,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 SERVICE = (
@@ -49,6 +56,24 @@ def root(tmp_path: Path) -> Path:
     return catalog
 
 
+class Reader(Protocol):
+    def __call__(self, path: Path, *, root: Path, what: str, max_bytes: int = ...) -> str: ...
+
+
+def read_with_source_reader(
+    path: Path, *, root: Path, what: str, max_bytes: int = MAX_SOURCE_FILE_BYTES
+) -> str:
+    with SourceReader(root, what=what, max_bytes=max_bytes) as reader:
+        return reader.read(path)
+
+
+@pytest.fixture(params=[read_text_file, read_with_source_reader], ids=["read_text_file", "SourceReader"])
+def read(request: pytest.FixtureRequest) -> Reader:
+    """Every reading guarantee holds for one file alone and for a catalog load's SourceReader."""
+    reader: Reader = request.param
+    return reader
+
+
 def plant_fifo(path: Path) -> None:
     os.mkfifo(path)
 
@@ -76,77 +101,77 @@ def plant_link(target: str) -> Callable[[Path], None]:
     ],
 )
 def test_what_is_not_a_regular_file_inside_the_root_is_refused_unopened(
-    root: Path, plant: Callable[[Path], None], expected: str
+    read: Reader, root: Path, plant: Callable[[Path], None], expected: str
 ) -> None:
     path = root / "services" / "svc.yaml"
     plant(path)
     with pytest.raises(UnsafeFileError) as caught:
-        read_text_file(path, root=root, what="catalog file")
+        read(path, root=root, what="catalog file")
     tmp = root.parent.resolve()
     assert str(caught.value) == expected.format(tmp=tmp, path=root.resolve() / "services" / "missing.yaml")
 
 
-def test_a_device_is_refused() -> None:
+def test_a_device_is_refused(read: Reader) -> None:
     with pytest.raises(UnsafeFileError) as caught:
-        read_text_file(Path("/dev/zero"), root=Path("/dev"), what="catalog file")
+        read(Path("/dev/zero"), root=Path("/dev"), what="catalog file")
     assert str(caught.value) == NOT_REGULAR.format(kind="a character device")
 
 
-def test_a_directory_linked_from_outside_is_refused(root: Path, tmp_path: Path) -> None:
+def test_a_directory_linked_from_outside_is_refused(read: Reader, root: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "svc.yaml").write_text(SERVICE.format(name="svc"))
     (root / "services").rmdir()
     (root / "services").symlink_to(elsewhere)
     with pytest.raises(UnsafeFileError) as caught:
-        read_text_file(root / "services" / "svc.yaml", root=root, what="catalog file")
+        read(root / "services" / "svc.yaml", root=root, what="catalog file")
     assert str(caught.value) == OUTSIDE.format(target=elsewhere.resolve() / "svc.yaml")
 
 
-def test_a_link_inside_the_root_is_followed(root: Path) -> None:
+def test_a_link_inside_the_root_is_followed(read: Reader, root: Path) -> None:
     (root / "services" / "alias.yaml").symlink_to("../defaults.yaml")
-    text = read_text_file(root / "services" / "alias.yaml", root=root, what="catalog file")
+    text = read(root / "services" / "alias.yaml", root=root, what="catalog file")
     assert text == "stacks: {dev: {}}\n"
 
 
-def test_text_reads_as_python_text_mode_reads_it(root: Path) -> None:
+def test_text_reads_as_python_text_mode_reads_it(read: Reader, root: Path) -> None:
     path = root / "services" / "svc.yaml"
     path.write_bytes("\ufeffa: 1\r\nb: é\rc: 3\n".encode())
-    assert read_text_file(path, root=root, what="catalog file") == path.read_text(encoding="utf-8")
+    assert read(path, root=root, what="catalog file") == path.read_text(encoding="utf-8")
 
 
-def test_not_utf8_is_refused(root: Path) -> None:
+def test_not_utf8_is_refused(read: Reader, root: Path) -> None:
     path = root / "services" / "svc.yaml"
     path.write_bytes(b"name: \xff\n")
     with pytest.raises(UnsafeFileError) as caught:
-        read_text_file(path, root=root, what="catalog file")
+        read(path, root=root, what="catalog file")
     assert str(caught.value) == (
         "cannot read file: 'utf-8' codec can't decode byte 0xff in position 6: invalid start byte"
     )
 
 
 @pytest.mark.parametrize(("size", "refused"), [(10, False), (11, True)])
-def test_size_limit(root: Path, size: int, refused: bool) -> None:
+def test_size_limit(read: Reader, root: Path, size: int, refused: bool) -> None:
     path = root / "services" / "svc.yaml"
     path.write_text("x" * size)
     if not refused:
-        assert read_text_file(path, root=root, what="template", max_bytes=10) == "x" * size
+        assert read(path, root=root, what="template", max_bytes=10) == "x" * size
         return
     with pytest.raises(UnsafeFileError) as caught:
-        read_text_file(path, root=root, what="template", max_bytes=10)
+        read(path, root=root, what="template", max_bytes=10)
     assert str(caught.value) == (
         "this template is larger than 10 bytes (11 bytes); split it or make it smaller"
     )
 
 
-def test_size_is_checked_before_reading(root: Path) -> None:
+def test_size_is_checked_before_reading(read: Reader, root: Path) -> None:
     """A sparse 64 GiB file costs nothing on disk: reading it would exhaust memory."""
     path = root / "services" / "svc.yaml"
     path.touch()
     os.truncate(path, 64 << 30)
     started = time.monotonic()
     with pytest.raises(UnsafeFileError) as caught:
-        read_text_file(path, root=root, what="catalog file")
+        read(path, root=root, what="catalog file")
     assert time.monotonic() - started < 1
     assert str(caught.value) == (
         f"this catalog file is larger than {MAX_SOURCE_FILE_BYTES} bytes ({64 << 30} bytes); "
@@ -159,47 +184,59 @@ def swap_before_open(monkeypatch: pytest.MonkeyPatch, swap: Callable[[], None]) 
     real_open = os.open
 
     def open_after_swap(path: str | Path, flags: int, *args: int, **kwargs: int) -> int:
-        swap()
+        if not flags & os.O_DIRECTORY:  # the file's open, not SourceReader's of its folder
+            swap()
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(safefiles.os, "open", open_after_swap)
 
 
 def test_a_fifo_swapped_in_after_the_check_is_refused_without_blocking(
-    root: Path, monkeypatch: pytest.MonkeyPatch
+    read: Reader, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = root / "services" / "svc.yaml"
     path.write_text("a: 1\n")
     swap_before_open(monkeypatch, lambda: (path.unlink(), os.mkfifo(path)))
     with pytest.raises(UnsafeFileError) as caught:
-        read_text_file(path, root=root, what="catalog file")
+        read(path, root=root, what="catalog file")
     assert str(caught.value) == NOT_REGULAR.format(kind="a FIFO (named pipe)")
 
 
 def test_a_link_swapped_in_after_the_check_is_not_followed(
-    root: Path, monkeypatch: pytest.MonkeyPatch
+    read: Reader, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = root / "services" / "svc.yaml"
     path.write_text("a: 1\n")
     swap_before_open(monkeypatch, lambda: (path.unlink(), path.symlink_to("/etc/passwd")))
     with pytest.raises(UnsafeFileError) as caught:
-        read_text_file(path, root=root, what="catalog file")
-    assert str(caught.value) == f"cannot read file: [Errno 40] Too many levels of symbolic links: '{path}'"
+        read(path, root=root, what="catalog file")
+    # read_text_file resolved the path before the swap, so the open itself refuses the link;
+    # SourceReader's open refuses it too, then resolves the path as it now is, and says where it leads.
+    expected = (
+        f"cannot read file: [Errno 40] Too many levels of symbolic links: '{path}'"
+        if read is read_text_file
+        else OUTSIDE.format(target="/etc/passwd")
+    )
+    assert str(caught.value) == expected
 
 
-def test_a_file_grown_after_the_check_is_refused(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_grown_after_the_check_is_refused(
+    read: Reader, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = root / "services" / "svc.yaml"
     path.write_text("a: 1\n")
     swap_before_open(monkeypatch, lambda: path.write_text("x" * 50))
     with pytest.raises(UnsafeFileError) as caught:
-        read_text_file(path, root=root, what="catalog file", max_bytes=10)
+        read(path, root=root, what="catalog file", max_bytes=10)
     assert (
         str(caught.value)
         == "this catalog file is larger than 10 bytes (50 bytes); split it or make it smaller"
     )
 
 
-def test_a_file_growing_while_read_is_cut_at_the_limit(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_growing_while_read_is_cut_at_the_limit(
+    read: Reader, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = root / "services" / "svc.yaml"
     path.write_text("a: 1\n")
     real_fstat = os.fstat
@@ -211,15 +248,47 @@ def test_a_file_growing_while_read_is_cut_at_the_limit(root: Path, monkeypatch: 
 
     monkeypatch.setattr(safefiles.os, "fstat", fstat_then_grow)
     with pytest.raises(UnsafeFileError) as caught:
-        read_text_file(path, root=root, what="catalog file", max_bytes=10)
+        read(path, root=root, what="catalog file", max_bytes=10)
     assert str(caught.value) == "this catalog file is larger than 10 bytes; split it or make it smaller"
 
 
-def test_a_file_whose_size_lies_is_cut_at_the_limit() -> None:
+def test_a_file_whose_size_lies_is_cut_at_the_limit(read: Reader) -> None:
     """/proc files are regular files of size 0 whatever they hold: only the bounded read catches them."""
     with pytest.raises(UnsafeFileError) as caught:
-        read_text_file(Path("/proc/self/status"), root=Path("/proc/self"), what="catalog file", max_bytes=10)
+        read(Path("/proc/self/status"), root=Path("/proc/self"), what="catalog file", max_bytes=10)
     assert str(caught.value) == "this catalog file is larger than 10 bytes; split it or make it smaller"
+
+
+def test_a_folder_swapped_for_a_link_is_not_followed_by_the_reader_holding_it(
+    root: Path, tmp_path: Path
+) -> None:
+    """SourceReader resolves a folder once and holds it open: a folder swapped for a link to
+    elsewhere afterwards never redirects a read (a cached resolved path would follow the link)."""
+    services = root / "services"
+    (services / "a.yaml").write_text("a: inside\n")
+    (services / "b.yaml").write_text("b: inside\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "b.yaml").write_text("b: secret\n")
+    (elsewhere / "c.yaml").write_text("c: secret\n")
+    with SourceReader(root, what="catalog file") as reader:
+        assert reader.read(services / "a.yaml") == "a: inside\n"
+        services.rename(root / "services-before")
+        services.symlink_to(elsewhere)
+        assert reader.read(services / "b.yaml") == "b: inside\n"
+        with pytest.raises(UnsafeFileError) as caught:
+            reader.read(services / "c.yaml")
+    assert str(caught.value) == OUTSIDE.format(target=elsewhere.resolve() / "c.yaml")
+
+
+def test_the_reader_closes_the_folders_it_opened(root: Path) -> None:
+    (root / "services" / "svc.yaml").write_text("a: 1\n")
+    before = set(os.listdir("/proc/self/fd"))
+    with SourceReader(root, what="catalog file") as reader:
+        reader.read(root / "services" / "svc.yaml")
+        reader.read(root / "defaults.yaml")
+        assert len(set(os.listdir("/proc/self/fd")) - before) == 2
+    assert set(os.listdir("/proc/self/fd")) == before
 
 
 # --- writing ---------------------------------------------------------------------------------------

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
+from typing import Any
 
 import pytest
 
+from pipeline_sync import yamlsafe
 from pipeline_sync.errors import YamlDocumentError
 from pipeline_sync.yamlsafe import (
     MAX_DOCUMENT_BYTES,
@@ -152,3 +156,114 @@ def test_keep_quoting_marks_quoted_and_block_scalars() -> None:
     assert data == {"a": "3", "b": "3", "c": 3, "d": "plain", "e": "block\n", "f": "folded"}
     plain, _ = load_yaml(text, FILE)
     assert not any(isinstance(value, QuotedText) for value in plain.values())
+
+
+def typed(value: Any) -> Any:
+    """value with every type spelled out, so 1, 1.0, True and "1" never compare equal."""
+    if isinstance(value, dict):
+        return ("dict", [(typed(k), typed(v)) for k, v in value.items()])
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [typed(item) for item in value])
+    if isinstance(value, set):
+        return ("set", sorted(typed(item) for item in value))
+    return (type(value).__name__, value)
+
+
+def constructed_by_pyyaml(text: str, keep_quoting: bool) -> Any:
+    """The document as PyYAML's own construct_document builds it (same loader, same constructors)."""
+    loader = (yamlsafe._QuotingLoader if keep_quoting else yamlsafe._Loader)(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def lines_by_check_nodes(text: str) -> dict[yamlsafe.KeyPath, int]:
+    loader = yamlsafe._Loader(text)
+    try:
+        found: dict[yamlsafe.KeyPath, int] = {}
+        yamlsafe._check_nodes(loader.get_single_node(), (), FILE, found)
+        return found
+    finally:
+        loader.dispose()
+
+
+SCALARS = (
+    "a: 1\nb: 1.5\nc: true\nd: ~\ne: 2001-12-14\nf: 2001-12-14t21:59:43.10-05:00\ng: 0x1F\n"
+    "h: 1_000\ni: .inf\nj: !!binary aGVsbG8=\nk: '3'\nl: |\n  block\nm: >-\n  folded\nn: no\no: ''\n"
+    "p: !!str 3\nq: !!int '7'\nr: !!float 1\ns:\nt: 0o17\nu: 190:20:30\nv: -.5e3\n"
+)
+
+
+@pytest.mark.parametrize("keep_quoting", [False, True], ids=["plain", "keep_quoting"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        SCALARS,
+        "name: svc\nstacks:\n  prod:\n    pipelines: [deploy, 'canary', \"x\"]\n    vars: {a: [1, {b: c}]}\n",
+        "- 1\n- [2, [3, {x: [4]}]]\n- {}\n- []\n",
+        "plain string\n",
+        "'quoted string'\n",
+        "child:\n  <<: {a: 1, b: 1}\n  b: 2\n",  # a merge key with no alias: PyYAML flattens it
+        "base: &b {a: 1, b: 1}\nchild:\n  <<: *b\n  b: 2\n",
+        "x: &x {a: [1]}\ny: *x\n",
+        "=: 1\nx: 2\n",  # `=` resolves to the value tag, which PyYAML's constructor turns into "="
+        "1: a\n01: b\ntrue: c\nyes: d\n~: e\n2001-12-14: f\n1.5: g\n",
+        "s: !!set {a, b}\no: !!omap [{a: 1}, {b: 2}]\np: !!pairs [{a: 1}, {a: 2}]\n",
+        "m: !!map {a: 1}\nq: !!seq [1]\nr: !!str plain\n",
+    ],
+)
+def test_data_is_what_pyyaml_constructs(text: str, keep_quoting: bool) -> None:
+    """load_yaml builds plain strings, lists and maps directly: every value, type and quoting mark
+    must be what PyYAML's own constructor makes of the same document."""
+    data, lines = load_yaml(text, FILE, keep_quoting=keep_quoting)
+    expected = constructed_by_pyyaml(text, keep_quoting)
+    assert typed(data) == typed(expected)
+    assert lines._lines == lines_by_check_nodes(text)  # the one-pass line map is the full walk's
+    quoted = [v for v in (data.values() if isinstance(data, dict) else []) if isinstance(v, QuotedText)]
+    assert len(quoted) == len(
+        [v for v in (expected.values() if isinstance(expected, dict) else []) if isinstance(v, QuotedText)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # PyYAML fills nested maps after their parent's own values: `c` (line 3) fails first.
+        (
+            "a:\n  b: !!foo x\nc: !!bar y\n",
+            f"{FILE}:3: YAML error: could not determine a constructor for the tag 'tag:yaml.org,2002:bar'",
+        ),
+        ("? [a, b]\n: 1\n", f"{FILE}:1: YAML error: while constructing a mapping, found unhashable key"),
+        (
+            "a: !!seq {x: 1}\n",
+            f"{FILE}:1: YAML error: expected a sequence node, but found mapping",
+        ),
+    ],
+)
+def test_construction_errors_are_pyyamls(text: str, expected: str) -> None:
+    assert error_of(text) == expected
+
+
+def test_a_tree_too_large_is_refused_without_any_alias() -> None:
+    text = "[" + "0," * MAX_EXPANDED_NODES + "0]\n"
+    assert error_of(text) == (
+        f"{FILE}:1: document expands to more than {MAX_EXPANDED_NODES} nodes through YAML aliases; "
+        "refusing it"
+    )
+    data, _ = load_yaml("[" + "0," * (MAX_EXPANDED_NODES - 2) + "0]\n", FILE)
+    assert len(data) == MAX_EXPANDED_NODES - 1
+
+
+@pytest.mark.parametrize("text", [SCALARS, "a:\n  b: !!foo x\nc: !!bar y\n", "x: &x {a: [1]}\ny: *x\n"])
+def test_a_load_leaves_no_garbage_cycle(text: str) -> None:
+    """Catalog loads pause the cyclic GC: a load whose objects only the GC can free (a recursive
+    closure, say) would keep every file's loader and nodes in memory until the load ends."""
+    gc.collect()
+    gc.disable()
+    try:
+        with contextlib.suppress(YamlDocumentError):
+            load_yaml(text, FILE)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
