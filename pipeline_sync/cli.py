@@ -18,6 +18,7 @@ import click
 from pipeline_sync import engine
 from pipeline_sync.adopt import adopt as adopt_pipeline
 from pipeline_sync.approve_sign import read_approvals, sign_approvals, signing_notes, unsigned_note
+from pipeline_sync.catalog import Catalog
 from pipeline_sync.engine import ApplyResult, Selection
 from pipeline_sync.errors import PipelineSyncError
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
@@ -268,24 +269,32 @@ def plan(
         except OSError as exc:
             echo(f"error: cannot save the plan to {out}: {exc.strerror or exc}; nothing was saved.", err=True)
             ctx.exit(EXIT_ERROR)
+    pending = [k for k, e in the_plan.entries.items() if e.actionable]
+    unsigned = unsigned_note(ws.catalog, pending)
+    approval_notes = [
+        *signing_notes(ws.catalog, the_plan.entries.values()),
+        *([unsigned] if unsigned else []),
+    ]
     if output_format == "json":
-        echo(json.dumps(_json_entries(the_plan), indent=2, sort_keys=True))
+        echo(json.dumps(_json_entries(the_plan, ws.catalog, approval_notes), indent=2, sort_keys=True))
     elif output_format == "markdown":
         errors = [str(error) for error in ws.catalog.errors]
-        echo(plan_markdown(the_plan, catalog_errors=errors, saved_as=str(out) if out else None), nl=False)
+        saved = str(out) if out else None
+        echo(plan_markdown(the_plan, catalog_errors=errors, saved_as=saved, notes=approval_notes), nl=False)
     else:
         _print_plan(the_plan, verbose=verbose)
         for line in signing_notes(ws.catalog, the_plan.entries.values()):
             echo(line)
-        note = unsigned_note(ws.catalog, [k for k, e in the_plan.entries.items() if e.actionable])
-        if note:
-            echo(f"note: {note}", err=True)
+        if unsigned:
+            echo(f"note: {unsigned}", err=True)
         if out is not None:
             echo(f"\nSaved the plan to {out}. Apply exactly it with: pipeline-sync apply {out}")
     ctx.exit(plan_exit_code(the_plan, catalog_failed=bool(ws.catalog.errors), mode=exit_codes))
 
 
-def _json_entries(the_plan: Plan) -> dict[str, Any]:
+def _json_entries(the_plan: Plan, catalog: Catalog, notes: list[str]) -> dict[str, Any]:
+    """The machine format: each entry (with who must sign its approval, and who signed the live
+    version's), the fleet summary, warnings and the approval notes the text output prints."""
     return {
         "entries": [
             {
@@ -298,12 +307,20 @@ def _json_entries(the_plan: Plan) -> dict[str, Any]:
                 "drift_kind": e.drift_kind,
                 "drift_fields": list(e.drift_fields),
                 "adopt": e.adopt,
+                "approvers": _approvers_of(catalog, e.key),
+                "live_signed_by": the_plan.signed_by.get(e.key),
             }
             for e in the_plan.entries.values()
         ],
         "summary": fleet_summary(the_plan),
         "warnings": list(the_plan.warnings),
+        "notes": notes,
     }
+
+
+def _approvers_of(catalog: Catalog, key: str) -> str | None:
+    policy = catalog.approver_policy(key)
+    return policy.describe() if policy is not None else None
 
 
 def _print_entry(entry: PlanEntry, *, verbose: bool = False) -> None:

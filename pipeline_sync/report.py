@@ -164,6 +164,7 @@ def plan_markdown(
     catalog_errors: Iterable[str] = (),
     saved_as: str | None = None,
     limit: int = COMMENT_LIMIT,
+    notes: Iterable[str] = (),
 ) -> str:
     """The plan as one review comment of at most limit characters: counts per stack, one
     collapsible unified diff per distinct change (entries with equal signatures share one),
@@ -177,6 +178,9 @@ def plan_markdown(
     else:
         full = f"save the full plan with {_code('pipeline-sync plan --out plan.json')}"
     head = "\n".join(_header(plan, summary))
+    notes_text = "\n".join(f"> {note}" for note in notes)
+    if notes_text:
+        head = f"{head}\n\n{notes_text}"
     attention = _bounded(_attention(plan, list(catalog_errors)), ATTENTION_LIMIT, full)
     footer = f"---\n\n<sub>{full[0].upper()}{full[1:]}.</sub>\n"
     budget = limit - len(head) - len(attention) - len(footer) - 500  # 500: the "not shown" line

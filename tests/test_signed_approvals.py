@@ -485,3 +485,24 @@ def test_sign_with_a_public_key_the_agent_lacks_is_a_clear_error(
     result = cli(project, "approve", KEY, "--digest", digest, "--sign", bob, "--print")
     assert result.exit_code == 1
     assert result.output.startswith(f"error: could not sign the approval of {KEY} with {bob}: ")
+
+
+def test_plan_json_and_markdown_say_who_must_sign_and_who_signed(
+    planned: tuple[Path, Path, str], keys: Keys
+) -> None:
+    project, plan_file, _ = planned
+    publish_prod(project, plan_file, keys)
+    defaults = project / "catalog" / "defaults.yaml"
+    defaults.write_text(defaults.read_text().replace("description: plain", "description: changed"))
+
+    as_json = cli(project, "plan", "--format", "json")
+    markdown = cli(project, "plan", "--format", "markdown")
+
+    entries = {e["key"]: e for e in json.loads(as_json.stdout)["entries"]}
+    signers = f"{ALICE} ({keys.fingerprint(keys.alice)}), {BOB} ({keys.fingerprint(keys.bob)})"
+    assert entries[KEY]["approvers"] == "2 signed approvals by distinct people from catalog/approvers/prod"
+    assert entries[KEY]["live_signed_by"] == signers
+    assert entries[DEV_KEY]["approvers"] is None and entries[DEV_KEY]["live_signed_by"] is None
+    need = f"Signed approvals: 1 pending change ({KEY}) needs 2 signed approvals by distinct people from "
+    assert json.loads(as_json.stdout)["notes"][0].startswith(need)
+    assert f"> {need}" in markdown.stdout
