@@ -271,19 +271,17 @@ def plan(
             ctx.exit(EXIT_ERROR)
     pending = [k for k, e in the_plan.entries.items() if e.actionable]
     unsigned = unsigned_note(ws.catalog, pending)
-    approval_notes = [
-        *signing_notes(ws.catalog, the_plan.entries.values()),
-        *([unsigned] if unsigned else []),
-    ]
+    needs_signatures = signing_notes(ws.catalog, the_plan.entries.values())
+    approval_notes = [*needs_signatures, *([unsigned] if unsigned else [])]
     if output_format == "json":
         echo(json.dumps(_json_entries(the_plan, ws.catalog, approval_notes), indent=2, sort_keys=True))
     elif output_format == "markdown":
         errors = [str(error) for error in ws.catalog.errors]
         saved = str(out) if out else None
-        echo(plan_markdown(the_plan, catalog_errors=errors, saved_as=saved, notes=approval_notes), nl=False)
+        echo(plan_markdown(the_plan, catalog_errors=errors, saved_as=saved, notes=needs_signatures), nl=False)
     else:
         _print_plan(the_plan, verbose=verbose)
-        for line in signing_notes(ws.catalog, the_plan.entries.values()):
+        for line in needs_signatures:
             echo(line)
         if unsigned:
             echo(f"note: {unsigned}", err=True)

@@ -284,16 +284,18 @@ def test_plan_json_lists_every_entry_and_select_narrows_it(tree: Project) -> Non
     result = cli(tree, "plan", "--json")
     assert result.exit_code == 2, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"entries", "summary", "warnings"} and data["warnings"] == []
+    assert set(data) == {"entries", "summary", "warnings", "notes"} and data["warnings"] == []
     assert data["summary"]["counts"] == {"create": 2}
     assert data["summary"]["pending"] == [DEV, PROD]
     fields = {
         "adopt",
+        "approvers",
         "diff",
         "digest",
         "drift_fields",
         "drift_kind",
         "key",
+        "live_signed_by",
         "messages",
         "pipeline_id",
         "status",
