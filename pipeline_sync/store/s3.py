@@ -584,17 +584,12 @@ class S3Store:
         except (ClientError, BotoCoreError):
             pass
         try:
-            response = self.client.put_object(
-                Bucket=self.settings.bucket,
-                Key=self.summary_key,
-                Body=body,
-                ContentType="application/json",
-                **condition,
-                **self.settings.put_encryption,
-            )
-        except (ClientError, BotoCoreError):
+            etag = self._put_if(self.summary_key, body, condition)
+        except StoreError:
             return False
-        self._summary_etag = str(response.get("ETag"))
+        if etag is None:  # someone else's summary is there now
+            return False
+        self._summary_etag = etag
         return True
 
     def _signal_write(self, pipeline_id: str, entry: Entry | None) -> str | None:
