@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -383,6 +383,10 @@ class SqlStore:
         with self._transaction("read the pipelines") as cursor:
             cursor.execute(self._select_rows(PIPELINES), (self.settings.limits.max_body_bytes,))
             rows = cursor.fetchall()
+        return self._live_rows(rows)
+
+    def _live_rows(self, rows: Iterable[tuple[Any, ...]]) -> dict[str, LiveObject]:
+        """Selected pipeline rows (id, token, body, size), by lower-case id."""
         live = {}
         for row_id, token, body, size in rows:
             pipeline_id = _clean_id(row_id)
@@ -430,11 +434,7 @@ class SqlStore:
         with self._transaction("read the pipelines a plan of a few keys needs") as cursor:
             cursor.execute(query, tuple(values))
             found = cursor.fetchall()
-        live = {}
-        for row_id, token, body, size in found:
-            pipeline_id = _clean_id(row_id)
-            live[pipeline_id] = self._live_of(pipeline_id, token, body, size)
-        return live
+        return self._live_rows(found)
 
     # -- history ------------------------------------------------------------
     def keeps_history(self) -> bool:
