@@ -436,8 +436,8 @@ def apply(
     results: list[ApplyResult] = []
     if approved:
         results += engine.apply(ws, store, approved, approver=who, signed=signed)
-    results += [_apply_rollback(ws, store, e, who, signed) for e in chosen if e.rollback_version is not None]
-    results += [_apply_release(ws, store, e, who, signed) for e in chosen if release_version(e) is not None]
+    results += [_apply_restore(ws, store, e, who, signed) for e in chosen if e.rollback_version is not None]
+    results += [_apply_restore(ws, store, e, who, signed) for e in chosen if release_version(e) is not None]
     for result in results:
         stream_err = not result.ok
         signers = f" (signed by {result.signed_by})" if result.signed_by else ""
@@ -447,31 +447,19 @@ def apply(
     ctx.exit(EXIT_OK if all(r.ok for r in results) else EXIT_ERROR)
 
 
-def _apply_rollback(
+def _apply_restore(
     ws: Sources, store: Store, entry: PlanEntry, who: str, signed: list[SignedApproval]
 ) -> ApplyResult:
-    """A rollback entry, written only with the signed approvals its stack's approvers require."""
+    """A rollback or release entry, written only with the signed approvals its stack's approvers
+    require (for a release the key has left the catalog: its stack's, Catalog.approver_policy)."""
     decision = engine.signed_approval(ws.catalog, store, entry.key, entry.digest, signed, approver=who)
     if decision.refusal is not None:
         return ApplyResult(
             entry.key, decision.refusal.outcome, decision.refusal.message, status=str(entry.status)
         )
+    if release_version(entry) is not None:
+        return apply_release(store, entry, approver=decision.actor)
     return apply_rollback(store, entry, approver=decision.approver, marker=decision.marker)
-
-
-def _apply_release(
-    ws: Sources, store: Store, entry: PlanEntry, who: str, signed: list[SignedApproval]
-) -> ApplyResult:
-    """A release entry, written only with the signed approvals its stack's approvers require (the
-    key has left the catalog, so its stack's: Catalog.approver_policy)."""
-    decision = engine.signed_approval(ws.catalog, store, entry.key, entry.digest, signed, approver=who)
-    if decision.refusal is not None:
-        return ApplyResult(
-            entry.key, decision.refusal.outcome, decision.refusal.message, status=str(entry.status)
-        )
-    return apply_release(
-        store, entry, approver=decision.judgement.principals[0] if decision.judgement else decision.approver
-    )
 
 
 @main.command()

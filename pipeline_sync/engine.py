@@ -307,6 +307,12 @@ class SignedDecision:
     marker: Mapping[str, Any] | None = None
     judgement: Judgement | None = None
 
+    @property
+    def actor(self) -> str:
+        """The one user the store writes as (Front50's X-SPINNAKER-USER, SQL's last_modified_by):
+        the first signer where there are signatures, else the approver; approvedBy names them all."""
+        return self.judgement.principals[0] if self.judgement else self.approver
+
 
 def signed_approval(
     catalog: Catalog,
@@ -387,10 +393,9 @@ def _apply_one(
         decision = signed_approval(catalog, store, key, digest, signed, approver=approver)
         if decision.refusal is not None:
             return ApplyResult(key, decision.refusal.outcome, decision.refusal.message, status=status)
-        # The store writes as one person (Front50's X-SPINNAKER-USER, SQL's last_modified_by): the
-        # first signer; the marker's approvedBy and signatures name them all.
-        actor = decision.judgement.principals[0] if decision.judgement else decision.approver
-        result = write_entry(store, entry, decision.approver, extra_marker=decision.marker, actor=actor)
+        result = write_entry(
+            store, entry, decision.approver, extra_marker=decision.marker, actor=decision.actor
+        )
         return replace(result, after=after_write(entry, result.etag), signed_by=signed_by(decision.marker))
     except StalePlanError as exc:
         return ApplyResult(key, "stale", f"{key}: {exc}", status=status)
