@@ -120,13 +120,27 @@ def _plan(workspace: Sources, store: Store, selection: Selection, *, fresh: bool
             live = _fresh_live(workspace, store, selection)
         else:
             live = _read_everything(store)
-    return _plan_against(workspace, store, live, selection, outcomes, history=not fresh)
+    the_plan = _plan_against(workspace, store, live, selection, outcomes, history=not fresh)
+    if read_related is None and not fresh and _misled(store):
+        # A body the plan read contradicted the fleet summary's voucher for it: plan again from
+        # bodies only (the summary is then rewritten from them).
+        with gc_paused():
+            live = _read_everything(store, vouched=False)
+        the_plan = _plan_against(workspace, store, live, selection, outcomes, history=True)
+    return the_plan
 
 
-def _read_everything(store: Store) -> Mapping[str, LiveObject]:
-    """Every live object; a store that keeps a fleet summary (S3) rewrites it from what it read."""
+def _read_everything(store: Store, *, vouched: bool = True) -> Mapping[str, LiveObject]:
+    """Every live object. A store that keeps a fleet summary (S3) rewrites it from what it read
+    and, with vouched, takes from it the summaries of objects its local cache lacks."""
     summarised = getattr(store, "read_live_summarised", None)
-    return summarised() if callable(summarised) else store.read_live()
+    return summarised(vouched=vouched) if callable(summarised) else store.read_live()
+
+
+def _misled(store: Store) -> bool:
+    """Whether the store's fleet summary vouched for an object its body contradicted."""
+    misled = getattr(store, "summary_misled", None)
+    return bool(misled()) if callable(misled) else False
 
 
 # A selection of at most this many listed keys is planned from what they need, not the fleet.

@@ -45,6 +45,11 @@ def _fingerprint() -> str:
 SUMMARY_FINGERPRINT = _fingerprint()
 
 
+def summaries_computed_by(limits: LiveLimits) -> str:
+    """What a stored summary must have been computed by to be reused: this code, these limits."""
+    return f"{SUMMARY_FINGERPRINT}/{limits.fingerprint}"
+
+
 @dataclass(frozen=True)
 class LiveLimits:
     """How big and how deeply nested a live object may be; past either it is unreadable, left alone.
@@ -141,10 +146,28 @@ class LiveSummary:
         """The summary stored as text, or None when it is not one (then it is recomputed)."""
         try:
             data = json.loads(text)
-            summary = cls(**data)
-        except (ValueError, TypeError):
+        except ValueError:
             return None
-        if not isinstance(summary.marker, dict | None) or not isinstance(summary.content_digest, str | None):
+        return cls.from_data(data)
+
+    @classmethod
+    def from_data(cls, data: object) -> LiveSummary | None:
+        """The summary stored as a JSON object, or None when it is not one."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            summary = cls(**data)
+        except TypeError:
+            return None
+        if not (
+            isinstance(summary.problem, str | None)
+            and isinstance(summary.has_document, bool)
+            and isinstance(summary.application, str | None)
+            and isinstance(summary.name, str | None)
+            and isinstance(summary.marker, dict | None)
+            and all(isinstance(k, str) and _is_scalar(v) for k, v in (summary.marker or {}).items())
+            and isinstance(summary.content_digest, str | None)
+        ):
             return None
         return summary
 
@@ -226,7 +249,17 @@ class LiveObject:
     the body is parsed (under the same limits) on the first read of `document`.
     """
 
-    __slots__ = ("_body", "_document", "_limits", "_problem", "_summary", "etag", "key", "pipeline_id")
+    __slots__ = (
+        "_body",
+        "_document",
+        "_fetch",
+        "_limits",
+        "_problem",
+        "_summary",
+        "etag",
+        "key",
+        "pipeline_id",
+    )
 
     def __init__(
         self,
@@ -244,6 +277,7 @@ class LiveObject:
         self._body: bytes | None = None
         self._summary: LiveSummary | None = None
         self._limits = DEFAULT_LIMITS
+        self._fetch: Callable[[LiveObject], tuple[dict[str, Any] | None, str | None]] | None = None
 
     @classmethod
     def from_body(
@@ -269,12 +303,47 @@ class LiveObject:
         return obj
 
     @classmethod
+    def vouched(
+        cls,
+        pipeline_id: str,
+        key: str,
+        etag: str,
+        summary: LiveSummary,
+        fetch: Callable[[LiveObject], bytes | None],
+        disproved: Callable[[LiveObject], None],
+        limits: LiveLimits = DEFAULT_LIMITS,
+    ) -> LiveObject:
+        """An object known only by a summary computed of it at etag by an earlier run (the fleet
+        summary), not by this process: its body is fetched, by fetch(obj) (None: it is no longer at
+        etag), only when its document is read. What was fetched is summarised afresh; if that is
+        not what was vouched, the object takes the true summary and disproved(obj) is called, so
+        a plan that believed the voucher can be made again without it."""
+        obj = cls(pipeline_id, key, etag, None, summary.problem)
+        obj._summary = summary
+        obj._limits = limits
+
+        def read(this: LiveObject) -> tuple[dict[str, Any] | None, str | None]:
+            document, problem = parse_body(fetch(this), limits)
+            true = summarise(document, problem)
+            if true != summary:
+                this._summary = true
+                disproved(this)
+            return document, problem
+
+        obj._fetch = read if summary.has_document else None
+        return obj
+
+    @classmethod
     def unreadable(cls, pipeline_id: str, key: str, etag: str, problem: str) -> LiveObject:
         """An object left alone without reading its body (too big to fetch, say)."""
         return cls(pipeline_id, key, etag, None, problem)
 
     @property
     def document(self) -> dict[str, Any] | None:
+        if self._fetch is not None:
+            fetch, self._fetch = self._fetch, None
+            self._document, self._problem = fetch(self)
+            return self._document
         if self._body is not None:
             self._document, _ = parse_body(self._body, self._limits)
             self._body = None

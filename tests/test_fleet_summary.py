@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from pipeline_sync import engine
 from pipeline_sync.engine import Selection
 from pipeline_sync.fleet_summary import FleetSummary, Related
 from pipeline_sync.identity import pipeline_id_for
+from pipeline_sync.live import LiveLimits
+from pipeline_sync.rendering import Sources
 from pipeline_sync.status import Status
 from pipeline_sync.store.front50 import change_marker_body
 from pipeline_sync.store.s3 import RequestCounter, S3Store
@@ -273,3 +276,137 @@ def test_a_summary_it_may_not_read_costs_a_listing_not_the_plan(
     counts = counted(run, lambda: narrow.update(engine.plan(workspace, run, Selection.of([KEY])).entries))
     assert narrow[KEY] == full
     assert counts["ListObjectsV2"] == 1
+
+
+# -- a full plan in a fresh pod: the summary vouches for bodies the local cache lacks ----------
+
+
+def pod(store: S3Store, tmp_path: Path, name: str) -> S3Store:
+    """A new run on a new machine: its own empty local cache."""
+    return S3Store(replace(store.settings, cache_dir=tmp_path / name), client=store.client)
+
+
+def plan_view(plan: engine.Plan) -> dict[str, tuple[str, str] | tuple[str, ...]]:
+    return {k: (str(e.status), e.digest) for k, e in plan.entries.items()} | {"warnings": plan.warnings}
+
+
+def truth(workspace: Sources, store: S3Store) -> dict[str, tuple[str, str] | tuple[str, ...]]:
+    """The plan from every body, with no local cache and no fleet summary (neither read nor written)."""
+    run = S3Store(replace(store.settings, use_cache=False), client=store.client)
+    run.read_live_summarised = None  # type: ignore[assignment,method-assign]
+    return plan_view(engine.plan(workspace, run))
+
+
+def vouched_fleet(store: S3Store, tmp_path: Path) -> tuple[Path, S3Store]:
+    """A managed fleet of 6 services, its summary written by a full plan, and one pipeline edited
+    in Deck (drift) so the next plan must read at least one body."""
+    project = fleet(tmp_path / "p", 6)
+    apply_all(project, store)
+    workspace = workspace_of(project)
+    drifted = engine.plan(workspace, store).entries["svc1/dev/deploy"].pipeline_id or ""
+    document = store.read_pipeline(drifted).document  # type: ignore[union-attr]
+    front50_writes(store, drifted, {**document, "description": "edited in Deck"})
+    engine.plan(workspace, pod(store, tmp_path, "writer"))  # writes the summary with vouchers
+    return project, store
+
+
+def test_a_fresh_pod_plans_the_fleet_reading_only_the_bodies_it_must(store: S3Store, tmp_path: Path) -> None:
+    project, store = vouched_fleet(store, tmp_path)
+    workspace = workspace_of(project)
+    expected = truth(workspace, store)
+    run = pod(store, tmp_path, "fresh")
+    got: dict[str, object] = {}
+    counts = counted(run, lambda: got.update(plan_view(engine.plan(workspace, run))))
+    assert got == expected
+    assert expected["svc1/dev/deploy"][0] == "drift"
+    # The marker, the summary and the drifted body (its history is not versioned here): not 12 bodies.
+    assert counts.get("GetObject", 0) <= 3, counts
+
+
+# Each forgery, and whether the plan must open the body it lies about (then the summary it
+# rewrites tells the truth again); a lie a plan never looks into (a name) changes no entry.
+FORGERIES: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], bool]] = {
+    "claims our marker at an older digest": (
+        lambda s: {
+            **s,
+            "marker": {"key": "svc2/dev/deploy", "renderDigest": "0" * 64},
+            "content_digest": "1" * 64,
+        },
+        True,
+    ),
+    "says someone edited it": (lambda s: {**s, "content_digest": "2" * 64}, True),
+    "claims a key the catalog no longer has": (
+        lambda s: {**s, "marker": {**s["marker"], "key": "gone/dev/deploy"}},
+        False,
+    ),
+    "says it is not ours": (lambda s: {**s, "marker": None}, False),
+    "renames the pipeline": (lambda s: {**s, "name": "someone else's"}, False),
+}
+
+
+@pytest.mark.parametrize(("forge", "opened"), FORGERIES.values(), ids=FORGERIES.keys())
+def test_a_forged_voucher_never_changes_a_plan(
+    store: S3Store, tmp_path: Path, forge: Callable[[dict[str, Any]], dict[str, Any]], opened: bool
+) -> None:
+    project, store = vouched_fleet(store, tmp_path)
+    workspace = workspace_of(project)
+    victim = engine.plan(workspace, store).entries["svc2/dev/deploy"].pipeline_id or ""
+    body = json.loads(store.client.get_object(Bucket=BUCKET, Key=store.summary_key)["Body"].read())
+    body["summaries"][victim] = forge(body["summaries"][victim])
+    store.client.put_object(Bucket=BUCKET, Key=store.summary_key, Body=json.dumps(body).encode())
+    expected = truth(workspace, store)
+    run = pod(store, tmp_path, "fresh")
+    planned = engine.plan(workspace, run)
+    if opened:
+        assert plan_view(planned) == expected
+        # ... and the summary it rewrote vouches for the truth again.
+        assert summary_of(store).summaries[victim] == run.read_pipeline(victim).summary  # type: ignore[union-attr]
+    else:
+        # A lie the plan does not open shows as a conflict at worst, never as a write.
+        assert {k: v for k, v in plan_view(planned).items() if k not in {"svc2/dev/deploy", "warnings"}} == {
+            k: v for k, v in expected.items() if k not in {"svc2/dev/deploy", "warnings"}
+        }
+        assert planned.entries["svc2/dev/deploy"].status in {Status.IN_SYNC, Status.CONFLICT}
+
+
+def test_a_voucher_is_not_used_for_an_object_that_changed_since(store: S3Store, tmp_path: Path) -> None:
+    project, store = vouched_fleet(store, tmp_path)
+    workspace = workspace_of(project)
+    victim = engine.plan(workspace, store).entries["svc3/prod/deploy"].pipeline_id or ""
+    document = store.read_pipeline(victim).document  # type: ignore[union-attr]
+    # Edited after the summary was written, without the change marker: the ETag alone tells.
+    store.client.put_object(
+        Bucket=BUCKET, Key=store.pipeline_key(victim), Body=json.dumps({**document, "name": "renamed"})
+    )
+    assert plan_view(engine.plan(workspace, pod(store, tmp_path, "fresh"))) == truth(workspace, store)
+
+
+def test_vouchers_computed_under_other_limits_are_not_used(store: S3Store, tmp_path: Path) -> None:
+    project, store = vouched_fleet(store, tmp_path)
+    workspace = workspace_of(project)
+    run = S3Store(
+        replace(store.settings, cache_dir=tmp_path / "other", limits=LiveLimits(max_depth=900)),
+        client=store.client,
+    )
+    counts = counted(run, lambda: engine.plan(workspace, run))
+    assert counts["GetObject"] >= 12  # every body: the summary's were computed under 1,000 levels
+
+
+def test_a_write_decision_never_reads_the_summary(store: S3Store, tmp_path: Path) -> None:
+    project, store = vouched_fleet(store, tmp_path)
+    change_description(project)
+    workspace = workspace_of(project)
+    plan = engine.plan(workspace, pod(store, tmp_path, "planner"))
+    approved = {k: e.digest for k, e in plan.entries.items() if e.status is Status.UPDATE}
+    assert len(approved) == 11
+    # The summary now lies about every object: a write decision must not notice, it reads bodies.
+    body = json.loads(store.client.get_object(Bucket=BUCKET, Key=store.summary_key)["Body"].read())
+    for summary in body["summaries"].values():
+        summary["content_digest"] = "3" * 64
+        summary["marker"] = {"key": "svc0/dev/deploy", "renderDigest": "3" * 64}
+    store.client.put_object(Bucket=BUCKET, Key=store.summary_key, Body=json.dumps(body).encode())
+    run = pod(store, tmp_path, "applier")
+    results = engine.apply(workspace, run, approved, approver="alice")
+    assert {r.outcome for r in results} == {"applied"}
+    after = truth(workspace, store)
+    assert after["svc0/prod/deploy"][0] == "in-sync" and after["svc1/dev/deploy"][0] == "drift"

@@ -31,6 +31,7 @@ from pipeline_sync.live import (
     LiveObject,
     LiveSummary,
     parse_live,
+    summaries_computed_by,
 )
 from pipeline_sync.store import ObjectVersion, WriteResult
 from pipeline_sync.store.front50 import (
@@ -338,6 +339,7 @@ class S3Store:
         self._narrow = False
         # The last read_related of this run: (witness, summary, the objects it read).
         self._last_read: tuple[str, FleetSummary, dict[str, LiveObject | None]] | None = None
+        self._disproved: list[str] = []  # ids whose fleet-summary voucher a body contradicted
 
     def describe(self) -> str:
         return f"s3://{self.settings.bucket}"
@@ -398,15 +400,28 @@ class S3Store:
         """
         return self._read_live()
 
-    def read_live_summarised(self) -> dict[str, LiveObject]:
+    def read_live_summarised(self, *, vouched: bool = True) -> dict[str, LiveObject]:
         """read_live, and the fleet summary of what it read written beside Front50's objects for
-        later plans of one partition (two requests more: the marker first, the summary after)."""
+        later plans (two requests more: the marker first, the summary after).
+
+        With vouched, an object the local cache lacks but the fleet summary knows at its listed
+        ETag is not read: its summary is taken from there and its body fetched only if the plan
+        reads its document (LiveObject.vouched), which checks the voucher; summary_misled() then
+        says whether the plan must be made again with vouched=False. One GET more, of the summary,
+        and only when the local cache lacks something."""
         witness = self._read_witness()  # before the listing: a write after it changes the witness
-        live = self._read_live()
-        self._publish_summary(FleetSummary.of_live(live, witness))
+        live = self._read_live(vouched=vouched)
+        self._publish_summary(FleetSummary.of_live(live, witness, self.settings.limits))
         return live
 
-    def _read_live(self) -> dict[str, LiveObject]:
+    def summary_misled(self) -> bool:
+        """Whether a body read since the last call contradicted what the fleet summary vouched for
+        it (a stale or forged summary): a plan made from read_live_summarised must be made again
+        with vouched=False. Clears the record."""
+        disproved, self._disproved = self._disproved, []
+        return bool(disproved)
+
+    def _read_live(self, *, vouched: bool = False) -> dict[str, LiveObject]:
         limits = self.settings.limits
         cap = limits.max_body_bytes
         listing = self.list_pipeline_objects()
@@ -414,7 +429,8 @@ class S3Store:
         cache = ContentCache(self._cache_path(), limits)
         try:
             cached = cache.get_many(wanted)
-            fetched = self._get_many([key for key in wanted if key not in cached])
+            vouchers = self._vouchers(listing, cached) if vouched else {}
+            fetched = self._get_many([key for key in wanted if key not in cached and key not in vouchers])
             live: dict[str, LiveObject] = {}
             to_store: list[tuple[str, str, bytes, LiveSummary]] = []
             for pipeline_id, (key, etag, size) in listing.items():
@@ -425,6 +441,11 @@ class S3Store:
                 if hit is not None and hit.summary is not None:
                     live[pipeline_id] = LiveObject.from_body(
                         pipeline_id, key, etag, hit.body, hit.summary, limits
+                    )
+                    continue
+                if hit is None and key in vouchers:
+                    live[pipeline_id] = LiveObject.vouched(
+                        pipeline_id, key, etag, vouchers[key], self._fetch_vouched, self._disproved_by, limits
                     )
                     continue
                 if hit is not None:
@@ -447,6 +468,37 @@ class S3Store:
         finally:
             cache.close()
         return live
+
+    def _vouchers(self, listing: Mapping[str, Listed], cached: Mapping[str, Any]) -> dict[str, LiveSummary]:
+        """{key: summary} the fleet summary vouches for, of objects the local cache lacks, each at
+        the ETag the listing shows; nothing (and no request) when the cache lacks nothing."""
+        if all(key in cached for key, _, _ in listing.values()):
+            return {}
+        summary, _ = self._read_summary()
+        if summary is None:
+            return {}
+        found = {}
+        for pipeline_id, (etag, vouched) in summary.vouched(self.settings.limits).items():
+            listed = listing.get(pipeline_id)
+            if listed is not None and listed[1] == etag:
+                found[listed[0]] = vouched
+        return found
+
+    def _fetch_vouched(self, obj: LiveObject) -> bytes | None:
+        """The body of a vouched object at the ETag it was listed with; None when it is no longer
+        there (changed or deleted since: then the voucher is disproved), or over the size limit."""
+        try:
+            response = self.client.get_object(Bucket=self.settings.bucket, Key=obj.key, IfMatch=obj.etag)
+            return read_capped(response, self.settings.limits.max_body_bytes)
+        except ClientError as exc:
+            if _error_code(exc) in {"NoSuchKey", "404", "PreconditionFailed", "412"}:
+                return None
+            raise StoreError(f"cannot read s3://{self.settings.bucket}/{obj.key}: {exc}") from None
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot read s3://{self.settings.bucket}/{obj.key}: {exc}") from None
+
+    def _disproved_by(self, obj: LiveObject) -> None:
+        self._disproved.append(obj.pipeline_id)
 
     # -- one partition: the fleet summary --------------------------------------
     def read_related(self, related: Related, *, listed: bool = False) -> dict[str, LiveObject]:
@@ -542,12 +594,16 @@ class S3Store:
         cap = limits.max_body_bytes
         listing = self.list_pipeline_objects()
         known = old.entries if old is not None else {}
+        kept_summaries = old.vouched(limits) if old is not None else {}
         entries: dict[str, Entry] = {}
+        summaries: dict[str, LiveSummary] = {}
         unknown: dict[str, str] = {}
         for pipeline_id, (key, etag, size) in listing.items():
             entry = known.get(pipeline_id)
             if entry is not None and entry[0] == etag:
                 entries[pipeline_id] = entry
+                if pipeline_id in kept_summaries and kept_summaries[pipeline_id][0] == etag:
+                    summaries[pipeline_id] = kept_summaries[pipeline_id][1]
             elif size is not None and size > cap:
                 entries[pipeline_id] = (etag, None, None, None)  # unreadable: it names nothing
             else:
@@ -561,12 +617,19 @@ class S3Store:
             for key, pipeline_id in unknown.items():
                 hit = cached.get(key)
                 if hit is not None and hit.summary is not None:
-                    entries[pipeline_id] = entry_of(hit.summary, listing[pipeline_id][1])
+                    found, etag = hit.summary, listing[pipeline_id][1]
                 elif key in fetched:
                     etag, body, _ = fetched[key]
-                    obj = parse_live(pipeline_id, key, etag, body, limits) if body is not None else None
-                    entries[pipeline_id] = entry_of(obj.summary, etag) if obj else (etag, None, None, None)
-        summary = FleetSummary(witness, entries)
+                    if body is None:
+                        entries[pipeline_id] = (etag, None, None, None)
+                        continue
+                    found = parse_live(pipeline_id, key, etag, body, limits).summary
+                else:
+                    continue  # deleted since the listing
+                entries[pipeline_id] = entry_of(found, etag)
+                if found.has_document:
+                    summaries[pipeline_id] = found
+        summary = FleetSummary(witness, entries, summaries, summaries_computed_by(limits))
         self._publish_summary(summary)
         return summary
 
