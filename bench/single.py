@@ -7,7 +7,10 @@ For each N one moto S3 server (bench.s3server, counting requests at the server) 
 bench's synthetic fleet (bench.synth). Each step runs in a child process of its own, as a
 Dagster run does in production: `plan` (engine.plan of one key, what pipeline_plan runs),
 `approve` (the same plan and the approval rule, what the approval asset runs) and `publish`
-(engine.apply of the approved digest, what published_pipeline runs). "cold" starts each child
+(engine.apply of the approved digest, what published_pipeline runs). With --sql the same steps
+run against Front50's SQL store too (a PostgreSQL database holding the same fleet as Front50's
+rows, bench.sqlstore; the server PIPELINE_SYNC_BENCH_SQL_URL or PIPELINE_SYNC_TEST_POSTGRES_URL
+names, else a throwaway one), its requests counted as the database's transactions. "cold" starts each child
 with an empty cache directory (no render cache, no content cache), "warm" with the one a full
 `plan` left behind. CPU is the child's process time from loading the catalog to the end of
 the step (imports left out); requests are counted at the server. Results go to
@@ -24,10 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import synth
+from bench import sqlstore, synth
 from bench.s3server import S3Server
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -44,11 +49,15 @@ def step(args: argparse.Namespace) -> dict[str, Any]:
     from pipeline_sync.store.s3 import S3Settings, S3Store
 
     started_cpu, started = time.process_time(), time.perf_counter()
-    settings = S3Settings.from_env()
     workspace = engine.load_workspace(
         Path(args.catalog), Path(args.templates), CacheSettings.from_env(os.environ)
     )
-    store = S3Store(settings)
+    if os.environ.get("PIPELINE_SYNC_STORE"):
+        from pipeline_sync.store.select import open_store
+
+        store: Any = open_store(None)
+    else:
+        store = S3Store(S3Settings.from_env())
     loaded_cpu = time.process_time()
     outcome: dict[str, Any] = {}
     if args.step in {"plan", "approve"}:
@@ -68,8 +77,11 @@ def step(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _child(server: S3Server, env: dict[str, str], argv: list[str]) -> dict[str, Any]:
+def _child(
+    server: S3Server, env: dict[str, str], argv: list[str], sql: tuple[str, str] | None = None
+) -> dict[str, Any]:
     server.reset()
+    before = _transactions(sql)
     done = subprocess.run(
         [sys.executable, "-m", "bench.single", "--step", *argv],
         env=env,
@@ -82,12 +94,29 @@ def _child(server: S3Server, env: dict[str, str], argv: list[str]) -> dict[str, 
         raise RuntimeError(f"bench.single --step {' '.join(argv)} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     counts = server.counts()
+    if sql is not None:
+        counts = {"SQL transactions": _transactions(sql) - before}
     result["requests"] = sum(counts.values())
     result["requests_by_operation"] = counts
     return result
 
 
-def measure(size: int, work: Path, server: S3Server) -> list[dict[str, Any]]:
+def _transactions(sql: tuple[str, str] | None) -> int:
+    """The SQL database's transactions so far; pg_stat_database counts a session's when it ends,
+    so this waits for the figure to settle."""
+    if sql is None:
+        return 0
+    seen = sqlstore.transactions(*sql) or 0
+    for _ in range(30):
+        time.sleep(0.1)
+        again = sqlstore.transactions(*sql) or 0
+        if again == seen:
+            break
+        seen = again
+    return seen
+
+
+def measure(size: int, work: Path, server: S3Server, sql_server: str | None = None) -> list[dict[str, Any]]:
     fleet = synth.write_fleet(work / "project", size)
     os.environ["PIPELINE_SYNC_CACHE_DIR"] = str(work / "cache-synth")
     base = synth.baseline(fleet)
@@ -106,6 +135,34 @@ def measure(size: int, work: Path, server: S3Server) -> list[dict[str, Any]]:
         Key=f"{synth.ROOT}/applications/{application}/application-metadata.json",
         Body=json.dumps(document).encode(),
     )
+    stores: list[tuple[str, dict[str, str], tuple[str, str] | None]] = [("S3", env, None)]
+    sql_url = ""
+    if sql_server is not None:
+        database = f"bench_single_{size}"
+        sql_url = sqlstore.create_database(sql_server, database)
+        sqlstore.seed(sql_url, base.bodies)
+        stores.append(("SQL", {**env, "PIPELINE_SYNC_STORE": sql_url}, (sql_server, database)))
+    for store_name, store_env, sql in stores:
+        rows += _measure_store(
+            size, work / store_name.lower(), server, store_env, sql, common, key, base, bucket
+        )
+    return rows
+
+
+def _measure_store(
+    size: int,
+    work: Path,
+    server: S3Server,
+    env: dict[str, str],
+    sql: tuple[str, str] | None,
+    common: list[str],
+    key: str,
+    base: synth.Baseline,
+    bucket: str,
+) -> list[dict[str, Any]]:
+    client = synth.s3_client(server.url)
+    rows: list[dict[str, Any]] = []
+    store_name = "SQL" if sql is not None else "S3"
     warm_cache = work / "cache-warm"
     for cache in ("warm", "cold"):
         # The nightly reconcile first (a full plan): it leaves the fleet summary current and,
@@ -127,17 +184,22 @@ def measure(size: int, work: Path, server: S3Server) -> list[dict[str, Any]]:
                 cache_dir = work / f"cache-cold-{name}"
                 shutil.rmtree(cache_dir, ignore_errors=True)
             argv = [name, *common, "--digest", digest]
-            result = _child(server, {**env, "PIPELINE_SYNC_CACHE_DIR": str(cache_dir)}, argv)
+            result = _child(server, {**env, "PIPELINE_SYNC_CACHE_DIR": str(cache_dir)}, argv, sql)
             digest = result.get("digest", digest)
-            rows.append({"size": size, "cache": cache, "step": name, "key": key, **result})
+            rows.append(
+                {"size": size, "store": store_name, "cache": cache, "step": name, "key": key, **result}
+            )
             print(
-                f"N={size} {cache:<4} {name:<8} cpu {result['cpu_s']:5.2f} s "
+                f"N={size} {store_name:<3} {cache:<4} {name:<8} cpu {result['cpu_s']:5.2f} s "
                 f"(catalog {result['load_cpu_s']:4.2f} s)  {result['requests']:>5} requests  "
                 f"{result.get('status') or result.get('outcome')}",
                 flush=True,
             )
         # Put the published pipeline back as it was (object, then marker, as Front50 writes), so
         # the cold pass plans the same change.
+        if sql is not None:
+            sqlstore.put_bodies(env["PIPELINE_SYNC_STORE"], synth.original_bodies(base, [key]))
+            continue
         synth.put_all(client, bucket, synth.original_bodies(base, [key]))
         marker = json.dumps({"lastModified": int(time.time() * 1000)}).encode()
         client.put_object(Bucket=bucket, Key=f"{synth.ROOT}/pipelines/last-modified.json", Body=marker)
@@ -149,17 +211,19 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
         "# One partition at fleet scale",
         "",
         f"`{command}`, on {os.cpu_count()} cores. CPU: the step's process time from loading the",
-        "catalog to its end (imports excluded). Requests: counted at the S3 server. Targets: under",
+        "catalog to its end (imports excluded). Requests: counted at the S3 server (S3), or the",
+        "database's committed transactions (SQL, pg_stat_database; one query or write each). Targets: under",
         f"{CPU_TARGET_S:.0f} s of CPU and at most {REQUEST_TARGET} requests per step, warm and cold.",
         "",
-        "| N | cache | step | CPU (s) | of which catalog load (s) | wall (s) | S3 requests | verdict |",
-        "|---:|---|---|---:|---:|---:|---:|---|",
+        "| N | store | cache | step | CPU (s) | of which catalog load (s) | wall (s) | requests | verdict |",
+        "|---:|---|---|---|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         ok = row["cpu_s"] < CPU_TARGET_S and row["requests"] <= REQUEST_TARGET
         ops = ", ".join(f"{k} {v}" for k, v in sorted(row["requests_by_operation"].items()))
         lines.append(
-            f"| {row['size']:,} | {row['cache']} | {row['step']} | {row['cpu_s']:.2f} | "
+            f"| {row['size']:,} | {row.get('store', 'S3')} | {row['cache']} | {row['step']} | "
+            f"{row['cpu_s']:.2f} | "
             f"{row['load_cpu_s']:.2f} | {row['wall_s']:.2f} | {row['requests']} ({ops}) | "
             f"{'meets' if ok else 'MISSES'} |"
         )
@@ -171,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="2000", help="comma-separated fleet sizes")
     parser.add_argument("--out", default="single", help="results file stem under bench/results/")
+    parser.add_argument("--sql", action="store_true", help="Also measure Front50's SQL store (PostgreSQL).")
     args = parser.parse_args(argv)
     if args.step:
         inner = argparse.ArgumentParser()
@@ -180,17 +245,33 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(step(inner.parse_args(args.step))))
         return 0
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-single-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-single-") as tmp, ExitStack() as stack:
         work = Path(tmp)
+        sql_server = stack.enter_context(_sql_server(work)) if args.sql else None
         with S3Server(work / "s3server.log") as server:
             for size in (int(s) for s in args.sizes.split(",")):
-                rows += measure(size, work / f"n{size}", server)
+                rows += measure(size, work / f"n{size}", server, sql_server)
     command = "python -m bench.single " + " ".join(argv if argv is not None else sys.argv[1:])
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(rows, indent=1, sort_keys=True))
     (RESULTS / f"{args.out}.md").write_text(markdown(rows, command.strip()))
     print(markdown(rows, command.strip()))
     return 0
+
+
+@contextmanager
+def _sql_server(work: Path) -> Iterator[str]:
+    """The PostgreSQL server PIPELINE_SYNC_BENCH_SQL_URL or PIPELINE_SYNC_TEST_POSTGRES_URL names,
+    else a throwaway one (.ci/start-postgres.sh), stopped afterwards."""
+    from bench.reconcile import SQL_URL_VARIABLES, postgres_server
+
+    named = next((os.environ[v] for v in SQL_URL_VARIABLES if os.environ.get(v)), None)
+    if named:
+        yield named
+        return
+    (work / "sql-server").mkdir()
+    with postgres_server(work / "sql-server") as server:
+        yield server.url
 
 
 if __name__ == "__main__":
