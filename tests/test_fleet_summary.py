@@ -282,8 +282,8 @@ def test_a_summary_it_may_not_read_costs_a_listing_not_the_plan(
 
 
 def pod(store: S3Store, tmp_path: Path, name: str) -> S3Store:
-    """A new run on a new machine: its own empty local cache."""
-    return S3Store(replace(store.settings, cache_dir=tmp_path / name), client=store.client)
+    """A new run on a new machine: its own empty local cache (vouchers read for any cache miss)."""
+    return S3Store(replace(store.settings, cache_dir=tmp_path / name, vouch_min=1), client=store.client)
 
 
 def plan_view(plan: engine.Plan) -> dict[str, tuple[str, str] | tuple[str, ...]]:
@@ -369,6 +369,16 @@ def test_a_forged_voucher_never_changes_a_plan(
         assert planned.entries["svc2/dev/deploy"].status in {Status.IN_SYNC, Status.CONFLICT}
 
 
+def test_a_few_cache_misses_are_read_as_bodies_not_through_the_summary(
+    store: S3Store, tmp_path: Path
+) -> None:
+    project, store = vouched_fleet(store, tmp_path)
+    workspace = workspace_of(project)
+    run = S3Store(replace(store.settings, cache_dir=tmp_path / "few"), client=store.client)  # vouch_min 64
+    counts = counted(run, lambda: engine.plan(workspace, run))
+    assert counts["GetObject"] == 1 + 12  # the marker, and each of the 12 bodies: no 6 MB summary
+
+
 def test_a_voucher_is_not_used_for_an_object_that_changed_since(store: S3Store, tmp_path: Path) -> None:
     project, store = vouched_fleet(store, tmp_path)
     workspace = workspace_of(project)
@@ -385,7 +395,7 @@ def test_vouchers_computed_under_other_limits_are_not_used(store: S3Store, tmp_p
     project, store = vouched_fleet(store, tmp_path)
     workspace = workspace_of(project)
     run = S3Store(
-        replace(store.settings, cache_dir=tmp_path / "other", limits=LiveLimits(max_depth=900)),
+        replace(store.settings, cache_dir=tmp_path / "other", limits=LiveLimits(max_depth=900), vouch_min=1),
         client=store.client,
     )
     counts = counted(run, lambda: engine.plan(workspace, run))
