@@ -4,6 +4,7 @@ never lets through a write the full fresh path refuses."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -420,3 +421,35 @@ def test_a_write_decision_never_reads_the_summary(store: S3Store, tmp_path: Path
     assert {r.outcome for r in results} == {"applied"}
     after = truth(workspace, store)
     assert after["svc0/prod/deploy"][0] == "in-sync" and after["svc1/dev/deploy"][0] == "drift"
+
+
+def test_the_next_run_on_the_same_machine_reads_neither_the_summary_nor_the_bodies_again(
+    store: S3Store, tmp_path: Path
+) -> None:
+    project, store = vouched_fleet(store, tmp_path)
+    workspace = workspace_of(project)
+    engine.plan(workspace, pod(store, tmp_path, "same"))  # vouchers and the drifted body, cached
+    again = pod(store, tmp_path, "same")
+    counts = counted(again, lambda: engine.plan(workspace, again))
+    assert counts.get("GetObject", 0) == 1, counts  # Front50's marker only
+
+
+def test_a_fresh_read_never_takes_a_cached_voucher(store: S3Store, tmp_path: Path) -> None:
+    """The local cache keeps vouchers (summaries without bodies) for the next plan; a write
+    decision's read (read_live) treats them as misses and reads the bodies."""
+    project, store = vouched_fleet(store, tmp_path)
+    run = pod(store, tmp_path, "tampered")
+    engine.plan(workspace_of(project), run)
+    cache = next((tmp_path / "tampered").glob("*.sqlite"))
+    with sqlite3.connect(cache) as db:
+        rows = db.execute("SELECT key, summary FROM objects_v3 WHERE body IS NULL").fetchall()
+        assert len(rows) >= 10
+        for key, text in rows:  # someone with the machine rewrites every voucher: "not ours"
+            db.execute(
+                "UPDATE objects_v3 SET summary = ? WHERE key = ?",
+                (json.dumps({**json.loads(text), "marker": None}), key),
+            )
+    planned = pod(store, tmp_path, "tampered").read_live_summarised()
+    assert sum(1 for o in planned.values() if o.summary.marker is None) >= 10  # the plan's read: believed
+    fresh = pod(store, tmp_path, "tampered").read_live()
+    assert all(o.summary.marker is not None for o in fresh.values())  # the write decision's: bodies

@@ -224,9 +224,12 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class CachedObject:
-    """A body the cache holds for a (key, ETag), and its summary when the current code made it."""
+    """A body the cache holds for a (key, ETag), and its summary when the current code made it.
 
-    body: bytes
+    body is None for a summary an earlier run vouched for in the fleet summary without this
+    machine reading the body: the body is fetched when a plan asks for the document."""
+
+    body: bytes | None
     summary: LiveSummary | None
 
 
@@ -236,21 +239,23 @@ class ContentCache:
     Only a speed-up: a corrupt file is deleted and made again, and a file that can't be used
     (locked, read-only, a full disk) gives an empty cache for this run, never a failed plan.
     It neither keeps nor returns a body over limits.max_body_bytes, and a summary counts only
-    under the code and the limits that computed it.
+    under the code and the limits that computed it. A row without a body (a voucher) counts only
+    with its summary.
     """
 
-    TABLE = "objects_v2"
+    TABLE = "objects_v3"
     SCHEMA = (
         "DROP TABLE IF EXISTS objects",  # format 1: bodies only
+        "DROP TABLE IF EXISTS objects_v2",  # format 2: every row had a body
         f"CREATE TABLE IF NOT EXISTS {TABLE} (key TEXT PRIMARY KEY, etag TEXT NOT NULL, "
-        "body BLOB NOT NULL, summary TEXT, summary_of TEXT)",
+        "body BLOB, summary TEXT, summary_of TEXT)",
     )
 
     def __init__(self, path: Path | None, limits: LiveLimits = DEFAULT_LIMITS) -> None:
         self._limits = limits
         self._summary_of = sha256_hex(SUMMARY_FINGERPRINT, limits.fingerprint)
         self._path = path
-        self._memory: dict[str, tuple[str, bytes, str | None, str | None]] = {}  # when path is None
+        self._memory: dict[str, tuple[str, bytes | None, str | None, str | None]] = {}  # when path is None
 
     def _guarded(self, action: Callable[[sqlite3.Connection], _T], fallback: _T) -> _T:
         assert self._path is not None
@@ -265,18 +270,23 @@ class ContentCache:
         found = {}
         cap = self._limits.max_body_bytes
         for key, etag, body, summary, summary_of in rows:
-            if wanted.get(key) != etag or not isinstance(body, bytes) or len(body) > cap:
+            unusable = body is not None and (not isinstance(body, bytes) or len(body) > cap)
+            if wanted.get(key) != etag or unusable:
                 continue
             fresh = isinstance(summary, str) and summary_of == self._summary_of
-            found[key] = CachedObject(body, LiveSummary.from_json(summary) if fresh else None)
+            parsed = LiveSummary.from_json(summary) if fresh else None
+            if body is None and (parsed is None or not parsed.has_document):
+                continue  # a voucher counts only with a current summary of a document
+            found[key] = CachedObject(body, parsed)
         return found
 
-    def put_many(self, items: Iterable[tuple[str, str, bytes, LiveSummary]]) -> None:
+    def put_many(self, items: Iterable[tuple[str, str, bytes | None, LiveSummary]]) -> None:
+        """Store (key, ETag, body, summary) rows; body None keeps a voucher (a summary only)."""
         cap = self._limits.max_body_bytes
         rows = [
             (key, etag, body, s.to_json(), self._summary_of)
             for key, etag, body, s in items
-            if len(body) <= cap
+            if body is None or len(body) <= cap
         ]
         if not rows:
             return
@@ -343,6 +353,7 @@ class S3Store:
         # The last read_related of this run: (witness, summary, the objects it read).
         self._last_read: tuple[str, FleetSummary, dict[str, LiveObject | None]] | None = None
         self._disproved: list[str] = []  # ids whose fleet-summary voucher a body contradicted
+        self._fetched: list[tuple[LiveObject, bytes]] = []  # vouched bodies read since, to cache
 
     def describe(self) -> str:
         return f"s3://{self.settings.bucket}"
@@ -420,8 +431,13 @@ class S3Store:
     def summary_misled(self) -> bool:
         """Whether a body read since the last call contradicted what the fleet summary vouched for
         it (a stale or forged summary): a plan made from read_live_summarised must be made again
-        with vouched=False. Clears the record."""
+        with vouched=False. Clears the record, and keeps the vouched bodies read since in the
+        local cache (one write), so the next run does not read them again."""
         disproved, self._disproved = self._disproved, []
+        fetched, self._fetched = self._fetched, []
+        rows = [(obj.key, obj.etag, body, obj.summary) for obj, body in fetched if obj.summary.has_document]
+        if rows:
+            ContentCache(self._cache_path(), self.settings.limits).put_many(rows)
         return bool(disproved)
 
     def _read_live(self, *, vouched: bool = False) -> dict[str, LiveObject]:
@@ -432,26 +448,31 @@ class S3Store:
         cache = ContentCache(self._cache_path(), limits)
         try:
             cached = cache.get_many(wanted)
+            if not vouched:  # bodies only: a cached voucher is a miss
+                cached = {key: hit for key, hit in cached.items() if hit.body is not None}
             vouchers = self._vouchers(listing, cached) if vouched else {}
             fetched = self._get_many([key for key in wanted if key not in cached and key not in vouchers])
             live: dict[str, LiveObject] = {}
-            to_store: list[tuple[str, str, bytes, LiveSummary]] = []
+            to_store: list[tuple[str, str, bytes | None, LiveSummary]] = []
             for pipeline_id, (key, etag, size) in listing.items():
                 if key not in wanted:
                     live[pipeline_id] = LiveObject.unreadable(pipeline_id, key, etag, limits.too_big(size))
                     continue
                 hit = cached.get(key)
-                if hit is not None and hit.summary is not None:
+                if hit is not None and hit.summary is not None and hit.body is not None:
                     live[pipeline_id] = LiveObject.from_body(
                         pipeline_id, key, etag, hit.body, hit.summary, limits
                     )
                     continue
-                if hit is None and key in vouchers:
+                voucher = hit.summary if hit is not None and hit.body is None else vouchers.get(key)
+                if voucher is not None:
                     live[pipeline_id] = LiveObject.vouched(
-                        pipeline_id, key, etag, vouchers[key], self._fetch_vouched, self._disproved_by, limits
+                        pipeline_id, key, etag, voucher, self._fetch_vouched, self._disproved_by, limits
                     )
+                    if hit is None:
+                        to_store.append((key, etag, None, voucher))
                     continue
-                if hit is not None:
+                if hit is not None and hit.body is not None:
                     body: bytes | None = hit.body
                 elif key in fetched:
                     etag, body, size = fetched[key]
@@ -494,13 +515,16 @@ class S3Store:
         there (changed or deleted since: then the voucher is disproved), or over the size limit."""
         try:
             response = self.client.get_object(Bucket=self.settings.bucket, Key=obj.key, IfMatch=obj.etag)
-            return read_capped(response, self.settings.limits.max_body_bytes)
+            body = read_capped(response, self.settings.limits.max_body_bytes)
         except ClientError as exc:
             if _error_code(exc) in {"NoSuchKey", "404", "PreconditionFailed", "412"}:
                 return None
             raise StoreError(f"cannot read s3://{self.settings.bucket}/{obj.key}: {exc}") from None
         except BotoCoreError as exc:
             raise StoreError(f"cannot read s3://{self.settings.bucket}/{obj.key}: {exc}") from None
+        if body is not None:
+            self._fetched.append((obj, body))
+        return body
 
     def _disproved_by(self, obj: LiveObject) -> None:
         self._disproved.append(obj.pipeline_id)
