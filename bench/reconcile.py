@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -349,7 +350,13 @@ class SizeBench:
 
     # methods
     def _env(self, **extra: str) -> dict[str, str]:
+        """A child's environment: the S3 server, and the key vouchers are signed with (as a
+        deployment that follows the README sets it for every run, CLI and Dagster alike)."""
+        key_file = self.work / "summary.key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_hex(32) + "\n")
         env = self.s3.client_env()
+        env["PIPELINE_SYNC_SUMMARY_KEY_FILE"] = str(key_file)
         env.update(extra)
         return env
 

@@ -27,7 +27,7 @@ from pipeline_sync.gcpause import gc_paused
 from pipeline_sync.history import written_documents
 from pipeline_sync.live import LiveObject
 from pipeline_sync.plan import Plan, PlanEntry, after_write, build_plan
-from pipeline_sync.provenance import MARKER_FIELD, signature_marker, signed_by
+from pipeline_sync.provenance import MARKER_FIELD, render_digest_of, signature_marker, signed_by
 from pipeline_sync.rendering import RenderOutcome, Sources, render_all
 from pipeline_sync.signing import SignedApproval, SigningError, now_utc, store_identity
 from pipeline_sync.status import Status
@@ -120,6 +120,7 @@ def _plan(workspace: Sources, store: Store, selection: Selection, *, fresh: bool
             live = _fresh_live(workspace, store, selection)
         else:
             live = _read_everything(store)
+            _prefetch(store, workspace.catalog, live, outcomes)
     the_plan = _plan_against(workspace, store, live, selection, outcomes, history=not fresh)
     if read_related is None and not fresh and _misled(store):
         # A body the plan read contradicted the fleet summary's voucher for it: plan again from
@@ -135,6 +136,39 @@ def _read_everything(store: Store, *, vouched: bool = True) -> Mapping[str, Live
     and, with vouched, takes from it the summaries of objects its local cache lacks."""
     summarised = getattr(store, "read_live_summarised", None)
     return summarised(vouched=vouched) if callable(summarised) else store.read_live()
+
+
+def _prefetch(
+    store: Store, catalog: Catalog, live: Mapping[str, LiveObject], outcomes: Mapping[str, RenderOutcome]
+) -> None:
+    """Have the store read ahead, in parallel, the bodies the plan will open among objects it
+    deferred (a fresh pod's vouchers): a managed pipeline whose render changed, one a person
+    edited, one whose key left the catalog, an unmanaged one at a pinned id. A guess only: a body
+    it misses is read when opened, one it reads in vain costs a request."""
+    prefetch = getattr(store, "prefetch", None)
+    deferred = {pid.lower(): obj for pid, obj in live.items() if obj.deferred}
+    if not callable(prefetch) or not deferred:
+        return
+    wanted: dict[str, LiveObject] = {}
+    for key, outcome in outcomes.items():
+        rendered = outcome.rendered
+        obj = deferred.get(rendered.pipeline_id.lower()) if rendered is not None else None
+        if obj is None or rendered is None:
+            continue
+        marker = obj.summary.marker
+        if marker is None:
+            if outcome.target.pinned_id:
+                wanted[obj.key] = obj
+        elif marker.get("key") == key:
+            desired = render_digest_of(rendered.canonical, key=key, source_file=outcome.target.source_file)
+            if obj.summary.content_digest != desired:
+                wanted[obj.key] = obj
+    for obj in deferred.values():
+        marker = obj.summary.marker
+        edited = marker is not None and obj.summary.content_digest != marker.get("renderDigest")
+        if edited or (marker is not None and marker.get("key") not in catalog.targets):
+            wanted[obj.key] = obj
+    prefetch(list(wanted.values()))
 
 
 def _misled(store: Store) -> bool:

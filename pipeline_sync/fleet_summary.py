@@ -5,15 +5,8 @@ by name, and every object whose marker claims one of them; nothing else. The sum
 those objects without reading the fleet: for each live pipeline its version (S3 ETag), its
 application and name (lower-cased, as Front50 compares them) and the key its marker claims.
 
-It also keeps, for a full plan in a process whose local cache is empty (a fresh pod), the summary
-of each object (live.LiveSummary: application, name, marker, content digest) at the ETag the
-listing shows, so such a plan need not GET 10,000 bodies to find 9,900 in sync. That is a plan's
-speed-up only: the body of every object a plan must look into (a diff, drift, an adoption) is
-fetched, and summarised again, and a voucher it disproves makes the plan start over without the
-summary; a write decision (engine.fresh_plan) never uses it.
-
-For one partition it is a hint, never evidence. A plan reads every object it names afresh, so
-ownership and names come from real bodies; the summary only says which objects to read. It counts only while
+It is a hint, never evidence. A plan reads every object it names afresh, so ownership and
+names come from real bodies; the summary only says which objects to read. It counts only while
 the store's change signal is the one it records (its witness: on S3 the ETag of Front50's
 pipelines marker, which Front50 and pipeline-sync rewrite on every write), and every object read
 through it must still be at the version it records; otherwise the store rebuilds it from a
@@ -27,9 +20,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pipeline_sync.live import LiveLimits, LiveObject, LiveSummary, summaries_computed_by
+from pipeline_sync.live import LiveObject, LiveSummary
 
-SUMMARY_FORMAT = 2
+SUMMARY_FORMAT = 1
 
 # (etag, application lower-cased or None, name lower-cased or None, marker key or None)
 Entry = tuple[str, str | None, str | None, str | None]
@@ -67,26 +60,10 @@ class FleetSummary:
 
     witness: str
     entries: Mapping[str, Entry] = field(default_factory=dict)
-    # Live summaries by lower-case id, each of the object at its entry's ETag, computed by
-    # `computed_by` (live.summaries_computed_by: the summarising code and the limits).
-    summaries: Mapping[str, LiveSummary] = field(default_factory=dict)
-    computed_by: str = ""
 
     @classmethod
-    def of_live(cls, live: Mapping[str, LiveObject], witness: str, limits: LiveLimits) -> FleetSummary:
-        entries, summaries = {}, {}
-        for pipeline_id, obj in live.items():
-            summary = obj.summary
-            entries[pipeline_id.lower()] = entry_of(summary, obj.etag)
-            if summary.has_document:
-                summaries[pipeline_id.lower()] = summary
-        return cls(witness, entries, summaries, summaries_computed_by(limits))
-
-    def vouched(self, limits: LiveLimits) -> dict[str, tuple[str, LiveSummary]]:
-        """{id: (ETag, summary)} an earlier run computed under these limits with this code."""
-        if self.computed_by != summaries_computed_by(limits):
-            return {}
-        return {pid: (self.entries[pid][0], s) for pid, s in self.summaries.items() if pid in self.entries}
+    def of_live(cls, live: Mapping[str, LiveObject], witness: str) -> FleetSummary:
+        return cls(witness, {pid.lower(): entry_of(obj.summary, obj.etag) for pid, obj in live.items()})
 
     def related_ids(self, related: Related) -> set[str]:
         """The ids a plan of related must read: its own ids, and every object the summary says
@@ -102,21 +79,14 @@ class FleetSummary:
     def with_object(self, pipeline_id: str, entry: Entry | None, witness: str) -> FleetSummary:
         """This summary after one write (entry None: a delete), as of the new witness."""
         entries = dict(self.entries)
-        summaries = {k: v for k, v in self.summaries.items() if k != pipeline_id.lower()}
         if entry is None:
             entries.pop(pipeline_id.lower(), None)
         else:
             entries[pipeline_id.lower()] = entry
-        return replace(self, witness=witness, entries=entries, summaries=summaries)
+        return replace(self, witness=witness, entries=entries)
 
     def to_bytes(self) -> bytes:
-        data = {
-            "format": SUMMARY_FORMAT,
-            "witness": self.witness,
-            "pipelines": self.entries,
-            "computedBy": self.computed_by,
-            "summaries": {pid: vars(s) for pid, s in self.summaries.items()},  # flat: no asdict copy
-        }
+        data = {"format": SUMMARY_FORMAT, "witness": self.witness, "pipelines": self.entries}
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     @classmethod
@@ -139,16 +109,7 @@ class FleetSummary:
             if entry is None:
                 return None
             entries[str(pipeline_id).lower()] = entry
-        computed_by, found = document.get("computedBy", ""), document.get("summaries", {})
-        if not isinstance(computed_by, str) or not isinstance(found, dict):
-            return None
-        summaries: dict[str, LiveSummary] = {}
-        for pipeline_id, value in found.items():
-            summary = LiveSummary.from_data(value)
-            if summary is None:
-                return None
-            summaries[str(pipeline_id).lower()] = summary
-        return cls(witness, entries, summaries, computed_by)
+        return cls(witness, entries)
 
 
 def _entry(value: Any) -> Entry | None:

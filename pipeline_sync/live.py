@@ -166,6 +166,7 @@ class LiveSummary:
             and isinstance(summary.name, str | None)
             and isinstance(summary.marker, dict | None)
             and all(isinstance(k, str) and _is_scalar(v) for k, v in (summary.marker or {}).items())
+            and (summary.marker is None or isinstance(summary.marker.get("key"), str))
             and isinstance(summary.content_digest, str | None)
         ):
             return None
@@ -337,6 +338,11 @@ class LiveObject:
     def unreadable(cls, pipeline_id: str, key: str, etag: str, problem: str) -> LiveObject:
         """An object left alone without reading its body (too big to fetch, say)."""
         return cls(pipeline_id, key, etag, None, problem)
+
+    @property
+    def deferred(self) -> bool:
+        """True while this is a vouched object whose body has not been read."""
+        return self._fetch is not None
 
     @property
     def document(self) -> dict[str, Any] | None:

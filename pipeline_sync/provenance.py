@@ -173,6 +173,19 @@ def managed_document(
     """
     document: dict[str, Any] = json.loads(canonical)
     kept = kept_from(keep_from)
+    _lock(document, kept, key, source_file)
+    if kept:
+        digest = content_digest(document)
+    else:
+        digest = render_digest_of(canonical, key=key, source_file=source_file, locked=document)
+    marker: dict[str, Any] = {"key": key, "renderDigest": digest}
+    if catalog_id is not None:
+        marker[CATALOG_FIELD] = catalog_id  # absent for an unnamed catalog: its bytes stay as they were
+    document[MARKER_FIELD] = marker
+    return document
+
+
+def _lock(document: dict[str, Any], kept: Mapping[str, Any], key: str, source_file: str) -> None:
     if "index" in kept and "index" not in document:
         document["index"] = kept["index"]
     document["locked"] = {
@@ -183,11 +196,33 @@ def managed_document(
             "Edit the catalog or template instead: changes made here show up as drift."
         ),
     }
-    marker: dict[str, Any] = {"key": key, "renderDigest": content_digest(document)}
-    if catalog_id is not None:
-        marker[CATALOG_FIELD] = catalog_id  # absent for an unnamed catalog: its bytes stay as they were
-    document[MARKER_FIELD] = marker
-    return document
+
+
+# (sha256 of the canonical JSON, key, source file) -> renderDigest, for this process: a plan
+# computes each target's twice when a fresh pod's plan first asks which bodies it must read.
+_RENDER_DIGESTS: dict[tuple[str, str, str], str] = {}
+_RENDER_DIGESTS_MAX = 100_000
+
+
+def render_digest_of(
+    canonical: str, *, key: str, source_file: str, locked: Mapping[str, Any] | None = None
+) -> str:
+    """The renderDigest managed_document records for a render when the live pipeline it replaces
+    gives it nothing to keep (kept_from is empty): the content digest of the render with Deck's
+    lock. Memoised by the render's sha256, so a second call costs a hash. locked, when given, is
+    that document already built (managed_document's, before its marker)."""
+    memo_key = (sha256_hex(canonical), key, source_file)
+    found = _RENDER_DIGESTS.get(memo_key)
+    if found is None:
+        if locked is None:
+            document: dict[str, Any] = json.loads(canonical)
+            _lock(document, {}, key, source_file)
+            locked = document
+        found = content_digest(locked)
+        if len(_RENDER_DIGESTS) >= _RENDER_DIGESTS_MAX:
+            _RENDER_DIGESTS.clear()
+        _RENDER_DIGESTS[memo_key] = found
+    return found
 
 
 def signature_marker(approvers: Iterable[Approver]) -> dict[str, Any]:

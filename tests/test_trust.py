@@ -311,10 +311,10 @@ def test_a_tampered_content_cache_never_overwrites_an_unmanaged_pipeline(
     assert engine.plan(workspace_of(project), store).entries["svc/dev/deploy"].status is Status.CONFLICT
     cache = next((tmp_path / "cache").glob("front50-*.sqlite"))
     with sqlite3.connect(cache) as db:
-        [(summary,)] = db.execute("SELECT summary FROM objects_v3").fetchall()
+        [(summary,)] = db.execute("SELECT summary FROM objects_v2").fetchall()
         forged = json.loads(summary)
         forged["marker"] = {"key": "svc/dev/deploy", "renderDigest": forged["content_digest"]}
-        db.execute("UPDATE objects_v3 SET summary = ?", (json.dumps(forged),))
+        db.execute("UPDATE objects_v2 SET summary = ?", (json.dumps(forged),))
     entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
     assert entry.status is Status.UPDATE  # the plan believed the cache...
     for approver, policy in (("alice", False), (AUTO_APPROVER, True)):

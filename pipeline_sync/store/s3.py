@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,7 +32,6 @@ from pipeline_sync.live import (
     LiveObject,
     LiveSummary,
     parse_live,
-    summaries_computed_by,
 )
 from pipeline_sync.store import ObjectVersion, WriteResult
 from pipeline_sync.store.front50 import (
@@ -42,6 +42,7 @@ from pipeline_sync.store.front50 import (
     now_ms,
     read_change_marker,
 )
+from pipeline_sync.vouchers import Vouchers, key_from_env
 
 __all__ = [
     "WRITER",
@@ -67,6 +68,7 @@ MARKER_FILE = "last-modified.json"
 # metadata file names, and no Front50 group begins with a dot.
 SUMMARY_FOLDER = ".pipeline-sync"
 SUMMARY_FILE = "fleet-summary.json"
+VOUCHERS_FILE = "fleet-vouchers.json"
 # The witness of a bucket without a pipelines marker yet.
 NO_MARKER = "absent"
 # A summary of 30,000 pipelines is about 3 MB; one over this is not read (it is rebuilt).
@@ -91,8 +93,10 @@ class S3Settings:
     use_cache: bool = True
     max_workers: int = 16
     limits: LiveLimits = DEFAULT_LIMITS
-    # A full plan reads the fleet summary's vouchers only when its local cache lacks at least this
-    # many objects: below it, reading the bodies costs less than the summary (6 MB at 10,000).
+    # The key vouchers are signed with (PIPELINE_SYNC_SUMMARY_KEY_FILE): without one, none are kept.
+    summary_key: bytes | None = field(default=None, repr=False)
+    # A full plan reads the vouchers only when its local cache lacks at least this many objects:
+    # below it, reading the bodies costs less than the vouchers (5 MB at 10,000).
     vouch_min: int = 64
     # Server-side encryption requested on every put: None, SSE_S3 or SSE_KMS (with an optional key).
     sse: str | None = None
@@ -146,6 +150,7 @@ class S3Settings:
             limits=LiveLimits.from_env(env),
             sse=_sse_from_env(env.get("PIPELINE_SYNC_SSE", "")),
             sse_kms_key_id=env.get("PIPELINE_SYNC_SSE_KMS_KEY_ID") or None,
+            summary_key=key_from_env(env),
         )
 
 
@@ -224,12 +229,9 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class CachedObject:
-    """A body the cache holds for a (key, ETag), and its summary when the current code made it.
+    """A body the cache holds for a (key, ETag), and its summary when the current code made it."""
 
-    body is None for a summary an earlier run vouched for in the fleet summary without this
-    machine reading the body: the body is fetched when a plan asks for the document."""
-
-    body: bytes | None
+    body: bytes
     summary: LiveSummary | None
 
 
@@ -239,23 +241,21 @@ class ContentCache:
     Only a speed-up: a corrupt file is deleted and made again, and a file that can't be used
     (locked, read-only, a full disk) gives an empty cache for this run, never a failed plan.
     It neither keeps nor returns a body over limits.max_body_bytes, and a summary counts only
-    under the code and the limits that computed it. A row without a body (a voucher) counts only
-    with its summary.
+    under the code and the limits that computed it.
     """
 
-    TABLE = "objects_v3"
+    TABLE = "objects_v2"
     SCHEMA = (
         "DROP TABLE IF EXISTS objects",  # format 1: bodies only
-        "DROP TABLE IF EXISTS objects_v2",  # format 2: every row had a body
         f"CREATE TABLE IF NOT EXISTS {TABLE} (key TEXT PRIMARY KEY, etag TEXT NOT NULL, "
-        "body BLOB, summary TEXT, summary_of TEXT)",
+        "body BLOB NOT NULL, summary TEXT, summary_of TEXT)",
     )
 
     def __init__(self, path: Path | None, limits: LiveLimits = DEFAULT_LIMITS) -> None:
         self._limits = limits
         self._summary_of = sha256_hex(SUMMARY_FINGERPRINT, limits.fingerprint)
         self._path = path
-        self._memory: dict[str, tuple[str, bytes | None, str | None, str | None]] = {}  # when path is None
+        self._memory: dict[str, tuple[str, bytes, str | None, str | None]] = {}  # when path is None
 
     def _guarded(self, action: Callable[[sqlite3.Connection], _T], fallback: _T) -> _T:
         assert self._path is not None
@@ -270,23 +270,18 @@ class ContentCache:
         found = {}
         cap = self._limits.max_body_bytes
         for key, etag, body, summary, summary_of in rows:
-            unusable = body is not None and (not isinstance(body, bytes) or len(body) > cap)
-            if wanted.get(key) != etag or unusable:
+            if wanted.get(key) != etag or not isinstance(body, bytes) or len(body) > cap:
                 continue
             fresh = isinstance(summary, str) and summary_of == self._summary_of
-            parsed = LiveSummary.from_json(summary) if fresh else None
-            if body is None and (parsed is None or not parsed.has_document):
-                continue  # a voucher counts only with a current summary of a document
-            found[key] = CachedObject(body, parsed)
+            found[key] = CachedObject(body, LiveSummary.from_json(summary) if fresh else None)
         return found
 
-    def put_many(self, items: Iterable[tuple[str, str, bytes | None, LiveSummary]]) -> None:
-        """Store (key, ETag, body, summary) rows; body None keeps a voucher (a summary only)."""
+    def put_many(self, items: Iterable[tuple[str, str, bytes, LiveSummary]]) -> None:
         cap = self._limits.max_body_bytes
         rows = [
             (key, etag, body, s.to_json(), self._summary_of)
             for key, etag, body, s in items
-            if body is None or len(body) <= cap
+            if len(body) <= cap
         ]
         if not rows:
             return
@@ -354,6 +349,7 @@ class S3Store:
         self._last_read: tuple[str, FleetSummary, dict[str, LiveObject | None]] | None = None
         self._disproved: list[str] = []  # ids whose fleet-summary voucher a body contradicted
         self._fetched: list[tuple[LiveObject, bytes]] = []  # vouched bodies read since, to cache
+        self._prefetched: dict[str, bytes | None] = {}  # bodies read ahead for deferred objects
 
     def describe(self) -> str:
         return f"s3://{self.settings.bucket}"
@@ -416,23 +412,26 @@ class S3Store:
 
     def read_live_summarised(self, *, vouched: bool = True) -> dict[str, LiveObject]:
         """read_live, and the fleet summary of what it read written beside Front50's objects for
-        later plans (two requests more: the marker first, the summary after).
+        later plans (two requests more: the marker first, the summary after); with a summary key,
+        the signed vouchers too (pipeline_sync.vouchers).
 
-        With vouched, an object the local cache lacks but the fleet summary knows at its listed
-        ETag is not read: its summary is taken from there and its body fetched only if the plan
-        reads its document (LiveObject.vouched), which checks the voucher; summary_misled() then
-        says whether the plan must be made again with vouched=False. One GET more, of the summary,
-        and only when the local cache lacks something."""
+        With vouched (and a key), an object the local cache lacks but the vouchers know at its
+        listed ETag is not read: its summary is taken from there and its body fetched only if the
+        plan reads its document (LiveObject.vouched), which checks the voucher; summary_misled()
+        then says whether the plan must be made again with vouched=False. One GET more, of the
+        vouchers, and only when the local cache lacks at least settings.vouch_min objects."""
         witness = self._read_witness()  # before the listing: a write after it changes the witness
         live = self._read_live(vouched=vouched)
-        self._publish_summary(FleetSummary.of_live(live, witness, self.settings.limits))
+        self._publish_summary(FleetSummary.of_live(live, witness))
+        if self.settings.summary_key is not None:
+            self._publish_vouchers(Vouchers.of_live(live, self.settings.limits))
         return live
 
     def summary_misled(self) -> bool:
-        """Whether a body read since the last call contradicted what the fleet summary vouched for
-        it (a stale or forged summary): a plan made from read_live_summarised must be made again
-        with vouched=False. Clears the record, and keeps the vouched bodies read since in the
-        local cache (one write), so the next run does not read them again."""
+        """Whether a body read since the last call contradicted what a voucher said of it (a stale
+        voucher, or one signed under a leaked key): a plan made from read_live_summarised must be
+        made again with vouched=False. Clears the record, and keeps the vouched bodies read since
+        in the local cache (one write), so the next run does not read them again."""
         disproved, self._disproved = self._disproved, []
         fetched, self._fetched = self._fetched, []
         rows = [(obj.key, obj.etag, body, obj.summary) for obj, body in fetched if obj.summary.has_document]
@@ -448,31 +447,26 @@ class S3Store:
         cache = ContentCache(self._cache_path(), limits)
         try:
             cached = cache.get_many(wanted)
-            if not vouched:  # bodies only: a cached voucher is a miss
-                cached = {key: hit for key, hit in cached.items() if hit.body is not None}
             vouchers = self._vouchers(listing, cached) if vouched else {}
             fetched = self._get_many([key for key in wanted if key not in cached and key not in vouchers])
             live: dict[str, LiveObject] = {}
-            to_store: list[tuple[str, str, bytes | None, LiveSummary]] = []
+            to_store: list[tuple[str, str, bytes, LiveSummary]] = []
             for pipeline_id, (key, etag, size) in listing.items():
                 if key not in wanted:
                     live[pipeline_id] = LiveObject.unreadable(pipeline_id, key, etag, limits.too_big(size))
                     continue
                 hit = cached.get(key)
-                if hit is not None and hit.summary is not None and hit.body is not None:
+                if hit is not None and hit.summary is not None:
                     live[pipeline_id] = LiveObject.from_body(
                         pipeline_id, key, etag, hit.body, hit.summary, limits
                     )
                     continue
-                voucher = hit.summary if hit is not None and hit.body is None else vouchers.get(key)
-                if voucher is not None:
+                if hit is None and key in vouchers:
                     live[pipeline_id] = LiveObject.vouched(
-                        pipeline_id, key, etag, voucher, self._fetch_vouched, self._disproved_by, limits
+                        pipeline_id, key, etag, vouchers[key], self._fetch_vouched, self._disproved_by, limits
                     )
-                    if hit is None:
-                        to_store.append((key, etag, None, voucher))
                     continue
-                if hit is not None and hit.body is not None:
+                if hit is not None:
                     body: bytes | None = hit.body
                 elif key in fetched:
                     etag, body, size = fetched[key]
@@ -493,38 +487,80 @@ class S3Store:
             cache.close()
         return live
 
+    # -- vouchers (pipeline_sync.vouchers) ---------------------------------------
+    @property
+    def vouchers_key(self) -> str:
+        return f"{self.root}/{SUMMARY_FOLDER}/{VOUCHERS_FILE}"
+
+    def _vouchers_where(self) -> str:
+        """What a vouchers object is bound to: this bucket and root (a copy elsewhere is refused)."""
+        return f"s3://{self.settings.bucket}/{self.root}"
+
     def _vouchers(self, listing: Mapping[str, Listed], cached: Mapping[str, Any]) -> dict[str, LiveSummary]:
-        """{key: summary} the fleet summary vouches for, of objects the local cache lacks, each at
-        the ETag the listing shows; nothing (and no request) when the cache lacks fewer than
-        settings.vouch_min objects."""
-        missing = sum(1 for key, _, _ in listing.values() if key not in cached)
-        if missing == 0 or missing < self.settings.vouch_min:
+        """{key: summary} the signed vouchers give for objects the local cache lacks, each at the
+        ETag the listing shows; nothing (and no request) without a key, or when the cache lacks
+        fewer than settings.vouch_min objects."""
+        key = self.settings.summary_key
+        missing = sum(1 for k, _, _ in listing.values() if k not in cached)
+        if key is None or missing == 0 or missing < self.settings.vouch_min:
             return {}
-        summary, _ = self._read_summary()
-        if summary is None:
+        try:
+            found = self._get_capped(self.vouchers_key, cap=SUMMARY_MAX_BYTES)
+        except StoreError:
+            return {}  # a role that may not read them: bodies are read instead
+        vouchers = Vouchers.from_bytes(found[1] if found else None, key, self._vouchers_where())
+        if vouchers is None:
             return {}
-        found = {}
-        for pipeline_id, (etag, vouched) in summary.vouched(self.settings.limits).items():
-            listed = listing.get(pipeline_id)
-            if listed is not None and listed[1] == etag:
-                found[listed[0]] = vouched
-        return found
+        usable = vouchers.usable(self.settings.limits)
+        return {
+            listed[0]: summary
+            for pipeline_id, (etag, summary) in usable.items()
+            if (listed := listing.get(pipeline_id)) is not None and listed[1] == etag
+        }
+
+    def _publish_vouchers(self, vouchers: Vouchers) -> None:
+        """Write the vouchers unless S3 holds exactly them; a failure costs the next fresh pod
+        its bodies, nothing else."""
+        assert self.settings.summary_key is not None
+        body = vouchers.to_bytes(self.settings.summary_key, self._vouchers_where())
+        try:
+            head = self.client.head_object(Bucket=self.settings.bucket, Key=self.vouchers_key)
+            if head.get("ETag") == f'"{md5_hex(body)}"':
+                return
+        except (ClientError, BotoCoreError):
+            pass
+        with contextlib.suppress(StoreError):
+            self._put_if(self.vouchers_key, body, {})
+
+    def prefetch(self, objects: Iterable[LiveObject]) -> None:
+        """Read, in parallel, the bodies of deferred objects a plan is about to open (each at the
+        ETag it was listed with), so it does not read them one by one."""
+        wanted = [o for o in objects if o.deferred and o.key not in self._prefetched]
+        if not wanted:
+            return
+        with ThreadPoolExecutor(max_workers=self.settings.max_workers) as pool:
+            for obj, body in zip(wanted, pool.map(self._get_at_etag, wanted), strict=True):
+                self._prefetched[obj.key] = body
 
     def _fetch_vouched(self, obj: LiveObject) -> bytes | None:
-        """The body of a vouched object at the ETag it was listed with; None when it is no longer
-        there (changed or deleted since: then the voucher is disproved), or over the size limit."""
+        """The body of a vouched object at the ETag it was listed with (prefetched, or read now);
+        None when it is no longer there (changed or deleted since: then the voucher is
+        disproved), or over the size limit."""
+        body = self._prefetched.pop(obj.key) if obj.key in self._prefetched else self._get_at_etag(obj)
+        if body is not None:
+            self._fetched.append((obj, body))
+        return body
+
+    def _get_at_etag(self, obj: LiveObject) -> bytes | None:
         try:
             response = self.client.get_object(Bucket=self.settings.bucket, Key=obj.key, IfMatch=obj.etag)
-            body = read_capped(response, self.settings.limits.max_body_bytes)
+            return read_capped(response, self.settings.limits.max_body_bytes)
         except ClientError as exc:
             if _error_code(exc) in {"NoSuchKey", "404", "PreconditionFailed", "412"}:
                 return None
             raise StoreError(f"cannot read s3://{self.settings.bucket}/{obj.key}: {exc}") from None
         except BotoCoreError as exc:
             raise StoreError(f"cannot read s3://{self.settings.bucket}/{obj.key}: {exc}") from None
-        if body is not None:
-            self._fetched.append((obj, body))
-        return body
 
     def _disproved_by(self, obj: LiveObject) -> None:
         self._disproved.append(obj.pipeline_id)
@@ -623,16 +659,12 @@ class S3Store:
         cap = limits.max_body_bytes
         listing = self.list_pipeline_objects()
         known = old.entries if old is not None else {}
-        kept_summaries = old.vouched(limits) if old is not None else {}
         entries: dict[str, Entry] = {}
-        summaries: dict[str, LiveSummary] = {}
         unknown: dict[str, str] = {}
         for pipeline_id, (key, etag, size) in listing.items():
             entry = known.get(pipeline_id)
             if entry is not None and entry[0] == etag:
                 entries[pipeline_id] = entry
-                if pipeline_id in kept_summaries and kept_summaries[pipeline_id][0] == etag:
-                    summaries[pipeline_id] = kept_summaries[pipeline_id][1]
             elif size is not None and size > cap:
                 entries[pipeline_id] = (etag, None, None, None)  # unreadable: it names nothing
             else:
@@ -646,19 +678,12 @@ class S3Store:
             for key, pipeline_id in unknown.items():
                 hit = cached.get(key)
                 if hit is not None and hit.summary is not None:
-                    found, etag = hit.summary, listing[pipeline_id][1]
+                    entries[pipeline_id] = entry_of(hit.summary, listing[pipeline_id][1])
                 elif key in fetched:
                     etag, body, _ = fetched[key]
-                    if body is None:
-                        entries[pipeline_id] = (etag, None, None, None)
-                        continue
-                    found = parse_live(pipeline_id, key, etag, body, limits).summary
-                else:
-                    continue  # deleted since the listing
-                entries[pipeline_id] = entry_of(found, etag)
-                if found.has_document:
-                    summaries[pipeline_id] = found
-        summary = FleetSummary(witness, entries, summaries, summaries_computed_by(limits))
+                    obj = parse_live(pipeline_id, key, etag, body, limits) if body is not None else None
+                    entries[pipeline_id] = entry_of(obj.summary, etag) if obj else (etag, None, None, None)
+        summary = FleetSummary(witness, entries)
         self._publish_summary(summary)
         return summary
 
