@@ -15,12 +15,14 @@ listing. See docs/fleet-summary.md for what it cannot prove.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline_sync.live import LiveObject, LiveSummary
+from pipeline_sync.vouchers import signature
 
 SUMMARY_FORMAT = 1
 
@@ -85,13 +87,18 @@ class FleetSummary:
             entries[pipeline_id.lower()] = entry
         return replace(self, witness=witness, entries=entries)
 
-    def to_bytes(self) -> bytes:
-        data = {"format": SUMMARY_FORMAT, "witness": self.witness, "pipelines": self.entries}
+    def to_bytes(self, key: bytes | None = None, where: str = "") -> bytes:
+        """The summary as JSON; with a key (PIPELINE_SYNC_SUMMARY_KEY_FILE), with an HMAC of it
+        bound to where (the bucket and root) under "mac", which code without a key ignores."""
+        data: dict[str, Any] = {"format": SUMMARY_FORMAT, "witness": self.witness, "pipelines": self.entries}
+        if key is not None:
+            data["mac"] = signature(key, where, "fleet summary", _signed_text(data))
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     @classmethod
-    def from_bytes(cls, data: bytes | None) -> FleetSummary | None:
-        """The summary these bytes hold, or None when they are not one this code wrote."""
+    def from_bytes(cls, data: bytes | None, key: bytes | None = None, where: str = "") -> FleetSummary | None:
+        """The summary these bytes hold, or None when they are not one this code wrote; with a
+        key, None too unless its "mac" proves it was written under that key for where."""
         if data is None:
             return None
         try:
@@ -100,6 +107,11 @@ class FleetSummary:
             return None
         if not isinstance(document, dict) or document.get("format") != SUMMARY_FORMAT:
             return None
+        if key is not None:
+            mac = document.pop("mac", None)
+            expected = signature(key, where, "fleet summary", _signed_text(document))
+            if not isinstance(mac, str) or not hmac.compare_digest(mac, expected):
+                return None
         witness, pipelines = document.get("witness"), document.get("pipelines")
         if not isinstance(witness, str) or not isinstance(pipelines, dict):
             return None
@@ -110,6 +122,12 @@ class FleetSummary:
                 return None
             entries[str(pipeline_id).lower()] = entry
         return cls(witness, entries)
+
+
+def _signed_text(data: Mapping[str, Any]) -> bytes:
+    """What the mac covers: the summary's JSON without it, keys sorted."""
+    body = {k: v for k, v in data.items() if k != "mac"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def _entry(value: Any) -> Entry | None:

@@ -91,7 +91,12 @@ class Vouchers:
 
 
 def _mac(key: bytes, where: str, payload: bytes) -> str:
-    signed = hmac.new(key, f"{FORMAT}\n{where}\n".encode(), hashlib.sha256)
+    return signature(key, where, FORMAT, payload)
+
+
+def signature(key: bytes, where: str, kind: str, payload: bytes) -> str:
+    """HMAC-SHA256 under key of payload, bound to what it is (kind) and where it lives."""
+    signed = hmac.new(key, f"{kind}\n{where}\n".encode(), hashlib.sha256)
     signed.update(payload)
     return signed.hexdigest()
 

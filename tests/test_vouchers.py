@@ -14,8 +14,9 @@ from s3support import BUCKET, workspace_of
 from test_fleet_summary import apply_all, change_description, counted, fleet, front50_writes
 
 from pipeline_sync import engine
-from pipeline_sync.engine import AUTO_APPROVER
+from pipeline_sync.engine import AUTO_APPROVER, Selection
 from pipeline_sync.errors import StoreError
+from pipeline_sync.fleet_summary import FleetSummary
 from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.live import LiveLimits, LiveSummary
 from pipeline_sync.rendering import Sources
@@ -289,7 +290,7 @@ def test_a_fresh_pod_reads_the_bodies_of_a_template_change_ahead_in_parallel(
     fetch = run._fetch_vouched
 
     def spy(obj: Any) -> bytes | None:
-        if obj.key not in run._prefetched:
+        if (obj.key, obj.etag) not in run._prefetched:
             one_by_one.append(obj.key)
         return fetch(obj)
 
@@ -342,3 +343,69 @@ def test_the_key_file_is_read_and_never_shown(tmp_path: Path) -> None:
 )
 def test_a_stored_summary_that_marker_of_could_not_have_made_is_refused(data: object) -> None:
     assert LiveSummary.from_data(data) is None
+
+
+def test_a_body_read_ahead_is_never_used_at_another_etag(store: S3Store, tmp_path: Path) -> None:
+    """A long-lived process plans twice on one store; a body it read ahead but never opened must
+    not stand for the object once Deck has changed it (found in review)."""
+    project = fleet(tmp_path / "p", 3)
+    apply_all(project, store)
+    workspace = workspace_of(project)
+    victim = pipeline_id_for("svc1/dev/deploy")
+    document = store.read_pipeline(victim).document  # type: ignore[union-attr]
+    front50_writes(store, victim, {**document, "description": "edited in Deck"})
+    engine.plan(workspace, pod(store, tmp_path, "writer"))
+    run = pod(store, tmp_path, "long-lived")
+    live = run.read_live_summarised()
+    run.prefetch([live[victim]])  # read ahead, never opened
+    assert run.summary_misled() is False
+    front50_writes(store, victim, {**document, "description": "edited again"})
+    engine.plan(workspace, pod(store, tmp_path, "writer2"))  # vouchers at the new ETag
+    entry = engine.plan(workspace, run).entries["svc1/dev/deploy"]
+    assert "edited again" in entry.unified
+    fresh = store.read_pipeline(victim).summary  # type: ignore[union-attr]
+    assert vouchers_of(store).entries[victim][1].content_digest == fresh.content_digest
+
+
+def duplicate_names(store: S3Store) -> list[str]:
+    seen: dict[tuple[str, str], list[str]] = {}
+    for item in store.client.list_objects_v2(Bucket=BUCKET, Prefix="front50/pipelines/")["Contents"]:
+        if item["Key"].endswith("pipeline-metadata.json"):
+            doc = json.loads(store.client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
+            seen.setdefault((doc["application"].lower(), doc["name"].strip().lower()), []).append(doc["id"])
+    return [f"{a}/{n}: {ids}" for (a, n), ids in seen.items() if len(ids) > 1]
+
+
+def test_with_a_key_a_forged_fleet_summary_cannot_hide_a_clash_from_one_partition(
+    store: S3Store, tmp_path: Path
+) -> None:
+    """Without a key, the fleet summary's names are hints a bucket writer could forge (the known
+    limit). With a key it is signed too: a forged one is rebuilt from a listing and bodies, so
+    a one-partition publish of a create still finds the clash (found in review)."""
+    project = fleet(tmp_path / "p", 3)
+    apply_all(project, store)
+    workspace = workspace_of(project)
+    store.client.delete_object(Bucket=BUCKET, Key=store.pipeline_key(pipeline_id_for(DEV)))
+    front50_writes(
+        store, OTHER_ID, {"id": OTHER_ID, "application": "svc0", "name": "deploy-dev", "stages": []}
+    )
+    engine.plan(workspace, pod(store, tmp_path, "writer"))  # the signed summary and vouchers
+    body = json.loads(store.client.get_object(Bucket=BUCKET, Key=store.summary_key)["Body"].read())
+    body["pipelines"][OTHER_ID][2] = "something else"  # mac kept: no key to sign it again
+    store.client.put_object(Bucket=BUCKET, Key=store.summary_key, Body=json.dumps(body).encode())
+    entry = engine.plan(workspace, pod(store, tmp_path, "narrow"), Selection.of([DEV])).entries[DEV]
+    result = engine.apply(workspace, pod(store, tmp_path, "publish"), {DEV: entry.digest}, approver="alice")
+    assert entry.status is Status.CONFLICT
+    assert [r.outcome for r in result] != ["applied"] and duplicate_names(store) == []
+
+
+def test_a_signed_fleet_summary_reads_as_before_for_code_without_a_key(
+    store: S3Store, tmp_path: Path
+) -> None:
+    project = fleet(tmp_path / "p", 3)
+    apply_all(project, store)
+    engine.plan(workspace_of(project), pod(store, tmp_path, "writer"))
+    body = store.client.get_object(Bucket=BUCKET, Key=store.summary_key)["Body"].read()
+    assert "mac" in json.loads(body)
+    assert FleetSummary.from_bytes(body) is not None  # what an older pipeline-sync reads
+    assert FleetSummary.from_bytes(body, b"y" * 32, f"s3://{BUCKET}/front50") is None

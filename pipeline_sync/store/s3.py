@@ -349,7 +349,7 @@ class S3Store:
         self._last_read: tuple[str, FleetSummary, dict[str, LiveObject | None]] | None = None
         self._disproved: list[str] = []  # ids whose fleet-summary voucher a body contradicted
         self._fetched: list[tuple[LiveObject, bytes]] = []  # vouched bodies read since, to cache
-        self._prefetched: dict[str, bytes | None] = {}  # bodies read ahead for deferred objects
+        self._prefetched: dict[tuple[str, str], bytes | None] = {}  # (key, ETag): bodies read ahead
 
     def describe(self) -> str:
         return f"s3://{self.settings.bucket}"
@@ -421,6 +421,7 @@ class S3Store:
         then says whether the plan must be made again with vouched=False. One GET more, of the
         vouchers, and only when the local cache lacks at least settings.vouch_min objects."""
         witness = self._read_witness()  # before the listing: a write after it changes the witness
+        self._prefetched.clear()  # read ahead for an earlier listing: never for this one
         live = self._read_live(vouched=vouched)
         self._publish_summary(FleetSummary.of_live(live, witness))
         if self.settings.summary_key is not None:
@@ -492,8 +493,8 @@ class S3Store:
     def vouchers_key(self) -> str:
         return f"{self.root}/{SUMMARY_FOLDER}/{VOUCHERS_FILE}"
 
-    def _vouchers_where(self) -> str:
-        """What a vouchers object is bound to: this bucket and root (a copy elsewhere is refused)."""
+    def _signed_where(self) -> str:
+        """What signed objects (vouchers, the fleet summary) are bound to: this bucket and root."""
         return f"s3://{self.settings.bucket}/{self.root}"
 
     def _vouchers(self, listing: Mapping[str, Listed], cached: Mapping[str, Any]) -> dict[str, LiveSummary]:
@@ -508,7 +509,7 @@ class S3Store:
             found = self._get_capped(self.vouchers_key, cap=SUMMARY_MAX_BYTES)
         except StoreError:
             return {}  # a role that may not read them: bodies are read instead
-        vouchers = Vouchers.from_bytes(found[1] if found else None, key, self._vouchers_where())
+        vouchers = Vouchers.from_bytes(found[1] if found else None, key, self._signed_where())
         if vouchers is None:
             return {}
         usable = vouchers.usable(self.settings.limits)
@@ -522,7 +523,7 @@ class S3Store:
         """Write the vouchers unless S3 holds exactly them; a failure costs the next fresh pod
         its bodies, nothing else."""
         assert self.settings.summary_key is not None
-        body = vouchers.to_bytes(self.settings.summary_key, self._vouchers_where())
+        body = vouchers.to_bytes(self.settings.summary_key, self._signed_where())
         try:
             head = self.client.head_object(Bucket=self.settings.bucket, Key=self.vouchers_key)
             if head.get("ETag") == f'"{md5_hex(body)}"':
@@ -535,18 +536,19 @@ class S3Store:
     def prefetch(self, objects: Iterable[LiveObject]) -> None:
         """Read, in parallel, the bodies of deferred objects a plan is about to open (each at the
         ETag it was listed with), so it does not read them one by one."""
-        wanted = [o for o in objects if o.deferred and o.key not in self._prefetched]
+        wanted = [o for o in objects if o.deferred and (o.key, o.etag) not in self._prefetched]
         if not wanted:
             return
         with ThreadPoolExecutor(max_workers=self.settings.max_workers) as pool:
             for obj, body in zip(wanted, pool.map(self._get_at_etag, wanted), strict=True):
-                self._prefetched[obj.key] = body
+                self._prefetched[(obj.key, obj.etag)] = body
 
     def _fetch_vouched(self, obj: LiveObject) -> bytes | None:
         """The body of a vouched object at the ETag it was listed with (prefetched, or read now);
         None when it is no longer there (changed or deleted since: then the voucher is
         disproved), or over the size limit."""
-        body = self._prefetched.pop(obj.key) if obj.key in self._prefetched else self._get_at_etag(obj)
+        at = (obj.key, obj.etag)
+        body = self._prefetched.pop(at) if at in self._prefetched else self._get_at_etag(obj)
         if body is not None:
             self._fetched.append((obj, body))
         return body
@@ -649,7 +651,7 @@ class S3Store:
         if found is None:
             return None, None
         response, body = found
-        summary = FleetSummary.from_bytes(body)
+        summary = FleetSummary.from_bytes(body, self.settings.summary_key, self._signed_where())
         return summary, str(response["ETag"]) if summary is not None else None
 
     def _rebuilt_summary(self, old: FleetSummary | None, witness: str) -> FleetSummary:
@@ -690,7 +692,7 @@ class S3Store:
     def _publish_summary(self, summary: FleetSummary, *, if_match: str | None = None) -> bool:
         """Write the summary unless S3 already holds exactly it; True when it is there now. A
         failure (a role that may only read, a race) costs nothing but the next run's rebuild."""
-        body = summary.to_bytes()
+        body = summary.to_bytes(self.settings.summary_key, self._signed_where())
         condition = {"IfMatch": if_match} if if_match else {}
         try:
             if not if_match:
