@@ -36,6 +36,11 @@ from pipeline_sync.sandbox import (
 )
 from pipeline_sync.yamlsafe import MAX_NESTING_DEPTH, QuotedText, load_yaml
 
+# The rendered texts a renderer keeps parsed, by their total length: every value a template
+# outputs is a placeholder, so most targets of one template render the very same text.
+PARSE_MEMO_CHARS = 4_000_000
+_UNPARSED: Any = object()
+
 # One pipeline_id() call a template made while rendering: (app_name, stack, template, answer),
 # the arguments as the function saw them (str), the answer None when they named no target.
 Reference = tuple[str, str, str, str | None]
@@ -68,6 +73,10 @@ class Renderer:
         # A fresh nonce per renderer: template text can never contain a real placeholder.
         self._placeholder_prefix = f"PSV{secrets.token_hex(8)}N"
         self._placeholder = re.compile(re.escape(self._placeholder_prefix) + r"(\d+)Z")
+        # Rendered text -> its parsed document, shared by every render of that text: never
+        # changed, _fill builds a new document from it (oldest dropped past PARSE_MEMO_CHARS).
+        self._parsed: dict[str, Any] = {}
+        self._parsed_chars = 0
 
     def pipeline_id(self, key: str) -> str:
         return self._catalog.pipeline_id(key)
@@ -182,6 +191,11 @@ class Renderer:
         return pipeline_id
 
     def _parse(self, text: str, target: Target, file: str) -> Any:
+        """The document text parses to, parsed once per distinct text (see _parsed): the caller
+        must not change it."""
+        known = self._parsed.get(text, _UNPARSED)
+        if known is not _UNPARSED:
+            return known
         try:
             data, _ = load_yaml(text, file, keep_quoting=True)
         except YamlDocumentError as exc:
@@ -190,7 +204,18 @@ class Renderer:
             raise RenderError(
                 target.key, SourceLocation(file), f"rendered YAML is invalid{where}: {exc.message}"
             ) from None
+        self._remember(text, data)
         return data
+
+    def _remember(self, text: str, data: Any) -> None:
+        if len(text) > PARSE_MEMO_CHARS:
+            return
+        while self._parsed and self._parsed_chars + len(text) > PARSE_MEMO_CHARS:
+            oldest = next(iter(self._parsed))
+            del self._parsed[oldest]
+            self._parsed_chars -= len(oldest)
+        self._parsed[text] = data
+        self._parsed_chars += len(text)
 
     def _fill(self, node: Any, values: list[Any], target: Target, file: str) -> Any:
         """Replace placeholders with the values they stand for, as data, never as YAML."""
@@ -199,9 +224,31 @@ class Renderer:
             return RenderError(target.key, SourceLocation(file, path), message)
 
         try:
-            return _Filler(self._placeholder, self._placeholder_prefix, values, fail).fill(node, "")
+            return _Filler(self._placeholder, self._placeholder_prefix, values, fail).fill(node, None)
         except RecursionError:
             raise fail("", "a value nests too deeply (or contains itself)") from None
+
+
+# Where an item sits in the document, put into words only for a message: None for the document
+# itself, else (where its container sits, its key or index).
+_Where = tuple[Any, str | int] | None
+
+
+def _path_text(where: _Where) -> str:
+    """The path of where as messages write it: stages[0].name."""
+    steps: list[str | int] = []
+    while where is not None:
+        where, step = where
+        steps.append(step)
+    path = ""
+    for step in reversed(steps):
+        if isinstance(step, int):
+            path = f"{path}[{step}]"
+        elif path:
+            path = f"{path}.{step}"
+        else:
+            path = step
+    return path
 
 
 class _Filler:
@@ -211,6 +258,7 @@ class _Filler:
     and all; anywhere else (quoted, in a block scalar, inside other text, in a key) it becomes
     str(value), as Jinja would have printed it. A value's own text may hold placeholders
     (a macro's output joined with `~`): those expand too, never re-parsed as YAML.
+    Text without the placeholder prefix can hold no placeholder, so no pattern runs over it.
     """
 
     def __init__(
@@ -221,96 +269,105 @@ class _Filler:
         fail: Callable[[str, str], RenderError],
     ) -> None:
         self._pattern = pattern
+        self._prefix = prefix
         self._nonce = prefix.lower()
         self._values = values
-        self._fail = fail
+        self._fail_at = fail
         self._texts: dict[int, str] = {}
         self._expanding: set[int] = set()
         self._spent = 0
 
-    def fill(self, item: Any, path: str) -> Any:
-        """The parsed document item at path, with its placeholders filled in."""
+    def fill(self, item: Any, where: _Where) -> Any:
+        """The parsed document item at where, with its placeholders filled in."""
         if isinstance(item, str):
-            whole = self._pattern.fullmatch(item)
-            if whole and not isinstance(item, QuotedText):
-                return self.value(self._values[int(whole.group(1))], path, 0)
-            return self.text(item, path)
+            if self._prefix in item and not isinstance(item, QuotedText):
+                whole = self._pattern.fullmatch(item)
+                if whole:
+                    return self.value(self._values[int(whole.group(1))], where, 0)
+            return self.text(item, where)
         if isinstance(item, dict):
-            return self._mapping(item, path, lambda value, sub: self.fill(value, sub))
+            return self._mapping(item, where, None)
         if isinstance(item, list):
-            return [self.fill(v, f"{path}[{i}]") for i, v in enumerate(item)]
-        return self._scalar(item, path, "template")
+            return [self.fill(v, (where, i)) for i, v in enumerate(item)]
+        return self._scalar(item, where, "template")
 
-    def value(self, item: Any, path: str, depth: int) -> Any:
+    def value(self, item: Any, where: _Where, depth: int) -> Any:
         """A copy of a value the template inserted whole, checked to be plain JSON data."""
         if depth > MAX_NESTING_DEPTH:
             raise self._fail(
-                path, f"a value nests deeper than {MAX_NESTING_DEPTH} levels (or contains itself)"
+                where, f"a value nests deeper than {MAX_NESTING_DEPTH} levels (or contains itself)"
             )
         if isinstance(item, str):
-            return self.text(item, path)
-        self._charge(1, path)
+            return self.text(item, where)
+        self._charge(1, where)
         if isinstance(item, dict):
-            return self._mapping(item, path, lambda value, sub: self.value(value, sub, depth + 1))
+            return self._mapping(item, where, depth)
         if isinstance(item, list | tuple):
-            return [self.value(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item)]
-        return self._scalar(item, path, "catalog")
+            return [self.value(v, (where, i), depth + 1) for i, v in enumerate(item)]
+        return self._scalar(item, where, "catalog")
 
-    def text(self, item: str, path: str) -> str:
+    def text(self, item: str, where: _Where) -> str:
         """item with every placeholder replaced by its value's text, as a plain str."""
-        out = self._pattern.sub(lambda m: self._text_of(int(m.group(1)), path), item)
+        out = item
+        if self._prefix in item:
+            out = self._pattern.sub(lambda m: self._text_of(int(m.group(1)), where), item)
         if self._nonce in out.lower():
             raise self._fail(
-                path,
+                where,
                 "a filter or string operation changed the text a macro or block produced "
                 "(upper, slicing, ...) so a value in it can no longer be placed; "
                 "apply it to the values instead",
             )
-        self._charge(len(out), path)
+        self._charge(len(out), where)
         return str(out)
 
-    def _text_of(self, index: int, path: str) -> str:
+    def _text_of(self, index: int, where: _Where) -> str:
         if index in self._texts:
             return self._texts[index]
         if index in self._expanding or index >= len(self._values):
-            raise self._fail(path, "a template built a placeholder of its own; that is not allowed")
+            raise self._fail(where, "a template built a placeholder of its own; that is not allowed")
         self._expanding.add(index)
-        expanded = self.text(str(self._values[index]), path)
+        expanded = self.text(str(self._values[index]), where)
         self._expanding.discard(index)
         self._texts[index] = expanded
         return expanded
 
-    def _mapping(self, item: dict[Any, Any], path: str, fill: Callable[[Any, str], Any]) -> dict[str, Any]:
+    def _mapping(self, item: dict[Any, Any], where: _Where, depth: int | None) -> dict[str, Any]:
+        """A filled copy of a mapping: of the template's (depth None) or in a value at depth."""
         out: dict[str, Any] = {}
         for key, value in item.items():
             if not isinstance(key, str):
-                raise self._fail(path, f"mapping key {key!r} is not a string; quote it")
-            new_key = self.text(key, path)
-            sub = f"{path}.{new_key}" if path else new_key
+                raise self._fail(where, f"mapping key {key!r} is not a string; quote it")
+            new_key = self.text(key, where)
+            sub = (where, new_key)
             if new_key in out:
                 raise self._fail(sub, f"key {new_key!r} appears twice once values are filled in")
-            out[new_key] = fill(value, sub)
+            out[new_key] = self.fill(value, sub) if depth is None else self.value(value, sub, depth + 1)
         return out
 
-    def _scalar(self, item: Any, path: str, source: str) -> Any:
+    def _scalar(self, item: Any, where: _Where, source: str) -> Any:
         if item is None or isinstance(item, bool | int):
             return item
         if isinstance(item, float):
             if not math.isfinite(item):
-                raise self._fail(path, "value is not a finite number")
+                raise self._fail(where, "value is not a finite number")
             return item
         if isinstance(item, datetime.date | datetime.datetime):
-            raise self._fail(path, f"value {item!s} parsed as a date; quote it in the {source}")
+            raise self._fail(where, f"value {item!s} parsed as a date; quote it in the {source}")
         raise self._fail(
-            path,
+            where,
             f"a {type(item).__name__} value is not JSON data; "
             "convert it in the template (for example with |list or |string)",
         )
 
-    def _charge(self, size: int, path: str) -> None:
+    def _charge(self, size: int, where: _Where) -> None:
         self._spent += size
         if self._spent > 2 * MAX_OUTPUT_CHARS:
-            raise self._fail(path, f"the filled-in pipeline is larger than {2 * MAX_OUTPUT_CHARS} characters")
+            limit = 2 * MAX_OUTPUT_CHARS
+            raise self._fail(where, f"the filled-in pipeline is larger than {limit} characters")
+
+    def _fail(self, where: _Where, message: str) -> RenderError:
+        return self._fail_at(_path_text(where), message)
 
 
 def _service_hint(catalog: Catalog, app_name: str) -> str:
