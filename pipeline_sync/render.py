@@ -39,7 +39,6 @@ from pipeline_sync.yamlsafe import MAX_NESTING_DEPTH, QuotedText, load_yaml
 # The rendered texts a renderer keeps parsed, by their total length: every value a template
 # outputs is a placeholder, so most targets of one template render the very same text.
 PARSE_MEMO_CHARS = 4_000_000
-_UNPARSED: Any = object()
 
 # One pipeline_id() call a template made while rendering: (app_name, stack, template, answer),
 # the arguments as the function saw them (str), the answer None when they named no target.
@@ -75,7 +74,7 @@ class Renderer:
         self._placeholder = re.compile(re.escape(self._placeholder_prefix) + r"(\d+)Z")
         # Rendered text -> its parsed document, shared by every render of that text: never
         # changed, _fill builds a new document from it (oldest dropped past PARSE_MEMO_CHARS).
-        self._parsed: dict[str, Any] = {}
+        self._parsed: dict[str, _Parsed] = {}
         self._parsed_chars = 0
 
     def pipeline_id(self, key: str) -> str:
@@ -130,8 +129,7 @@ class Renderer:
             raise RenderError(target.key, SourceLocation(file, line=line), _describe(exc)) from None
         finally:
             current_budget.reset(token)
-        document = self._parse(text, target, file)
-        document = self._fill(document, budget.placeholders, target, file)
+        document = self._fill(self._parse(text, target, file), budget.placeholders, target, file)
         if not isinstance(document, dict):
             raise RenderError(
                 target.key,
@@ -190,11 +188,10 @@ class Renderer:
 
         return pipeline_id
 
-    def _parse(self, text: str, target: Target, file: str) -> Any:
-        """The document text parses to, parsed once per distinct text (see _parsed): the caller
-        must not change it."""
-        known = self._parsed.get(text, _UNPARSED)
-        if known is not _UNPARSED:
+    def _parse(self, text: str, target: Target, file: str) -> _Parsed:
+        """The document text parses to, parsed once per distinct text (see _parsed)."""
+        known = self._parsed.get(text)
+        if known is not None:
             return known
         try:
             data, _ = load_yaml(text, file, keep_quoting=True)
@@ -204,29 +201,127 @@ class Renderer:
             raise RenderError(
                 target.key, SourceLocation(file), f"rendered YAML is invalid{where}: {exc.message}"
             ) from None
-        self._remember(text, data)
-        return data
+        parsed = _Parsed(data)
+        self._remember(text, parsed)
+        return parsed
 
-    def _remember(self, text: str, data: Any) -> None:
+    def _remember(self, text: str, parsed: _Parsed) -> None:
         if len(text) > PARSE_MEMO_CHARS:
             return
         while self._parsed and self._parsed_chars + len(text) > PARSE_MEMO_CHARS:
             oldest = next(iter(self._parsed))
             del self._parsed[oldest]
             self._parsed_chars -= len(oldest)
-        self._parsed[text] = data
+        self._parsed[text] = parsed
         self._parsed_chars += len(text)
 
-    def _fill(self, node: Any, values: list[Any], target: Target, file: str) -> Any:
+    def _fill(self, parsed: _Parsed, values: list[Any], target: Target, file: str) -> Any:
         """Replace placeholders with the values they stand for, as data, never as YAML."""
 
         def fail(path: str, message: str) -> RenderError:
             return RenderError(target.key, SourceLocation(file, path), message)
 
+        parsed.renders += 1
+        if parsed.renders == 2:  # a text rendered again: worth planning its fill once
+            parsed.plan = plan_fill(parsed.document, self._placeholder, self._placeholder_prefix)
+        pattern, prefix = self._placeholder, self._placeholder_prefix
         try:
-            return _Filler(self._placeholder, self._placeholder_prefix, values, fail).fill(node, None)
+            return fill_document(parsed.document, parsed.plan, pattern, prefix, values, fail)
         except RecursionError:
             raise fail("", "a value nests too deeply (or contains itself)") from None
+
+
+@dataclass
+class _Parsed:
+    """A rendered text's document, as load_yaml parsed it (never changed: fills copy it), how
+    many renders filled it in, and the plan of its fill once it is rendered a second time."""
+
+    document: Any
+    renders: int = 0
+    plan: FillPlan | None = None
+
+
+# How _Filler.run fills one item of a parsed document: (kind, what). _CONSTANT: what is the
+# item filled in; _WHOLE: what is the index of the value the item is; _TEXT: what is text with
+# placeholders; _LIST: what is a list of item plans; _MAPPING: what is ([(key, whether the key
+# has placeholders, kind, what), ...], whether keys can collide once filled).
+_CONSTANT, _WHOLE, _TEXT, _LIST, _MAPPING = range(5)
+ItemPlan = tuple[int, Any]
+# A document's plan: the size every filled copy of its constant text has, and its item plan.
+FillPlan = tuple[int, ItemPlan]
+
+
+class _Refill(Exception):
+    """A planned fill met something _Filler.fill refuses: fill_document then fills it that way."""
+
+
+def fill_document(
+    document: Any,
+    plan: FillPlan | None,
+    pattern: re.Pattern[str],
+    prefix: str,
+    values: list[Any],
+    fail: Callable[[str, str], RenderError],
+) -> Any:
+    """document with its placeholders filled in: by its plan when it has one, else (and whenever
+    the planned fill meets a refusal) by _Filler.fill, which says why and where."""
+    if plan is not None:
+        try:
+            return _Filler(pattern, prefix, values, fail).run(plan)
+        except (RenderError, _Refill, IndexError, RecursionError):
+            pass
+    return _Filler(pattern, prefix, values, fail).fill(document, None)
+
+
+def plan_fill(document: Any, pattern: re.Pattern[str], prefix: str) -> FillPlan | None:
+    """How _Filler.run fills document with any values exactly as _Filler.fill does, the work that
+    depends on the document alone done once; None when filling it is refused whatever the values
+    (a key that is not a string, a date, a changed placeholder)."""
+    planner = _Planner(pattern, prefix)
+    try:
+        item = planner.plan(document)
+    except (_Refill, RecursionError, ValueError):  # ValueError: a placeholder index too long for int()
+        return None
+    return planner.constant_size, item
+
+
+class _Planner:
+    """plan_fill's walk: what _Filler.fill decides from the document alone, decided once."""
+
+    def __init__(self, pattern: re.Pattern[str], prefix: str) -> None:
+        self._pattern = pattern
+        self._prefix = prefix
+        self._nonce = prefix.lower()
+        self.constant_size = 0
+
+    def plan(self, item: Any) -> ItemPlan:
+        if isinstance(item, str):
+            if self._prefix not in item:
+                return _CONSTANT, self._constant(item)
+            whole = None if isinstance(item, QuotedText) else self._pattern.fullmatch(item)
+            return (_WHOLE, int(whole.group(1))) if whole else (_TEXT, item)
+        if isinstance(item, dict):
+            entries: list[tuple[str, bool, int, Any]] = []
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    raise _Refill
+                filled = self._prefix in key
+                entries.append((key if filled else self._constant(key), filled, *self.plan(value)))
+            return _MAPPING, (entries, any(filled for _, filled, _, _ in entries))
+        if isinstance(item, list):
+            return _LIST, [self.plan(v) for v in item]
+        if item is None or isinstance(item, bool | int):
+            return _CONSTANT, item
+        if isinstance(item, float) and math.isfinite(item):
+            return _CONSTANT, item
+        raise _Refill
+
+    def _constant(self, text: str) -> str:
+        """What _Filler.text makes of text without a placeholder, and the size it charges."""
+        if self._nonce in text.lower():
+            raise _Refill
+        self.constant_size += len(text)
+        return str(text)
 
 
 # Where an item sits in the document, put into words only for a message: None for the document
@@ -276,6 +371,31 @@ class _Filler:
         self._texts: dict[int, str] = {}
         self._expanding: set[int] = set()
         self._spent = 0
+
+    def run(self, plan: FillPlan) -> Any:
+        """The document plan_fill planned, filled in; raises where fill may refuse (in other words)."""
+        constant_size, item = plan
+        self._charge(constant_size, None)
+        return self._run(*item)
+
+    def _run(self, kind: int, what: Any) -> Any:
+        if kind == _CONSTANT:
+            return what
+        if kind == _WHOLE:
+            return self.value(self._values[what], None, 0)
+        if kind == _TEXT:
+            return self.text(what, None)
+        if kind == _LIST:
+            return [w if k == _CONSTANT else self._run(k, w) for k, w in what]
+        entries, keys_may_collide = what
+        out: dict[str, Any] = {}
+        for key, filled, k, w in entries:
+            if filled:
+                key = self.text(key, None)
+            if keys_may_collide and key in out:
+                raise _Refill
+            out[key] = w if k == _CONSTANT else self._run(k, w)
+        return out
 
     def fill(self, item: Any, where: _Where) -> Any:
         """The parsed document item at where, with its placeholders filled in."""

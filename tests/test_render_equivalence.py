@@ -219,6 +219,7 @@ def contains_itself() -> list[Any]:
 
 P0, P1, P2 = placeholder(0), placeholder(1), placeholder(2)
 BIG = "x" * (2 * MAX_OUTPUT_CHARS // 3 + 1)
+HALF = "x" * (MAX_OUTPUT_CHARS // 2 + 1)
 FILL_CASES: list[tuple[str, Any, list[Any]]] = [
     ("a whole plain placeholder is the value, type and all", {"a": P0}, [{"k": [1, 2.5, None, True]}]),
     ("a quoted placeholder is text", {"a": QuotedText(P0)}, [3]),
@@ -249,6 +250,16 @@ FILL_CASES: list[tuple[str, Any, list[Any]]] = [
     ("a value that contains itself", {"a": P0}, [contains_itself()]),
     ("tuples in a value", {"a": P0}, [(1, "x", (2, P1)), "y"]),
     ("output past the budget", {"a": P0, "b": [P0], "c": QuotedText(P0)}, [BIG]),
+    (
+        "constant text and values past the budget together",
+        {"a": "c" * MAX_OUTPUT_CHARS, "b": [P0, P0]},
+        [HALF],
+    ),
+    (
+        "constant text and values just within the budget",
+        {"a": "c" * MAX_OUTPUT_CHARS, "b": [P0, P0]},
+        [HALF[1:]],
+    ),
     ("output past the budget in keys", {"a": P1, P0: 1, "b": {P0: 2}}, [BIG, BIG]),
     ("a document that is a list", [P0, QuotedText("q"), 1, None, 2.5], ["v"]),
     ("a document that is one placeholder", P0, [{"a": 1}]),
@@ -318,20 +329,70 @@ def random_node(rng: random.Random, depth: int, in_value: bool) -> Any:
     return tuple(items) if in_value and rng.random() < 0.3 else items
 
 
+def random_case(seed: int) -> tuple[Any, list[Any]]:
+    rng = random.Random(seed)
+    values = [random_node(rng, 1, True) for _ in range(rng.randint(0, 5))]
+    if values and rng.random() < 0.05:
+        values.append(contains_itself())
+    return random_node(rng, 0, False), values
+
+
 def test_filling_random_documents_gives_what_the_old_filler_gave() -> None:
     outcomes = []
     for seed in range(3000):
-        rng = random.Random(seed)
-        values = [random_node(rng, 1, True) for _ in range(rng.randint(0, 5))]
-        if values and rng.random() < 0.05:
-            values.append(contains_itself())
-        node = random_node(rng, 0, False)
+        node, values = random_case(seed)
         fast = filled(_Filler, node, values)
         assert fast == filled(OracleFiller, node, values), f"seed {seed}"
         outcomes.append(fast[0])
     # Both kinds of outcome are common, so the comparison covers both.
     assert outcomes.count("refused") > 500
     assert len(outcomes) - outcomes.count("refused") - outcomes.count("raised") > 500
+
+
+def planned(node: Any, values: list[Any]) -> Any:
+    """What a planned fill alone gives: the typed result, "no plan", or "falls back"."""
+    plan = render.plan_fill(node, PATTERN, PREFIX)
+    if plan is None:
+        return "no plan"
+
+    def fail(path: str, message: str) -> RenderError:
+        return RenderError("svc/dev/deploy", SourceLocation("templates/deploy.yaml.j2", path), message)
+
+    try:
+        return typed(_Filler(PATTERN, PREFIX, values, fail).run(plan))
+    except (RenderError, render._Refill, IndexError, RecursionError):
+        return "falls back"
+
+
+def through_fill_document(plan_it: bool) -> Callable[..., Any]:
+    """fill_document (planned or not) called as filled() calls a filler class."""
+
+    class Filling:
+        def __init__(self, *arguments: Any) -> None:
+            self.arguments = arguments
+
+        def fill(self, node: Any, where: None) -> Any:
+            plan = render.plan_fill(node, PATTERN, PREFIX) if plan_it else None
+            return render.fill_document(node, plan, *self.arguments)
+
+    return Filling
+
+
+def test_a_planned_fill_gives_what_the_old_filler_gave_or_leaves_it_to_the_filler() -> None:
+    outcomes = []
+    cases = [case[1:] for case in FILL_CASES] + [random_case(seed) for seed in range(3000)]
+    for index, (node, values) in enumerate(cases):
+        oracle = filled(OracleFiller, node, values)
+        alone = planned(node, values)
+        if alone in ("no plan", "falls back"):
+            assert oracle[0] in ("refused", "raised"), f"case {index}: {alone} but {oracle}"
+        else:
+            assert alone == oracle, f"case {index}"
+        assert filled(through_fill_document(True), node, values) == oracle, f"case {index}"
+        assert filled(through_fill_document(False), node, values) == oracle, f"case {index}"
+        outcomes.append(alone if isinstance(alone, str) else "filled")
+    # Each way through a planned fill is common, so each is compared.
+    assert min(outcomes.count(way) for way in ("no plan", "falls back", "filled")) > 300
 
 
 # --- the size of a value a template outputs ---------------------------------------------------
@@ -495,6 +556,8 @@ def test_renders_of_one_text_share_no_container_and_a_changed_document_changes_n
     first = workspace.renderer.render(target)
     second = workspace.renderer.render(target)
     assert first.canonical == second.canonical
+    (parsed,) = workspace.renderer._parsed.values()
+    assert parsed.plan is not None  # the second render planned the fill the third one runs
     assert not set(containers(first.document)) & set(containers(second.document))
     for container in [first.document, *first.document["stages"], *first.document["expectedArtifacts"]]:
         container.clear()  # what a caller may do to its own document
@@ -523,6 +586,6 @@ def test_the_parse_memo_keeps_at_most_its_bound_and_still_renders_right(
         got[key] = (canonical, outcome.problems, references)
         kept = workspace.renderer._parsed
         assert sum(len(text) for text in kept) == workspace.renderer._parsed_chars <= 15_000
-        assert all(kept[text] == load_yaml(text, "t", keep_quoting=True)[0] for text in kept)
+        assert all(kept[text].document == load_yaml(text, "t", keep_quoting=True)[0] for text in kept)
     assert got == expected
     assert len(texts) > 3  # texts were dropped and parsed again
