@@ -7,7 +7,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -242,10 +242,12 @@ class _Parsed:
 
 
 # How _Filler.run fills one item of a parsed document: (kind, what). _CONSTANT: what is the
-# item filled in; _WHOLE: what is the index of the value the item is; _TEXT: what is text with
-# placeholders; _LIST: what is a list of item plans; _MAPPING: what is ([(key, whether the key
-# has placeholders, kind, what), ...], whether keys can collide once filled).
-_CONSTANT, _WHOLE, _TEXT, _LIST, _MAPPING = range(5)
+# item filled in; _WHOLE: what is the index of the value the item is; _ONLY: what is the index
+# of the one placeholder that is all of a text; _TEXT: what is a text's pieces, literal text
+# (str) and placeholder indexes (int) in turn; _LIST: what is a list of item plans; _MAPPING:
+# what is ([(key, or the item plan of a key with placeholders, whether it has them, kind,
+# what), ...], whether keys can collide once filled).
+_CONSTANT, _WHOLE, _ONLY, _TEXT, _LIST, _MAPPING = range(6)
 ItemPlan = tuple[int, Any]
 # A document's plan: the size every filled copy of its constant text has, and its item plan.
 FillPlan = tuple[int, ItemPlan]
@@ -285,6 +287,10 @@ def plan_fill(document: Any, pattern: re.Pattern[str], prefix: str) -> FillPlan 
     return planner.constant_size, item
 
 
+def _alternate(pieces: list[str]) -> Iterator[tuple[bool, str]]:
+    return ((index % 2 == 1, piece) for index, piece in enumerate(pieces))
+
+
 class _Planner:
     """plan_fill's walk: what _Filler.fill decides from the document alone, decided once."""
 
@@ -299,14 +305,16 @@ class _Planner:
             if self._prefix not in item:
                 return _CONSTANT, self._constant(item)
             whole = None if isinstance(item, QuotedText) else self._pattern.fullmatch(item)
-            return (_WHOLE, int(whole.group(1))) if whole else (_TEXT, item)
+            return (_WHOLE, int(whole.group(1))) if whole else self._text(item)
         if isinstance(item, dict):
-            entries: list[tuple[str, bool, int, Any]] = []
+            entries: list[tuple[Any, bool, int, Any]] = []
             for key, value in item.items():
                 if not isinstance(key, str):
                     raise _Refill
                 filled = self._prefix in key
-                entries.append((key if filled else self._constant(key), filled, *self.plan(value)))
+                entries.append(
+                    (self._text(key) if filled else self._constant(key), filled, *self.plan(value))
+                )
             return _MAPPING, (entries, any(filled for _, filled, _, _ in entries))
         if isinstance(item, list):
             return _LIST, [self.plan(v) for v in item]
@@ -315,6 +323,13 @@ class _Planner:
         if isinstance(item, float) and math.isfinite(item):
             return _CONSTANT, item
         raise _Refill
+
+    def _text(self, text: str) -> ItemPlan:
+        """The plan of text that holds the placeholder prefix, as _Filler.text fills it."""
+        pieces = self._pattern.split(text)  # literal text and placeholder indexes in turn
+        if len(pieces) == 3 and not pieces[0] and not pieces[2]:
+            return _ONLY, int(pieces[1])
+        return _TEXT, tuple(int(piece) if odd else piece for odd, piece in _alternate(pieces))
 
     def _constant(self, text: str) -> str:
         """What _Filler.text makes of text without a placeholder, and the size it charges."""
@@ -383,19 +398,27 @@ class _Filler:
             return what
         if kind == _WHOLE:
             return self.value(self._values[what], None, 0)
+        if kind == _ONLY:  # _text_of checked the text as text() would: it only needs charging
+            only = self._text_of(what, None)
+            self._charge(len(only), None)
+            return only
         if kind == _TEXT:
-            return self.text(what, None)
+            out = "".join([self._text_of(p, None) if isinstance(p, int) else p for p in what])
+            if self._nonce in out.lower():
+                raise _Refill
+            self._charge(len(out), None)
+            return out
         if kind == _LIST:
             return [w if k == _CONSTANT else self._run(k, w) for k, w in what]
         entries, keys_may_collide = what
-        out: dict[str, Any] = {}
+        out_map: dict[str, Any] = {}
         for key, filled, k, w in entries:
             if filled:
-                key = self.text(key, None)
-            if keys_may_collide and key in out:
+                key = self._run(*key)
+            if keys_may_collide and key in out_map:
                 raise _Refill
-            out[key] = w if k == _CONSTANT else self._run(k, w)
-        return out
+            out_map[key] = w if k == _CONSTANT else self._run(k, w)
+        return out_map
 
     def fill(self, item: Any, where: _Where) -> Any:
         """The parsed document item at where, with its placeholders filled in."""
