@@ -1,9 +1,10 @@
 """The fast paths of rendering give exactly what the algorithms they replaced gave.
 
 Each replaced algorithm is kept here, verbatim, as the oracle: render._Filler (filling values into
-a parsed document), sandbox.value_size, front50_model.limit_problems without its quick walk, and
-load_yaml on every render where render now parses each distinct text once. They run on hostile
-and random inputs, and on every target of a synthetic fleet and of the example catalog.
+a parsed document), sandbox.value_size, front50_model.limit_problems without its quick walk,
+identity's artifact and trigger ids (uuid.uuid5), and load_yaml on every render where render now
+parses each distinct text once. They run on hostile and random inputs, and on every target of a
+synthetic fleet and of the example catalog.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime
 import math
 import random
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import pytest
 
 from bench import synth
-from pipeline_sync import front50_model, render, rendering
+from pipeline_sync import front50_model, identity, render, rendering
 from pipeline_sync.errors import RenderError, SourceLocation
 from pipeline_sync.front50_model import MAX_DEPTH, MAX_NAME_CHARS, MAX_NUMBER_DIGITS, limit_problems
 from pipeline_sync.render import _Filler
@@ -522,6 +524,7 @@ def use_the_old_algorithms(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(render, "PARSE_MEMO_CHARS", 0)  # every render parses its own text
     monkeypatch.setattr(render, "value_size", old_value_size)
     monkeypatch.setattr(front50_model, "_plainly_within_limits", lambda document: False)
+    monkeypatch.setattr(identity, "_child_id", old_child_id)
 
 
 @pytest.mark.parametrize("fleet", ["synthetic", "example"])
@@ -589,3 +592,57 @@ def test_the_parse_memo_keeps_at_most_its_bound_and_still_renders_right(
         assert all(kept[text].document == load_yaml(text, "t", keep_quoting=True)[0] for text in kept)
     assert got == expected
     assert len(texts) > 3  # texts were dropped and parsed again
+
+
+# --- artifact and trigger ids ------------------------------------------------------------------
+
+
+def old_child_id(pipeline_id: str, kind: str, name: str) -> str:
+    try:
+        parent = uuid.UUID(pipeline_id)
+    except ValueError:
+        parent = uuid.uuid5(identity.PIPELINE_NAMESPACE, pipeline_id)
+    return str(uuid.uuid5(parent, f"{kind}/{name}"))
+
+
+def child_id(derive: Callable[[str, str, str], str], pipeline_id: str, kind: str, name: str) -> str:
+    try:
+        return derive(pipeline_id, kind, name)
+    except (ValueError, TypeError) as exc:  # UnicodeEncodeError: a lone surrogate
+        return f"{type(exc).__name__}: {exc}"
+
+
+PIPELINE_IDS = [
+    identity.pipeline_id_for("svc/dev/deploy"),
+    identity.pipeline_id_for("svc/dev/deploy").upper(),
+    "{" + identity.pipeline_id_for("a/b/c") + "}",
+    "urn:uuid:" + identity.pipeline_id_for("a/b/c"),
+    identity.pipeline_id_for("a/b/c").replace("-", ""),
+    "12345678_1234_1234_1234_1234567890ab",
+    " 2345678123412341234123456789012",
+    "١٢٣٤٥٦٧٨١٢٣٤١٢٣٤١٢٣٤١٢٣٤٥٦٧٨٩٠١٢",
+    "a pinned id that is no UUID",
+    "",
+    "ünïcode",
+    "\ud800",
+]
+NAMES = ["artifact/workload-chart", "0/git", "", "ß/☃", "\udfff"]
+
+
+@pytest.mark.parametrize("pipeline_id", PIPELINE_IDS)
+@pytest.mark.parametrize("name", NAMES)
+def test_artifact_and_trigger_ids_are_what_uuid5_gave(pipeline_id: str, name: str) -> None:
+    for kind in ("artifact", "trigger"):
+        assert child_id(identity._child_id, pipeline_id, kind, name) == child_id(
+            old_child_id, pipeline_id, kind, name
+        )
+
+
+def test_ids_of_random_pipelines_and_names_are_what_uuid5_gave() -> None:
+    rng = random.Random(7)
+    for _ in range(2000):
+        pipeline_id = rng.choice([str(uuid.UUID(int=rng.getrandbits(128))), random_text(rng)])
+        name = random_text(rng)
+        assert identity._child_id(pipeline_id, "artifact", name) == old_child_id(
+            pipeline_id, "artifact", name
+        )
