@@ -37,8 +37,10 @@ from pipeline_sync.sandbox import (
 from pipeline_sync.yamlsafe import MAX_NESTING_DEPTH, QuotedText, load_yaml
 
 # The rendered texts a renderer keeps parsed, by their total length: every value a template
-# outputs is a placeholder, so most targets of one template render the very same text.
-PARSE_MEMO_CHARS = 4_000_000
+# outputs is a placeholder, so most targets of one template render the very same text (the
+# bench's 10,000 targets render 4 texts). A parsed text and its fill plan take about 50 bytes
+# per character, so the memo stays under about 50 MB.
+PARSE_MEMO_CHARS = 1_000_000
 
 # One pipeline_id() call a template made while rendering: (app_name, stack, template, answer),
 # the arguments as the function saw them (str), the answer None when they named no target.
@@ -534,11 +536,15 @@ def _record_value(context: Context, value: Any) -> str:
     """
     budget = current_budget.get()
     budget.tick()
-    if isinstance(value, TemplateText):
-        return value
-    if isinstance(value, jinja2.Undefined):
-        str(value)  # StrictUndefined raises here: finalize would otherwise hide it
-    budget.charge(value_size(value))
+    if isinstance(value, str):  # value_size of text is its length
+        if isinstance(value, TemplateText):
+            return value
+        size = len(value)
+    else:
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # StrictUndefined raises here: finalize would otherwise hide it
+        size = value_size(value)
+    budget.charge(size)
     budget.placeholders.append(value)
     return f"{budget.placeholder_prefix}{len(budget.placeholders) - 1}Z"
 
