@@ -6,6 +6,7 @@ import datetime
 import math
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ class Renderer:
         # changed, _fill builds a new document from it (oldest dropped past PARSE_MEMO_CHARS).
         self._parsed: dict[str, _Parsed] = {}
         self._parsed_chars = 0
+        self._parsed_lock = threading.Lock()  # renders in threads may add texts at once
 
     def pipeline_id(self, key: str) -> str:
         return self._catalog.pipeline_id(key)
@@ -210,12 +212,15 @@ class Renderer:
     def _remember(self, text: str, parsed: _Parsed) -> None:
         if len(text) > PARSE_MEMO_CHARS:
             return
-        while self._parsed and self._parsed_chars + len(text) > PARSE_MEMO_CHARS:
-            oldest = next(iter(self._parsed))
-            del self._parsed[oldest]
-            self._parsed_chars -= len(oldest)
-        self._parsed[text] = parsed
-        self._parsed_chars += len(text)
+        with self._parsed_lock:
+            if text in self._parsed:
+                return
+            while self._parsed and self._parsed_chars + len(text) > PARSE_MEMO_CHARS:
+                oldest = next(iter(self._parsed))
+                del self._parsed[oldest]
+                self._parsed_chars -= len(oldest)
+            self._parsed[text] = parsed
+            self._parsed_chars += len(text)
 
     def _fill(self, parsed: _Parsed, values: list[Any], target: Target, file: str) -> Any:
         """Replace placeholders with the values they stand for, as data, never as YAML."""

@@ -13,8 +13,11 @@ import datetime
 import math
 import random
 import re
+import sys
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -646,3 +649,47 @@ def test_ids_of_random_pipelines_and_names_are_what_uuid5_gave() -> None:
         assert identity._child_id(pipeline_id, "artifact", name) == old_child_id(
             pipeline_id, "artifact", name
         )
+
+
+def test_renders_in_threads_share_the_parse_memo_safely(
+    synthetic_fleet: synth.Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dirs = (synthetic_fleet.catalog_dir, synthetic_fleet.root / "templates")
+    expected = render_every_target(*dirs)
+    workspace = Sources.load(*dirs, render_cache=RenderCache.in_memory())
+    monkeypatch.setattr(render, "PARSE_MEMO_CHARS", 6_000)  # room for one text: dropped all the time
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch as often as they can
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            rounds = list(pool.map(lambda _: render_all_of(workspace), range(4)))
+    finally:
+        sys.setswitchinterval(interval)
+    assert all(got == expected for got in rounds)
+    kept = workspace.renderer._parsed
+    assert sum(len(text) for text in kept) == workspace.renderer._parsed_chars <= 6_000
+
+
+def render_all_of(workspace: Sources) -> dict[str, Any]:
+    rendered = {}
+    for key in sorted(workspace.catalog.targets):
+        outcome, references = rendering._render_tracked(workspace, workspace.catalog.targets[key])
+        canonical = outcome.rendered.canonical if outcome.rendered is not None else None
+        rendered[key] = (canonical, outcome.problems, references)
+    return rendered
+
+
+def test_a_render_adds_its_text_to_the_memo_only_under_the_memo_lock(synthetic_fleet: synth.Fleet) -> None:
+    workspace = Sources.load(
+        synthetic_fleet.catalog_dir, synthetic_fleet.root / "templates", render_cache=RenderCache.in_memory()
+    )
+    target = workspace.catalog.targets[sorted(workspace.catalog.targets)[0]]
+    renderer = workspace.renderer
+    with renderer._parsed_lock:
+        rendering_thread = threading.Thread(target=renderer.render, args=(target,))
+        rendering_thread.start()
+        rendering_thread.join(0.5)
+        assert rendering_thread.is_alive()  # waiting for the lock this test holds
+        assert renderer._parsed == {}
+    rendering_thread.join()
+    assert len(renderer._parsed) == 1
