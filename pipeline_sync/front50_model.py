@@ -284,6 +284,8 @@ def limit_problems(document: object) -> Iterator[tuple[str, str]]:
     Each kind of problem is reported once, at its first place in document order, and nothing
     inside a too-deep container is visited.
     """
+    if _plainly_within_limits(document):  # nearly every pipeline: nothing to find, one quick walk
+        return
     reported: set[str] = set()
     if not isinstance(document, dict | list):
         yield from _first(reported, _scalar_problems(document), ())
@@ -304,6 +306,39 @@ def limit_problems(document: object) -> Iterator[tuple[str, str]]:
             elif isinstance(value, int | str) and (found := _scalar_problems(value)):
                 yield from _first(reported, found, (link, key))
         pending.extend(reversed(children))
+
+
+def _plainly_within_limits(document: object) -> bool:
+    """True only when limit_problems would find nothing: plain dicts, lists, str keys and
+    scalars, all inside the limits. Anything else (a subclass, a non-str key) answers False,
+    so limit_problems' own walk decides."""
+    if type(document) is not dict and type(document) is not list:
+        return not isinstance(document, dict | list | int | str)
+    pending: list[tuple[dict[Any, Any] | list[Any], int]] = [(document, 1)]
+    while pending:
+        container, depth = pending.pop()
+        if type(container) is dict:
+            for key in container:
+                if type(key) is not str or len(key) > MAX_NAME_CHARS:
+                    return False
+            values: Any = container.values()
+        else:
+            values = container
+        for value in values:
+            kind = type(value)
+            if kind is str:
+                if len(value) > MAX_STRING_CHARS:
+                    return False
+            elif kind is dict or kind is list:
+                if depth >= MAX_DEPTH:
+                    return False
+                pending.append((value, depth + 1))
+            elif kind is int:
+                if not -_TOO_MANY_DIGITS < value < _TOO_MANY_DIGITS:
+                    return False
+            elif kind is not bool and kind is not float and value is not None:
+                return False
+    return True
 
 
 _TOO_DEEP = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Iterator
@@ -32,19 +33,35 @@ def pipeline_id_for(key: str) -> str:
 
     str(uuid.uuid5(PIPELINE_NAMESPACE, key)), built without the UUID object (a plan of one key
     derives the id of every target in the fleet for its collision check)."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + key.encode("utf-8")).digest()[:16])
+    return _uuid_text(_uuid5_bytes(_NAMESPACE_BYTES, key))
+
+
+def _uuid5_bytes(namespace: bytes, name: str) -> bytes:
+    """uuid.uuid5(UUID(bytes=namespace), name).bytes, without the UUID objects."""
+    digest = bytearray(hashlib.sha1(namespace + name.encode("utf-8")).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
-    text = digest.hex()
+    return bytes(digest)
+
+
+def _uuid_text(raw: bytes) -> str:
+    """str(uuid.UUID(bytes=raw))."""
+    text = raw.hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-def _child_id(pipeline_id: str, kind: str, name: str) -> str:
+@functools.lru_cache(maxsize=1024)
+def _parent_bytes(pipeline_id: str) -> bytes:
+    """The namespace of a pipeline's artifact and trigger ids: its id as a UUID (any spelling
+    uuid.UUID reads), else the UUID derived from it."""
     try:
-        parent = uuid.UUID(pipeline_id)
+        return uuid.UUID(pipeline_id).bytes
     except ValueError:
-        parent = uuid.uuid5(PIPELINE_NAMESPACE, pipeline_id)
-    return str(uuid.uuid5(parent, f"{kind}/{name}"))
+        return _uuid5_bytes(_NAMESPACE_BYTES, pipeline_id)
+
+
+def _child_id(pipeline_id: str, kind: str, name: str) -> str:
+    return _uuid_text(_uuid5_bytes(_parent_bytes(pipeline_id), f"{kind}/{name}"))
 
 
 def artifact_id_for(pipeline_id: str, display_name: str) -> str:

@@ -6,8 +6,9 @@ import datetime
 import math
 import re
 import secrets
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +36,12 @@ from pipeline_sync.sandbox import (
     value_size,
 )
 from pipeline_sync.yamlsafe import MAX_NESTING_DEPTH, QuotedText, load_yaml
+
+# The rendered texts a renderer keeps parsed, by their total length: every value a template
+# outputs is a placeholder, so most targets of one template render the very same text (the
+# bench's 10,000 targets render 4 texts). A parsed text and its fill plan take about 50 bytes
+# per character, so the memo stays under about 50 MB.
+PARSE_MEMO_CHARS = 1_000_000
 
 # One pipeline_id() call a template made while rendering: (app_name, stack, template, answer),
 # the arguments as the function saw them (str), the answer None when they named no target.
@@ -68,6 +75,11 @@ class Renderer:
         # A fresh nonce per renderer: template text can never contain a real placeholder.
         self._placeholder_prefix = f"PSV{secrets.token_hex(8)}N"
         self._placeholder = re.compile(re.escape(self._placeholder_prefix) + r"(\d+)Z")
+        # Rendered text -> its parsed document, shared by every render of that text: never
+        # changed, _fill builds a new document from it (oldest dropped past PARSE_MEMO_CHARS).
+        self._parsed: dict[str, _Parsed] = {}
+        self._parsed_chars = 0
+        self._parsed_lock = threading.Lock()  # renders in threads may add texts at once
 
     def pipeline_id(self, key: str) -> str:
         return self._catalog.pipeline_id(key)
@@ -121,8 +133,7 @@ class Renderer:
             raise RenderError(target.key, SourceLocation(file, line=line), _describe(exc)) from None
         finally:
             current_budget.reset(token)
-        document = self._parse(text, target, file)
-        document = self._fill(document, budget.placeholders, target, file)
+        document = self._fill(self._parse(text, target, file), budget.placeholders, target, file)
         if not isinstance(document, dict):
             raise RenderError(
                 target.key,
@@ -181,7 +192,11 @@ class Renderer:
 
         return pipeline_id
 
-    def _parse(self, text: str, target: Target, file: str) -> Any:
+    def _parse(self, text: str, target: Target, file: str) -> _Parsed:
+        """The document text parses to, parsed once per distinct text (see _parsed)."""
+        known = self._parsed.get(text)
+        if known is not None:
+            return known
         try:
             data, _ = load_yaml(text, file, keep_quoting=True)
         except YamlDocumentError as exc:
@@ -190,18 +205,167 @@ class Renderer:
             raise RenderError(
                 target.key, SourceLocation(file), f"rendered YAML is invalid{where}: {exc.message}"
             ) from None
-        return data
+        parsed = _Parsed(data)
+        self._remember(text, parsed)
+        return parsed
 
-    def _fill(self, node: Any, values: list[Any], target: Target, file: str) -> Any:
+    def _remember(self, text: str, parsed: _Parsed) -> None:
+        if len(text) > PARSE_MEMO_CHARS:
+            return
+        with self._parsed_lock:
+            if text in self._parsed:
+                return
+            while self._parsed and self._parsed_chars + len(text) > PARSE_MEMO_CHARS:
+                oldest = next(iter(self._parsed))
+                del self._parsed[oldest]
+                self._parsed_chars -= len(oldest)
+            self._parsed[text] = parsed
+            self._parsed_chars += len(text)
+
+    def _fill(self, parsed: _Parsed, values: list[Any], target: Target, file: str) -> Any:
         """Replace placeholders with the values they stand for, as data, never as YAML."""
 
         def fail(path: str, message: str) -> RenderError:
             return RenderError(target.key, SourceLocation(file, path), message)
 
+        parsed.renders += 1
+        if parsed.renders == 2:  # a text rendered again: worth planning its fill once
+            parsed.plan = plan_fill(parsed.document, self._placeholder, self._placeholder_prefix)
+        pattern, prefix = self._placeholder, self._placeholder_prefix
         try:
-            return _Filler(self._placeholder, self._placeholder_prefix, values, fail).fill(node, "")
+            return fill_document(parsed.document, parsed.plan, pattern, prefix, values, fail)
         except RecursionError:
             raise fail("", "a value nests too deeply (or contains itself)") from None
+
+
+@dataclass
+class _Parsed:
+    """A rendered text's document, as load_yaml parsed it (never changed: fills copy it), how
+    many renders filled it in, and the plan of its fill once it is rendered a second time."""
+
+    document: Any
+    renders: int = 0
+    plan: FillPlan | None = None
+
+
+# How _Filler.run fills one item of a parsed document: (kind, what). _CONSTANT: what is the
+# item filled in; _WHOLE: what is the index of the value the item is; _ONLY: what is the index
+# of the one placeholder that is all of a text; _TEXT: what is a text's pieces, literal text
+# (str) and placeholder indexes (int) in turn; _LIST: what is a list of item plans; _MAPPING:
+# what is ([(key, or the item plan of a key with placeholders, whether it has them, kind,
+# what), ...], whether keys can collide once filled).
+_CONSTANT, _WHOLE, _ONLY, _TEXT, _LIST, _MAPPING = range(6)
+ItemPlan = tuple[int, Any]
+# A document's plan: the size every filled copy of its constant text has, and its item plan.
+FillPlan = tuple[int, ItemPlan]
+
+
+class _Refill(Exception):
+    """A planned fill met something _Filler.fill refuses: fill_document then fills it that way."""
+
+
+def fill_document(
+    document: Any,
+    plan: FillPlan | None,
+    pattern: re.Pattern[str],
+    prefix: str,
+    values: list[Any],
+    fail: Callable[[str, str], RenderError],
+) -> Any:
+    """document with its placeholders filled in: by its plan when it has one, else (and whenever
+    the planned fill meets a refusal) by _Filler.fill, which says why and where."""
+    if plan is not None:
+        try:
+            return _Filler(pattern, prefix, values, fail).run(plan)
+        except (RenderError, _Refill, IndexError, RecursionError):
+            pass
+    return _Filler(pattern, prefix, values, fail).fill(document, None)
+
+
+def plan_fill(document: Any, pattern: re.Pattern[str], prefix: str) -> FillPlan | None:
+    """How _Filler.run fills document with any values exactly as _Filler.fill does, the work that
+    depends on the document alone done once; None when filling it is refused whatever the values
+    (a key that is not a string, a date, a changed placeholder)."""
+    planner = _Planner(pattern, prefix)
+    try:
+        item = planner.plan(document)
+    except (_Refill, RecursionError, ValueError):  # ValueError: a placeholder index too long for int()
+        return None
+    return planner.constant_size, item
+
+
+def _alternate(pieces: list[str]) -> Iterator[tuple[bool, str]]:
+    return ((index % 2 == 1, piece) for index, piece in enumerate(pieces))
+
+
+class _Planner:
+    """plan_fill's walk: what _Filler.fill decides from the document alone, decided once."""
+
+    def __init__(self, pattern: re.Pattern[str], prefix: str) -> None:
+        self._pattern = pattern
+        self._prefix = prefix
+        self._nonce = prefix.lower()
+        self.constant_size = 0
+
+    def plan(self, item: Any) -> ItemPlan:
+        if isinstance(item, str):
+            if self._prefix not in item:
+                return _CONSTANT, self._constant(item)
+            whole = None if isinstance(item, QuotedText) else self._pattern.fullmatch(item)
+            return (_WHOLE, int(whole.group(1))) if whole else self._text(item)
+        if isinstance(item, dict):
+            entries: list[tuple[Any, bool, int, Any]] = []
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    raise _Refill
+                filled = self._prefix in key
+                entries.append(
+                    (self._text(key) if filled else self._constant(key), filled, *self.plan(value))
+                )
+            return _MAPPING, (entries, any(filled for _, filled, _, _ in entries))
+        if isinstance(item, list):
+            return _LIST, [self.plan(v) for v in item]
+        if item is None or isinstance(item, bool | int):
+            return _CONSTANT, item
+        if isinstance(item, float) and math.isfinite(item):
+            return _CONSTANT, item
+        raise _Refill
+
+    def _text(self, text: str) -> ItemPlan:
+        """The plan of text that holds the placeholder prefix, as _Filler.text fills it."""
+        pieces = self._pattern.split(text)  # literal text and placeholder indexes in turn
+        if len(pieces) == 3 and not pieces[0] and not pieces[2]:
+            return _ONLY, int(pieces[1])
+        return _TEXT, tuple(int(piece) if odd else piece for odd, piece in _alternate(pieces))
+
+    def _constant(self, text: str) -> str:
+        """What _Filler.text makes of text without a placeholder, and the size it charges."""
+        if self._nonce in text.lower():
+            raise _Refill
+        self.constant_size += len(text)
+        return str(text)
+
+
+# Where an item sits in the document, put into words only for a message: None for the document
+# itself, else (where its container sits, its key or index).
+_Where = tuple[Any, str | int] | None
+
+
+def _path_text(where: _Where) -> str:
+    """The path of where as messages write it: stages[0].name."""
+    steps: list[str | int] = []
+    while where is not None:
+        where, step = where
+        steps.append(step)
+    path = ""
+    for step in reversed(steps):
+        if isinstance(step, int):
+            path = f"{path}[{step}]"
+        elif path:
+            path = f"{path}.{step}"
+        else:
+            path = step
+    return path
 
 
 class _Filler:
@@ -211,6 +375,7 @@ class _Filler:
     and all; anywhere else (quoted, in a block scalar, inside other text, in a key) it becomes
     str(value), as Jinja would have printed it. A value's own text may hold placeholders
     (a macro's output joined with `~`): those expand too, never re-parsed as YAML.
+    Text without the placeholder prefix can hold no placeholder, so no pattern runs over it.
     """
 
     def __init__(
@@ -221,96 +386,138 @@ class _Filler:
         fail: Callable[[str, str], RenderError],
     ) -> None:
         self._pattern = pattern
+        self._prefix = prefix
         self._nonce = prefix.lower()
         self._values = values
-        self._fail = fail
+        self._fail_at = fail
         self._texts: dict[int, str] = {}
         self._expanding: set[int] = set()
         self._spent = 0
 
-    def fill(self, item: Any, path: str) -> Any:
-        """The parsed document item at path, with its placeholders filled in."""
-        if isinstance(item, str):
-            whole = self._pattern.fullmatch(item)
-            if whole and not isinstance(item, QuotedText):
-                return self.value(self._values[int(whole.group(1))], path, 0)
-            return self.text(item, path)
-        if isinstance(item, dict):
-            return self._mapping(item, path, lambda value, sub: self.fill(value, sub))
-        if isinstance(item, list):
-            return [self.fill(v, f"{path}[{i}]") for i, v in enumerate(item)]
-        return self._scalar(item, path, "template")
+    def run(self, plan: FillPlan) -> Any:
+        """The document plan_fill planned, filled in; raises where fill may refuse (in other words)."""
+        constant_size, item = plan
+        self._charge(constant_size, None)
+        return self._run(*item)
 
-    def value(self, item: Any, path: str, depth: int) -> Any:
+    def _run(self, kind: int, what: Any) -> Any:
+        if kind == _CONSTANT:
+            return what
+        if kind == _WHOLE:
+            return self.value(self._values[what], None, 0)
+        if kind == _ONLY:  # _text_of checked the text as text() would: it only needs charging
+            only = self._text_of(what, None)
+            self._charge(len(only), None)
+            return only
+        if kind == _TEXT:
+            out = "".join([self._text_of(p, None) if isinstance(p, int) else p for p in what])
+            if self._nonce in out.lower():
+                raise _Refill
+            self._charge(len(out), None)
+            return out
+        if kind == _LIST:
+            return [w if k == _CONSTANT else self._run(k, w) for k, w in what]
+        entries, keys_may_collide = what
+        out_map: dict[str, Any] = {}
+        for key, filled, k, w in entries:
+            if filled:
+                key = self._run(*key)
+            if keys_may_collide and key in out_map:
+                raise _Refill
+            out_map[key] = w if k == _CONSTANT else self._run(k, w)
+        return out_map
+
+    def fill(self, item: Any, where: _Where) -> Any:
+        """The parsed document item at where, with its placeholders filled in."""
+        if isinstance(item, str):
+            if self._prefix in item and not isinstance(item, QuotedText):
+                whole = self._pattern.fullmatch(item)
+                if whole:
+                    return self.value(self._values[int(whole.group(1))], where, 0)
+            return self.text(item, where)
+        if isinstance(item, dict):
+            return self._mapping(item, where, None)
+        if isinstance(item, list):
+            return [self.fill(v, (where, i)) for i, v in enumerate(item)]
+        return self._scalar(item, where, "template")
+
+    def value(self, item: Any, where: _Where, depth: int) -> Any:
         """A copy of a value the template inserted whole, checked to be plain JSON data."""
         if depth > MAX_NESTING_DEPTH:
             raise self._fail(
-                path, f"a value nests deeper than {MAX_NESTING_DEPTH} levels (or contains itself)"
+                where, f"a value nests deeper than {MAX_NESTING_DEPTH} levels (or contains itself)"
             )
         if isinstance(item, str):
-            return self.text(item, path)
-        self._charge(1, path)
+            return self.text(item, where)
+        self._charge(1, where)
         if isinstance(item, dict):
-            return self._mapping(item, path, lambda value, sub: self.value(value, sub, depth + 1))
+            return self._mapping(item, where, depth)
         if isinstance(item, list | tuple):
-            return [self.value(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item)]
-        return self._scalar(item, path, "catalog")
+            return [self.value(v, (where, i), depth + 1) for i, v in enumerate(item)]
+        return self._scalar(item, where, "catalog")
 
-    def text(self, item: str, path: str) -> str:
+    def text(self, item: str, where: _Where) -> str:
         """item with every placeholder replaced by its value's text, as a plain str."""
-        out = self._pattern.sub(lambda m: self._text_of(int(m.group(1)), path), item)
+        out = item
+        if self._prefix in item:
+            out = self._pattern.sub(lambda m: self._text_of(int(m.group(1)), where), item)
         if self._nonce in out.lower():
             raise self._fail(
-                path,
+                where,
                 "a filter or string operation changed the text a macro or block produced "
                 "(upper, slicing, ...) so a value in it can no longer be placed; "
                 "apply it to the values instead",
             )
-        self._charge(len(out), path)
+        self._charge(len(out), where)
         return str(out)
 
-    def _text_of(self, index: int, path: str) -> str:
+    def _text_of(self, index: int, where: _Where) -> str:
         if index in self._texts:
             return self._texts[index]
         if index in self._expanding or index >= len(self._values):
-            raise self._fail(path, "a template built a placeholder of its own; that is not allowed")
+            raise self._fail(where, "a template built a placeholder of its own; that is not allowed")
         self._expanding.add(index)
-        expanded = self.text(str(self._values[index]), path)
+        expanded = self.text(str(self._values[index]), where)
         self._expanding.discard(index)
         self._texts[index] = expanded
         return expanded
 
-    def _mapping(self, item: dict[Any, Any], path: str, fill: Callable[[Any, str], Any]) -> dict[str, Any]:
+    def _mapping(self, item: dict[Any, Any], where: _Where, depth: int | None) -> dict[str, Any]:
+        """A filled copy of a mapping: of the template's (depth None) or in a value at depth."""
         out: dict[str, Any] = {}
         for key, value in item.items():
             if not isinstance(key, str):
-                raise self._fail(path, f"mapping key {key!r} is not a string; quote it")
-            new_key = self.text(key, path)
-            sub = f"{path}.{new_key}" if path else new_key
+                raise self._fail(where, f"mapping key {key!r} is not a string; quote it")
+            new_key = self.text(key, where)
+            sub = (where, new_key)
             if new_key in out:
                 raise self._fail(sub, f"key {new_key!r} appears twice once values are filled in")
-            out[new_key] = fill(value, sub)
+            out[new_key] = self.fill(value, sub) if depth is None else self.value(value, sub, depth + 1)
         return out
 
-    def _scalar(self, item: Any, path: str, source: str) -> Any:
+    def _scalar(self, item: Any, where: _Where, source: str) -> Any:
         if item is None or isinstance(item, bool | int):
             return item
         if isinstance(item, float):
             if not math.isfinite(item):
-                raise self._fail(path, "value is not a finite number")
+                raise self._fail(where, "value is not a finite number")
             return item
         if isinstance(item, datetime.date | datetime.datetime):
-            raise self._fail(path, f"value {item!s} parsed as a date; quote it in the {source}")
+            raise self._fail(where, f"value {item!s} parsed as a date; quote it in the {source}")
         raise self._fail(
-            path,
+            where,
             f"a {type(item).__name__} value is not JSON data; "
             "convert it in the template (for example with |list or |string)",
         )
 
-    def _charge(self, size: int, path: str) -> None:
+    def _charge(self, size: int, where: _Where) -> None:
         self._spent += size
         if self._spent > 2 * MAX_OUTPUT_CHARS:
-            raise self._fail(path, f"the filled-in pipeline is larger than {2 * MAX_OUTPUT_CHARS} characters")
+            limit = 2 * MAX_OUTPUT_CHARS
+            raise self._fail(where, f"the filled-in pipeline is larger than {limit} characters")
+
+    def _fail(self, where: _Where, message: str) -> RenderError:
+        return self._fail_at(_path_text(where), message)
 
 
 def _service_hint(catalog: Catalog, app_name: str) -> str:
@@ -334,11 +541,15 @@ def _record_value(context: Context, value: Any) -> str:
     """
     budget = current_budget.get()
     budget.tick()
-    if isinstance(value, TemplateText):
-        return value
-    if isinstance(value, jinja2.Undefined):
-        str(value)  # StrictUndefined raises here: finalize would otherwise hide it
-    budget.charge(value_size(value))
+    if isinstance(value, str):  # value_size of text is its length
+        if isinstance(value, TemplateText):
+            return value
+        size = len(value)
+    else:
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # StrictUndefined raises here: finalize would otherwise hide it
+        size = value_size(value)
+    budget.charge(size)
     budget.placeholders.append(value)
     return f"{budget.placeholder_prefix}{len(budget.placeholders) - 1}Z"
 

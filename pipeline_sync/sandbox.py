@@ -82,6 +82,8 @@ def value_size(value: Any, limit: int = MAX_OUTPUT_CHARS) -> int:
 
     A value nested deeper than MAX_NESTING_DEPTH (a list that contains itself) is refused.
     """
+    if not isinstance(value, dict | list | tuple):  # most values: a string or a number
+        return len(value) if isinstance(value, str) else 1
     total, pending = 0, [(value, 0)]
     while pending and total <= limit:
         item, depth = pending.pop()
