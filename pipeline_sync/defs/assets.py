@@ -34,6 +34,7 @@ from .operator import (
     STATUS_CHECK_SPECS,
     approval_log_lines,
     approval_metadata,
+    fleet_check_events,
     partition_path,
     plan_targets,
     run_refusal,
@@ -73,7 +74,13 @@ front50_live = dg.AssetSpec(
 
 
 def plan_metadata(entry: PlanEntry) -> dict[str, Any]:
+    """What a plan materialization shows. An in-sync plan with nothing to show carries no diff
+    block and no empty messages: most of a first reconcile's events are such plans."""
     values: dict[str, Any] = entry_summary(entry)
+    if entry.status is Status.IN_SYNC and not entry.unified:
+        if not entry.messages:
+            del values["messages"]
+        return values
     changes = change_lines(entry)
     if changes:  # the same summary the CLI and the Markdown report print above the diff
         values["change"] = "\n".join(changes)
@@ -347,6 +354,7 @@ def fleet_plan(
     context: dg.AssetExecutionContext, catalog: CatalogResource, front50: Front50Resource
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Reconcile every pipeline in one run; record only partitions whose plan changed."""
+    checks = front50.fleet_status_checks()  # a wrong setting fails before anything is planned
     workspace = catalog.workspace(front50.caches())
     for error in workspace.catalog.errors:
         context.log.error(str(error))
@@ -359,10 +367,11 @@ def fleet_plan(
         refusals = engine.policy_refusals(workspace, store, auto)
     for event in _partition_events(changed, refusals, context.log):
         context.log_event(event)
-    targets = plan_targets(context.instance, context.run.run_id, [e.key for e in changed])
-    for entry in changed:  # after the plans they judge, and only the failing check
-        for check in status_check_events(entry, targets.get(entry.key), failing_only=True):
-            context.log_event(check)
+    # After the plans they judge (a result shows only while it targets the latest plan).
+    judged = [e.key for e in changed] if checks != "none" else []
+    targets = plan_targets(context.instance, context.run.run_id, judged)
+    for check in fleet_check_events(changed, targets, checks):
+        context.log_event(check)
     write_plan_state(context.instance, changed)
     write_leftover_keys(
         context.instance,

@@ -2,7 +2,9 @@
 
 Status: four asset checks on pipeline_plan, evaluated per partition whenever a plan is recorded,
 so the asset's Checks tab and each partition page show valid / no_conflict / no_drift /
-no_pending_change as passed or failed, and can be filtered by check and outcome.
+no_pending_change as passed or failed, and can be filtered by check and outcome. A fleet run
+records, per partition whose plan changed, the failing check only, all four, or none: the
+resource setting front50.status_checks (PIPELINE_SYNC_STATUS_CHECKS), failing by default.
 
 Approval: a pending plan carries its launchpad config, a launchpad link with partition and
 config filled in, and the CLI command, so approving is paste (or click) and launch.
@@ -15,7 +17,7 @@ import sys
 import time
 import urllib.parse
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,9 @@ from .state import PLAN_ASSET
 # names its code location otherwise sets PIPELINE_SYNC_DAGSTER_LOCATION so the links still work.
 DEFAULT_LOCATION = "pipeline_sync.definitions"
 APPROVER_PLACEHOLDER = "you"
+# What a fleet run (reconcile_job) records of the status checks; the first is the default.
+FLEET_STATUS_CHECKS = ("failing", "all", "none")
+STATUS_CHECKS_ENV = "PIPELINE_SYNC_STATUS_CHECKS"
 _CHUNK = 500
 
 
@@ -134,6 +139,37 @@ def status_check_events(
             partition=entry.key,
             target_materialization_data=target,
         )
+
+
+def fleet_status_checks(setting: str | None, environ: Mapping[str, str]) -> str:
+    """Which status check results a fleet run records for each partition whose plan changed:
+    the resource's status_checks, else PIPELINE_SYNC_STATUS_CHECKS, else "failing".
+
+    "failing": the one failing check (one more event per partition that needs a person; the
+    Checks tab lists them); "all": all four results (four more events per changed partition;
+    passing checks show as passed too); "none": no check events (one event per changed partition;
+    a partition's checks show as not evaluated until a one-partition plan or a publish records
+    them). Dagster shows a check result only while it targets the partition's latest plan, so
+    no setting can show status with fewer events (docs/dagster-events.md)."""
+    value = setting if setting else environ.get(STATUS_CHECKS_ENV, "")
+    where = "front50.status_checks" if setting else STATUS_CHECKS_ENV
+    value = value.strip() or FLEET_STATUS_CHECKS[0]
+    if value not in FLEET_STATUS_CHECKS:
+        raise run_refusal(
+            f"{where} is {value!r}; set it to one of {', '.join(FLEET_STATUS_CHECKS)} "
+            f"({FLEET_STATUS_CHECKS[0]} when unset). Nothing was planned."
+        )
+    return value
+
+
+def fleet_check_events(
+    entries: Iterable[PlanEntry], targets: Mapping[str, CheckTarget], mode: str
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The check results a fleet run records for entries (see fleet_status_checks for mode)."""
+    if mode == "none":
+        return
+    for entry in entries:
+        yield from status_check_events(entry, targets.get(entry.key), failing_only=mode == "failing")
 
 
 def plan_targets(instance: dg.DagsterInstance, run_id: str, keys: Iterable[str]) -> dict[str, CheckTarget]:

@@ -17,6 +17,8 @@ from pipeline_sync.store import Store
 from pipeline_sync.store.s3 import S3Settings, S3Store
 from pipeline_sync.store.select import open_store
 
+from .operator import fleet_status_checks
+
 
 class CatalogResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where the catalog and templates live. Leave empty to use PIPELINE_SYNC_CATALOG and
@@ -45,13 +47,19 @@ class CatalogResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Front50's store (its S3 bucket or SQL database). Leave fields empty to use the
     PIPELINE_SYNC_* settings of the code location. Never put credentials here: run config is
-    visible in the UI."""
+    visible in the UI. status_checks: what reconcile_job records of each changed partition's
+    status checks: failing (default), all, or none (fewest events; status shows after a
+    one-partition plan)."""
 
     store_url: str | None = None
     bucket: str | None = None
     root: str | None = None
     endpoint_url: str | None = None
     cache_dir: str | None = None
+    # Which status checks reconcile_job records per changed partition: failing (the default), all,
+    # or none (one event per changed partition); empty: PIPELINE_SYNC_STATUS_CHECKS. Here because
+    # every asset already takes this resource: a new resource would break every caller's resources.
+    status_checks: str | None = None
 
     def settings(self) -> S3Settings:
         return S3Settings.from_env(self._environment())
@@ -85,6 +93,10 @@ class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
             close = getattr(store, "close", None)
             if callable(close):
                 close()
+
+    def fleet_status_checks(self) -> str:
+        """failing, all or none: see operator.fleet_status_checks; a Failure names a wrong value."""
+        return fleet_status_checks(self.status_checks, os.environ)
 
     def caches(self) -> CacheSettings:
         """Where both caches live: cache_dir moves the render cache too, not only the content cache."""

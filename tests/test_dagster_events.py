@@ -1,0 +1,227 @@
+"""What a fleet run writes to the Dagster instance: the status_checks setting, slim in-sync plans,
+and the Dagster behaviour that rules out one event per partition with its status shown."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import dagster as dg
+import pytest
+import test_dagster
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as CheckTarget,
+)
+from dagster._core.events import DagsterEventType
+from test_dagster import BUCKET, KEY, plan_partition, run_reconcile
+from test_dagster_ui import latest_checks
+
+from pipeline_sync.definitions import defs
+from pipeline_sync.defs.assets import plan_metadata
+from pipeline_sync.defs.operator import FLEET_STATUS_CHECKS, STATUS_CHECKS_ENV, fleet_status_checks
+from pipeline_sync.defs.resources import Front50Resource
+from pipeline_sync.defs.state import PLAN_ASSET, PLAN_STATE_PREFIX
+from pipeline_sync.plan import PlanEntry
+from pipeline_sync.status import Status
+
+env = test_dagster.env  # a moto bucket, a test instance, the example project (13 creates)
+
+ALL_FOUR = {"valid": "SUCCEEDED", "no_conflict": "SUCCEEDED", "no_drift": "SUCCEEDED"}
+
+
+def with_checks(env: dict[str, Any], setting: str | None) -> dict[str, Any]:
+    front50 = env["resources"]["front50"]
+    resource = Front50Resource(bucket=BUCKET, cache_dir=front50.cache_dir, status_checks=setting)
+    return {**env, "resources": {**env["resources"], "front50": resource}}
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ", "expected"),
+    [
+        (None, {}, "failing"),
+        ("", {}, "failing"),
+        (None, {STATUS_CHECKS_ENV: "all"}, "all"),
+        (None, {STATUS_CHECKS_ENV: " none "}, "none"),
+        ("none", {STATUS_CHECKS_ENV: "all"}, "none"),  # the resource beats the environment
+        ("all", {}, "all"),
+    ],
+)
+def test_the_setting_comes_from_the_resource_then_the_environment(
+    setting: str | None, environ: dict[str, str], expected: str
+) -> None:
+    assert fleet_status_checks(setting, environ) == expected
+    assert FLEET_STATUS_CHECKS[0] == "failing"  # the default is what issue 17 shipped
+
+
+@pytest.mark.parametrize(
+    ("setting", "checks", "shown"),
+    [
+        # 13 creates: each fails no_pending_change and passes the other three.
+        ("failing", 13, {"no_pending_change": "FAILED"}),
+        ("all", 4 * 13, {**ALL_FOUR, "no_pending_change": "FAILED"}),
+        ("none", 0, {}),
+    ],
+)
+def test_a_fleet_run_records_the_status_checks_the_setting_asks_for(
+    env: dict[str, Any], setting: str, checks: int, shown: dict[str, str]
+) -> None:
+    configured = with_checks(env, setting)
+    _, counts = run_reconcile(configured)
+    assert counts["ASSET_CHECK_EVALUATION"] == checks
+    assert counts["ASSET_MATERIALIZATION"] == 13 + 1 + 4  # plans, summary, dev auto-approvals
+    assert latest_checks(env["instance"], KEY) == shown
+    _, again = run_reconcile(configured)
+    assert again["ASSET_CHECK_EVALUATION"] == 0  # nothing changed: nothing recorded
+    # Whatever the setting, a one-partition plan records all four for its partition.
+    plan_partition(env, KEY)
+    assert latest_checks(env["instance"], KEY) == {**ALL_FOUR, "no_pending_change": "FAILED"}
+
+
+def test_the_environment_setting_applies_when_the_resource_leaves_it_empty(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(STATUS_CHECKS_ENV, "none")
+    _, counts = run_reconcile(env)
+    assert counts["ASSET_CHECK_EVALUATION"] == 0 and counts["ASSET_MATERIALIZATION"] == 13 + 1 + 4
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ", "message"),
+    [
+        (
+            "some",
+            None,
+            "front50.status_checks is 'some'; set it to one of failing, all, none (failing when unset). "
+            "Nothing was planned.",
+        ),
+        (
+            None,
+            "ALL",
+            f"{STATUS_CHECKS_ENV} is 'ALL'; set it to one of failing, all, none (failing when unset). "
+            "Nothing was planned.",
+        ),
+    ],
+)
+def test_a_wrong_setting_fails_the_run_before_anything_is_planned(
+    env: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str | None,
+    environ: str | None,
+    message: str,
+) -> None:
+    if environ is not None:
+        monkeypatch.setenv(STATUS_CHECKS_ENV, environ)
+    result = defs.resolve_job_def("reconcile_job").execute_in_process(
+        instance=env["instance"], resources=with_checks(env, setting)["resources"], raise_on_error=False
+    )
+    assert not result.success
+    [failure] = [e.step_failure_data for e in result.all_events if e.is_step_failure]
+    assert failure.user_failure_data.description == message
+    assert not env["instance"].get_materialized_partitions(PLAN_ASSET)
+
+
+# -- plan metadata -----------------------------------------------------------------------------
+
+
+def entry(status: Status, *, messages: tuple[str, ...] = (), unified: str = "") -> PlanEntry:
+    return PlanEntry(key=KEY, status=status, digest="d" * 64, messages=messages, unified=unified)
+
+
+SUMMARY = {"status", "display_status", "plan_digest", "pipeline_id", "application", "name", "live_etag"}
+
+
+@pytest.mark.parametrize(
+    ("planned", "keys"),
+    [
+        # Most of a first reconcile's events: nothing to show beyond the summary.
+        (entry(Status.IN_SYNC), SUMMARY | {"approval_policy"}),
+        (entry(Status.IN_SYNC, messages=("adopted",)), SUMMARY | {"approval_policy", "messages"}),
+        (entry(Status.ORPHAN), SUMMARY | {"approval_policy", "messages", "diff"}),
+        (
+            entry(Status.UPDATE, messages=("why",), unified="-a\n+b"),
+            SUMMARY
+            | {"approval_policy", "messages", "diff"}
+            | {"approve_in_launchpad", "approve_config"}
+            | {"approve_command"},
+        ),
+    ],
+)
+def test_an_in_sync_plan_records_no_empty_diff_or_messages(planned: PlanEntry, keys: set[str]) -> None:
+    assert set(plan_metadata(planned)) == keys
+
+
+def test_a_first_reconcile_records_slim_in_sync_plans(env: dict[str, Any]) -> None:
+    """Published dev pipelines, then a reconcile that has no plan state (a first run): their
+    in-sync plans are recorded by that run, without a diff block."""
+    instance = env["instance"]
+    run_reconcile(env)
+    requests = test_dagster.sensor_tick(instance).run_requests  # the dev auto-approvals
+    for request in requests:
+        publish = defs.resolve_job_def("publish_job").execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            run_config=request.run_config,
+            resources=env["resources"],
+        )
+        assert publish.success
+    dev = sorted(r.partition_key for r in requests)
+    assert len(dev) == 4
+    instance.run_storage.set_cursor_values({PLAN_STATE_PREFIX + key: "" for key in dev})
+    result, counts = run_reconcile(env)
+    assert counts["ASSET_MATERIALIZATION"] == 4 + 1  # the four plans, the summary
+    for key in dev:
+        [record] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=PLAN_ASSET, asset_partitions=[key]), limit=1
+        ).records
+        assert record.run_id == result.run_id, key
+        metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+        assert metadata["status"] == "in-sync" and "diff" not in metadata, key
+
+
+# -- why not one event per partition -----------------------------------------------------------
+
+
+def _materialize_plan(instance: dg.DagsterInstance, digest: str) -> int:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(PLAN_ASSET, partition=KEY, metadata={"plan_digest": digest})
+    )
+    latest = instance.event_log_storage.get_latest_storage_id_by_partition(
+        PLAN_ASSET, DagsterEventType.ASSET_MATERIALIZATION, {KEY}
+    )
+    return latest[KEY]
+
+
+def _fail_check(instance: dg.DagsterInstance, target: int | None) -> None:
+    judged = CheckTarget(storage_id=target, run_id="", timestamp=time.time()) if target else None
+    evaluation = dg.AssetCheckEvaluation(
+        asset_key=PLAN_ASSET,
+        check_name="no_pending_change",
+        passed=False,
+        partition=KEY,
+        target_materialization_data=judged,
+    )
+
+    @dg.asset(name="emitter")
+    def emitter(context) -> None:  # type: ignore[no-untyped-def]  # Dagster rejects a string annotation
+        context.log_event(evaluation)  # in a run of its own, as fleet_plan logs its checks
+
+    assert dg.materialize([emitter], instance=instance).success
+
+
+def test_dagster_shows_a_check_only_while_it_targets_the_latest_plan(env: dict[str, Any]) -> None:
+    """Why a fleet run cannot show a changed partition's status with one event: the result must
+    target the new plan's materialization, which exists only once written. If this fails, Dagster
+    changed, and docs/dagster-events.md must be revisited."""
+    instance = env["instance"]
+    instance.add_dynamic_partitions("pipelines", [KEY])
+    first = _materialize_plan(instance, "one")
+    _fail_check(instance, first)
+    assert latest_checks(instance, KEY) == {"no_pending_change": "FAILED"}
+    second = _materialize_plan(instance, "two")
+    assert latest_checks(instance, KEY) == {}  # a new plan hides the old result
+    _fail_check(instance, first)
+    assert latest_checks(instance, KEY) == {}  # a result judging an older plan never shows
+    _fail_check(instance, None)
+    assert latest_checks(instance, KEY) == {}  # nor one judging no plan, once a plan exists
+    _fail_check(instance, second)
+    assert latest_checks(instance, KEY) == {"no_pending_change": "FAILED"}  # only the latest
