@@ -225,3 +225,32 @@ def test_dagster_shows_a_check_only_while_it_targets_the_latest_plan(env: dict[s
     assert latest_checks(instance, KEY) == {}  # nor one judging no plan, once a plan exists
     _fail_check(instance, second)
     assert latest_checks(instance, KEY) == {"no_pending_change": "FAILED"}  # only the latest
+
+
+def test_a_first_reconcile_writes_no_event_for_pipelines_already_in_sync(env: dict[str, Any]) -> None:
+    """A fleet pipeline-sync already manages (published by the CLI) meets its first Dagster
+    reconcile: nothing asks anything of anyone, so no partition gets an event (10,000 would cost
+    about 80 s on sqlite); their state is kept, so the run after a change records just that one."""
+    from pipeline_sync import engine
+    from pipeline_sync.store.s3 import S3Store
+
+    instance, front50 = env["instance"], env["resources"]["front50"]
+    workspace = env["resources"]["catalog"].workspace(front50.caches())
+    store = S3Store(front50.settings())
+    plan = engine.plan(workspace, store)
+    approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
+    assert len(approved) == 13
+    assert {r.outcome for r in engine.apply(workspace, store, approved, approver="alice")} == {"applied"}
+    _, first = run_reconcile(env)
+    assert first["ASSET_MATERIALIZATION"] == 1  # the fleet summary only
+    assert first["ASSET_CHECK_EVALUATION"] == 0
+    states = instance.run_storage.get_cursor_values({PLAN_STATE_PREFIX + k for k in approved})
+    assert len(states) == 13 and all(states.values())  # every state kept for the next run
+    defaults = env["root"] / "catalog" / "defaults.yaml"
+    defaults.write_text(defaults.read_text() + "\n")  # no change to any render: still nothing
+    _, second = run_reconcile(env)
+    assert second["ASSET_MATERIALIZATION"] == 1
+    store.client.delete_object(Bucket=BUCKET, Key=store.pipeline_key(plan.entries[KEY].pipeline_id or ""))
+    _, third = run_reconcile(env)  # the pipeline was deleted in Deck: a create, recorded
+    assert third["ASSET_MATERIALIZATION"] == 1 + 1
+    assert latest_checks(instance, KEY) == {"no_pending_change": "FAILED"}
