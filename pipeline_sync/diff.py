@@ -7,8 +7,10 @@ naming its depth and digest, so a change down there still shows, at the level it
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
+import io
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -106,25 +108,49 @@ def semantic_diff(live: Mapping[str, Any] | None, desired: Mapping[str, Any] | N
 
 
 def without_equal_values(old: Any, new: Any) -> tuple[Any, Any]:
-    """old and new with every value both hold at the same key (of mappings DeepDiff compares key by
-    key) replaced by None on both sides, where DeepDiff would report nothing about it.
+    """old and new without what DeepDiff would report nothing about: of mappings DeepDiff compares
+    key by key, every key both hold an equal value at is left out of both, as long as fewer shared
+    keys still leave DeepDiff comparing key by key (DIFF_DEEPER); the equal values of the keys kept
+    for that are replaced by None on both sides. DeepDiff walks only what differs.
 
     Mappings DeepDiff reports changed whole (DIFF_DEEPER) and lists (compared by position or by
     sequence matching) are left as they are: their reports show their values."""
     if not isinstance(old, dict) or not isinstance(new, dict):
         return old, new
-    shared = old.keys() & new.keys()
-    union = len(old.keys() | new.keys())
-    if union > 1 and len(shared) / union < DIFF_DEEPER:
+    # What DeepDiff counts (ignore_private_variables): '__' keys it neither compares nor counts.
+    old_keys = [k for k in old if not _private(k)]
+    new_keys = [k for k in new if not _private(k)]
+    shared_keys = set(old_keys) & set(new_keys)
+    shared, union = len(shared_keys), len(set(old_keys) | set(new_keys))
+    if _whole(shared, union):
         return old, new
     pruned_old, pruned_new = dict(old), dict(new)
-    for key in shared:
+    equal = []
+    for key in old_keys:
+        if key not in shared_keys:
+            continue
         a, b = old[key], new[key]
         if strictly_equal(a, b):
-            pruned_old[key] = pruned_new[key] = None
+            equal.append(key)
         elif isinstance(a, dict) and isinstance(b, dict):
             pruned_old[key], pruned_new[key] = without_equal_values(a, b)
+    dropped = len(equal)
+    while dropped and _whole(shared - dropped, union - dropped):
+        dropped -= 1
+    for key in equal[:dropped]:
+        del pruned_old[key], pruned_new[key]
+    for key in equal[dropped:]:
+        pruned_old[key] = pruned_new[key] = None
     return pruned_old, pruned_new
+
+
+def _private(key: object) -> bool:
+    return isinstance(key, str) and key.startswith("__")
+
+
+def _whole(shared: int, union: int) -> bool:
+    """DeepDiff's test (threshold_to_diff_deeper) for reporting a mapping as changed whole."""
+    return union > 1 and shared / union < DIFF_DEEPER
 
 
 def strictly_equal(a: Any, b: Any) -> bool:
@@ -138,17 +164,129 @@ def strictly_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+# Up to this depth to_yaml builds the YAML node tree itself (yaml_nodes); deeper, PyYAML does.
+FAST_YAML_DEPTH = 40
+
+
 def to_yaml(data: Any) -> str:
-    """Block YAML, 100 columns wide; past 40 levels wider, so indentation doesn't split text word by word."""
+    """Block YAML, 100 columns wide; past 40 levels wider, so indentation doesn't split text word by word.
+
+    The text is exactly `yaml.dump(data, Dumper=CSafeDumper, sort_keys=True, ...)`: for plain JSON
+    data the node tree PyYAML's (Python) representer would build is built by yaml_nodes, a few times
+    faster, and serialized by the same (C) emitter; anything else is dumped by PyYAML itself."""
     depth = nesting_depth(data, SHOWN_DEPTH)
+    width = 100 if depth <= 40 else 100 + 2 * depth
+    if depth <= FAST_YAML_DEPTH:
+        try:
+            return _serialized(yaml_nodes(data), width)
+        except Exception:  # not plain JSON data, or not dumpable: PyYAML's own dump decides
+            pass
     return yaml.dump(
         data,
         Dumper=_Dumper,
         sort_keys=True,
         default_flow_style=False,
         allow_unicode=True,
-        width=100 if depth <= 40 else 100 + 2 * depth,
+        width=width,
     )
+
+
+class NotPlainData(ValueError):
+    """Data yaml_nodes leaves to PyYAML's representer: another type, or a value held twice (an alias)."""
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+def yaml_nodes(data: Any) -> yaml.Node:
+    """The node tree yaml.SafeDumper(sort_keys=True, default_flow_style=False) represents data as,
+    for data of exact types dict, list, str, int, float, bool and None, no container held twice.
+
+    Raises NotPlainData for anything else (a tuple, a subclass, a shared list: PyYAML would
+    write an anchor), where the caller lets PyYAML represent it."""
+    return _node(data, set())
+
+
+def _node(data: Any, seen: set[int]) -> yaml.Node:
+    kind = type(data)
+    if kind is str:
+        return yaml.ScalarNode(_STR_TAG, data)
+    if kind is dict or kind is list:
+        if id(data) in seen:
+            raise NotPlainData("a container held twice: PyYAML writes an alias")
+        seen.add(id(data))
+        if kind is list:
+            return yaml.SequenceNode(_SEQ_TAG, [_node(item, seen) for item in data], flow_style=False)
+        items = list(data.items())
+        with contextlib.suppress(TypeError):  # exactly represent_mapping's sort, or its order when it can't
+            items = sorted(items)
+        pairs = [(_node(key, seen), _node(value, seen)) for key, value in items]
+        return yaml.MappingNode(_MAP_TAG, pairs, flow_style=False)
+    if kind is bool:
+        return yaml.ScalarNode(_BOOL_TAG, "true" if data else "false")
+    if kind is int:
+        return yaml.ScalarNode(_INT_TAG, str(data))
+    if data is None:
+        return yaml.ScalarNode(_NULL_TAG, "null")
+    if kind is float:
+        return yaml.ScalarNode(_FLOAT_TAG, _float_text(data))
+    raise NotPlainData(f"{kind.__name__} is not plain JSON data")
+
+
+def _float_text(data: float) -> str:
+    """SafeRepresenter.represent_float's text."""
+    inf = yaml.SafeDumper.inf_value
+    if data != data or (data == 0.0 and data == 1.0):
+        return ".nan"
+    if data == inf:
+        return ".inf"
+    if data == -inf:
+        return "-.inf"
+    value = repr(data).lower()
+    if "." not in value and "e" in value:
+        value = value.replace("e", ".0e", 1)
+    return value
+
+
+# What the emitter asks the resolver of each scalar, remembered: (value, implicit) -> tag.
+_RESOLVED: dict[tuple[str, bool, bool], str] = {}
+RESOLVED_MAX = 200_000
+
+
+class _NodeDumper(_Dumper):  # type: ignore[misc,valid-type]
+    """The dumper to_yaml uses, with the resolver's answers for scalars remembered: Resolver.resolve
+    of a scalar is a function of its text alone while no path resolvers are registered."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and type(value) is str and not self.yaml_path_resolvers:
+            key = (value, bool(implicit[0]), bool(implicit[1]))
+            tag = _RESOLVED.get(key)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(_RESOLVED) >= RESOLVED_MAX:
+                    _RESOLVED.clear()
+                _RESOLVED[key] = tag
+            return tag
+        return super().resolve(kind, value, implicit)
+
+
+def _serialized(node: yaml.Node, width: int) -> str:
+    """yaml.dump_all's steps, with the node tree given instead of represented."""
+    stream = io.StringIO()
+    dumper = _NodeDumper(stream, default_flow_style=False, allow_unicode=True, width=width, sort_keys=True)
+    try:
+        dumper.open()
+        dumper.serialize(node)
+        dumper.close()
+    finally:
+        dumper.dispose()
+    return stream.getvalue()
 
 
 def unified_diff(live: Mapping[str, Any] | None, desired: Mapping[str, Any] | None, label: str) -> str:
@@ -178,8 +316,31 @@ def fleet_signature(diff: Mapping[str, Any], names: Iterable[str]) -> str:
     cluster apart from other stacks' in the report, and nothing else depends on it.)"""
     text = json.dumps(diff, sort_keys=True)
     for name in sorted({n for n in names if n}, key=len, reverse=True):
-        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", "<name>", text)
+        text = blank_name(text, name)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def blank_name(text: str, name: str) -> str:
+    """text with name replaced by '<name>' where it stands alone: exactly
+    re.sub(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", "<name>", text) for a name that is
+    not empty, without compiling a pattern per name (the names of each pipeline differ)."""
+    found = text.find(name)
+    if found < 0:
+        return text
+    size, parts, start = len(name), [], 0
+    while found >= 0:
+        end = found + size
+        alone = (found == 0 or text[found - 1] not in _WORD) and (end == len(text) or text[end] not in _WORD)
+        if alone:
+            parts.append(text[start:found])
+            parts.append("<name>")
+            start = end
+        found = text.find(name, end if alone else found + 1)
+    parts.append(text[start:])
+    return "".join(parts)
 
 
 @dataclass(frozen=True)
