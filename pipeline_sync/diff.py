@@ -254,26 +254,30 @@ def _float_text(data: float) -> str:
     return value
 
 
-# What the emitter asks the resolver of each scalar, remembered: (value, implicit) -> tag.
-_RESOLVED: dict[tuple[str, bool, bool], str] = {}
+# The resolver's answer for a scalar's text as a plain scalar: value -> tag.
+_RESOLVED: dict[str, str] = {}
 RESOLVED_MAX = 200_000
 
 
 class _NodeDumper(_Dumper):  # type: ignore[misc,valid-type]
-    """The dumper to_yaml uses, with the resolver's answers for scalars remembered: Resolver.resolve
-    of a scalar is a function of its text alone while no path resolvers are registered."""
+    """The dumper to_yaml uses, with the resolver's answers for scalars remembered.
+
+    While no path resolvers are registered, Resolver.resolve of a scalar is a function of its text
+    when implicit[0] holds (the implicit resolvers matching it, else the default tag) and the
+    default scalar tag when it does not."""
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is yaml.ScalarNode and type(value) is str and not self.yaml_path_resolvers:
-            key = (value, bool(implicit[0]), bool(implicit[1]))
-            tag = _RESOLVED.get(key)
-            if tag is None:
-                tag = super().resolve(kind, value, implicit)
-                if len(_RESOLVED) >= RESOLVED_MAX:
-                    _RESOLVED.clear()
-                _RESOLVED[key] = tag
-            return tag
-        return super().resolve(kind, value, implicit)
+        if kind is not yaml.ScalarNode or type(value) is not str or self.yaml_path_resolvers:
+            return super().resolve(kind, value, implicit)
+        if not implicit[0]:
+            return self.DEFAULT_SCALAR_TAG
+        tag = _RESOLVED.get(value)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(_RESOLVED) >= RESOLVED_MAX:
+                _RESOLVED.clear()
+            _RESOLVED[value] = tag
+        return tag
 
 
 def _serialized(node: yaml.Node, width: int) -> str:
