@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,7 +164,7 @@ def strictly_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-# Up to this depth to_yaml builds the YAML node tree itself (yaml_nodes); deeper, PyYAML does.
+# Up to this depth to_yaml emits the YAML events itself (yaml_events); deeper, PyYAML does.
 FAST_YAML_DEPTH = 40
 
 
@@ -172,13 +172,19 @@ def to_yaml(data: Any) -> str:
     """Block YAML, 100 columns wide; past 40 levels wider, so indentation doesn't split text word by word.
 
     The text is exactly `yaml.dump(data, Dumper=CSafeDumper, sort_keys=True, ...)`: for plain JSON
-    data the node tree PyYAML's (Python) representer would build is built by yaml_nodes, a few times
-    faster, and serialized by the same (C) emitter; anything else is dumped by PyYAML itself."""
+    data the events PyYAML's (Python) representer and serializer would make are made by
+    yaml_events, a few times faster, and written by the same (C) emitter; anything else is dumped
+    by PyYAML itself."""
     depth = nesting_depth(data, SHOWN_DEPTH)
+    return _yaml_text(data, depth)
+
+
+def _yaml_text(data: Any, depth: int) -> str:
+    """to_yaml of data nesting depth levels deep."""
     width = 100 if depth <= 40 else 100 + 2 * depth
-    if depth <= FAST_YAML_DEPTH:
+    if depth <= FAST_YAML_DEPTH and not _Dumper.yaml_path_resolvers:
         try:
-            return _serialized(yaml_nodes(data), width)
+            return _emitted(data, width)
         except Exception:  # not plain JSON data, or not dumpable: PyYAML's own dump decides
             pass
     return yaml.dump(
@@ -192,7 +198,7 @@ def to_yaml(data: Any) -> str:
 
 
 class NotPlainData(ValueError):
-    """Data yaml_nodes leaves to PyYAML's representer: another type, or a value held twice (an alias)."""
+    """Data yaml_events leaves to PyYAML's representer: another type, or a value held twice (an alias)."""
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -202,41 +208,69 @@ _BOOL_TAG = "tag:yaml.org,2002:bool"
 _NULL_TAG = "tag:yaml.org,2002:null"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+# The resolver the dumper consults (its class's implicit resolvers), asked once per scalar text.
+_RESOLVER = _Dumper(io.StringIO())
+_RESOLVED: dict[str, str] = {}
+RESOLVED_MAX = 200_000
 
 
-def yaml_nodes(data: Any) -> yaml.Node:
-    """The node tree yaml.SafeDumper(sort_keys=True, default_flow_style=False) represents data as,
-    for data of exact types dict, list, str, int, float, bool and None, no container held twice.
+def _plain_tag(value: str) -> str:
+    """Resolver.resolve(ScalarNode, value, (True, False)): the tag value read as a plain scalar
+    would get (a function of the text alone while no path resolvers are registered)."""
+    tag = _RESOLVED.get(value)
+    if tag is None:
+        tag = str(_RESOLVER.resolve(yaml.ScalarNode, value, (True, False)))  # type: ignore[no-untyped-call]
+        if len(_RESOLVED) >= RESOLVED_MAX:
+            _RESOLVED.clear()
+        _RESOLVED[value] = tag
+    return tag
+
+
+def yaml_events(data: Any, emit: Callable[[yaml.Event], Any]) -> None:
+    """emit each event of data's node, exactly as PyYAML's serializer would for the node tree
+    SafeRepresenter(sort_keys=True, default_flow_style=False) makes of data (no path resolvers):
+    data of exact types dict, list, str, int, float, bool and None, no container held twice.
 
     Raises NotPlainData for anything else (a tuple, a subclass, a shared list: PyYAML would
-    write an anchor), where the caller lets PyYAML represent it."""
-    return _node(data, set())
+    write an anchor); what was emitted before then is to be thrown away."""
+    _emit(data, emit, set())
 
 
-def _node(data: Any, seen: set[int]) -> yaml.Node:
+def _emit(data: Any, emit: Callable[[yaml.Event], Any], seen: set[int]) -> None:
     kind = type(data)
     if kind is str:
-        return yaml.ScalarNode(_STR_TAG, data)
+        emit(yaml.ScalarEvent(None, _STR_TAG, (_plain_tag(data) == _STR_TAG, True), data))
+        return
     if kind is dict or kind is list:
         if id(data) in seen:
             raise NotPlainData("a container held twice: PyYAML writes an alias")
         seen.add(id(data))
         if kind is list:
-            return yaml.SequenceNode(_SEQ_TAG, [_node(item, seen) for item in data], flow_style=False)
+            emit(yaml.SequenceStartEvent(None, _SEQ_TAG, True, flow_style=False))
+            for item in data:
+                _emit(item, emit, seen)
+            emit(yaml.SequenceEndEvent())
+            return
         items = list(data.items())
         with contextlib.suppress(TypeError):  # exactly represent_mapping's sort, or its order when it can't
             items = sorted(items)
-        pairs = [(_node(key, seen), _node(value, seen)) for key, value in items]
-        return yaml.MappingNode(_MAP_TAG, pairs, flow_style=False)
+        emit(yaml.MappingStartEvent(None, _MAP_TAG, True, flow_style=False))
+        for key, value in items:
+            _emit(key, emit, seen)
+            _emit(value, emit, seen)
+        emit(yaml.MappingEndEvent())
+        return
     if kind is bool:
-        return yaml.ScalarNode(_BOOL_TAG, "true" if data else "false")
-    if kind is int:
-        return yaml.ScalarNode(_INT_TAG, str(data))
-    if data is None:
-        return yaml.ScalarNode(_NULL_TAG, "null")
-    if kind is float:
-        return yaml.ScalarNode(_FLOAT_TAG, _float_text(data))
-    raise NotPlainData(f"{kind.__name__} is not plain JSON data")
+        tag, text = _BOOL_TAG, "true" if data else "false"
+    elif kind is int:
+        tag, text = _INT_TAG, str(data)
+    elif data is None:
+        tag, text = _NULL_TAG, "null"
+    elif kind is float:
+        tag, text = _FLOAT_TAG, _float_text(data)
+    else:
+        raise NotPlainData(f"{kind.__name__} is not plain JSON data")
+    emit(yaml.ScalarEvent(None, tag, (_plain_tag(text) == tag, False), text))
 
 
 def _float_text(data: float) -> str:
@@ -254,49 +288,31 @@ def _float_text(data: float) -> str:
     return value
 
 
-# The resolver's answer for a scalar's text as a plain scalar: value -> tag.
-_RESOLVED: dict[str, str] = {}
-RESOLVED_MAX = 200_000
-
-
-class _NodeDumper(_Dumper):  # type: ignore[misc,valid-type]
-    """The dumper to_yaml uses, with the resolver's answers for scalars remembered.
-
-    While no path resolvers are registered, Resolver.resolve of a scalar is a function of its text
-    when implicit[0] holds (the implicit resolvers matching it, else the default tag) and the
-    default scalar tag when it does not."""
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is not yaml.ScalarNode or type(value) is not str or self.yaml_path_resolvers:
-            return super().resolve(kind, value, implicit)
-        if not implicit[0]:
-            return self.DEFAULT_SCALAR_TAG
-        tag = _RESOLVED.get(value)
-        if tag is None:
-            tag = super().resolve(kind, value, implicit)
-            if len(_RESOLVED) >= RESOLVED_MAX:
-                _RESOLVED.clear()
-            _RESOLVED[value] = tag
-        return tag
-
-
-def _serialized(node: yaml.Node, width: int) -> str:
-    """yaml.dump_all's steps, with the node tree given instead of represented."""
+def _emitted(data: Any, width: int) -> str:
+    """yaml.dump_all's steps, with the document's events given instead of represented and serialized."""
     stream = io.StringIO()
-    dumper = _NodeDumper(stream, default_flow_style=False, allow_unicode=True, width=width, sort_keys=True)
+    dumper = _Dumper(stream, default_flow_style=False, allow_unicode=True, width=width, sort_keys=True)
     try:
         dumper.open()
-        dumper.serialize(node)
+        dumper.emit(yaml.DocumentStartEvent(explicit=False))
+        yaml_events(data, dumper.emit)
+        dumper.emit(yaml.DocumentEndEvent(explicit=False))
         dumper.close()
     finally:
         dumper.dispose()
     return stream.getvalue()
 
 
+def _shown_yaml(document: Mapping[str, Any]) -> str:
+    """to_yaml(shown(document)), measuring the depth once where nothing is cut."""
+    depth = nesting_depth(document, SHOWN_DEPTH)
+    return _yaml_text(document, depth) if depth <= SHOWN_DEPTH else to_yaml(shown(document))
+
+
 def unified_diff(live: Mapping[str, Any] | None, desired: Mapping[str, Any] | None, label: str) -> str:
     """A unified diff of the two documents (as shown) in YAML, for logs and Markdown."""
-    old = to_yaml(shown(live)).splitlines(keepends=True) if live is not None else []
-    new = to_yaml(shown(desired)).splitlines(keepends=True) if desired is not None else []
+    old = _shown_yaml(live).splitlines(keepends=True) if live is not None else []
+    new = _shown_yaml(desired).splitlines(keepends=True) if desired is not None else []
     return "".join(difflib.unified_diff(old, new, f"live/{label}", f"rendered/{label}"))
 
 
