@@ -155,12 +155,25 @@ def _whole(shared: int, union: int) -> bool:
 
 def strictly_equal(a: Any, b: Any) -> bool:
     """a == b with the types DeepDiff tells apart kept apart (1, 1.0 and True are three values)."""
-    if type(a) is not type(b):
+    kind = type(a)
+    if kind is not type(b):
         return False
+    if kind is str:
+        return bool(a == b)
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(strictly_equal(v, b[k]) for k, v in a.items())
+        if a.keys() != b.keys():
+            return False
+        for key, value in a.items():  # noqa: SIM110 - a loop, not all() over a generator: faster
+            if not strictly_equal(value, b[key]):
+                return False
+        return True
     if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(strictly_equal(x, y) for x, y in zip(a, b, strict=True))
+        if len(a) != len(b):
+            return False
+        for x, y in zip(a, b, strict=True):  # noqa: SIM110 - as above
+            if not strictly_equal(x, y):
+                return False
+        return True
     return bool(a == b)
 
 
