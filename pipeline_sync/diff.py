@@ -7,7 +7,6 @@ naming its depth and digest, so a change down there still shows, at the level it
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
 import io
@@ -249,29 +248,38 @@ def yaml_events(data: Any, emit: Callable[[yaml.Event], Any]) -> None:
     _emit(data, emit, set())
 
 
+# The events _emit makes, and a string's two possible `implicit` pairs (plain, quoted), made once.
+_Scalar, _SeqStart, _SeqEnd = yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.SequenceEndEvent
+_MapStart, _MapEnd = yaml.MappingStartEvent, yaml.MappingEndEvent
+_READ_AS_STRING, _READ_AS_OTHER = (True, True), (False, True)
+
+
 def _emit(data: Any, emit: Callable[[yaml.Event], Any], seen: set[int]) -> None:
     kind = type(data)
     if kind is str:
-        emit(yaml.ScalarEvent(None, _STR_TAG, (_plain_tag(data) == _STR_TAG, True), data))
+        tag = _RESOLVED.get(data) or _plain_tag(data)
+        emit(_Scalar(None, _STR_TAG, _READ_AS_STRING if tag == _STR_TAG else _READ_AS_OTHER, data))
         return
     if kind is dict or kind is list:
         if id(data) in seen:
             raise NotPlainData("a container held twice: PyYAML writes an alias")
         seen.add(id(data))
         if kind is list:
-            emit(yaml.SequenceStartEvent(None, _SEQ_TAG, True, flow_style=False))
+            emit(_SeqStart(None, _SEQ_TAG, True, flow_style=False))
             for item in data:
                 _emit(item, emit, seen)
-            emit(yaml.SequenceEndEvent())
+            emit(_SeqEnd())
             return
         items = list(data.items())
-        with contextlib.suppress(TypeError):  # exactly represent_mapping's sort, or its order when it can't
+        try:  # noqa: SIM105 - exactly represent_mapping's sort, or its order when it can't (no context manager per mapping)
             items = sorted(items)
-        emit(yaml.MappingStartEvent(None, _MAP_TAG, True, flow_style=False))
+        except TypeError:
+            pass
+        emit(_MapStart(None, _MAP_TAG, True, flow_style=False))
         for key, value in items:
             _emit(key, emit, seen)
             _emit(value, emit, seen)
-        emit(yaml.MappingEndEvent())
+        emit(_MapEnd())
         return
     if kind is bool:
         tag, text = _BOOL_TAG, "true" if data else "false"
