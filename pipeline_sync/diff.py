@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,55 +107,233 @@ def semantic_diff(live: Mapping[str, Any] | None, desired: Mapping[str, Any] | N
 
 
 def without_equal_values(old: Any, new: Any) -> tuple[Any, Any]:
-    """old and new with every value both hold at the same key (of mappings DeepDiff compares key by
-    key) replaced by None on both sides, where DeepDiff would report nothing about it.
+    """old and new without what DeepDiff would report nothing about: of mappings DeepDiff compares
+    key by key, every key both hold an equal value at is left out of both, as long as fewer shared
+    keys still leave DeepDiff comparing key by key (DIFF_DEEPER); the equal values of the keys kept
+    for that are replaced by None on both sides. DeepDiff walks only what differs.
 
     Mappings DeepDiff reports changed whole (DIFF_DEEPER) and lists (compared by position or by
     sequence matching) are left as they are: their reports show their values."""
     if not isinstance(old, dict) or not isinstance(new, dict):
         return old, new
-    shared = old.keys() & new.keys()
-    union = len(old.keys() | new.keys())
-    if union > 1 and len(shared) / union < DIFF_DEEPER:
+    # What DeepDiff counts (ignore_private_variables): '__' keys it neither compares nor counts.
+    old_keys = [k for k in old if not _private(k)]
+    new_keys = [k for k in new if not _private(k)]
+    shared_keys = set(old_keys) & set(new_keys)
+    shared, union = len(shared_keys), len(set(old_keys) | set(new_keys))
+    if _whole(shared, union):
         return old, new
     pruned_old, pruned_new = dict(old), dict(new)
-    for key in shared:
+    equal = []
+    for key in old_keys:
+        if key not in shared_keys:
+            continue
         a, b = old[key], new[key]
         if strictly_equal(a, b):
-            pruned_old[key] = pruned_new[key] = None
+            equal.append(key)
         elif isinstance(a, dict) and isinstance(b, dict):
             pruned_old[key], pruned_new[key] = without_equal_values(a, b)
+    dropped = len(equal)
+    while dropped and _whole(shared - dropped, union - dropped):
+        dropped -= 1
+    for key in equal[:dropped]:
+        del pruned_old[key], pruned_new[key]
+    for key in equal[dropped:]:
+        pruned_old[key] = pruned_new[key] = None
     return pruned_old, pruned_new
+
+
+def _private(key: object) -> bool:
+    return isinstance(key, str) and key.startswith("__")
+
+
+def _whole(shared: int, union: int) -> bool:
+    """DeepDiff's test (threshold_to_diff_deeper) for reporting a mapping as changed whole."""
+    return union > 1 and shared / union < DIFF_DEEPER
 
 
 def strictly_equal(a: Any, b: Any) -> bool:
     """a == b with the types DeepDiff tells apart kept apart (1, 1.0 and True are three values)."""
-    if type(a) is not type(b):
+    kind = type(a)
+    if kind is not type(b):
         return False
+    if kind is str:
+        return bool(a == b)
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(strictly_equal(v, b[k]) for k, v in a.items())
+        if a.keys() != b.keys():
+            return False
+        for key, value in a.items():  # noqa: SIM110 - a loop, not all() over a generator: faster
+            if not strictly_equal(value, b[key]):
+                return False
+        return True
     if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(strictly_equal(x, y) for x, y in zip(a, b, strict=True))
+        if len(a) != len(b):
+            return False
+        for x, y in zip(a, b, strict=True):  # noqa: SIM110 - as above
+            if not strictly_equal(x, y):
+                return False
+        return True
     return bool(a == b)
 
 
+# Up to this depth to_yaml emits the YAML events itself (yaml_events); deeper, PyYAML does.
+FAST_YAML_DEPTH = 40
+
+
 def to_yaml(data: Any) -> str:
-    """Block YAML, 100 columns wide; past 40 levels wider, so indentation doesn't split text word by word."""
+    """Block YAML, 100 columns wide; past 40 levels wider, so indentation doesn't split text word by word.
+
+    The text is exactly `yaml.dump(data, Dumper=CSafeDumper, sort_keys=True, ...)`: for plain JSON
+    data the events PyYAML's (Python) representer and serializer would make are made by
+    yaml_events, a few times faster, and written by the same (C) emitter; anything else is dumped
+    by PyYAML itself."""
     depth = nesting_depth(data, SHOWN_DEPTH)
+    return _yaml_text(data, depth)
+
+
+def _yaml_text(data: Any, depth: int) -> str:
+    """to_yaml of data nesting depth levels deep."""
+    width = 100 if depth <= 40 else 100 + 2 * depth
+    if depth <= FAST_YAML_DEPTH and not _Dumper.yaml_path_resolvers:
+        try:
+            return _emitted(data, width)
+        except Exception:  # not plain JSON data, or not dumpable: PyYAML's own dump decides
+            pass
     return yaml.dump(
         data,
         Dumper=_Dumper,
         sort_keys=True,
         default_flow_style=False,
         allow_unicode=True,
-        width=100 if depth <= 40 else 100 + 2 * depth,
+        width=width,
     )
+
+
+class NotPlainData(ValueError):
+    """Data yaml_events leaves to PyYAML's representer: another type, or a value held twice (an alias)."""
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+# The resolver the dumper consults (its class's implicit resolvers), asked once per scalar text.
+_RESOLVER = _Dumper(io.StringIO())
+_RESOLVED: dict[str, str] = {}
+RESOLVED_MAX = 200_000
+
+
+def _plain_tag(value: str) -> str:
+    """Resolver.resolve(ScalarNode, value, (True, False)): the tag value read as a plain scalar
+    would get (a function of the text alone while no path resolvers are registered)."""
+    tag = _RESOLVED.get(value)
+    if tag is None:
+        tag = str(_RESOLVER.resolve(yaml.ScalarNode, value, (True, False)))  # type: ignore[no-untyped-call]
+        if len(_RESOLVED) >= RESOLVED_MAX:
+            _RESOLVED.clear()
+        _RESOLVED[value] = tag
+    return tag
+
+
+def yaml_events(data: Any, emit: Callable[[yaml.Event], Any]) -> None:
+    """emit each event of data's node, exactly as PyYAML's serializer would for the node tree
+    SafeRepresenter(sort_keys=True, default_flow_style=False) makes of data (no path resolvers):
+    data of exact types dict, list, str, int, float, bool and None, no container held twice.
+
+    Raises NotPlainData for anything else (a tuple, a subclass, a shared list: PyYAML would
+    write an anchor); what was emitted before then is to be thrown away."""
+    _emit(data, emit, set())
+
+
+# The events _emit makes, and a string's two possible `implicit` pairs (plain, quoted), made once.
+_Scalar, _SeqStart, _SeqEnd = yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.SequenceEndEvent
+_MapStart, _MapEnd = yaml.MappingStartEvent, yaml.MappingEndEvent
+_READ_AS_STRING, _READ_AS_OTHER = (True, True), (False, True)
+
+
+def _emit(data: Any, emit: Callable[[yaml.Event], Any], seen: set[int]) -> None:
+    kind = type(data)
+    if kind is str:
+        tag = _RESOLVED.get(data) or _plain_tag(data)
+        emit(_Scalar(None, _STR_TAG, _READ_AS_STRING if tag == _STR_TAG else _READ_AS_OTHER, data))
+        return
+    if kind is dict or kind is list:
+        if id(data) in seen:
+            raise NotPlainData("a container held twice: PyYAML writes an alias")
+        seen.add(id(data))
+        if kind is list:
+            emit(_SeqStart(None, _SEQ_TAG, True, flow_style=False))
+            for item in data:
+                _emit(item, emit, seen)
+            emit(_SeqEnd())
+            return
+        items = list(data.items())
+        try:  # noqa: SIM105 - exactly represent_mapping's sort, or its order when it can't (no context manager per mapping)
+            items = sorted(items)
+        except TypeError:
+            pass
+        emit(_MapStart(None, _MAP_TAG, True, flow_style=False))
+        for key, value in items:
+            _emit(key, emit, seen)
+            _emit(value, emit, seen)
+        emit(_MapEnd())
+        return
+    if kind is bool:
+        tag, text = _BOOL_TAG, "true" if data else "false"
+    elif kind is int:
+        tag, text = _INT_TAG, str(data)
+    elif data is None:
+        tag, text = _NULL_TAG, "null"
+    elif kind is float:
+        tag, text = _FLOAT_TAG, _float_text(data)
+    else:
+        raise NotPlainData(f"{kind.__name__} is not plain JSON data")
+    emit(yaml.ScalarEvent(None, tag, (_plain_tag(text) == tag, False), text))
+
+
+def _float_text(data: float) -> str:
+    """SafeRepresenter.represent_float's text."""
+    inf = yaml.SafeDumper.inf_value
+    if data != data or (data == 0.0 and data == 1.0):
+        return ".nan"
+    if data == inf:
+        return ".inf"
+    if data == -inf:
+        return "-.inf"
+    value = repr(data).lower()
+    if "." not in value and "e" in value:
+        value = value.replace("e", ".0e", 1)
+    return value
+
+
+def _emitted(data: Any, width: int) -> str:
+    """yaml.dump_all's steps, with the document's events given instead of represented and serialized."""
+    stream = io.StringIO()
+    dumper = _Dumper(stream, default_flow_style=False, allow_unicode=True, width=width, sort_keys=True)
+    try:
+        dumper.open()
+        dumper.emit(yaml.DocumentStartEvent(explicit=False))
+        yaml_events(data, dumper.emit)
+        dumper.emit(yaml.DocumentEndEvent(explicit=False))
+        dumper.close()
+    finally:
+        dumper.dispose()
+    return stream.getvalue()
+
+
+def _shown_yaml(document: Mapping[str, Any]) -> str:
+    """to_yaml(shown(document)), measuring the depth once where nothing is cut."""
+    depth = nesting_depth(document, SHOWN_DEPTH)
+    return _yaml_text(document, depth) if depth <= SHOWN_DEPTH else to_yaml(shown(document))
 
 
 def unified_diff(live: Mapping[str, Any] | None, desired: Mapping[str, Any] | None, label: str) -> str:
     """A unified diff of the two documents (as shown) in YAML, for logs and Markdown."""
-    old = to_yaml(shown(live)).splitlines(keepends=True) if live is not None else []
-    new = to_yaml(shown(desired)).splitlines(keepends=True) if desired is not None else []
+    old = _shown_yaml(live).splitlines(keepends=True) if live is not None else []
+    new = _shown_yaml(desired).splitlines(keepends=True) if desired is not None else []
     return "".join(difflib.unified_diff(old, new, f"live/{label}", f"rendered/{label}"))
 
 
@@ -178,8 +357,31 @@ def fleet_signature(diff: Mapping[str, Any], names: Iterable[str]) -> str:
     cluster apart from other stacks' in the report, and nothing else depends on it.)"""
     text = json.dumps(diff, sort_keys=True)
     for name in sorted({n for n in names if n}, key=len, reverse=True):
-        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", "<name>", text)
+        text = blank_name(text, name)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def blank_name(text: str, name: str) -> str:
+    """text with name replaced by '<name>' where it stands alone: exactly
+    re.sub(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", "<name>", text) for a name that is
+    not empty, without compiling a pattern per name (the names of each pipeline differ)."""
+    found = text.find(name)
+    if found < 0:
+        return text
+    size, parts, start = len(name), [], 0
+    while found >= 0:
+        end = found + size
+        alone = (found == 0 or text[found - 1] not in _WORD) and (end == len(text) or text[end] not in _WORD)
+        if alone:
+            parts.append(text[start:found])
+            parts.append("<name>")
+            start = end
+        found = text.find(name, end if alone else found + 1)
+    parts.append(text[start:])
+    return "".join(parts)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline_sync.canonical import canonical_json, sha256_hex
 from pipeline_sync.catalog import Catalog, Target
 from pipeline_sync.diff import changed_paths, fleet_signature, semantic_diff, to_yaml, unified_diff
+from pipeline_sync.forked import call_forked
 from pipeline_sync.live import LiveObject
 from pipeline_sync.names import split_key
 from pipeline_sync.ownership import Owner, ownership
@@ -170,6 +171,43 @@ class _LiveIndex:
         return [o for o in found if o.pipeline_id.lower() != except_id.lower()]
 
 
+@dataclass(frozen=True)
+class _Deferred:
+    """The rest of a target's entry, its diffs: computed after every target's cheap part, in
+    forked processes when there are many (a template change). desired is the render the call
+    holds: the entry's own desired comes back from a worker only when it is another one."""
+
+    call: Callable[[], PlanEntry]
+    desired: Mapping[str, Any]
+
+    def packed(self) -> tuple[PlanEntry, bool]:
+        """(the entry, True) without its desired when that is self.desired: what a worker sends back."""
+        entry = self.call()
+        if entry.desired is self.desired:
+            return replace(entry, desired=None), True
+        return entry, False
+
+    def unpacked(self, packed: tuple[PlanEntry, bool]) -> PlanEntry:
+        entry, same = packed
+        return replace(entry, desired=self.desired) if same else entry
+
+
+# Diffs of at least this many out-of-sync entries are shared out to a process per core.
+PARALLEL_MIN = 64
+PARALLEL_CHUNK = 16
+
+
+def _settled(found: Mapping[str, PlanEntry | _Deferred]) -> dict[str, PlanEntry]:
+    """found with every deferred entry computed: by forked workers when many (forked.call_forked)."""
+    deferred = [(key, item) for key, item in found.items() if isinstance(item, _Deferred)]
+    calls = [item.packed for _, item in deferred]
+    done = call_forked(calls, minimum=PARALLEL_MIN, chunk=PARALLEL_CHUNK)
+    settled = {key: item for key, item in found.items() if isinstance(item, PlanEntry)}
+    for (key, item), packed in zip(deferred, done, strict=True):
+        settled[key] = item.unpacked(packed)
+    return {key: settled[key] for key in found}
+
+
 def build_plan(
     catalog: Catalog,
     outcomes: Mapping[str, RenderOutcome],
@@ -190,7 +228,8 @@ def build_plan(
     # diffs thousands of pipelines (paused, 1,052 diffs at N=10,000 peaked at 1.1 GiB).
     index = _LiveIndex(live)
     history = {pid.lower(): doc for pid, doc in (written or {}).items()}
-    entries = {key: _target_entry(catalog, outcome, index, history) for key, outcome in outcomes.items()}
+    found = {key: _target_entry(catalog, outcome, index, history) for key, outcome in outcomes.items()}
+    entries = _settled(found)
     wanted_scope = set(scope) if scope is not None else None
     warnings = []
     elsewhere: Counter[str] = Counter()
@@ -228,7 +267,8 @@ def _target_entry(
     outcome: RenderOutcome,
     index: _LiveIndex,
     written: Mapping[str, Mapping[str, Any]],
-) -> PlanEntry:
+) -> PlanEntry | _Deferred:
+    """The entry of a target, or what is left to compute of it (its diffs) when it is not in sync."""
     target = outcome.target
     common: dict[str, Any] = {"key": target.key, "stack": target.stack, "approval": target.approval}
     if not outcome.valid or outcome.rendered is None:
@@ -278,7 +318,7 @@ def _target_entry(
             **base,
         )
     if live is None:
-        return _changed(Status.CREATE, None, desired, base)
+        return _Deferred(partial(_changed, Status.CREATE, None, desired, base), desired)
     summary = live.summary
     marker = summary.marker
     if not summary.has_document or marker is None:
@@ -294,9 +334,23 @@ def _target_entry(
             ),
             **base,
         )
-    live_digest = summary.content_digest
-    if live_digest == desired_content:
+    if summary.content_digest == desired_content:
         return PlanEntry(status=Status.IN_SYNC, **base)  # without parsing the body: a warm plan's case
+    rest = partial(_out_of_sync, live, marker, make, desired, base, written.get(pipeline_id.lower()))
+    return _Deferred(rest, desired)
+
+
+def _out_of_sync(
+    live: LiveObject,
+    marker: Mapping[str, Any],
+    make: Callable[..., dict[str, Any]],
+    desired: dict[str, Any],
+    base: dict[str, Any],
+    written_before: Mapping[str, Any] | None,
+) -> PlanEntry:
+    """The entry of a managed live pipeline whose content differs from the render: an update, a
+    drift, or in sync after all once what a write keeps of the live pipeline is kept."""
+    live_digest = live.summary.content_digest
     document = live.document
     assert document is not None  # summary.has_document: the body parses
     rendered_as = desired
@@ -307,7 +361,6 @@ def _target_entry(
         document, rendered_as, marker.get("renderDigest")
     ):
         return _changed(Status.UPDATE, document, desired, base)
-    written_before = written.get(pipeline_id.lower())
     return _drift_entry(document, desired, render_digests(rendered_as, desired), base, marker, written_before)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import multiprocessing
-import os
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from typing import Any
 from pipeline_sync.cachefiles import CacheSettings
 from pipeline_sync.catalog import Catalog, Target, load_catalog
 from pipeline_sync.errors import RenderError
+from pipeline_sync.forked import WORKERS_VARIABLE as WORKERS_VARIABLE  # the one setting, for callers here
+from pipeline_sync.forked import fork_workers
 from pipeline_sync.gcpause import gc_paused
 from pipeline_sync.render import Reference, RenderedPipeline, Renderer
 from pipeline_sync.render_cache import (
@@ -177,21 +178,8 @@ def render_many(workspace: Sources, targets: list[Target]) -> dict[str, RenderOu
 
 # Renders beyond this many are shared out to a process per core (a cold run, a template change).
 PARALLEL_MIN = 200
-WORKERS_VARIABLE = "PIPELINE_SYNC_RENDER_WORKERS"
 _forked: Sources | None = None  # the workspace forked render workers read (copy-on-write)
-
-
-def render_workers(environ: Mapping[str, str] | None = None) -> int:
-    """How many processes render: PIPELINE_SYNC_RENDER_WORKERS, else one per core this process
-    may use; 1 renders in this process only."""
-    env = os.environ if environ is None else environ
-    text = env.get(WORKERS_VARIABLE, "").strip()
-    if text.isdigit() and int(text) > 0:
-        return int(text)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+render_workers = fork_workers  # how many processes render (PIPELINE_SYNC_RENDER_WORKERS, else cores)
 
 
 def render_misses(workspace: Sources, targets: list[Target]) -> list[tuple[RenderOutcome, list[Reference]]]:

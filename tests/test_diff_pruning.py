@@ -4,6 +4,7 @@ exactly DeepDiff's of the unpruned documents, whatever the shapes."""
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -51,10 +52,81 @@ def test_pruned_diff_is_exactly_deepdiffs(old: dict[str, Any], new: dict[str, An
     assert semantic_diff(old, new) == unpruned(old, new)
 
 
-def test_pruning_replaces_what_is_equal_and_keeps_every_key() -> None:
+def test_pruning_leaves_out_equal_keys_and_keeps_what_differs() -> None:
     old = {"same": {"deep": [1, 2]}, "diff": {"keep": 1, "change": 1}, "gone": 1}
     new = {"same": {"deep": [1, 2]}, "diff": {"keep": 1, "change": 2}, "new": 1}
     assert without_equal_values(old, new) == (
-        {"same": None, "diff": {"keep": None, "change": 1}, "gone": 1},
-        {"same": None, "diff": {"keep": None, "change": 2}, "new": 1},
+        {"diff": {"change": 1}, "gone": 1},
+        {"diff": {"change": 2}, "new": 1},
     )
+
+
+def test_pruning_keeps_as_many_equal_keys_as_the_threshold_needs() -> None:
+    # 2 of 5 keys shared (0.4): leaving out one equal key would make it 1 of 4 (0.25), which
+    # DeepDiff reports changed whole; so both stay, as None.
+    old = {"a": 1, "b": 2, "x": 1}
+    new = {"a": 1, "b": 2, "y": 1, "z": 1}
+    assert without_equal_values(old, new) == (
+        {"a": None, "b": None, "x": 1},
+        {"a": None, "b": None, "y": 1, "z": 1},
+    )
+    # 2 of 4 shared (0.5): one equal key can go (1 of 3 is a third, not under it), not both.
+    old = {"a": 1, "b": 2, "x": 1}
+    new = {"a": 1, "b": 2, "y": 1}
+    assert without_equal_values(old, new) == ({"b": None, "x": 1}, {"b": None, "y": 1})
+
+
+def test_private_keys_are_counted_as_deepdiff_counts_them() -> None:
+    # DeepDiff neither compares nor counts '__' keys: of its keys none is shared, so it reports
+    # the mapping changed whole, with the equal '__' values in it.
+    old = {"m": {"__a": 1, "__b": 2, "x": 1}, "k": 1}
+    new = {"m": {"__a": 1, "__b": 2, "y": 1}, "k": 1}
+    assert without_equal_values(old, new) == ({"m": old["m"]}, {"m": new["m"]})
+    assert semantic_diff(old, new) == unpruned(old, new)
+    assert "old_value" in str(semantic_diff(old, new))
+
+
+def _shapes(seed: int, count: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Pairs of documents that share most of their values, as a template change leaves them."""
+    rng = random.Random(seed)
+    leaves: list[Any] = [0, 1, 1.0, True, False, None, "", "a", "b", [1], [1.0], {}, [], {"a": 1}]
+
+    def value(depth: int) -> Any:
+        roll = rng.random()
+        if depth < 3 and roll < 0.3:
+            return {rng.choice("abcdefgh"): value(depth + 1) for _ in range(rng.randint(0, 6))}
+        if depth < 3 and roll < 0.4:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return rng.choice(leaves)
+
+    def changed(data: Any, depth: int) -> Any:
+        if isinstance(data, dict):
+            out = {k: changed(v, depth + 1) if rng.random() < 0.3 else v for k, v in data.items()}
+            for _ in range(rng.randint(0, 2)):
+                roll = rng.random()
+                if roll < 0.4 and out:
+                    del out[rng.choice(sorted(out))]
+                elif roll < 0.8:
+                    out[rng.choice("abcdefgh_")] = value(depth + 1)
+                else:
+                    out["__" + rng.choice("ab")] = value(depth + 1)
+            return out
+        if isinstance(data, list) and data and rng.random() < 0.5:
+            return [changed(v, depth + 1) for v in data]
+        return value(depth) if rng.random() < 0.5 else data
+
+    pairs = []
+    for _ in range(count):
+        old = {k: value(1) for k in "abcdefghij"[: rng.randint(1, 10)]}
+        old["stages"] = [{"refId": str(i), "x": value(2), "y": value(2)} for i in range(3)]
+        pairs.append((old, changed(old, 0)))
+    return pairs
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pruned_diff_is_deepdiffs_on_random_shapes(seed: int) -> None:
+    for old, new in _shapes(seed, 150):
+        pruned = semantic_diff(old, new)
+        assert pruned == unpruned(old, new)
+        # The same report in the same order: text output shows it as DeepDiff ordered it.
+        assert json.dumps(pruned) == json.dumps(unpruned(old, new))
