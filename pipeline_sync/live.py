@@ -339,6 +339,10 @@ class LiveObject:
         """An object left alone without reading its body (too big to fetch, say)."""
         return cls(pipeline_id, key, etag, None, problem)
 
+    def load(self) -> None:
+        """Read and parse the body now (in this process), if that has not happened yet."""
+        _ = self.document
+
     @property
     def deferred(self) -> bool:
         """True while this is a vouched object whose body has not been read."""

@@ -336,6 +336,7 @@ def _target_entry(
         )
     if summary.content_digest == desired_content:
         return PlanEntry(status=Status.IN_SYNC, **base)  # without parsing the body: a warm plan's case
+    live.load()  # here, not in a forked worker: a body the store deferred is read and checked once
     rest = partial(_out_of_sync, live, marker, make, desired, base, written.get(pipeline_id.lower()))
     return _Deferred(rest, desired)
 

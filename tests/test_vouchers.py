@@ -409,3 +409,22 @@ def test_a_signed_fleet_summary_reads_as_before_for_code_without_a_key(
     assert "mac" in json.loads(body)
     assert FleetSummary.from_bytes(body) is not None  # what an older pipeline-sync reads
     assert FleetSummary.from_bytes(body, b"y" * 32, f"s3://{BUCKET}/front50") is None
+
+
+def test_bodies_a_forked_plan_needs_are_read_by_the_planning_process(
+    store: S3Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enough out-of-sync entries make build_plan diff in forked workers; the deferred bodies they
+    diff are read and checked before the fork, so what was read reaches this process's cache."""
+    monkeypatch.setenv("PIPELINE_SYNC_RENDER_WORKERS", "2")
+    project = fleet(tmp_path / "p", 40)
+    apply_all(project, store)
+    workspace = workspace_of(project)
+    engine.plan(workspace, pod(store, tmp_path, "writer"))
+    change_description(project)  # 80 updates: forked diffs
+    run = pod(store, tmp_path, "same")
+    planned = engine.plan(workspace_of(project), run)
+    assert sum(1 for e in planned.entries.values() if e.status is Status.UPDATE) == 80
+    again = pod(store, tmp_path, "same")
+    counts = counted(again, lambda: engine.plan(workspace_of(project), again))
+    assert counts.get("GetObject", 0) == 1, counts  # Front50's marker: every body is in the cache
