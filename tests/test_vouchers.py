@@ -428,3 +428,18 @@ def test_bodies_a_forked_plan_needs_are_read_by_the_planning_process(
     again = pod(store, tmp_path, "same")
     counts = counted(again, lambda: engine.plan(workspace_of(project), again))
     assert counts.get("GetObject", 0) == 1, counts  # Front50's marker: every body is in the cache
+
+
+def test_a_warm_no_op_neither_reads_nor_writes_the_vouchers(store: S3Store, tmp_path: Path) -> None:
+    project = vouched_fleet(store, tmp_path)
+    workspace = workspace_of(project)
+    engine.plan(workspace, pod(store, tmp_path, "warm"))
+    warm = S3Store(replace(store.settings, cache_dir=tmp_path / "warm", summary_key=KEY), client=store.client)
+    calls: list[str] = []
+    counter = lambda model, params, **_: calls.append(f"{model.name} {params.get('Key', '')}")  # noqa: E731
+    store.client.meta.events.register("before-call.s3", counter)
+    try:
+        engine.plan(workspace, warm)
+    finally:
+        store.client.meta.events.unregister("before-call.s3", counter)
+    assert not [c for c in calls if c.endswith(warm.vouchers_key)], calls

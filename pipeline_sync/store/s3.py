@@ -350,6 +350,8 @@ class S3Store:
         self._disproved: list[str] = []  # ids whose fleet-summary voucher a body contradicted
         self._fetched: list[tuple[LiveObject, bytes]] = []  # vouched bodies read since, to cache
         self._prefetched: dict[tuple[str, str], bytes | None] = {}  # (key, ETag): bodies read ahead
+        self._vouchers_seen: tuple[bool, Vouchers | None] = (False, None)  # (read this run, what)
+        self._summary_put = False  # whether this run wrote the fleet summary
 
     def describe(self) -> str:
         return f"s3://{self.settings.bucket}"
@@ -422,10 +424,17 @@ class S3Store:
         vouchers, and only when the local cache lacks at least settings.vouch_min objects."""
         witness = self._read_witness()  # before the listing: a write after it changes the witness
         self._prefetched.clear()  # read ahead for an earlier listing: never for this one
+        self._vouchers_seen, self._summary_put = (False, None), False
         live = self._read_live(vouched=vouched)
         self._publish_summary(FleetSummary.of_live(live, witness))
         if self.settings.summary_key is not None:
-            self._publish_vouchers(Vouchers.of_live(live, self.settings.limits))
+            fresh = Vouchers.of_live(live, self.settings.limits)
+            read, seen = self._vouchers_seen
+            # Rewritten when the fleet changed (the summary was), when the vouchers this run read
+            # are not these (missing, forged, other code), or after a body disproved one (a read
+            # without them): no request on a warm no-op.
+            if self._summary_put or not vouched or (read and seen != fresh):
+                self._publish_vouchers(fresh)
         return live
 
     def summary_misled(self) -> bool:
@@ -510,6 +519,7 @@ class S3Store:
         except StoreError:
             return {}  # a role that may not read them: bodies are read instead
         vouchers = Vouchers.from_bytes(found[1] if found else None, key, self._signed_where())
+        self._vouchers_seen = (True, vouchers)
         if vouchers is None:
             return {}
         usable = vouchers.usable(self.settings.limits)
@@ -520,16 +530,9 @@ class S3Store:
         }
 
     def _publish_vouchers(self, vouchers: Vouchers) -> None:
-        """Write the vouchers unless S3 holds exactly them; a failure costs the next fresh pod
-        its bodies, nothing else."""
+        """Write the vouchers; a failure costs the next fresh pod its bodies, nothing else."""
         assert self.settings.summary_key is not None
         body = vouchers.to_bytes(self.settings.summary_key, self._signed_where())
-        try:
-            head = self.client.head_object(Bucket=self.settings.bucket, Key=self.vouchers_key)
-            if head.get("ETag") == f'"{md5_hex(body)}"':
-                return
-        except (ClientError, BotoCoreError):
-            pass
         with contextlib.suppress(StoreError):
             self._put_if(self.vouchers_key, body, {})
 
@@ -708,7 +711,7 @@ class S3Store:
             return False
         if etag is None:  # someone else's summary is there now
             return False
-        self._summary_etag = etag
+        self._summary_etag, self._summary_put = etag, True
         return True
 
     def _signal_write(self, pipeline_id: str, entry: Entry | None) -> str | None:
