@@ -557,15 +557,8 @@ class S3Store:
         return body
 
     def _get_at_etag(self, obj: LiveObject) -> bytes | None:
-        try:
-            response = self.client.get_object(Bucket=self.settings.bucket, Key=obj.key, IfMatch=obj.etag)
-            return read_capped(response, self.settings.limits.max_body_bytes)
-        except ClientError as exc:
-            if _error_code(exc) in {"NoSuchKey", "404", "PreconditionFailed", "412"}:
-                return None
-            raise StoreError(f"cannot read s3://{self.settings.bucket}/{obj.key}: {exc}") from None
-        except BotoCoreError as exc:
-            raise StoreError(f"cannot read s3://{self.settings.bucket}/{obj.key}: {exc}") from None
+        found = self._get_capped(obj.key, if_match=obj.etag)
+        return found[1] if found is not None else None
 
     def _disproved_by(self, obj: LiveObject) -> None:
         self._disproved.append(obj.pipeline_id)
@@ -747,16 +740,21 @@ class S3Store:
         response, body = found
         return self._live_of(pipeline_id.lower(), key, response, body)
 
-    def _get_capped(self, key: str, cap: int | None = None) -> tuple[Mapping[str, Any], bytes | None] | None:
-        """(response, body) of one object, None when absent; body None when over the size limit
-        (cap, by default the limit on a pipeline body)."""
+    def _get_capped(
+        self, key: str, cap: int | None = None, *, if_match: str | None = None
+    ) -> tuple[Mapping[str, Any], bytes | None] | None:
+        """(response, body) of one object, None when absent (with if_match: or no longer at that
+        ETag); body None when over the size limit (cap, by default the limit on a pipeline body)."""
+        condition = {"IfMatch": if_match} if if_match else {}
         try:
-            response = self.client.get_object(Bucket=self.settings.bucket, Key=key)
+            response = self.client.get_object(Bucket=self.settings.bucket, Key=key, **condition)
             return response, read_capped(
                 response, self.settings.limits.max_body_bytes if cap is None else cap
             )
         except ClientError as exc:
-            if _error_code(exc) in {"NoSuchKey", "404"}:
+            if _error_code(exc) in {"NoSuchKey", "404"} or (
+                if_match and _error_code(exc) in {"PreconditionFailed", "412"}
+            ):
                 return None
             raise StoreError(f"cannot read s3://{self.settings.bucket}/{key}: {exc}") from None
         except BotoCoreError as exc:
