@@ -46,8 +46,9 @@ SUMMARY_FINGERPRINT = _fingerprint()
 
 
 def summaries_computed_by(limits: LiveLimits) -> str:
-    """What a stored summary must have been computed by to be reused: this code, these limits."""
-    return f"{SUMMARY_FINGERPRINT}/{limits.fingerprint}"
+    """What a stored summary (the content cache's, a voucher) must have been computed by to be
+    reused: this code, these limits."""
+    return canonical.sha256_hex(SUMMARY_FINGERPRINT, limits.fingerprint)
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_sync import live
 from pipeline_sync.live import LiveObject, LiveSummary, parse_live, summarise
 from pipeline_sync.provenance import MARKER_FIELD, content_digest
-from pipeline_sync.store import s3 as front50
 from pipeline_sync.store.s3 import ContentCache, RequestCounter, S3Store, default_cache_path
 
 MANAGED = {
@@ -78,7 +78,7 @@ def test_second_read_takes_summaries_from_the_cache(store: S3Store) -> None:
 def test_summaries_of_other_code_are_recomputed(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
     _put(store, "p1", MANAGED)
     store.read_live()
-    monkeypatch.setattr(front50, "SUMMARY_FINGERPRINT", "another version of the code")
+    monkeypatch.setattr(live, "SUMMARY_FINGERPRINT", "another version of the code")
     again = store.read_live()
     assert again["p1"]._body is None  # parsed afresh: the stored summary was not trusted
     assert again["p1"].summary == summarise(MANAGED, None)

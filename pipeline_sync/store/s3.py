@@ -27,11 +27,11 @@ from pipeline_sync.errors import StalePlanError, StoreError
 from pipeline_sync.fleet_summary import Entry, FleetSummary, Related, entry_of
 from pipeline_sync.live import (
     DEFAULT_LIMITS,
-    SUMMARY_FINGERPRINT,
     LiveLimits,
     LiveObject,
     LiveSummary,
     parse_live,
+    summaries_computed_by,
 )
 from pipeline_sync.store import ObjectVersion, WriteResult
 from pipeline_sync.store.front50 import (
@@ -253,7 +253,7 @@ class ContentCache:
 
     def __init__(self, path: Path | None, limits: LiveLimits = DEFAULT_LIMITS) -> None:
         self._limits = limits
-        self._summary_of = sha256_hex(SUMMARY_FINGERPRINT, limits.fingerprint)
+        self._summary_of = summaries_computed_by(limits)
         self._path = path
         self._memory: dict[str, tuple[str, bytes, str | None, str | None]] = {}  # when path is None
 
