@@ -125,9 +125,8 @@ class FleetSummary:
 
 
 def _signed_text(data: Mapping[str, Any]) -> bytes:
-    """What the mac covers: the summary's JSON without it, keys sorted."""
-    body = {k: v for k, v in data.items() if k != "mac"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    """What the mac covers: the summary's JSON (without its mac), keys sorted."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def _entry(value: Any) -> Entry | None:
