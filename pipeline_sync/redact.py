@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import SplitResult
 
 MASK = "***"
 
@@ -65,3 +66,11 @@ def redact_url(url: str) -> str:
     if start != -1 and at > start:
         url = f"{url[: start + 2]}{MASK}{url[at:]}"
     return redact(url)
+
+
+def host_and_port(parts: SplitResult, default_host: str = "") -> str:
+    """The netloc of a split URL without its userinfo: the host (bracketed when IPv6, default_host
+    when there is none) and the port when there is one."""
+    host = parts.hostname or default_host
+    netloc = f"[{host}]" if ":" in host else host
+    return f"{netloc}:{parts.port}" if parts.port is not None else netloc

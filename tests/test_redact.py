@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
-from pipeline_sync.redact import redact, redact_url
+from pipeline_sync.redact import host_and_port, redact, redact_url
 
 
 @pytest.mark.parametrize(
@@ -72,3 +73,17 @@ def test_redact_is_linear_on_hostile_text(hostile: str) -> None:
     started = time.monotonic()
     redact(hostile)
     assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(
+    ("url", "default", "expected"),
+    [
+        ("postgresql://alice:s3cret@db.example.com:5432/front50", "", "db.example.com:5432"),
+        ("mysql://root@[::1]:3306/front50", "", "[::1]:3306"),
+        ("gate+https://user:pa@ss@gate:8084/api", "", "gate:8084"),
+        ("postgresql:///front50", "localhost", "localhost"),
+        ("front50+http://front50", "", "front50"),
+    ],
+)
+def test_host_and_port_never_keeps_the_userinfo(url: str, default: str, expected: str) -> None:
+    assert host_and_port(urlsplit(url), default) == expected

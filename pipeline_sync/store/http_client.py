@@ -23,7 +23,7 @@ import requests
 
 from pipeline_sync.errors import StoreError
 from pipeline_sync.live import DEFAULT_LIMITS, LiveLimits
-from pipeline_sync.redact import redact
+from pipeline_sync.redact import host_and_port, redact
 
 # Environment variables of the HTTP stores (docs/http-store.md).
 CLIENT_CERT = "PIPELINE_SYNC_HTTP_CLIENT_CERT"
@@ -132,11 +132,7 @@ class HttpSettings:
     def describe(self) -> str:
         """scheme://host:port/path, never userinfo or a query."""
         parts = urlsplit(self.base_url)
-        host = parts.hostname or ""
-        netloc = f"[{host}]" if ":" in host else host
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        return urlunsplit((parts.scheme, host_and_port(parts), parts.path.rstrip("/"), "", ""))
 
     @classmethod
     def from_env(

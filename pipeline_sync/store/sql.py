@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pipeline_sync.errors import StalePlanError, StoreError
 from pipeline_sync.fleet_summary import Related
 from pipeline_sync.live import DEFAULT_LIMITS, LiveLimits, LiveObject, parse_live
-from pipeline_sync.redact import redact, redact_url
+from pipeline_sync.redact import host_and_port, redact, redact_url
 from pipeline_sync.store import ObjectVersion, WriteResult
 from pipeline_sync.store.front50 import application_document, now_ms
 
@@ -238,11 +238,7 @@ class SqlSettings:
     def describe(self) -> str:
         """The URL without credentials or parameters: scheme://host:port/database."""
         parts = urlsplit(self.url)
-        host = parts.hostname or "localhost"
-        netloc = f"[{host}]" if ":" in host else host
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-        return urlunsplit((self.dialect.name, netloc, parts.path, "", ""))
+        return urlunsplit((self.dialect.name, host_and_port(parts, "localhost"), parts.path, "", ""))
 
 
 def open_sql_store(url: str, dialect: str, environ: Mapping[str, str] | None = None) -> SqlStore:
