@@ -80,6 +80,20 @@ def vouched_fleet(store: S3Store, tmp_path: Path) -> Path:
     return project
 
 
+def name_clash(store: S3Store, tmp_path: Path) -> Sources:
+    """DEV's pipeline is gone (a create) and a person's pipeline holds its name (truly a conflict);
+    a full plan has written the signed summary and vouchers."""
+    project = fleet(tmp_path / "p", 3)
+    apply_all(project, store)
+    workspace = workspace_of(project)
+    store.client.delete_object(Bucket=BUCKET, Key=store.pipeline_key(pipeline_id_for(DEV)))
+    front50_writes(
+        store, OTHER_ID, {"id": OTHER_ID, "application": "svc0", "name": "deploy-dev", "stages": []}
+    )
+    engine.plan(workspace, pod(store, tmp_path, "writer"))
+    return workspace
+
+
 def test_a_fresh_pod_plans_the_fleet_reading_only_the_bodies_it_must(store: S3Store, tmp_path: Path) -> None:
     project = vouched_fleet(store, tmp_path)
     workspace = workspace_of(project)
@@ -180,14 +194,7 @@ def test_an_unsigned_voucher_cannot_hide_a_name_clash_from_a_create(store: S3Sto
     """A person's pipeline holds the name a create will write; someone who may write to the bucket
     but holds no key rewrites its voucher's name. The fleet plan, the policy and the publish all
     still see the clash, and nothing is written."""
-    project = fleet(tmp_path / "p", 3)
-    apply_all(project, store)
-    workspace = workspace_of(project)
-    store.client.delete_object(Bucket=BUCKET, Key=store.pipeline_key(pipeline_id_for(DEV)))
-    front50_writes(
-        store, OTHER_ID, {"id": OTHER_ID, "application": "svc0", "name": "deploy-dev", "stages": []}
-    )
-    engine.plan(workspace, pod(store, tmp_path, "writer"))
+    workspace = name_clash(store, tmp_path)
     forged = edit_voucher(vouchers_of(store), OTHER_ID, lambda s: {**s, "name": "something else"})
     resign(store, forged, key=b"attacker key, not ours..........")
     run = pod(store, tmp_path, "fleet-plan")
@@ -382,14 +389,7 @@ def test_with_a_key_a_forged_fleet_summary_cannot_hide_a_clash_from_one_partitio
     """Without a key, the fleet summary's names are hints a bucket writer could forge (the known
     limit). With a key it is signed too: a forged one is rebuilt from a listing and bodies, so
     a one-partition publish of a create still finds the clash (found in review)."""
-    project = fleet(tmp_path / "p", 3)
-    apply_all(project, store)
-    workspace = workspace_of(project)
-    store.client.delete_object(Bucket=BUCKET, Key=store.pipeline_key(pipeline_id_for(DEV)))
-    front50_writes(
-        store, OTHER_ID, {"id": OTHER_ID, "application": "svc0", "name": "deploy-dev", "stages": []}
-    )
-    engine.plan(workspace, pod(store, tmp_path, "writer"))  # the signed summary and vouchers
+    workspace = name_clash(store, tmp_path)
     body = json.loads(store.client.get_object(Bucket=BUCKET, Key=store.summary_key)["Body"].read())
     body["pipelines"][OTHER_ID][2] = "something else"  # mac kept: no key to sign it again
     store.client.put_object(Bucket=BUCKET, Key=store.summary_key, Body=json.dumps(body).encode())
