@@ -46,7 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,7 @@ TARGET_N = 10_000
 MAX_NOOP_REQUESTS = 15
 MAX_PLAN_SECONDS = 30.0
 MAX_DAGSTER_SECONDS = 60.0
-MIN_TIME_RATIO = 20.0
+MIN_TIME_RATIO = 25.0  # issue 6 asked 20x; issue 19: "stays at least 25x the seed's loop"
 MIN_REQUEST_RATIO = 100.0
 MAX_RSS_MIB = 1024.0
 # Issue 14: a warm no-op plan against Front50's SQL store within 2x of the S3 figure.
@@ -102,6 +102,10 @@ class Measurement:
     partition_events: int | None = None
     changed: int | None = None
     scaled_from: int | None = None
+    # CPU time of the measured process (imports and forked workers included) and of the S3
+    # server while it ran: on this one machine both share the same cores.
+    cpu_seconds: float | None = None
+    server_cpu_seconds: float | None = None
     note: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -130,6 +134,8 @@ class Child:
     seconds: float
     rss_mib: float
     returncode: int
+    cpu_seconds: float
+    server_cpu_seconds: float = 0.0  # the S3 server's, while the child ran (SizeBench._run_child)
 
 
 @dataclass
@@ -173,7 +179,12 @@ def run_child(argv: list[str], env: dict[str, str], log_path: Path, timeout: flo
     if not measured.exists():
         raise BenchError(f"bench.rss did not run {argv[0]}; see {log_path}")
     data = json.loads(measured.read_text())
-    return Child(seconds=data["seconds"], rss_mib=data["maxrss_kib"] / 1024, returncode=data["returncode"])
+    return Child(
+        seconds=data["seconds"],
+        rss_mib=data["maxrss_kib"] / 1024,
+        returncode=data["returncode"],
+        cpu_seconds=data["cpu_seconds"],
+    )
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -375,6 +386,8 @@ class SizeBench:
             self._counts(),
             child.rss_mib,
             verdict=verdict,
+            cpu_seconds=child.cpu_seconds,
+            server_cpu_seconds=child.server_cpu_seconds,
             details={"phases": data["seconds_by_phase"], "client_requests": data["client_requests"]},
         )
 
@@ -399,7 +412,7 @@ class SizeBench:
         ]
         self.s3.reset()
         before = self._sql_transactions() if sql else None
-        child = run_child(argv, env, log_path)
+        child = self._run_child(argv, env, log_path)
         if child.returncode not in (0, 2):
             raise BenchError(f"pipeline-sync plan exited {child.returncode}:\n{tail(log_path)}")
         summary = re.findall(r"^Summary: (.*)$", log_path.read_text(errors="replace"), re.MULTILINE)
@@ -416,6 +429,8 @@ class SizeBench:
             requests,
             child.rss_mib,
             verdict=summary[-1] if summary else "?",
+            cpu_seconds=child.cpu_seconds,
+            server_cpu_seconds=child.server_cpu_seconds,
             note="whole process, imports included",
         )
 
@@ -464,6 +479,8 @@ class SizeBench:
             events=data["events"],
             partition_events=data["partition_events"],
             changed=summary.get("changed_since_last_run"),
+            cpu_seconds=child.cpu_seconds,
+            server_cpu_seconds=child.server_cpu_seconds,
             note="execute_in_process only",
             details={"events_by_type": data["events_by_type"], "client_requests": data["client_requests"]},
         )
@@ -488,7 +505,7 @@ class SizeBench:
         ]
         self.s3.reset()
         log_path = out.with_suffix(".log")
-        child = run_child(argv, env, log_path)
+        child = self._run_child(argv, env, log_path)
         if child.returncode != 0 or not out.exists():
             raise BenchError(f"bench.worker {kind} ({scenario}) exited {child.returncode}:\n{tail(log_path)}")
         data: dict[str, Any] = json.loads(out.read_text())
@@ -496,6 +513,12 @@ class SizeBench:
 
     def _counts(self) -> dict[str, int]:
         return {k: v for k, v in self.s3.counts().items() if v}
+
+    def _run_child(self, argv: list[str], env: dict[str, str], log_path: Path) -> Child:
+        """run_child, with the S3 server's CPU time while the child ran."""
+        before = self.s3.cpu_seconds()
+        child = run_child(argv, env, log_path)
+        return replace(child, server_cpu_seconds=self.s3.cpu_seconds() - before)
 
 
 def scaled_naive(results: list[Measurement], sizes: list[int]) -> list[Measurement]:
@@ -548,18 +571,19 @@ def requests_text(requests: dict[str, int]) -> str:
 
 def table(results: list[Measurement]) -> str:
     lines = [
-        "| N | scenario | method | wall (s) | per pipeline (ms) | S3 requests / SQL transactions "
-        "| Dagster events (per partition) | peak RSS (MiB) | verdict |",
-        "|---:|---|---|---:|---:|---|---:|---:|---|",
+        "| N | scenario | method | wall (s) | per pipeline (ms) | CPU: run / S3 server (s) "
+        "| S3 requests / SQL transactions | Dagster events (per partition) | peak RSS (MiB) | verdict |",
+        "|---:|---|---|---:|---:|---:|---|---:|---:|---|",
     ]
     order = {name: i for i, name in enumerate(SCENARIOS)}
     for m in sorted(results, key=lambda m: (m.size, order[m.scenario], _method_rank(m.method))):
         method = m.method + (f" *(scaled from {m.scaled_from:,})*" if m.scaled_from else "")
         events = "" if m.events is None else f"{m.events:,} ({m.partition_events:,})"
         rss = "—" if m.rss_mib is None else f"{m.rss_mib:,.0f}"
+        cpu = "" if m.cpu_seconds is None else f"{m.cpu_seconds:,.1f} / {m.server_cpu_seconds or 0:,.1f}"
         lines.append(
             f"| {m.size:,} | {m.scenario} | {method} | {m.seconds:,.1f} | {1000 * m.seconds / m.size:.2f} "
-            f"| {requests_text(m.requests)} "
+            f"| {cpu} | {requests_text(m.requests)} "
             f"| {events} | {rss} | {m.verdict} |"
         )
     return "\n".join(lines)
@@ -576,8 +600,10 @@ def _find(results: list[Measurement], size: int, scenario: str, method: str) -> 
 
 
 def checks(results: list[Measurement]) -> list[tuple[str, str, str]]:
-    """(target, measured, PASS/MISS) for issue 6's targets, at the largest N measured."""
-    size = max(m.size for m in results)
+    """(target, measured, PASS/MISS) for issues 6's and 19's targets, at N = TARGET_N when it was
+    measured (else at the largest N), and the peak RSS at every N."""
+    sizes = {m.size for m in results}
+    size = TARGET_N if TARGET_N in sizes else max(sizes)
     out: list[tuple[str, str, str]] = []
     scope = f"N={size:,}" + ("" if size >= TARGET_N else f" (targets are for N={TARGET_N:,})")
 
@@ -657,12 +683,14 @@ def checks(results: list[Measurement]) -> list[tuple[str, str, str]]:
                 verdict(ratio <= MAX_SQL_NOOP_RATIO),
             )
         )
-    measured_rss = [m for m in results if m.size == size and m.rss_mib is not None]
-    if measured_rss:
+    for n in sorted(sizes):
+        measured_rss = [m for m in results if m.size == n and m.rss_mib is not None]
+        if not measured_rss:
+            continue
         worst = max(measured_rss, key=lambda m: m.rss_mib or 0)
         out.append(
             (
-                f"{scope}: peak RSS under {MAX_RSS_MIB:,.0f} MiB (every measured process)",
+                f"N={n:,}: peak RSS under {MAX_RSS_MIB:,.0f} MiB (every measured process)",
                 f"{worst.rss_mib:,.0f} MiB at most ({worst.method}, {worst.scenario})",
                 verdict((worst.rss_mib or 0) < MAX_RSS_MIB),
             )
@@ -686,10 +714,27 @@ def _issue19_checks(
             what = "the first reconcile" if m.scenario == "cold" else "a template change: the reconcile"
             found.append((m, limit, f"{what} ({m.method})"))
     return [
-        (f"{scope}, {what} under {limit:.0f} s", f"{m.seconds:.1f} s", verdict(m.seconds < limit))
+        (
+            f"{scope}, {what} under {limit:.0f} s",
+            f"{m.seconds:.1f} s{_cpu_floor(m)}",
+            verdict(m.seconds < limit),
+        )
         for m, limit, what in found
         if m is not None
     ]
+
+
+def _cpu_floor(m: Measurement) -> str:
+    """For a run whose S3 server spent real CPU on this machine: the wall time no run can beat
+    while the two share the cores (their CPU time over the cores)."""
+    if m.cpu_seconds is None or not m.server_cpu_seconds or m.server_cpu_seconds < 1.0:
+        return ""
+    cores = len(os.sched_getaffinity(0))
+    floor = (m.cpu_seconds + m.server_cpu_seconds) / cores
+    return (
+        f" (CPU: run {m.cpu_seconds:.1f} s + S3 server {m.server_cpu_seconds:.1f} s, "
+        f"so at least {floor:.1f} s on {cores} cores)"
+    )
 
 
 def naive_phases(results: list[Measurement]) -> list[str]:
@@ -725,7 +770,11 @@ def markdown(
         "",
         "Columns: *per pipeline* is wall / N, the scaling curve's cost at each size. "
         "*wall* is the whole `pipeline-sync plan` process (imports included), the naive loop "
-        "itself, or the Dagster run (`execute_in_process`, instance and imports excluded). *S3 requests* "
+        "itself, or the Dagster run (`execute_in_process`, instance and imports excluded). *CPU* is "
+        "the measured process's user + system time (its whole life, imports and forked render and "
+        "diff workers included) and the moto server's over the same span: on this machine both "
+        "share the same cores, so (run + server) / cores is a floor under the wall time that no "
+        "client-side change can beat. *S3 requests* "
         "are counted at the (moto) server, by operation; the in-process methods counted them at the "
         f"client too (botocore `before-call.s3`): {client_agreement(results)}. "
         "*Dagster events* are every event-log record "

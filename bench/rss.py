@@ -1,4 +1,4 @@
-"""Run a command from a small process, and record its wall time and its own peak RSS.
+"""Run a command from a small process, and record its wall time, CPU time and its own peak RSS.
 
     python -m bench.rss RESULT.json -- COMMAND [ARG...]
 
@@ -6,7 +6,8 @@ Linux carries a process's high-water RSS over into the program it execs (the ker
 old address space's peak), and a child forked from a large parent starts from the parent's
 pages. A child started straight from the bench (which holds a whole rendered fleet) would so
 report at least the bench's RSS. Started from this small launcher instead, wait4's ru_maxrss
-is the command's own, give or take the launcher's few MiB.
+is the command's own, give or take the launcher's few MiB. Its CPU time (user + system) counts
+the processes it forked and waited for too (render and diff workers).
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ def main(argv: list[str]) -> int:
     process.returncode = os.waitstatus_to_exitcode(status)
     with open(out, "w") as handle:
         json.dump(
-            {"seconds": seconds, "maxrss_kib": usage.ru_maxrss, "returncode": process.returncode}, handle
+            {
+                "seconds": seconds,
+                "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                "maxrss_kib": usage.ru_maxrss,
+                "returncode": process.returncode,
+            },
+            handle,
         )
     return process.returncode
 

@@ -164,6 +164,12 @@ class S3Server:
             data: dict[str, int] = json.loads(response.read())
         return data
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, every thread) the server has used so far, from /proc."""
+        assert self._process is not None, "the server is started by the context manager"
+        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.url}{CONTROL_PREFIX}reset", method="POST", data=b"")
         with urllib.request.urlopen(request, timeout=10):
