@@ -14,12 +14,15 @@ for the same plan. The wall time is the whole `pipeline-sync plan` process: Fron
 really cross a loopback socket, and the client really parses each listing of every pipeline's
 full body (the HTTP stores have no ETag shortcut), so the client's share of the cost is real.
 What it does not model: network latency and bandwidth between pipeline-sync and Front50 (loopback
-is sub-millisecond), Front50's own CPU and its backend (a real Front50 answers `GET /pipelines`
-from its in-memory cache, refreshed from S3 or SQL in the background; the stand-in serialises a
-Python dict, on the bench's machine, sharing its two cores with the client), Gate's proxying hop
-to Front50 (the Gate stand-in answers from the same state itself), Fiat, and JVM warm-up or GC.
-So the API store's wall time is a lower bound for a deployment in the same cluster, and its
-request counts are exact.
+is sub-millisecond); Front50's own CPU and memory (a real Front50 answers `GET /pipelines` from its
+in-memory cache of every pipeline, kept current by a background refresh from S3 or SQL, and
+serialises it with Jackson in a JVM; the stand-in dumps Python dicts with `json`, in the bench's
+process, on the same two cores as the client, and returns each document exactly as seeded, with no
+field Front50's `Pipeline` model would add or reorder); Gate's hop to Front50 (the Gate stand-in
+answers from the same state itself); Fiat's READ filtering; JVM warm-up and GC pauses. So the API
+stores' wall time is the client's real cost plus a Python loopback server's; a Front50 across a
+network adds the latency of each request and the transfer of each listing (`listing_bytes`, every
+pipeline's body: some MB per thousand pipelines). Their request counts are exact.
 """
 
 from __future__ import annotations
@@ -111,6 +114,12 @@ def pipeline_documents(bodies: Mapping[str, bytes]) -> dict[str, dict[str, Any]]
         document = json.loads(raw)
         documents[str(document["id"])] = document
     return documents
+
+
+def listing_bytes(state: Any) -> int:
+    """The size of one `GET /pipelines` answer over the state's pipelines, as the stand-in sends it."""
+    with state.lock:
+        return len(json.dumps(list(state.pipelines.values())).encode())
 
 
 def seed(state: Any, bodies: Mapping[str, bytes]) -> int:

@@ -475,6 +475,7 @@ class SizeBench:
         started = time.perf_counter()
         self.http = self.http_stack.enter_context(httpstore.serving(self.base.bodies, self.work / "http"))
         self.setup["seed the Front50 API stand-in (s)"] = time.perf_counter() - started
+        self.setup["one API listing (MB)"] = httpstore.listing_bytes(self.http.state) / 1e6
         log(f"N={self.size}: {len(self.http.state.pipelines)} pipelines served at {self.http.urls}")
 
     def _dagster(self, scenario: str, storage: Storage, *, restore: bool) -> Measurement:
@@ -828,8 +829,9 @@ def markdown(
         "(and `gate+http://...`, a bearer token) against the stand-in of tests/front50_standin.py, "
         "written from Front50's and Gate's controllers, serving the same fleet from the bench's process "
         "on loopback (bench/httpstore.py). Its *API requests* are counted at the stand-in, by route: "
-        "exactly what Front50 or Gate would serve. Its wall time includes no network latency and no "
-        "Front50 CPU (the stand-in answers from a Python dict on the same 2 cores): a lower bound.",
+        "exactly what Front50 or Gate would serve. Its wall time has no network latency in it, and the "
+        "server's CPU is the stand-in's (Python, on the same 2 cores), not Front50's; each listing "
+        "carries every pipeline's body (*one API listing (MB)* under Setup).",
         "",
         *([settings.postgres_note, ""] if settings.postgres_note else []),
         *([settings.sql_note, ""] if settings.sql_note else []),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -113,6 +114,20 @@ def test_seeding_keeps_ids_as_spelled_and_leaves_the_change_marker_out() -> None
     assert state.history == {"pipe-1": [document]}
     assert list(state.applications) == ["app"]
     assert state.applications["app"]["name"] == "APP"
+
+
+def test_the_listing_size_is_what_the_stand_in_sends(tmp_path: Path) -> None:
+    documents = [{"id": f"p-{i}", "application": "app", "name": f"n{i}", "stages": []} for i in range(3)]
+    bodies = {
+        f"front50/pipelines/p-{i}/pipeline-metadata.json": json.dumps(d).encode()
+        for i, d in enumerate(documents)
+    }
+    with httpstore.serving(bodies, tmp_path) as served:
+        with urllib.request.urlopen(served.urls["front50"] + "/pipelines") as answer:
+            sent = answer.read()
+        assert json.loads(sent) == documents
+        assert httpstore.listing_bytes(served.state) == len(sent)
+        assert served.counts() == {"GET /pipelines": 1}
 
 
 @pytest.mark.parametrize(
