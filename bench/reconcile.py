@@ -23,6 +23,9 @@ The same `pipeline-sync plan` also runs against Front50's SQL store (at N <= --s
 leaves it out): a PostgreSQL database per N with Front50's tables holding the same fleet, rows as
 Front50 writes them (bench.sqlstore), on the server PIPELINE_SYNC_BENCH_SQL_URL or
 PIPELINE_SYNC_TEST_POSTGRES_URL names, else on the bench's own throwaway server.
+It also runs against Front50's and Gate's REST API (at N <= --http-max; --no-http leaves them
+out): the test stand-in written from their controllers, serving the same fleet from the bench's
+process and counting requests by route (bench.httpstore says what it does not model).
 Between scenarios the Dagster instances get their per-partition plan state back, so every
 scenario is measured against the same warm baseline. It prints a table and writes it, with the
 targets of issue 6 checked, to bench/results/latest.md (--quick: latest-quick.md), raw figures
@@ -52,7 +55,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench import sqlstore, synth
+from bench import httpstore, sqlstore, synth
 from bench.s3server import S3Server
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -66,6 +69,10 @@ NAIVE = "naive loop"
 CLI = "pipeline-sync plan (CLI)"
 SQL_CLI = "pipeline-sync plan (CLI, PostgreSQL store)"
 SQL_TRANSACTIONS = "SQL transactions"
+HTTP_CLI = {
+    "front50": "pipeline-sync plan (CLI, Front50 API store)",
+    "gate": "pipeline-sync plan (CLI, Gate API store)",
+}
 DAGSTER = "Dagster reconcile"
 
 # Targets of issue 6, for a no-op reconcile of 10,000 pipelines on a 2-core machine.
@@ -127,6 +134,8 @@ class Settings:
     sql_max: int = 0
     use_sql: bool = True
     sql_note: str = ""
+    http_max: int = 0
+    use_http: bool = True
 
 
 @dataclass
@@ -275,6 +284,9 @@ class SizeBench:
         self.sql_server = sql_server if sql_server is not None and size <= settings.sql_max else None
         self.sql_database = f"bench_front50_{os.getpid()}_n{size}"
         self.sql_url = ""
+        # Front50's and Gate's API: the stand-in, while this size runs (when it runs it).
+        self.http: httpstore.Served | None = None
+        self.http_stack = ExitStack()
         self.work = settings.work / f"n{size}"
         self.bucket = f"bench-{size}"
         self.logs = self.work / "logs"
@@ -285,6 +297,7 @@ class SizeBench:
         try:
             return self._run()
         finally:
+            self.http_stack.close()
             if self.sql_url and self.sql_server is not None:
                 sqlstore.drop_database(self.sql_server, self.sql_database)
 
@@ -310,6 +323,7 @@ class SizeBench:
             count = sqlstore.seed(self.sql_url, self.base.bodies)
             self.setup["seed Front50 SQL tables (s)"] = time.perf_counter() - started
             log(f"N={self.size}: {count} pipeline rows seeded in Front50's tables")
+        self._serve_http()
         storages = [sqlite_storage(self.work / "dagster-sqlite")]
         if self.postgres is not None and self.size <= self.settings.postgres_max:
             storages.append(
@@ -322,6 +336,8 @@ class SizeBench:
             self._measure(self._cli(scenario))
             if self.sql_url:
                 self._measure(self._cli(scenario, sql=True))
+            for kind in self.http.urls if self.http is not None else ():
+                self._measure(self._cli(scenario, http=kind))
             for storage in storages:
                 self._measure(self._dagster(scenario, storage, restore=scenario != "cold"))
             self._restore(scenario, changed)
@@ -345,6 +361,8 @@ class SizeBench:
             synth.put_all(synth.s3_client(self.s3.url), self.bucket, synth.drifted_bodies(self.base, keys))
             if self.sql_url:
                 sqlstore.put_bodies(self.sql_url, synth.drifted_bodies(self.base, keys))
+            if self.http is not None:
+                httpstore.put_bodies(self.http.state, synth.drifted_bodies(self.base, keys))
             log(f"N={self.size}: edited {len(keys)} live pipelines as Deck would")
             return keys
         return []
@@ -358,6 +376,8 @@ class SizeBench:
             )
             if self.sql_url:
                 sqlstore.put_bodies(self.sql_url, synth.original_bodies(self.base, drifted))
+            if self.http is not None:
+                httpstore.put_bodies(self.http.state, synth.original_bodies(self.base, drifted))
 
     # methods
     def _env(self, **extra: str) -> dict[str, str]:
@@ -391,17 +411,21 @@ class SizeBench:
             details={"phases": data["seconds_by_phase"], "client_requests": data["client_requests"]},
         )
 
-    def _cli(self, scenario: str, *, sql: bool = False) -> Measurement:
-        """`pipeline-sync plan` against the bucket, or (sql) against Front50's SQL tables: the store
-        URL goes in PIPELINE_SYNC_STORE, never on the command line, and each store has its own
-        cache directory (the render cache too), so each one's "cold" is cold."""
-        name = "cli-sql" if sql else "cli"
+    def _cli(self, scenario: str, *, sql: bool = False, http: str | None = None) -> Measurement:
+        """`pipeline-sync plan` against the bucket, or (sql) against Front50's SQL tables, or (http)
+        against the Front50 or Gate API stand-in: the store URL goes in PIPELINE_SYNC_STORE, never on
+        the command line, and each store has its own cache directory (the render cache too), so each
+        one's "cold" is cold."""
+        name = "cli-sql" if sql else f"cli-{http}" if http else "cli"
         log_path = self.logs / f"{self._slug(scenario, name)}.log"
         env = self._env(
             PIPELINE_SYNC_BUCKET=self.bucket, PIPELINE_SYNC_CACHE_DIR=self._cache_dir(name, scenario)
         )
         if sql:
             env["PIPELINE_SYNC_STORE"] = self.sql_url
+        if http is not None and self.http is not None:
+            env.update(self.http.client_env(http))
+            self.http.reset()
         argv = [
             str(BIN / "pipeline-sync"),
             "--catalog",
@@ -417,6 +441,8 @@ class SizeBench:
             raise BenchError(f"pipeline-sync plan exited {child.returncode}:\n{tail(log_path)}")
         summary = re.findall(r"^Summary: (.*)$", log_path.read_text(errors="replace"), re.MULTILINE)
         requests = self._counts()
+        if http is not None and self.http is not None:
+            requests.update(self.http.counts())  # and any S3 request, which there should be none of
         if sql:
             after = self._sql_transactions()
             if before is not None and after is not None:
@@ -424,7 +450,7 @@ class SizeBench:
         return Measurement(
             self.size,
             scenario,
-            SQL_CLI if sql else CLI,
+            SQL_CLI if sql else HTTP_CLI[http] if http else CLI,
             child.seconds,
             requests,
             child.rss_mib,
@@ -454,6 +480,18 @@ class SizeBench:
                 return seen
             seen = again
         return seen
+
+    # -- Front50's and Gate's API store (bench/httpstore.py) ----------------------------------
+
+    def _serve_http(self) -> None:
+        """Start the Front50 and Gate stand-ins over this size's baseline, when this size runs them."""
+        if not self.settings.use_http or self.size > self.settings.http_max:
+            return
+        started = time.perf_counter()
+        self.http = self.http_stack.enter_context(httpstore.serving(self.base.bodies, self.work / "http"))
+        self.setup["seed the Front50 API stand-in (s)"] = time.perf_counter() - started
+        self.setup["one API listing (MB)"] = httpstore.listing_bytes(self.http.state) / 1e6
+        log(f"N={self.size}: {len(self.http.state.pipelines)} pipelines served at {self.http.urls}")
 
     def _dagster(self, scenario: str, storage: Storage, *, restore: bool) -> Measurement:
         out = self.logs / f"{self._slug(scenario, 'dagster-' + storage.name)}.json"
@@ -572,7 +610,8 @@ def requests_text(requests: dict[str, int]) -> str:
 def table(results: list[Measurement]) -> str:
     lines = [
         "| N | scenario | method | wall (s) | per pipeline (ms) | CPU: run / S3 server (s) "
-        "| S3 requests / SQL transactions | Dagster events (per partition) | peak RSS (MiB) | verdict |",
+        "| S3 requests / SQL transactions / API requests "
+        "| Dagster events (per partition) | peak RSS (MiB) | verdict |",
         "|---:|---|---|---:|---:|---:|---|---:|---:|---|",
     ]
     order = {name: i for i, name in enumerate(SCENARIOS)}
@@ -590,7 +629,7 @@ def table(results: list[Measurement]) -> str:
 
 
 def _method_rank(method: str) -> int:
-    return {NAIVE: 0, CLI: 1, SQL_CLI: 2}.get(method, 3)
+    return {NAIVE: 0, CLI: 1, SQL_CLI: 2, HTTP_CLI["front50"]: 3, HTTP_CLI["gate"]: 4}.get(method, 5)
 
 
 def _find(results: list[Measurement], size: int, scenario: str, method: str) -> Measurement | None:
@@ -683,6 +722,7 @@ def checks(results: list[Measurement]) -> list[tuple[str, str, str]]:
                 verdict(ratio <= MAX_SQL_NOOP_RATIO),
             )
         )
+    out += _other_store_checks(results, verdict)
     for n in sorted(sizes):
         measured_rss = [m for m in results if m.size == n and m.rss_mib is not None]
         if not measured_rss:
@@ -735,6 +775,46 @@ def _cpu_floor(m: Measurement) -> str:
         f" (CPU: run {m.cpu_seconds:.1f} s + S3 server {m.server_cpu_seconds:.1f} s, "
         f"so at least {floor:.1f} s on {cores} cores)"
     )
+
+
+def _other_store_checks(
+    results: list[Measurement], verdict: Callable[[bool], str]
+) -> list[tuple[str, str, str]]:
+    """Issue 19: every other store's plan reaches the S3 store's verdict, scenario by scenario; the
+    API stores' no-op against the S3 one in the same run (measured, no target)."""
+    out = []
+    for n in sorted({m.size for m in results}):
+        for method in (SQL_CLI, *HTTP_CLI.values()):
+            pairs = [
+                (m, s3)
+                for m in results
+                if m.size == n and m.method == method and (s3 := _find(results, n, m.scenario, CLI))
+            ]
+            if not pairs:
+                continue
+            differ = [f"{m.scenario}: {m.verdict} vs {s.verdict}" for m, s in pairs if m.verdict != s.verdict]
+            out.append(
+                (
+                    f"N={n:,}: {method} reaches the S3 store's verdict in every scenario it ran",
+                    "; ".join(differ) if differ else f"the same in all {len(pairs)}",
+                    verdict(not differ),
+                )
+            )
+        s3_noop = _find(results, n, "no-op", CLI)
+        for method in HTTP_CLI.values():
+            api_noop = _find(results, n, "no-op", method)
+            if s3_noop is None or api_noop is None:
+                continue
+            out.append(
+                (
+                    f"N={n:,}, no-op, warm: {method} against the S3 store (no target: the stand-in "
+                    "has no network latency and no Front50 CPU of its own)",
+                    f"{api_noop.seconds / s3_noop.seconds:.2f}x ({api_noop.seconds:.1f} s vs "
+                    f"{s3_noop.seconds:.1f} s; {requests_text(api_noop.requests)})",
+                    "measured",
+                )
+            )
+    return out
 
 
 def naive_phases(results: list[Measurement]) -> list[str]:
@@ -793,6 +873,14 @@ def markdown(
         "history row) as Front50 writes it (bench/sqlstore.py); its own cache directory, so its *cold* "
         "is cold too. Its *SQL transactions* are counted by the server (pg_stat_database), the schema "
         "check included.",
+        "",
+        "The API stores: the same `pipeline-sync plan` with `PIPELINE_SYNC_STORE=front50+http://...` "
+        "(and `gate+http://...`, a bearer token) against the stand-in of tests/front50_standin.py, "
+        "written from Front50's and Gate's controllers, serving the same fleet from the bench's process "
+        "on loopback (bench/httpstore.py). Its *API requests* are counted at the stand-in, by route: "
+        "exactly what Front50 or Gate would serve. Its wall time has no network latency in it, and the "
+        "server's CPU is the stand-in's (Python, on the same 2 cores), not Front50's; each listing "
+        "carries every pipeline's body (*one API listing (MB)* under Setup).",
         "",
         *([settings.postgres_note, ""] if settings.postgres_note else []),
         *([settings.sql_note, ""] if settings.sql_note else []),
@@ -861,6 +949,15 @@ def parse(argv: list[str] | None) -> Settings:
         help="Largest N to plan on Front50's SQL store at (default: all).",
     )
     parser.add_argument("--no-sql", action="store_true", help="Do not plan against Front50's SQL store.")
+    parser.add_argument(
+        "--http-max",
+        type=int,
+        default=None,
+        help="Largest N to plan on the Front50 and Gate API stand-in at (default: all).",
+    )
+    parser.add_argument(
+        "--no-http", action="store_true", help="Do not plan against the Front50 and Gate API stand-in."
+    )
     parser.add_argument("--results", type=Path, default=None, help="Markdown results file.")
     parser.add_argument("--keep", type=Path, default=None, help="Work in this directory and keep it.")
     args = parser.parse_args(argv)
@@ -874,6 +971,8 @@ def parse(argv: list[str] | None) -> Settings:
         use_postgres=not args.no_postgres,
         sql_max=args.sql_max or max(sizes),
         use_sql=not args.no_sql,
+        http_max=args.http_max or max(sizes),
+        use_http=not args.no_http,
         work=args.keep or Path(),
         results=args.results or RESULTS / ("latest-quick.md" if quick else "latest.md"),
         command=command.strip(),
