@@ -636,9 +636,13 @@ def test_drift_and_rollback_read_front50s_history(
     assert restored["pipelineSync"]["approvedBy"] == "erin" and "restoredFrom" in restored["pipelineSync"]
 
     edit_in_deck(front50_state, prod_id)
+    front50_state.requests.clear()
     drift = cli(work, url, "plan", "--select", "svc/prod/*", "--json")
     [entry] = json.loads(drift.stdout)["entries"]
     assert (entry["status"], entry["drift_fields"]) == ("drift", ["root['description']"])
+    # The drift's history is read once: the version it compares with is the one listed then.
+    history_reads = [r for r in front50_state.requests if r.path.endswith("/history")]
+    assert len(history_reads) == 1, history_reads
 
 
 # -- Dagster: the same resource, the same approval path -------------------------------------------

@@ -76,6 +76,9 @@ class Front50HttpStore:
         self._applications: dict[str, str] = {}  # lower-case id -> its application, as last read
         self._listed = False  # whether read_live listed every pipeline (and so every id's spelling)
         self._known_applications: set[str] = set()
+        # History versions seen, by (lower-case id, token): a token is the SHA-256 of the version's
+        # own JSON, so what is kept under it can only ever be that version (read_pipeline_version).
+        self._seen_versions: dict[tuple[str, str], dict[str, Any]] = {}
 
     def describe(self) -> str:
         return f"{self.scheme}+{self.client.describe()}"
@@ -248,7 +251,10 @@ class Front50HttpStore:
         return True
 
     def _versions(self, pipeline_id: str) -> list[dict[str, Any]]:
-        return [v for v in self._history(self._spelling(pipeline_id)) if isinstance(v, dict)]
+        versions = [v for v in self._history(self._spelling(pipeline_id)) if isinstance(v, dict)]
+        for document in versions:
+            self._seen_versions[(pipeline_id.lower(), document_token(document))] = document
+        return versions
 
     def pipeline_versions(self, pipeline_id: str) -> list[ObjectVersion]:
         """The history Front50 keeps, newest first; a version's id is its token."""
@@ -267,7 +273,10 @@ class Front50HttpStore:
         return versions
 
     def read_pipeline_version(self, pipeline_id: str, version_id: str) -> LiveObject:
-        for document in self._versions(pipeline_id):
+        """A version from Front50's history. One pipeline_versions listed already is not read
+        again: its token is its content's hash, so the copy seen then is that version."""
+        seen = self._seen_versions.get((pipeline_id.lower(), version_id))
+        for document in [seen] if seen is not None else self._versions(pipeline_id):
             if document_token(document) == version_id:
                 body = canonical_json(document).encode("utf-8")
                 key = self._key(pipeline_id.lower())
