@@ -4,6 +4,7 @@ and the Dagster behaviour that rules out one event per partition with its status
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import dagster as dg
@@ -16,6 +17,7 @@ from dagster._core.events import DagsterEventType
 from test_dagster import BUCKET, KEY, plan_partition, run_reconcile
 from test_dagster_ui import latest_checks
 
+from bench.worker import event_partition
 from pipeline_sync.definitions import defs
 from pipeline_sync.defs.assets import plan_metadata
 from pipeline_sync.defs.operator import FLEET_STATUS_CHECKS, STATUS_CHECKS_ENV, fleet_status_checks
@@ -75,6 +77,20 @@ def test_a_fleet_run_records_the_status_checks_the_setting_asks_for(
     # Whatever the setting, a one-partition plan records all four for its partition.
     plan_partition(env, KEY)
     assert latest_checks(env["instance"], KEY) == {**ALL_FOUR, "no_pending_change": "FAILED"}
+
+
+@pytest.mark.parametrize(("setting", "checks_per_key"), [("failing", 1), ("all", 4), ("none", 0)])
+def test_the_bench_counts_a_check_evaluation_as_an_event_of_the_partition_it_judges(
+    env: dict[str, Any], setting: str, checks_per_key: int
+) -> None:
+    """The bench's "O(changed) + constant" line: the 13 creates' checks are theirs, not the run's."""
+    result, counts = run_reconcile(with_checks(env, setting))
+    entries = env["instance"].all_logs(result.run_id)
+    by_partition = Counter(event_partition(e) for e in entries)
+    assert by_partition[KEY] == 1 + checks_per_key  # its plan (prod: no auto-approval), its checks
+    assert sum(n for key, n in by_partition.items() if key) == 13 + 4 + 13 * checks_per_key
+    assert counts["ASSET_CHECK_EVALUATION"] == 13 * checks_per_key
+    assert by_partition[None] == 13  # the run's own, whatever the setting: no check among them
 
 
 def test_the_environment_setting_applies_when_the_resource_leaves_it_empty(
