@@ -20,9 +20,16 @@ from test_dagster_ui import latest_checks
 from bench.worker import event_partition
 from pipeline_sync.definitions import defs
 from pipeline_sync.defs.assets import plan_metadata
-from pipeline_sync.defs.operator import FLEET_STATUS_CHECKS, STATUS_CHECKS_ENV, fleet_status_checks
+from pipeline_sync.defs.operator import (
+    DEFAULT_STATUS_CHECKS_MAX,
+    FLEET_STATUS_CHECKS,
+    STATUS_CHECKS_ENV,
+    STATUS_CHECKS_MAX_ENV,
+    fleet_status_checks,
+    fleet_status_checks_max,
+)
 from pipeline_sync.defs.resources import Front50Resource
-from pipeline_sync.defs.state import PLAN_ASSET, PLAN_STATE_PREFIX
+from pipeline_sync.defs.state import PLAN_ASSET, PLAN_STATE_PREFIX, read_plan_state
 from pipeline_sync.plan import PlanEntry
 from pipeline_sync.status import Status
 
@@ -31,9 +38,11 @@ env = test_dagster.env  # a moto bucket, a test instance, the example project (1
 ALL_FOUR = {"valid": "SUCCEEDED", "no_conflict": "SUCCEEDED", "no_drift": "SUCCEEDED"}
 
 
-def with_checks(env: dict[str, Any], setting: str | None) -> dict[str, Any]:
+def with_checks(env: dict[str, Any], setting: str | None, checks_max: int | None = None) -> dict[str, Any]:
     front50 = env["resources"]["front50"]
-    resource = Front50Resource(bucket=BUCKET, cache_dir=front50.cache_dir, status_checks=setting)
+    resource = Front50Resource(
+        bucket=BUCKET, cache_dir=front50.cache_dir, status_checks=setting, status_checks_max=checks_max
+    )
     return {**env, "resources": {**env["resources"], "front50": resource}}
 
 
@@ -134,6 +143,180 @@ def test_a_wrong_setting_fails_the_run_before_anything_is_planned(
     [failure] = [e.step_failure_data for e in result.all_events if e.is_step_failure]
     assert failure.user_failure_data.description == message
     assert not env["instance"].get_materialized_partitions(PLAN_ASSET)
+
+
+# -- status_checks_max: one event per changed partition in a large batch (issue 19) -------------
+
+KEYS_13 = 13
+SKIP_LINE = (
+    "Recorded no status check events for the {n} changed partitions that would get them: more than "
+    "status_checks_max ({max}; front50.status_checks_max or PIPELINE_SYNC_STATUS_CHECKS_MAX), so this "
+    "run writes one event per changed partition. Each plan's metadata and this run's summary show "
+    "their status; a one-partition plan of pipeline_plan records its checks."
+)
+
+
+def fleet_run(env: dict[str, Any]) -> tuple[dict[str, Counter[str]], int, list[str]]:
+    """One reconcile: its events by partition (event type, pipeline_plan or not), fleet_plan's
+    status_checks_skipped, and the run's log lines."""
+    result, _ = run_reconcile(env)
+    entries = env["instance"].all_logs(result.run_id)
+    per_key: dict[str, Counter[str]] = {}
+    for e in entries:
+        key = event_partition(e)
+        if key:
+            asset = " approval" if e.dagster_event.asset_key == dg.AssetKey("approval") else ""
+            per_key.setdefault(key, Counter())[e.dagster_event.event_type_value + asset] += 1
+    [summary] = [
+        m for m in result.asset_materializations_for_node("fleet_plan") if m.asset_key.path == ["fleet_plan"]
+    ]
+    lines = [e.user_message for e in entries if e.dagster_event is None]
+    return per_key, summary.metadata["status_checks_skipped"].value, lines
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ", "expected"),
+    [
+        (None, {}, DEFAULT_STATUS_CHECKS_MAX),
+        (None, {STATUS_CHECKS_MAX_ENV: " "}, DEFAULT_STATUS_CHECKS_MAX),
+        (None, {STATUS_CHECKS_MAX_ENV: " 7 "}, 7),
+        (None, {STATUS_CHECKS_MAX_ENV: "0"}, 0),
+        (5, {STATUS_CHECKS_MAX_ENV: "7"}, 5),  # the resource beats the environment
+        (0, {STATUS_CHECKS_MAX_ENV: "7"}, 0),  # 0 on the resource is a setting, not "unset"
+    ],
+)
+def test_the_bound_comes_from_the_resource_then_the_environment(
+    setting: int | None, environ: dict[str, str], expected: int
+) -> None:
+    assert fleet_status_checks_max(setting, environ) == expected
+    assert DEFAULT_STATUS_CHECKS_MAX == 100
+
+
+BOUND_HINT = (
+    "set it to a whole number of changed partitions, 0 or more (100 when unset). Nothing was planned."
+)
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ", "message"),
+    [
+        (-1, None, f"front50.status_checks_max is -1; {BOUND_HINT}"),
+        (-1, "5", f"front50.status_checks_max is -1; {BOUND_HINT}"),  # no fallback from a wrong one
+        (None, "many", f"{STATUS_CHECKS_MAX_ENV} is 'many'; {BOUND_HINT}"),
+        (None, "-5", f"{STATUS_CHECKS_MAX_ENV} is '-5'; {BOUND_HINT}"),
+        (None, "1.5", f"{STATUS_CHECKS_MAX_ENV} is '1.5'; {BOUND_HINT}"),
+        (None, "1e3", f"{STATUS_CHECKS_MAX_ENV} is '1e3'; {BOUND_HINT}"),
+        (None, "\u0663", f"{STATUS_CHECKS_MAX_ENV} is '\u0663'; {BOUND_HINT}"),  # an Arabic-Indic 3
+    ],
+)
+def test_a_wrong_bound_fails_the_run_before_anything_is_planned(
+    env: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    setting: int | None,
+    environ: str | None,
+    message: str,
+) -> None:
+    if environ is not None:
+        monkeypatch.setenv(STATUS_CHECKS_MAX_ENV, environ)
+    result = defs.resolve_job_def("reconcile_job").execute_in_process(
+        instance=env["instance"], resources=with_checks(env, None, setting)["resources"], raise_on_error=False
+    )
+    assert not result.success
+    [failure] = [e.step_failure_data for e in result.all_events if e.is_step_failure]
+    assert failure.user_failure_data.description == message
+    assert not env["instance"].get_materialized_partitions(PLAN_ASSET)
+
+
+def test_a_bound_that_is_not_a_number_is_refused_by_the_resource_itself() -> None:
+    with pytest.raises(ValueError, match="status_checks_max\n  Input should be a valid integer"):
+        Front50Resource(bucket=BUCKET, status_checks_max="many")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("setting", "checks_max", "checks_per_key", "shown"),
+    [
+        ("failing", None, 1, {"no_pending_change": "FAILED"}),  # 13 under the default 100
+        ("failing", 13, 1, {"no_pending_change": "FAILED"}),  # at the bound: recorded
+        ("failing", 12, 0, {}),  # above it: one event per changed partition
+        ("all", 13, 4, {**ALL_FOUR, "no_pending_change": "FAILED"}),
+        ("all", 12, 0, {}),
+        ("none", 0, 0, {}),  # nothing to record, so nothing skipped
+    ],
+)
+def test_a_fleet_run_records_status_checks_only_up_to_the_bound(
+    env: dict[str, Any], setting: str, checks_max: int | None, checks_per_key: int, shown: dict[str, str]
+) -> None:
+    configured = with_checks(env, setting, checks_max)
+    per_key, skipped, lines = fleet_run(configured)
+    assert len(per_key) == KEYS_13
+    dev = {k for k, c in per_key.items() if c["ASSET_MATERIALIZATION approval"]}
+    assert len(dev) == 4  # stack policy approves dev: its approval is the partition's second event
+    for key, counts in per_key.items():
+        expected = {"ASSET_MATERIALIZATION": 1, "ASSET_CHECK_EVALUATION": checks_per_key}
+        expected["ASSET_MATERIALIZATION approval"] = int(key in dev)
+        assert +counts == +Counter(expected), key
+        assert latest_checks(env["instance"], key) == shown, key
+    over = setting != "none" and checks_max is not None and checks_max < KEYS_13
+    assert skipped == (KEYS_13 if over else 0)
+    assert [line for line in lines if "status_checks_max" in line] == (
+        [SKIP_LINE.format(n=KEYS_13, max=checks_max)] if over else []
+    )
+    # Whatever the bound, a one-partition plan records all four for its partition.
+    plan_partition(env, KEY)
+    assert latest_checks(env["instance"], KEY) == {**ALL_FOUR, "no_pending_change": "FAILED"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ", "checks"),
+    [
+        (None, "12", 0),  # the environment's bound applies when the resource leaves it empty
+        (13, "12", 13),  # the resource's beats it
+        (12, "100", 0),
+    ],
+)
+def test_the_bound_of_a_run_comes_from_the_resource_then_the_environment(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, setting: int | None, environ: str, checks: int
+) -> None:
+    monkeypatch.setenv(STATUS_CHECKS_MAX_ENV, environ)
+    _, counts = run_reconcile(with_checks(env, None, setting))
+    assert counts["ASSET_CHECK_EVALUATION"] == checks
+    assert counts["ASSET_MATERIALIZATION"] == 13 + 1 + 4
+
+
+@pytest.mark.parametrize(
+    ("setting", "checks_max", "checks", "skipped"),
+    [
+        ("failing", 0, 0, 0),  # four plans back in sync fail no check: nothing to bound
+        ("all", 4, 16, 0),
+        ("all", 3, 0, 4),
+    ],
+)
+def test_the_bound_counts_the_partitions_that_would_get_check_events(
+    env: dict[str, Any], setting: str, checks_max: int, checks: int, skipped: int
+) -> None:
+    """After the four dev pipelines are published, a reconcile records their four in-sync plans:
+    with failing they get no check event, so even a bound of 0 skips nothing."""
+    instance = env["instance"]
+    run_reconcile(env)
+    requests = test_dagster.sensor_tick(instance).run_requests  # the dev auto-approvals
+    dev = [r.partition_key for r in requests]
+    created = read_plan_state(instance, dev)
+    for request in requests:
+        publish = defs.resolve_job_def("publish_job").execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            run_config=request.run_config,
+            resources=env["resources"],
+        )
+        assert publish.success
+    # As if published outside Dagster: the reconcile still remembers their creates.
+    instance.run_storage.set_cursor_values({PLAN_STATE_PREFIX + k: v for k, v in created.items()})
+    per_key, recorded_skipped, lines = fleet_run(with_checks(env, setting, checks_max))
+    assert sorted(per_key) == sorted(dev)
+    assert sum(c["ASSET_CHECK_EVALUATION"] for c in per_key.values()) == checks
+    assert all(c["ASSET_MATERIALIZATION"] == 1 for c in per_key.values())
+    assert recorded_skipped == skipped
+    assert len([line for line in lines if "status_checks_max" in line]) == (1 if skipped else 0)
 
 
 # -- plan metadata -----------------------------------------------------------------------------

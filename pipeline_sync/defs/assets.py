@@ -32,8 +32,10 @@ from .approvals import (
 )
 from .operator import (
     STATUS_CHECK_SPECS,
+    STATUS_CHECKS_MAX_ENV,
     approval_log_lines,
     approval_metadata,
+    checked_partitions,
     fleet_check_events,
     partition_path,
     plan_targets,
@@ -355,6 +357,7 @@ def fleet_plan(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Reconcile every pipeline in one run; record only partitions whose plan changed."""
     checks = front50.fleet_status_checks()  # a wrong setting fails before anything is planned
+    checks_max = front50.fleet_status_checks_max()
     workspace = catalog.workspace(front50.caches())
     for error in workspace.catalog.errors:
         context.log.error(str(error))
@@ -372,9 +375,13 @@ def fleet_plan(
     for event in _partition_events(recorded, refusals, context.log):
         context.log_event(event)
     # After the plans they judge (a result shows only while it targets the latest plan).
-    judged = [e.key for e in recorded] if checks != "none" else []
+    judged = checked_partitions(recorded, checks)
+    skipped = _skipped_checks(context, judged, checks_max)
+    if skipped:
+        judged = []
     targets = plan_targets(context.instance, context.run.run_id, judged)
-    for check in fleet_check_events(recorded, targets, checks):
+    checked = set(judged)
+    for check in fleet_check_events([e for e in recorded if e.key in checked], targets, checks):
         context.log_event(check)
     write_plan_state(context.instance, changed)
     write_leftover_keys(
@@ -389,6 +396,7 @@ def fleet_plan(
             "pipelines": len(plan.entries),
             "changed_since_last_run": len(changed),
             "partitions_recorded": len(recorded),
+            "status_checks_skipped": skipped,
             **{f"count_{status}": n for status, n in summary["counts"].items()},
             "summary": dg.MetadataValue.md(text),
             "drift": ", ".join(summary["drift"]) or "none",
@@ -396,6 +404,21 @@ def fleet_plan(
             "pending": ", ".join(summary["pending"]) or "none",
         }
     )
+
+
+def _skipped_checks(context: dg.AssetExecutionContext, judged: list[str], checks_max: int) -> int:
+    """How many partitions' status checks this run leaves unrecorded: all of judged when there
+    are more than checks_max (one event per changed partition in a large batch), else none."""
+    if len(judged) <= checks_max:
+        return 0
+    context.log.info(
+        f"Recorded no status check events for the {len(judged)} changed partitions that would get "
+        f"them: more than status_checks_max ({checks_max}; front50.status_checks_max or "
+        f"{STATUS_CHECKS_MAX_ENV}), so this run writes one event per changed partition. Each "
+        "plan's metadata and this run's summary show their status; a one-partition plan of "
+        "pipeline_plan records its checks."
+    )
+    return len(judged)
 
 
 def _ensure_partitions(context: dg.AssetExecutionContext, plan: Plan) -> None:
