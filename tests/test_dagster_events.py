@@ -19,6 +19,7 @@ from test_dagster_ui import latest_checks
 
 from bench.worker import event_partition
 from pipeline_sync.definitions import defs
+from pipeline_sync.defs import eventlog
 from pipeline_sync.defs.assets import plan_metadata
 from pipeline_sync.defs.operator import (
     DEFAULT_STATUS_CHECKS_MAX,
@@ -30,6 +31,7 @@ from pipeline_sync.defs.operator import (
 )
 from pipeline_sync.defs.resources import Front50Resource
 from pipeline_sync.defs.state import PLAN_ASSET, PLAN_STATE_PREFIX, read_plan_state
+from pipeline_sync.forked import WORKERS_VARIABLE
 from pipeline_sync.plan import PlanEntry
 from pipeline_sync.status import Status
 
@@ -453,3 +455,92 @@ def test_a_first_reconcile_writes_no_event_for_pipelines_already_in_sync(env: di
     _, third = run_reconcile(env)  # the pipeline was deleted in Deck: a create, recorded
     assert third["ASSET_MATERIALIZATION"] == 1 + 1
     assert latest_checks(instance, KEY) == {"no_pending_change": "FAILED"}
+
+
+# -- writing the events on both cores (sqlite) -------------------------------------------------
+
+
+def event_log(instance: dg.DagsterInstance, run_id: str) -> tuple[Counter[tuple[str, ...]], dict[str, Any]]:
+    """A run's partition events as (event type, asset or check, partition, metadata) records, and
+    per record kind the storage ids and pids, to tell who wrote what and in which order."""
+    records: Counter[tuple[str, ...]] = Counter()
+    seen: dict[str, Any] = {"pipeline_plan": {}, "approval": {}, "checks": []}
+    seen.update(pids=set(), plan_pids=set())
+    entries = instance.get_records_for_run(run_id, limit=10_000).records
+    step_pid = next(
+        r.event_log_entry.dagster_event.pid
+        for r in entries
+        if r.event_log_entry.dagster_event
+        and r.event_log_entry.dagster_event.event_type_value == "STEP_START"
+    )
+    seen["step_pid"] = step_pid
+    for record in entries:
+        event = record.event_log_entry.dagster_event
+        key = event_partition(record.event_log_entry)
+        if event is None or not key:
+            continue
+        seen["pids"].add(event.pid)
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = event.asset_check_evaluation_data
+            name, values = data.check_name, {**data.metadata, "passed": data.passed}
+            seen["checks"].append((record.storage_id, key, data.target_materialization_data.storage_id))
+        else:
+            materialization = event.step_materialization_data.materialization
+            name, values = materialization.asset_key.path[-1], materialization.metadata
+            seen[name][key] = record.storage_id
+            if name == "pipeline_plan":
+                seen["plan_pids"].add(event.pid)
+        text = tuple(sorted(f"{k}={getattr(v, 'value', v)!r}" for k, v in values.items()))
+        records[(event.event_type_value, name, key, *text)] += 1
+    return records, seen
+
+
+def test_a_forked_run_writes_the_same_event_log_as_one_process(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 13 creates' plans, 4 policy approvals and 13 failing checks, written by two forked
+    processes (the threshold lowered from 32 partitions to 2) and by this one: the same records,
+    each partition's approval after its plan, every check after the plan it targets and shown."""
+    monkeypatch.setattr(eventlog, "FORK_MIN_GROUPS", 2)
+    monkeypatch.setattr(eventlog, "_CHUNK", 2)  # the 13 partitions in 7 shares, both processes busy
+    instance = env["instance"]
+    logs = {}
+    for workers in ("2", "1"):
+        monkeypatch.setenv(WORKERS_VARIABLE, workers)
+        keys = read_plan_state(instance, instance.get_dynamic_partitions("pipelines"))
+        if keys:  # the second run records all 13 again
+            instance.run_storage.set_cursor_values({PLAN_STATE_PREFIX + k: "" for k in keys})
+        result, _ = run_reconcile(env)
+        logs[workers] = event_log(instance, result.run_id)
+        if workers == "2":
+            planned = set(logs["2"][1]["pipeline_plan"])
+            assert all(latest_checks(instance, k) == {"no_pending_change": "FAILED"} for k in planned)
+            plan_ids = instance.event_log_storage.get_latest_storage_id_by_partition(
+                PLAN_ASSET, DagsterEventType.ASSET_MATERIALIZATION, planned
+            )
+            assert len(test_dagster.sensor_tick(instance).run_requests) == 4  # the approvals count
+    (forked, seen), (in_process, alone) = logs["2"], logs["1"]
+    assert forked == in_process
+    assert sum(forked.values()) == 13 + 4 + 13
+    assert alone["pids"] == {alone["step_pid"]}
+    assert len(seen["plan_pids"]) == 2 and seen["step_pid"] not in seen["pids"]  # two children wrote them
+    assert all(seen["pipeline_plan"][k] < sid for k, sid in seen["approval"].items())
+    assert len(seen["approval"]) == 4
+    assert {key: target for _, key, target in seen["checks"]} == plan_ids  # in the index shard
+    assert min(sid for sid, _, _ in seen["checks"]) > max(seen["pipeline_plan"].values())
+
+
+def test_an_instance_that_is_not_sqlite_is_written_by_this_process(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forked child's writes to an in-memory instance would be lost (and a PostgreSQL instance's
+    pooled connections shared): only a sqlite event log is written by forked processes."""
+    monkeypatch.setattr(eventlog, "FORK_MIN_GROUPS", 2)
+    monkeypatch.setenv(WORKERS_VARIABLE, "2")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("reconcile_job").execute_in_process(
+            instance=instance, resources=env["resources"]
+        )
+        records, seen = event_log(instance, result.run_id)
+    assert sum(records.values()) == 13 + 4 + 13
+    assert seen["pids"] == {seen["step_pid"]}

@@ -30,6 +30,7 @@ from .approvals import (
     signed_approval_metadata,
     signed_statements,
 )
+from .eventlog import log_groups
 from .operator import (
     STATUS_CHECK_SPECS,
     STATUS_CHECKS_MAX_ENV,
@@ -372,17 +373,15 @@ def fleet_plan(
     # but no event is written for it (10,000 of them would cost a first run on sqlite about 80 s:
     # docs/dagster-events.md); its partition shows a plan once its plan changes, or when planned.
     recorded = [e for e in changed if e.key in previous or e.status is not Status.IN_SYNC]
-    for event in _partition_events(recorded, refusals, context.log):
-        context.log_event(event)
+    log_groups(context, list(_partition_events(recorded, refusals, context.log)))
     # After the plans they judge (a result shows only while it targets the latest plan).
     judged = checked_partitions(recorded, checks)
     skipped = _skipped_checks(context, judged, checks_max)
     if skipped:
         judged = []
     targets = plan_targets(context.instance, context.run.run_id, judged)
-    checked = set(judged)
-    for check in fleet_check_events([e for e in recorded if e.key in checked], targets, checks):
-        context.log_event(check)
+    checked = [e for e in recorded if e.key in set(judged)]
+    log_groups(context, [list(fleet_check_events([e], targets, checks)) for e in checked])
     write_plan_state(context.instance, changed)
     write_leftover_keys(
         context.instance,
@@ -430,26 +429,32 @@ def _ensure_partitions(context: dg.AssetExecutionContext, plan: Plan) -> None:
 
 def _partition_events(
     changed: list[PlanEntry], refusals: dict[str, str | None], log: Any
-) -> Iterator[dg.AssetObservation | dg.AssetMaterialization]:
+) -> Iterator[list[dg.AssetMaterialization]]:
+    """Each changed partition's events, in the order they must be written: its plan, then any
+    policy approval of it (an approval counts only after a plan of its digest)."""
     for entry in changed:
         if not is_partition_key(entry.key):
             continue
         # One event per changed partition: the plan's metadata carries the live ETag, so the
         # reconcile writes no front50_live observation beside it (pipeline_plan still does).
-        yield dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))
-        if entry.key not in refusals:
-            continue  # not one stack policy may approve
-        refusal = refusals[entry.key]  # from a fresh render and read: no cache decides
-        if refusal is not None:
-            log.warning(f"not auto-approved: {refusal}")
-            continue
-        yield dg.AssetMaterialization(
-            APPROVAL_ASSET,
-            partition=entry.key,
-            metadata={
-                "approver": AUTO_APPROVER,
-                "plan_digest": entry.digest,
-                "status": str(entry.status),
-                "adopt": entry.adopt,
-            },
-        )
+        events = [dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))]
+        if entry.key in refusals:  # one stack policy may approve
+            refusal = refusals[entry.key]  # from a fresh render and read: no cache decides
+            if refusal is not None:
+                log.warning(f"not auto-approved: {refusal}")
+            else:
+                events.append(_policy_approval(entry))
+        yield events
+
+
+def _policy_approval(entry: PlanEntry) -> dg.AssetMaterialization:
+    return dg.AssetMaterialization(
+        APPROVAL_ASSET,
+        partition=entry.key,
+        metadata={
+            "approver": AUTO_APPROVER,
+            "plan_digest": entry.digest,
+            "status": str(entry.status),
+            "adopt": entry.adopt,
+        },
+    )
