@@ -686,6 +686,7 @@ def checks(results: list[Measurement]) -> list[tuple[str, str, str]]:
             (
                 f"N={m.size:,}, {m.scenario}: Dagster events O(changed) + constant ({m.method})",
                 f"{m.events:,} events = {m.partition_events:,} per-partition for {changed:,} changed "
+                f"({m.partition_events / max(1, changed):.1f} each) "
                 f"+ {m.events - m.partition_events} per run",
                 verdict(ok),
             )
@@ -858,7 +859,8 @@ def markdown(
         "are counted at the (moto) server, by operation; the in-process methods counted them at the "
         f"client too (botocore `before-call.s3`): {client_agreement(results)}. "
         "*Dagster events* are every event-log record "
-        "of the run, with those tied to a partition in brackets. *Peak RSS* is the measuring child "
+        "of the run, with those tied to a partition (a check evaluation: the one it judges) in brackets. "
+        "*Peak RSS* is the measuring child "
         "process's own (`wait4` rusage, started from a small launcher, bench/rss.py, so that it does not "
         "inherit the bench's own high-water mark). *Verdict* is the plan's counts by status.",
         "",

@@ -43,6 +43,17 @@ def run_naive(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def event_partition(entry: Any) -> str | None:
+    """The partition an event-log record is about. Dagster's DagsterEvent.partition knows
+    materializations and observations only; a check evaluation carries its own partition."""
+    event = entry.dagster_event
+    if event is None:
+        return None
+    if event.event_type_value == "ASSET_CHECK_EVALUATION":
+        return event.asset_check_evaluation_data.partition
+    return event.partition
+
+
 def run_dagster(args: argparse.Namespace) -> dict[str, Any]:
     import dagster as dg
 
@@ -68,7 +79,7 @@ def run_dagster(args: argparse.Namespace) -> dict[str, Any]:
     requests = dict(counter.counts)
     entries = instance.all_logs(result.run_id)
     by_type = Counter(e.dagster_event.event_type_value if e.dagster_event else "LOG_MESSAGE" for e in entries)
-    per_partition = sum(1 for e in entries if e.dagster_event is not None and e.dagster_event.partition)
+    per_partition = sum(1 for e in entries if event_partition(e))
     summary: dict[str, Any] = {}
     for materialization in result.asset_materializations_for_node("fleet_plan"):
         if materialization.asset_key == dg.AssetKey("fleet_plan"):

@@ -4,6 +4,7 @@ and the Dagster behaviour that rules out one event per partition with its status
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import dagster as dg
@@ -16,11 +17,21 @@ from dagster._core.events import DagsterEventType
 from test_dagster import BUCKET, KEY, plan_partition, run_reconcile
 from test_dagster_ui import latest_checks
 
+from bench.worker import event_partition
 from pipeline_sync.definitions import defs
+from pipeline_sync.defs import eventlog
 from pipeline_sync.defs.assets import plan_metadata
-from pipeline_sync.defs.operator import FLEET_STATUS_CHECKS, STATUS_CHECKS_ENV, fleet_status_checks
+from pipeline_sync.defs.operator import (
+    DEFAULT_STATUS_CHECKS_MAX,
+    FLEET_STATUS_CHECKS,
+    STATUS_CHECKS_ENV,
+    STATUS_CHECKS_MAX_ENV,
+    fleet_status_checks,
+    fleet_status_checks_max,
+)
 from pipeline_sync.defs.resources import Front50Resource
-from pipeline_sync.defs.state import PLAN_ASSET, PLAN_STATE_PREFIX
+from pipeline_sync.defs.state import PLAN_ASSET, PLAN_STATE_PREFIX, read_plan_state
+from pipeline_sync.forked import WORKERS_VARIABLE
 from pipeline_sync.plan import PlanEntry
 from pipeline_sync.status import Status
 
@@ -29,9 +40,11 @@ env = test_dagster.env  # a moto bucket, a test instance, the example project (1
 ALL_FOUR = {"valid": "SUCCEEDED", "no_conflict": "SUCCEEDED", "no_drift": "SUCCEEDED"}
 
 
-def with_checks(env: dict[str, Any], setting: str | None) -> dict[str, Any]:
+def with_checks(env: dict[str, Any], setting: str | None, checks_max: int | None = None) -> dict[str, Any]:
     front50 = env["resources"]["front50"]
-    resource = Front50Resource(bucket=BUCKET, cache_dir=front50.cache_dir, status_checks=setting)
+    resource = Front50Resource(
+        bucket=BUCKET, cache_dir=front50.cache_dir, status_checks=setting, status_checks_max=checks_max
+    )
     return {**env, "resources": {**env["resources"], "front50": resource}}
 
 
@@ -77,6 +90,20 @@ def test_a_fleet_run_records_the_status_checks_the_setting_asks_for(
     assert latest_checks(env["instance"], KEY) == {**ALL_FOUR, "no_pending_change": "FAILED"}
 
 
+@pytest.mark.parametrize(("setting", "checks_per_key"), [("failing", 1), ("all", 4), ("none", 0)])
+def test_the_bench_counts_a_check_evaluation_as_an_event_of_the_partition_it_judges(
+    env: dict[str, Any], setting: str, checks_per_key: int
+) -> None:
+    """The bench's "O(changed) + constant" line: the 13 creates' checks are theirs, not the run's."""
+    result, counts = run_reconcile(with_checks(env, setting))
+    entries = env["instance"].all_logs(result.run_id)
+    by_partition = Counter(event_partition(e) for e in entries)
+    assert by_partition[KEY] == 1 + checks_per_key  # its plan (prod: no auto-approval), its checks
+    assert sum(n for key, n in by_partition.items() if key) == 13 + 4 + 13 * checks_per_key
+    assert counts["ASSET_CHECK_EVALUATION"] == 13 * checks_per_key
+    assert by_partition[None] == 13  # the run's own, whatever the setting: no check among them
+
+
 def test_the_environment_setting_applies_when_the_resource_leaves_it_empty(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -118,6 +145,180 @@ def test_a_wrong_setting_fails_the_run_before_anything_is_planned(
     [failure] = [e.step_failure_data for e in result.all_events if e.is_step_failure]
     assert failure.user_failure_data.description == message
     assert not env["instance"].get_materialized_partitions(PLAN_ASSET)
+
+
+# -- status_checks_max: one event per changed partition in a large batch (issue 19) -------------
+
+KEYS_13 = 13
+SKIP_LINE = (
+    "Recorded no status check events for the {n} changed partitions that would get them: more than "
+    "status_checks_max ({max}; front50.status_checks_max or PIPELINE_SYNC_STATUS_CHECKS_MAX), so this "
+    "run writes one event per changed partition. Each plan's metadata and this run's summary show "
+    "their status; a one-partition plan of pipeline_plan records its checks."
+)
+
+
+def fleet_run(env: dict[str, Any]) -> tuple[dict[str, Counter[str]], int, list[str]]:
+    """One reconcile: its events by partition (event type, pipeline_plan or not), fleet_plan's
+    status_checks_skipped, and the run's log lines."""
+    result, _ = run_reconcile(env)
+    entries = env["instance"].all_logs(result.run_id)
+    per_key: dict[str, Counter[str]] = {}
+    for e in entries:
+        key = event_partition(e)
+        if key:
+            asset = " approval" if e.dagster_event.asset_key == dg.AssetKey("approval") else ""
+            per_key.setdefault(key, Counter())[e.dagster_event.event_type_value + asset] += 1
+    [summary] = [
+        m for m in result.asset_materializations_for_node("fleet_plan") if m.asset_key.path == ["fleet_plan"]
+    ]
+    lines = [e.user_message for e in entries if e.dagster_event is None]
+    return per_key, summary.metadata["status_checks_skipped"].value, lines
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ", "expected"),
+    [
+        (None, {}, DEFAULT_STATUS_CHECKS_MAX),
+        (None, {STATUS_CHECKS_MAX_ENV: " "}, DEFAULT_STATUS_CHECKS_MAX),
+        (None, {STATUS_CHECKS_MAX_ENV: " 7 "}, 7),
+        (None, {STATUS_CHECKS_MAX_ENV: "0"}, 0),
+        (5, {STATUS_CHECKS_MAX_ENV: "7"}, 5),  # the resource beats the environment
+        (0, {STATUS_CHECKS_MAX_ENV: "7"}, 0),  # 0 on the resource is a setting, not "unset"
+    ],
+)
+def test_the_bound_comes_from_the_resource_then_the_environment(
+    setting: int | None, environ: dict[str, str], expected: int
+) -> None:
+    assert fleet_status_checks_max(setting, environ) == expected
+    assert DEFAULT_STATUS_CHECKS_MAX == 100
+
+
+BOUND_HINT = (
+    "set it to a whole number of changed partitions, 0 or more (100 when unset). Nothing was planned."
+)
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ", "message"),
+    [
+        (-1, None, f"front50.status_checks_max is -1; {BOUND_HINT}"),
+        (-1, "5", f"front50.status_checks_max is -1; {BOUND_HINT}"),  # no fallback from a wrong one
+        (None, "many", f"{STATUS_CHECKS_MAX_ENV} is 'many'; {BOUND_HINT}"),
+        (None, "-5", f"{STATUS_CHECKS_MAX_ENV} is '-5'; {BOUND_HINT}"),
+        (None, "1.5", f"{STATUS_CHECKS_MAX_ENV} is '1.5'; {BOUND_HINT}"),
+        (None, "1e3", f"{STATUS_CHECKS_MAX_ENV} is '1e3'; {BOUND_HINT}"),
+        (None, "\u0663", f"{STATUS_CHECKS_MAX_ENV} is '\u0663'; {BOUND_HINT}"),  # an Arabic-Indic 3
+    ],
+)
+def test_a_wrong_bound_fails_the_run_before_anything_is_planned(
+    env: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    setting: int | None,
+    environ: str | None,
+    message: str,
+) -> None:
+    if environ is not None:
+        monkeypatch.setenv(STATUS_CHECKS_MAX_ENV, environ)
+    result = defs.resolve_job_def("reconcile_job").execute_in_process(
+        instance=env["instance"], resources=with_checks(env, None, setting)["resources"], raise_on_error=False
+    )
+    assert not result.success
+    [failure] = [e.step_failure_data for e in result.all_events if e.is_step_failure]
+    assert failure.user_failure_data.description == message
+    assert not env["instance"].get_materialized_partitions(PLAN_ASSET)
+
+
+def test_a_bound_that_is_not_a_number_is_refused_by_the_resource_itself() -> None:
+    with pytest.raises(ValueError, match="status_checks_max\n  Input should be a valid integer"):
+        Front50Resource(bucket=BUCKET, status_checks_max="many")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("setting", "checks_max", "checks_per_key", "shown"),
+    [
+        ("failing", None, 1, {"no_pending_change": "FAILED"}),  # 13 under the default 100
+        ("failing", 13, 1, {"no_pending_change": "FAILED"}),  # at the bound: recorded
+        ("failing", 12, 0, {}),  # above it: one event per changed partition
+        ("all", 13, 4, {**ALL_FOUR, "no_pending_change": "FAILED"}),
+        ("all", 12, 0, {}),
+        ("none", 0, 0, {}),  # nothing to record, so nothing skipped
+    ],
+)
+def test_a_fleet_run_records_status_checks_only_up_to_the_bound(
+    env: dict[str, Any], setting: str, checks_max: int | None, checks_per_key: int, shown: dict[str, str]
+) -> None:
+    configured = with_checks(env, setting, checks_max)
+    per_key, skipped, lines = fleet_run(configured)
+    assert len(per_key) == KEYS_13
+    dev = {k for k, c in per_key.items() if c["ASSET_MATERIALIZATION approval"]}
+    assert len(dev) == 4  # stack policy approves dev: its approval is the partition's second event
+    for key, counts in per_key.items():
+        expected = {"ASSET_MATERIALIZATION": 1, "ASSET_CHECK_EVALUATION": checks_per_key}
+        expected["ASSET_MATERIALIZATION approval"] = int(key in dev)
+        assert +counts == +Counter(expected), key
+        assert latest_checks(env["instance"], key) == shown, key
+    over = setting != "none" and checks_max is not None and checks_max < KEYS_13
+    assert skipped == (KEYS_13 if over else 0)
+    assert [line for line in lines if "status_checks_max" in line] == (
+        [SKIP_LINE.format(n=KEYS_13, max=checks_max)] if over else []
+    )
+    # Whatever the bound, a one-partition plan records all four for its partition.
+    plan_partition(env, KEY)
+    assert latest_checks(env["instance"], KEY) == {**ALL_FOUR, "no_pending_change": "FAILED"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ", "checks"),
+    [
+        (None, "12", 0),  # the environment's bound applies when the resource leaves it empty
+        (13, "12", 13),  # the resource's beats it
+        (12, "100", 0),
+    ],
+)
+def test_the_bound_of_a_run_comes_from_the_resource_then_the_environment(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, setting: int | None, environ: str, checks: int
+) -> None:
+    monkeypatch.setenv(STATUS_CHECKS_MAX_ENV, environ)
+    _, counts = run_reconcile(with_checks(env, None, setting))
+    assert counts["ASSET_CHECK_EVALUATION"] == checks
+    assert counts["ASSET_MATERIALIZATION"] == 13 + 1 + 4
+
+
+@pytest.mark.parametrize(
+    ("setting", "checks_max", "checks", "skipped"),
+    [
+        ("failing", 0, 0, 0),  # four plans back in sync fail no check: nothing to bound
+        ("all", 4, 16, 0),
+        ("all", 3, 0, 4),
+    ],
+)
+def test_the_bound_counts_the_partitions_that_would_get_check_events(
+    env: dict[str, Any], setting: str, checks_max: int, checks: int, skipped: int
+) -> None:
+    """After the four dev pipelines are published, a reconcile records their four in-sync plans:
+    with failing they get no check event, so even a bound of 0 skips nothing."""
+    instance = env["instance"]
+    run_reconcile(env)
+    requests = test_dagster.sensor_tick(instance).run_requests  # the dev auto-approvals
+    dev = [r.partition_key for r in requests]
+    created = read_plan_state(instance, dev)
+    for request in requests:
+        publish = defs.resolve_job_def("publish_job").execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            run_config=request.run_config,
+            resources=env["resources"],
+        )
+        assert publish.success
+    # As if published outside Dagster: the reconcile still remembers their creates.
+    instance.run_storage.set_cursor_values({PLAN_STATE_PREFIX + k: v for k, v in created.items()})
+    per_key, recorded_skipped, lines = fleet_run(with_checks(env, setting, checks_max))
+    assert sorted(per_key) == sorted(dev)
+    assert sum(c["ASSET_CHECK_EVALUATION"] for c in per_key.values()) == checks
+    assert all(c["ASSET_MATERIALIZATION"] == 1 for c in per_key.values())
+    assert recorded_skipped == skipped
+    assert len([line for line in lines if "status_checks_max" in line]) == (1 if skipped else 0)
 
 
 # -- plan metadata -----------------------------------------------------------------------------
@@ -254,3 +455,92 @@ def test_a_first_reconcile_writes_no_event_for_pipelines_already_in_sync(env: di
     _, third = run_reconcile(env)  # the pipeline was deleted in Deck: a create, recorded
     assert third["ASSET_MATERIALIZATION"] == 1 + 1
     assert latest_checks(instance, KEY) == {"no_pending_change": "FAILED"}
+
+
+# -- writing the events on both cores (sqlite) -------------------------------------------------
+
+
+def event_log(instance: dg.DagsterInstance, run_id: str) -> tuple[Counter[tuple[str, ...]], dict[str, Any]]:
+    """A run's partition events as (event type, asset or check, partition, metadata) records, and
+    per record kind the storage ids and pids, to tell who wrote what and in which order."""
+    records: Counter[tuple[str, ...]] = Counter()
+    seen: dict[str, Any] = {"pipeline_plan": {}, "approval": {}, "checks": []}
+    seen.update(pids=set(), plan_pids=set())
+    entries = instance.get_records_for_run(run_id, limit=10_000).records
+    step_pid = next(
+        r.event_log_entry.dagster_event.pid
+        for r in entries
+        if r.event_log_entry.dagster_event
+        and r.event_log_entry.dagster_event.event_type_value == "STEP_START"
+    )
+    seen["step_pid"] = step_pid
+    for record in entries:
+        event = record.event_log_entry.dagster_event
+        key = event_partition(record.event_log_entry)
+        if event is None or not key:
+            continue
+        seen["pids"].add(event.pid)
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = event.asset_check_evaluation_data
+            name, values = data.check_name, {**data.metadata, "passed": data.passed}
+            seen["checks"].append((record.storage_id, key, data.target_materialization_data.storage_id))
+        else:
+            materialization = event.step_materialization_data.materialization
+            name, values = materialization.asset_key.path[-1], materialization.metadata
+            seen[name][key] = record.storage_id
+            if name == "pipeline_plan":
+                seen["plan_pids"].add(event.pid)
+        text = tuple(sorted(f"{k}={getattr(v, 'value', v)!r}" for k, v in values.items()))
+        records[(event.event_type_value, name, key, *text)] += 1
+    return records, seen
+
+
+def test_a_forked_run_writes_the_same_event_log_as_one_process(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 13 creates' plans, 4 policy approvals and 13 failing checks, written by two forked
+    processes (the threshold lowered from 32 partitions to 2) and by this one: the same records,
+    each partition's approval after its plan, every check after the plan it targets and shown."""
+    monkeypatch.setattr(eventlog, "FORK_MIN_GROUPS", 2)
+    monkeypatch.setattr(eventlog, "_CHUNK", 2)  # the 13 partitions in 7 shares, both processes busy
+    instance = env["instance"]
+    logs = {}
+    for workers in ("2", "1"):
+        monkeypatch.setenv(WORKERS_VARIABLE, workers)
+        keys = read_plan_state(instance, instance.get_dynamic_partitions("pipelines"))
+        if keys:  # the second run records all 13 again
+            instance.run_storage.set_cursor_values({PLAN_STATE_PREFIX + k: "" for k in keys})
+        result, _ = run_reconcile(env)
+        logs[workers] = event_log(instance, result.run_id)
+        if workers == "2":
+            planned = set(logs["2"][1]["pipeline_plan"])
+            assert all(latest_checks(instance, k) == {"no_pending_change": "FAILED"} for k in planned)
+            plan_ids = instance.event_log_storage.get_latest_storage_id_by_partition(
+                PLAN_ASSET, DagsterEventType.ASSET_MATERIALIZATION, planned
+            )
+            assert len(test_dagster.sensor_tick(instance).run_requests) == 4  # the approvals count
+    (forked, seen), (in_process, alone) = logs["2"], logs["1"]
+    assert forked == in_process
+    assert sum(forked.values()) == 13 + 4 + 13
+    assert alone["pids"] == {alone["step_pid"]}
+    assert len(seen["plan_pids"]) == 2 and seen["step_pid"] not in seen["pids"]  # two children wrote them
+    assert all(seen["pipeline_plan"][k] < sid for k, sid in seen["approval"].items())
+    assert len(seen["approval"]) == 4
+    assert {key: target for _, key, target in seen["checks"]} == plan_ids  # in the index shard
+    assert min(sid for sid, _, _ in seen["checks"]) > max(seen["pipeline_plan"].values())
+
+
+def test_an_instance_that_is_not_sqlite_is_written_by_this_process(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forked child's writes to an in-memory instance would be lost (and a PostgreSQL instance's
+    pooled connections shared): only a sqlite event log is written by forked processes."""
+    monkeypatch.setattr(eventlog, "FORK_MIN_GROUPS", 2)
+    monkeypatch.setenv(WORKERS_VARIABLE, "2")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("reconcile_job").execute_in_process(
+            instance=instance, resources=env["resources"]
+        )
+        records, seen = event_log(instance, result.run_id)
+    assert sum(records.values()) == 13 + 4 + 13
+    assert seen["pids"] == {seen["step_pid"]}

@@ -30,10 +30,13 @@ from .approvals import (
     signed_approval_metadata,
     signed_statements,
 )
+from .eventlog import log_groups
 from .operator import (
     STATUS_CHECK_SPECS,
+    STATUS_CHECKS_MAX_ENV,
     approval_log_lines,
     approval_metadata,
+    checked_partitions,
     fleet_check_events,
     partition_path,
     plan_targets,
@@ -355,6 +358,7 @@ def fleet_plan(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Reconcile every pipeline in one run; record only partitions whose plan changed."""
     checks = front50.fleet_status_checks()  # a wrong setting fails before anything is planned
+    checks_max = front50.fleet_status_checks_max()
     workspace = catalog.workspace(front50.caches())
     for error in workspace.catalog.errors:
         context.log.error(str(error))
@@ -369,13 +373,15 @@ def fleet_plan(
     # but no event is written for it (10,000 of them would cost a first run on sqlite about 80 s:
     # docs/dagster-events.md); its partition shows a plan once its plan changes, or when planned.
     recorded = [e for e in changed if e.key in previous or e.status is not Status.IN_SYNC]
-    for event in _partition_events(recorded, refusals, context.log):
-        context.log_event(event)
+    log_groups(context, list(_partition_events(recorded, refusals, context.log)))
     # After the plans they judge (a result shows only while it targets the latest plan).
-    judged = [e.key for e in recorded] if checks != "none" else []
+    judged = checked_partitions(recorded, checks)
+    skipped = _skipped_checks(context, judged, checks_max)
+    if skipped:
+        judged = []
     targets = plan_targets(context.instance, context.run.run_id, judged)
-    for check in fleet_check_events(recorded, targets, checks):
-        context.log_event(check)
+    checked = [e for e in recorded if e.key in set(judged)]
+    log_groups(context, [list(fleet_check_events([e], targets, checks)) for e in checked])
     write_plan_state(context.instance, changed)
     write_leftover_keys(
         context.instance,
@@ -389,6 +395,7 @@ def fleet_plan(
             "pipelines": len(plan.entries),
             "changed_since_last_run": len(changed),
             "partitions_recorded": len(recorded),
+            "status_checks_skipped": skipped,
             **{f"count_{status}": n for status, n in summary["counts"].items()},
             "summary": dg.MetadataValue.md(text),
             "drift": ", ".join(summary["drift"]) or "none",
@@ -396,6 +403,21 @@ def fleet_plan(
             "pending": ", ".join(summary["pending"]) or "none",
         }
     )
+
+
+def _skipped_checks(context: dg.AssetExecutionContext, judged: list[str], checks_max: int) -> int:
+    """How many partitions' status checks this run leaves unrecorded: all of judged when there
+    are more than checks_max (one event per changed partition in a large batch), else none."""
+    if len(judged) <= checks_max:
+        return 0
+    context.log.info(
+        f"Recorded no status check events for the {len(judged)} changed partitions that would get "
+        f"them: more than status_checks_max ({checks_max}; front50.status_checks_max or "
+        f"{STATUS_CHECKS_MAX_ENV}), so this run writes one event per changed partition. Each "
+        "plan's metadata and this run's summary show their status; a one-partition plan of "
+        "pipeline_plan records its checks."
+    )
+    return len(judged)
 
 
 def _ensure_partitions(context: dg.AssetExecutionContext, plan: Plan) -> None:
@@ -407,26 +429,32 @@ def _ensure_partitions(context: dg.AssetExecutionContext, plan: Plan) -> None:
 
 def _partition_events(
     changed: list[PlanEntry], refusals: dict[str, str | None], log: Any
-) -> Iterator[dg.AssetObservation | dg.AssetMaterialization]:
+) -> Iterator[list[dg.AssetMaterialization]]:
+    """Each changed partition's events, in the order they must be written: its plan, then any
+    policy approval of it (an approval counts only after a plan of its digest)."""
     for entry in changed:
         if not is_partition_key(entry.key):
             continue
         # One event per changed partition: the plan's metadata carries the live ETag, so the
         # reconcile writes no front50_live observation beside it (pipeline_plan still does).
-        yield dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))
-        if entry.key not in refusals:
-            continue  # not one stack policy may approve
-        refusal = refusals[entry.key]  # from a fresh render and read: no cache decides
-        if refusal is not None:
-            log.warning(f"not auto-approved: {refusal}")
-            continue
-        yield dg.AssetMaterialization(
-            APPROVAL_ASSET,
-            partition=entry.key,
-            metadata={
-                "approver": AUTO_APPROVER,
-                "plan_digest": entry.digest,
-                "status": str(entry.status),
-                "adopt": entry.adopt,
-            },
-        )
+        events = [dg.AssetMaterialization(PLAN_ASSET, partition=entry.key, metadata=plan_metadata(entry))]
+        if entry.key in refusals:  # one stack policy may approve
+            refusal = refusals[entry.key]  # from a fresh render and read: no cache decides
+            if refusal is not None:
+                log.warning(f"not auto-approved: {refusal}")
+            else:
+                events.append(_policy_approval(entry))
+        yield events
+
+
+def _policy_approval(entry: PlanEntry) -> dg.AssetMaterialization:
+    return dg.AssetMaterialization(
+        APPROVAL_ASSET,
+        partition=entry.key,
+        metadata={
+            "approver": AUTO_APPROVER,
+            "plan_digest": entry.digest,
+            "status": str(entry.status),
+            "adopt": entry.adopt,
+        },
+    )

@@ -4,7 +4,9 @@ Status: four asset checks on pipeline_plan, evaluated per partition whenever a p
 so the asset's Checks tab and each partition page show valid / no_conflict / no_drift /
 no_pending_change as passed or failed, and can be filtered by check and outcome. A fleet run
 records, per partition whose plan changed, the failing check only, all four, or none: the
-resource setting front50.status_checks (PIPELINE_SYNC_STATUS_CHECKS), failing by default.
+resource setting front50.status_checks (PIPELINE_SYNC_STATUS_CHECKS), failing by default; and none
+at all once more than front50.status_checks_max (PIPELINE_SYNC_STATUS_CHECKS_MAX, 100) partitions
+would get them, so a large batch writes one event per changed partition.
 
 Approval: a pending plan carries its launchpad config, a launchpad link with partition and
 config filled in, and the CLI command, so approving is paste (or click) and launch.
@@ -42,6 +44,9 @@ APPROVER_PLACEHOLDER = "you"
 # What a fleet run (reconcile_job) records of the status checks; the first is the default.
 FLEET_STATUS_CHECKS = ("failing", "all", "none")
 STATUS_CHECKS_ENV = "PIPELINE_SYNC_STATUS_CHECKS"
+# Above this many changed partitions with check events, a fleet run records none (issue 19).
+STATUS_CHECKS_MAX_ENV = "PIPELINE_SYNC_STATUS_CHECKS_MAX"
+DEFAULT_STATUS_CHECKS_MAX = 100
 _CHUNK = 500
 
 
@@ -160,6 +165,37 @@ def fleet_status_checks(setting: str | None, environ: Mapping[str, str]) -> str:
             f"({FLEET_STATUS_CHECKS[0]} when unset). Nothing was planned."
         )
     return value
+
+
+def fleet_status_checks_max(setting: int | None, environ: Mapping[str, str]) -> int:
+    """The most changed partitions a fleet run records status check events for: the resource's
+    status_checks_max, else PIPELINE_SYNC_STATUS_CHECKS_MAX, else 100. Above it the run records
+    none (as with status_checks none): one event per changed partition however large the batch,
+    everyday runs keep their per-partition status in the Checks tab (docs/dagster-events.md)."""
+    where = "front50.status_checks_max" if setting is not None else STATUS_CHECKS_MAX_ENV
+    value: int | str = setting if setting is not None else environ.get(STATUS_CHECKS_MAX_ENV, "").strip()
+    if value == "":
+        return DEFAULT_STATUS_CHECKS_MAX
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, str) or value < 0:
+        raise run_refusal(
+            f"{where} is {value!r}; set it to a whole number of changed partitions, 0 or more "
+            f"({DEFAULT_STATUS_CHECKS_MAX} when unset). Nothing was planned."
+        )
+    return value
+
+
+def checked_partitions(entries: Iterable[PlanEntry], mode: str) -> list[str]:
+    """The partitions of entries that a fleet run with this status_checks mode records check
+    events for: none; with failing, those failing a check; with all, every one."""
+    if mode == "none":
+        return []
+    return [
+        e.key
+        for e in entries
+        if is_partition_key(e.key) and (mode == "all" or any(e.status in c.fails for c in STATUS_CHECKS))
+    ]
 
 
 def fleet_check_events(

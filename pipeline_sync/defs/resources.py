@@ -17,7 +17,7 @@ from pipeline_sync.store import Store
 from pipeline_sync.store.s3 import S3Settings, S3Store
 from pipeline_sync.store.select import open_store
 
-from .operator import fleet_status_checks
+from .operator import fleet_status_checks, fleet_status_checks_max
 
 
 class CatalogResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -49,7 +49,8 @@ class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
     PIPELINE_SYNC_* settings of the code location. Never put credentials here: run config is
     visible in the UI. status_checks: what reconcile_job records of each changed partition's
     status checks: failing (default), all, or none (fewest events; status shows after a
-    one-partition plan)."""
+    one-partition plan). status_checks_max: above this many partitions with checks to record
+    (default 100), reconcile_job records none, one event per changed partition."""
 
     store_url: str | None = None
     bucket: str | None = None
@@ -60,6 +61,9 @@ class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
     # or none (one event per changed partition); empty: PIPELINE_SYNC_STATUS_CHECKS. Here because
     # every asset already takes this resource: a new resource would break every caller's resources.
     status_checks: str | None = None
+    # Above this many changed partitions with check events, reconcile_job records none (issue 19:
+    # one event per changed partition in a large batch); empty: PIPELINE_SYNC_STATUS_CHECKS_MAX.
+    status_checks_max: int | None = None
 
     def settings(self) -> S3Settings:
         return S3Settings.from_env(self._environment())
@@ -97,6 +101,10 @@ class Front50Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def fleet_status_checks(self) -> str:
         """failing, all or none: see operator.fleet_status_checks; a Failure names a wrong value."""
         return fleet_status_checks(self.status_checks, os.environ)
+
+    def fleet_status_checks_max(self) -> int:
+        """See operator.fleet_status_checks_max; a Failure names a wrong value."""
+        return fleet_status_checks_max(self.status_checks_max, os.environ)
 
     def caches(self) -> CacheSettings:
         """Where both caches live: cache_dir moves the render cache too, not only the content cache."""
