@@ -22,6 +22,7 @@ from pipeline_sync.provenance import (
     as_written,
     kept_from,
     managed_document,
+    managed_texts,
     marker_of,
     normalise,
     render_digests,
@@ -151,7 +152,11 @@ class Plan:
 
 def plan_digest(key: str, live_etag: str | None, desired: Mapping[str, Any] | None) -> str:
     """sha256 over (key, live ETag or "absent", canonical rendered JSON or "absent")."""
-    body = canonical_json(desired) if desired is not None else "absent"
+    return digest_of_text(key, live_etag, canonical_json(desired) if desired is not None else "absent")
+
+
+def digest_of_text(key: str, live_etag: str | None, body: str) -> str:
+    """plan_digest, given the canonical JSON of desired (or "absent") as body."""
     return sha256_hex(key, live_etag or "absent", body)
 
 
@@ -290,21 +295,38 @@ def _target_entry(
         source_file=target.source_file,
         catalog_id=catalog.catalog_id,
     )
-    desired = make()
-    desired_content = str(desired[MARKER_FIELD]["renderDigest"])  # content_digest(desired), computed once
+    # A warm plan's entries are nearly all in sync, and such an entry holds no document: its
+    # digests are spliced from the render's JSON (managed_texts) and trusted only when its
+    # renderDigest equals the live content digest, which proves the spliced texts canonical.
+    # Every other entry, and an in-sync one the texts miss, is computed from the managed
+    # document, built as before.
+    texts = managed_texts(
+        rendered.canonical, key=target.key, source_file=target.source_file, catalog_id=catalog.catalog_id
+    )
+    built = make() if texts is None else None
+    if texts is not None:
+        application, name = str(texts.application), str(texts.name)
+    else:
+        assert built is not None
+        application, name = str(built["application"]), str(built["name"])
     pipeline_id = rendered.pipeline_id
-    application, name = str(desired["application"]), str(desired["name"])
     live = index.by_id.get(pipeline_id.lower())
     etag = live.etag if live else None
-    base: dict[str, Any] = dict(
+    head: dict[str, Any] = dict(
         common,
         pipeline_id=pipeline_id,
         application=application,
         name=name,
         email=target.context.get("email"),
         live_etag=etag,
-        digest=plan_digest(target.key, etag, desired),
     )
+
+    def complete() -> tuple[dict[str, Any], dict[str, Any]]:
+        """The managed document and the entry's fields with its digest: every entry's but the
+        one in sync on the texts alone."""
+        desired = built if built is not None else make()
+        return desired, {**head, "digest": plan_digest(target.key, etag, desired)}
+
     clashes = index.same_name(application, name, pipeline_id)
     if clashes:
         ids = ", ".join(sorted(o.pipeline_id for o in clashes))
@@ -315,14 +337,15 @@ def _target_entry(
                 f"name {name!r}; rename one of them, or adopt it with `pipeline-sync adopt "
                 f"{application} {name!r}`",
             ),
-            **base,
+            **complete()[1],
         )
     if live is None:
+        desired, base = complete()
         return _Deferred(partial(_changed, Status.CREATE, None, desired, base), desired)
     summary = live.summary
     marker = summary.marker
     if not summary.has_document or marker is None:
-        return _unmanaged_at_our_id(target, live, make, base)
+        return _unmanaged_at_our_id(target, live, make, complete()[1])
     owner = ownership(catalog, pipeline_id, summary.application, marker)
     if owner.owner is not Owner.OURS or owner.key != target.key:
         reason = owner.reason if owner.owner is not Owner.OURS else f"its marker names {owner.key!r}"
@@ -332,10 +355,16 @@ def _target_entry(
                 f"the live pipeline at this pipeline's id {pipeline_id} is not managed as {target.key} "
                 f"by this catalog: {reason}; it is left alone",
             ),
-            **base,
+            **complete()[1],
         )
-    if summary.content_digest == desired_content:
-        return PlanEntry(status=Status.IN_SYNC, **base)  # without parsing the body: a warm plan's case
+    # In sync without parsing the body: a warm plan's case.
+    if texts is not None and summary.content_digest == texts.render_digest:
+        return PlanEntry(
+            status=Status.IN_SYNC, digest=digest_of_text(target.key, etag, texts.canonical), **head
+        )
+    desired, base = complete()
+    if summary.content_digest == desired[MARKER_FIELD]["renderDigest"]:  # content_digest(desired)
+        return PlanEntry(status=Status.IN_SYNC, **base)
     live.load()  # here, not in a forked worker: a body the store deferred is read and checked once
     rest = partial(_out_of_sync, live, marker, make, desired, base, written.get(pipeline_id.lower()))
     return _Deferred(rest, desired)

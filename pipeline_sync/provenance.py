@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline_sync.canonical import canonical_json, sha256_hex
@@ -174,10 +175,7 @@ def managed_document(
     document: dict[str, Any] = json.loads(canonical)
     kept = kept_from(keep_from)
     _lock(document, kept, key, source_file)
-    if kept:
-        digest = content_digest(document)
-    else:
-        digest = render_digest_of(canonical, key=key, source_file=source_file, locked=document)
+    digest = content_digest(document)
     marker: dict[str, Any] = {"key": key, "renderDigest": digest}
     if catalog_id is not None:
         marker[CATALOG_FIELD] = catalog_id  # absent for an unnamed catalog: its bytes stay as they were
@@ -188,7 +186,12 @@ def managed_document(
 def _lock(document: dict[str, Any], kept: Mapping[str, Any], key: str, source_file: str) -> None:
     if "index" in kept and "index" not in document:
         document["index"] = kept["index"]
-    document["locked"] = {
+    document["locked"] = _lock_value(kept, key, source_file)
+
+
+def _lock_value(kept: Mapping[str, Any], key: str, source_file: str) -> dict[str, Any]:
+    """Deck's lock as a write sets it (`locked`)."""
+    return {
         "ui": True,
         "allowUnlockUi": kept.get("allowUnlockUi", True),
         "description": (
@@ -198,31 +201,156 @@ def _lock(document: dict[str, Any], kept: Mapping[str, Any], key: str, source_fi
     }
 
 
-# (sha256 of the canonical JSON, key, source file) -> renderDigest, for this process: a plan
-# computes each target's twice when a fresh pod's plan first asks which bodies it must read.
-_RENDER_DIGESTS: dict[tuple[str, str, str], str] = {}
-_RENDER_DIGESTS_MAX = 100_000
-
-
 def render_digest_of(
     canonical: str, *, key: str, source_file: str, locked: Mapping[str, Any] | None = None
 ) -> str:
     """The renderDigest managed_document records for a render when the live pipeline it replaces
     gives it nothing to keep (kept_from is empty): the content digest of the render with Deck's
-    lock. Memoised by the render's sha256, so a second call costs a hash. locked, when given, is
-    that document already built (managed_document's, before its marker)."""
-    memo_key = (sha256_hex(canonical), key, source_file)
-    found = _RENDER_DIGESTS.get(memo_key)
-    if found is None:
-        if locked is None:
-            document: dict[str, Any] = json.loads(canonical)
-            _lock(document, {}, key, source_file)
-            locked = document
-        found = content_digest(locked)
-        if len(_RENDER_DIGESTS) >= _RENDER_DIGESTS_MAX:
-            _RENDER_DIGESTS.clear()
-        _RENDER_DIGESTS[memo_key] = found
-    return found
+    lock. locked, when given, is that document already built (managed_document's, before its
+    marker); else the digest comes from the canonical JSON's top-level members (managed_texts)."""
+    if locked is None:
+        members = _members(canonical)
+        if members is not None:
+            return _render_digest(members, _lock_value({}, key, source_file))[0]
+        document: dict[str, Any] = json.loads(canonical)
+        _lock(document, {}, key, source_file)
+        locked = document
+    return content_digest(locked)
+
+
+@dataclass(frozen=True)
+class ManagedTexts:
+    """What a plan needs of a managed document that is in sync, without building it: its
+    renderDigest, its canonical JSON (what plan digests hash) and its application and name."""
+
+    render_digest: str
+    canonical: str
+    application: object
+    name: object
+
+
+def managed_texts(
+    canonical: str, *, key: str, source_file: str, catalog_id: str | None = None
+) -> ManagedTexts | None:
+    """managed_document's renderDigest and canonical JSON, spliced from the render's JSON text.
+
+    canonical_json writes a mapping as its members in key order, each `"name":value` in canonical
+    JSON, and normalise and the lock change top-level members only: the digest hashes the
+    render's own text of each member normalise leaves as it was, and the document's text is those
+    members' texts with every other member written afresh. No tree is built or dumped whole.
+
+    Both are exactly content_digest and canonical_json of managed_document(canonical, key=key,
+    source_file=source_file, catalog_id=catalog_id) when canonical is canonical JSON (a render's
+    is; tests/test_plan_cost.py compares them). Of any other text, the digest equals a live
+    pipeline's content digest only when the member texts it hashed are canonical after all (the
+    live digest is sha256 of canonical JSON): a plan trusts these texts only then. None, for the
+    caller to build the document instead, when canonical is not a compact JSON object with
+    sorted, unique keys, or lacks an application or a name.
+    """
+    members = _members(canonical)
+    if members is None or "application" not in members or "name" not in members:
+        return None
+    lock = _lock_value({}, key, source_file)
+    lock_text = _lock_text(lock)
+    digest, verbatim = _render_digest(members, lock, lock_text)
+    texts = {
+        name: text if name in verbatim else _member_text(name, value)
+        for name, (value, text) in members.items()
+    }
+    texts["locked"] = lock_text
+    # The marker managed_document writes, as canonical_json writes it (keys in order).
+    catalog = "" if catalog_id is None else f'"{CATALOG_FIELD}":{_json_string(catalog_id)},'
+    texts[MARKER_FIELD] = f'"{MARKER_FIELD}":{{{catalog}"key":{_json_string(key)},"renderDigest":"{digest}"}}'
+    body = "{" + ",".join(texts[name] for name in sorted(texts)) + "}"
+    return ManagedTexts(digest, body, members["application"][0], members["name"][0])
+
+
+# Top-level members of a canonical JSON object: name -> (value, the member's text `"name":value`).
+_Members = dict[str, tuple[Any, str]]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON that canonical_json writes")
+
+
+# json's own (C) scanners: a string's end and value, and any value's. Not in typeshed's stubs.
+_SCAN_STRING: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+_SCAN_VALUE: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(
+    parse_constant=_refuse_constant
+).scan_once  # type: ignore[attr-defined]
+
+
+def _members(canonical: str) -> _Members | None:
+    """The top-level members of canonical, parsed by json's own scanner; None unless canonical is
+    an object written as canonical_json writes one: no whitespace between members, keys sorted
+    and unique."""
+    if len(canonical) < 2 or canonical[0] != "{" or canonical[-1] != "}":
+        return None
+    members: _Members = {}
+    last = len(canonical) - 1
+    at = 1
+    previous: str | None = None
+    try:
+        while at < last:
+            if canonical[at] != '"':
+                return None
+            name, colon = _SCAN_STRING(canonical, at + 1)
+            if canonical[colon] != ":" or (previous is not None and name <= previous):
+                return None
+            value, end = _SCAN_VALUE(canonical, colon + 1)
+            members[name] = (value, canonical[at:end])
+            previous = name
+            if end == last:
+                return members
+            if canonical[end] != ",":
+                return None
+            at = end + 1
+    except (StopIteration, ValueError, IndexError, RecursionError):
+        return None
+    return members if at == 1 else None  # "{}", or a trailing comma
+
+
+def _render_digest(
+    members: _Members, lock: dict[str, Any], lock_text: str | None = None
+) -> tuple[str, frozenset[str]]:
+    """content_digest of the document members hold with Deck's lock (lock_text: its member
+    text, when known), and the members hashed as their own text: those normalise leaves as they
+    were (the same object); the rest are written afresh."""
+    values = {name: value for name, (value, _) in members.items()}
+    values["locked"] = lock
+    clean = normalise(values)
+    parts = []
+    verbatim = []
+    for name in sorted(clean):
+        value = clean[name]
+        member = members.get(name)
+        if member is not None and member[0] is value and name != "locked":
+            parts.append(member[1])
+            verbatim.append(name)
+        elif value is lock and lock_text is not None:
+            parts.append(lock_text)
+        else:
+            parts.append(_member_text(name, value))
+    return sha256_hex("{" + ",".join(parts) + "}"), frozenset(verbatim)
+
+
+# json's encoder of a string as canonical_json writes one (ensure_ascii=False). Not in typeshed.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def _lock_text(lock: Mapping[str, Any]) -> str:
+    """The member `"locked":{...}` of _lock_value's lock, as canonical_json writes it."""
+    if set(lock) != {"allowUnlockUi", "description", "ui"} or lock["ui"] is not True:
+        return _member_text("locked", lock)
+    if lock["allowUnlockUi"] is not True or not isinstance(lock["description"], str):
+        return _member_text("locked", lock)
+    description = _json_string(lock["description"])
+    return f'"locked":{{"allowUnlockUi":true,"description":{description},"ui":true}}'
+
+
+def _member_text(name: str, value: Any) -> str:
+    """One member of an object as canonical_json writes it."""
+    return f"{canonical_json(name)}:{canonical_json(value)}"
 
 
 def signature_marker(approvers: Iterable[Approver]) -> dict[str, Any]:
