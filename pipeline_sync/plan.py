@@ -16,7 +16,7 @@ from pipeline_sync.diff import changed_paths, fleet_signature, semantic_diff, to
 from pipeline_sync.forked import call_forked
 from pipeline_sync.live import LiveObject
 from pipeline_sync.names import split_key
-from pipeline_sync.ownership import Owner, ownership
+from pipeline_sync.ownership import Owner, Ownership, ownership
 from pipeline_sync.provenance import (
     MARKER_FIELD,
     as_written,
@@ -233,7 +233,10 @@ def build_plan(
     # diffs thousands of pipelines (paused, 1,052 diffs at N=10,000 peaked at 1.1 GiB).
     index = _LiveIndex(live)
     history = {pid.lower(): doc for pid, doc in (written or {}).items()}
-    found = {key: _target_entry(catalog, outcome, index, history) for key, outcome in outcomes.items()}
+    owners = _Owners(catalog)
+    found = {
+        key: _target_entry(catalog, outcome, index, history, owners) for key, outcome in outcomes.items()
+    }
     entries = _settled(found)
     wanted_scope = set(scope) if scope is not None else None
     warnings = []
@@ -245,7 +248,7 @@ def build_plan(
         marker = obj.summary.marker
         if marker is None:
             continue
-        owner = ownership(catalog, obj.pipeline_id, obj.summary.application, marker)
+        owner = owners.of(obj.pipeline_id, obj.summary.application, marker)
         claimed = str(marker.get("key"))
         if wanted_scope is not None and claimed not in wanted_scope:
             continue
@@ -267,11 +270,30 @@ def build_plan(
     )
 
 
+class _Owners:
+    """ownership() of live pipelines, each computed once per plan: a target's entry and the pass
+    over the live pipelines ask about the same ones (the marker is the summary's own mapping)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.known: dict[tuple[str, str | None, int], tuple[Mapping[str, Any], Ownership]] = {}
+
+    def of(self, pipeline_id: str, application: str | None, marker: Mapping[str, Any]) -> Ownership:
+        memo = (pipeline_id, application, id(marker))
+        found = self.known.get(memo)
+        if found is not None and found[0] is marker:
+            return found[1]
+        owner = ownership(self.catalog, pipeline_id, application, marker)
+        self.known[memo] = (marker, owner)  # holding marker keeps its id from being reused
+        return owner
+
+
 def _target_entry(
     catalog: Catalog,
     outcome: RenderOutcome,
     index: _LiveIndex,
     written: Mapping[str, Mapping[str, Any]],
+    owners: _Owners,
 ) -> PlanEntry | _Deferred:
     """The entry of a target, or what is left to compute of it (its diffs) when it is not in sync."""
     target = outcome.target
@@ -346,7 +368,7 @@ def _target_entry(
     marker = summary.marker
     if not summary.has_document or marker is None:
         return _unmanaged_at_our_id(target, live, make, complete()[1])
-    owner = ownership(catalog, pipeline_id, summary.application, marker)
+    owner = owners.of(pipeline_id, summary.application, marker)
     if owner.owner is not Owner.OURS or owner.key != target.key:
         reason = owner.reason if owner.owner is not Owner.OURS else f"its marker names {owner.key!r}"
         return PlanEntry(
