@@ -323,7 +323,11 @@ def _target_entry(
     # Every other entry, and an in-sync one the texts miss, is computed from the managed
     # document, built as before.
     texts = managed_texts(
-        rendered.canonical, key=target.key, source_file=target.source_file, catalog_id=catalog.catalog_id
+        rendered.canonical,
+        key=target.key,
+        source_file=target.source_file,
+        catalog_id=catalog.catalog_id,
+        members=outcome.members,
     )
     built = make() if texts is None else None
     if texts is not None:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline_sync.canonical import canonical_json, sha256_hex
-from pipeline_sync.front50_model import PIPELINE_FIELDS, JavaType, java_trim, stored_value
+from pipeline_sync.front50_model import _STORED, PIPELINE_FIELDS, JavaType, java_trim, stored_value
+from pipeline_sync.json_members import Members, json_members
 
 if TYPE_CHECKING:
     from pipeline_sync.approvers import Approver
@@ -33,6 +34,9 @@ _IGNORED = frozenset((*SERVER_MANAGED_FIELDS, *DROPPED_ON_READ, MARKER_FIELD))
 # Only these typed fields are compared as Front50 holds them; triggers is not: a null triggers
 # list is not its absence (Front50's list endpoints fail on it), so it stays as written.
 _COERCED = {field: java_type for field, java_type in PIPELINE_FIELDS.items() if field != "triggers"}
+# Of these, the fields whose stored_value is the value itself (stages, maps, ...): for them
+# accepts() only decides whether a null is left out, and a large value need not be walked.
+_AS_IS = frozenset(field for field, java_type in _COERCED.items() if java_type not in _STORED)
 
 
 def normalise(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,7 +52,7 @@ def normalise(document: Mapping[str, Any]) -> dict[str, Any]:
         if key in _IGNORED:
             continue
         java_type = _COERCED.get(key)
-        if java_type is not None and java_type.accepts(value):
+        if java_type is not None and (value is None or key not in _AS_IS) and java_type.accepts(value):
             value = stored_value(java_type, value)
             if value is None:
                 continue
@@ -201,21 +205,17 @@ def _lock_value(kept: Mapping[str, Any], key: str, source_file: str) -> dict[str
     }
 
 
-def render_digest_of(
-    canonical: str, *, key: str, source_file: str, locked: Mapping[str, Any] | None = None
-) -> str:
-    """The renderDigest managed_document records for a render when the live pipeline it replaces
-    gives it nothing to keep (kept_from is empty): the content digest of the render with Deck's
-    lock. locked, when given, is that document already built (managed_document's, before its
-    marker); else the digest comes from the canonical JSON's top-level members (managed_texts)."""
-    if locked is None:
-        members = _members(canonical)
-        if members is not None:
-            return _render_digest(members, _lock_value({}, key, source_file))[0]
-        document: dict[str, Any] = json.loads(canonical)
-        _lock(document, {}, key, source_file)
-        locked = document
-    return content_digest(locked)
+def render_digest_of(canonical: str, *, key: str, source_file: str) -> str:
+    """The renderDigest managed_document records for a render (given as its canonical JSON) when
+    the live pipeline it replaces gives it nothing to keep (kept_from is empty): the content
+    digest of the render with Deck's lock, from the JSON's top-level members (managed_texts).
+    Of a text that is not canonical JSON it may differ: engine._prefetch only guesses with it."""
+    members = json_members(canonical)
+    if members is not None:
+        return _render_digest(members, _lock_value({}, key, source_file))[0]
+    document: dict[str, Any] = json.loads(canonical)
+    _lock(document, {}, key, source_file)
+    return content_digest(document)
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,12 @@ class ManagedTexts:
 
 
 def managed_texts(
-    canonical: str, *, key: str, source_file: str, catalog_id: str | None = None
+    canonical: str,
+    *,
+    key: str,
+    source_file: str,
+    catalog_id: str | None = None,
+    members: Members | None = None,
 ) -> ManagedTexts | None:
     """managed_document's renderDigest and canonical JSON, spliced from the render's JSON text.
 
@@ -245,9 +250,11 @@ def managed_texts(
     pipeline's content digest only when the member texts it hashed are canonical after all (the
     live digest is sha256 of canonical JSON): a plan trusts these texts only then. None, for the
     caller to build the document instead, when canonical is not a compact JSON object with
-    sorted, unique keys, or lacks an application or a name.
+    sorted, unique keys, or lacks an application or a name. members, when given, is
+    json_members(canonical), already parsed (rendering reads a cached render that way).
     """
-    members = _members(canonical)
+    if members is None:
+        members = json_members(canonical)
     if members is None or "application" not in members or "name" not in members:
         return None
     lock = _lock_value({}, key, source_file)
@@ -265,53 +272,8 @@ def managed_texts(
     return ManagedTexts(digest, body, members["application"][0], members["name"][0])
 
 
-# Top-level members of a canonical JSON object: name -> (value, the member's text `"name":value`).
-_Members = dict[str, tuple[Any, str]]
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON that canonical_json writes")
-
-
-# json's own (C) scanners: a string's end and value, and any value's. Not in typeshed's stubs.
-_SCAN_STRING: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
-_SCAN_VALUE: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(
-    parse_constant=_refuse_constant
-).scan_once  # type: ignore[attr-defined]
-
-
-def _members(canonical: str) -> _Members | None:
-    """The top-level members of canonical, parsed by json's own scanner; None unless canonical is
-    an object written as canonical_json writes one: no whitespace between members, keys sorted
-    and unique."""
-    if len(canonical) < 2 or canonical[0] != "{" or canonical[-1] != "}":
-        return None
-    members: _Members = {}
-    last = len(canonical) - 1
-    at = 1
-    previous: str | None = None
-    try:
-        while at < last:
-            if canonical[at] != '"':
-                return None
-            name, colon = _SCAN_STRING(canonical, at + 1)
-            if canonical[colon] != ":" or (previous is not None and name <= previous):
-                return None
-            value, end = _SCAN_VALUE(canonical, colon + 1)
-            members[name] = (value, canonical[at:end])
-            previous = name
-            if end == last:
-                return members
-            if canonical[end] != ",":
-                return None
-            at = end + 1
-    except (StopIteration, ValueError, IndexError, RecursionError):
-        return None
-    return members if at == 1 else None  # "{}", or a trailing comma
-
-
 def _render_digest(
-    members: _Members, lock: dict[str, Any], lock_text: str | None = None
+    members: Members, lock: dict[str, Any], lock_text: str | None = None
 ) -> tuple[str, frozenset[str]]:
     """content_digest of the document members hold with Deck's lock (lock_text: its member
     text, when known), and the members hashed as their own text: those normalise leaves as they
