@@ -16,12 +16,13 @@ from pipeline_sync.diff import changed_paths, fleet_signature, semantic_diff, to
 from pipeline_sync.forked import call_forked
 from pipeline_sync.live import LiveObject
 from pipeline_sync.names import split_key
-from pipeline_sync.ownership import Owner, ownership
+from pipeline_sync.ownership import Owner, Ownership, ownership
 from pipeline_sync.provenance import (
     MARKER_FIELD,
     as_written,
     kept_from,
     managed_document,
+    managed_texts,
     marker_of,
     normalise,
     render_digests,
@@ -151,7 +152,11 @@ class Plan:
 
 def plan_digest(key: str, live_etag: str | None, desired: Mapping[str, Any] | None) -> str:
     """sha256 over (key, live ETag or "absent", canonical rendered JSON or "absent")."""
-    body = canonical_json(desired) if desired is not None else "absent"
+    return digest_of_text(key, live_etag, canonical_json(desired) if desired is not None else "absent")
+
+
+def digest_of_text(key: str, live_etag: str | None, body: str) -> str:
+    """plan_digest, given the canonical JSON of desired (or "absent") as body."""
     return sha256_hex(key, live_etag or "absent", body)
 
 
@@ -228,7 +233,10 @@ def build_plan(
     # diffs thousands of pipelines (paused, 1,052 diffs at N=10,000 peaked at 1.1 GiB).
     index = _LiveIndex(live)
     history = {pid.lower(): doc for pid, doc in (written or {}).items()}
-    found = {key: _target_entry(catalog, outcome, index, history) for key, outcome in outcomes.items()}
+    owners = _Owners(catalog)
+    found = {
+        key: _target_entry(catalog, outcome, index, history, owners) for key, outcome in outcomes.items()
+    }
     entries = _settled(found)
     wanted_scope = set(scope) if scope is not None else None
     warnings = []
@@ -240,7 +248,7 @@ def build_plan(
         marker = obj.summary.marker
         if marker is None:
             continue
-        owner = ownership(catalog, obj.pipeline_id, obj.summary.application, marker)
+        owner = owners.of(obj.pipeline_id, obj.summary.application, marker)
         claimed = str(marker.get("key"))
         if wanted_scope is not None and claimed not in wanted_scope:
             continue
@@ -262,11 +270,30 @@ def build_plan(
     )
 
 
+class _Owners:
+    """ownership() of live pipelines, each computed once per plan: a target's entry and the pass
+    over the live pipelines ask about the same ones (the marker is the summary's own mapping)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.known: dict[tuple[str, str | None, int], tuple[Mapping[str, Any], Ownership]] = {}
+
+    def of(self, pipeline_id: str, application: str | None, marker: Mapping[str, Any]) -> Ownership:
+        memo = (pipeline_id, application, id(marker))
+        found = self.known.get(memo)
+        if found is not None and found[0] is marker:
+            return found[1]
+        owner = ownership(self.catalog, pipeline_id, application, marker)
+        self.known[memo] = (marker, owner)  # holding marker keeps its id from being reused
+        return owner
+
+
 def _target_entry(
     catalog: Catalog,
     outcome: RenderOutcome,
     index: _LiveIndex,
     written: Mapping[str, Mapping[str, Any]],
+    owners: _Owners,
 ) -> PlanEntry | _Deferred:
     """The entry of a target, or what is left to compute of it (its diffs) when it is not in sync."""
     target = outcome.target
@@ -290,21 +317,42 @@ def _target_entry(
         source_file=target.source_file,
         catalog_id=catalog.catalog_id,
     )
-    desired = make()
-    desired_content = str(desired[MARKER_FIELD]["renderDigest"])  # content_digest(desired), computed once
+    # A warm plan's entries are nearly all in sync, and such an entry holds no document: its
+    # digests are spliced from the render's JSON (managed_texts) and trusted only when its
+    # renderDigest equals the live content digest, which proves the spliced texts canonical.
+    # Every other entry, and an in-sync one the texts miss, is computed from the managed
+    # document, built as before.
+    texts = managed_texts(
+        rendered.canonical,
+        key=target.key,
+        source_file=target.source_file,
+        catalog_id=catalog.catalog_id,
+        members=outcome.members,
+    )
+    built = make() if texts is None else None
+    if texts is not None:
+        application, name = str(texts.application), str(texts.name)
+    else:
+        assert built is not None
+        application, name = str(built["application"]), str(built["name"])
     pipeline_id = rendered.pipeline_id
-    application, name = str(desired["application"]), str(desired["name"])
     live = index.by_id.get(pipeline_id.lower())
     etag = live.etag if live else None
-    base: dict[str, Any] = dict(
+    head: dict[str, Any] = dict(
         common,
         pipeline_id=pipeline_id,
         application=application,
         name=name,
         email=target.context.get("email"),
         live_etag=etag,
-        digest=plan_digest(target.key, etag, desired),
     )
+
+    def complete() -> tuple[dict[str, Any], dict[str, Any]]:
+        """The managed document and the entry's fields with its digest: every entry's but the
+        one in sync on the texts alone."""
+        desired = built if built is not None else make()
+        return desired, {**head, "digest": plan_digest(target.key, etag, desired)}
+
     clashes = index.same_name(application, name, pipeline_id)
     if clashes:
         ids = ", ".join(sorted(o.pipeline_id for o in clashes))
@@ -315,15 +363,16 @@ def _target_entry(
                 f"name {name!r}; rename one of them, or adopt it with `pipeline-sync adopt "
                 f"{application} {name!r}`",
             ),
-            **base,
+            **complete()[1],
         )
     if live is None:
+        desired, base = complete()
         return _Deferred(partial(_changed, Status.CREATE, None, desired, base), desired)
     summary = live.summary
     marker = summary.marker
     if not summary.has_document or marker is None:
-        return _unmanaged_at_our_id(target, live, make, base)
-    owner = ownership(catalog, pipeline_id, summary.application, marker)
+        return _unmanaged_at_our_id(target, live, make, complete()[1])
+    owner = owners.of(pipeline_id, summary.application, marker)
     if owner.owner is not Owner.OURS or owner.key != target.key:
         reason = owner.reason if owner.owner is not Owner.OURS else f"its marker names {owner.key!r}"
         return PlanEntry(
@@ -332,10 +381,16 @@ def _target_entry(
                 f"the live pipeline at this pipeline's id {pipeline_id} is not managed as {target.key} "
                 f"by this catalog: {reason}; it is left alone",
             ),
-            **base,
+            **complete()[1],
         )
-    if summary.content_digest == desired_content:
-        return PlanEntry(status=Status.IN_SYNC, **base)  # without parsing the body: a warm plan's case
+    # In sync without parsing the body: a warm plan's case.
+    if texts is not None and summary.content_digest == texts.render_digest:
+        return PlanEntry(
+            status=Status.IN_SYNC, digest=digest_of_text(target.key, etag, texts.canonical), **head
+        )
+    desired, base = complete()
+    if summary.content_digest == desired[MARKER_FIELD]["renderDigest"]:  # content_digest(desired)
+        return PlanEntry(status=Status.IN_SYNC, **base)
     live.load()  # here, not in a forked worker: a body the store deferred is read and checked once
     rest = partial(_out_of_sync, live, marker, make, desired, base, written.get(pipeline_id.lower()))
     return _Deferred(rest, desired)

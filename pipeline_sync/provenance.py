@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline_sync.canonical import canonical_json, sha256_hex
-from pipeline_sync.front50_model import PIPELINE_FIELDS, JavaType, java_trim, stored_value
+from pipeline_sync.front50_model import _STORED, PIPELINE_FIELDS, JavaType, java_trim, stored_value
+from pipeline_sync.json_members import Members, json_members
 
 if TYPE_CHECKING:
     from pipeline_sync.approvers import Approver
@@ -32,6 +34,9 @@ _IGNORED = frozenset((*SERVER_MANAGED_FIELDS, *DROPPED_ON_READ, MARKER_FIELD))
 # Only these typed fields are compared as Front50 holds them; triggers is not: a null triggers
 # list is not its absence (Front50's list endpoints fail on it), so it stays as written.
 _COERCED = {field: java_type for field, java_type in PIPELINE_FIELDS.items() if field != "triggers"}
+# Of these, the fields whose stored_value is the value itself (stages, maps, ...): for them
+# accepts() only decides whether a null is left out, and a large value need not be walked.
+_AS_IS = frozenset(field for field, java_type in _COERCED.items() if java_type not in _STORED)
 
 
 def normalise(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,7 +52,7 @@ def normalise(document: Mapping[str, Any]) -> dict[str, Any]:
         if key in _IGNORED:
             continue
         java_type = _COERCED.get(key)
-        if java_type is not None and java_type.accepts(value):
+        if java_type is not None and (value is None or key not in _AS_IS) and java_type.accepts(value):
             value = stored_value(java_type, value)
             if value is None:
                 continue
@@ -174,10 +179,7 @@ def managed_document(
     document: dict[str, Any] = json.loads(canonical)
     kept = kept_from(keep_from)
     _lock(document, kept, key, source_file)
-    if kept:
-        digest = content_digest(document)
-    else:
-        digest = render_digest_of(canonical, key=key, source_file=source_file, locked=document)
+    digest = content_digest(document)
     marker: dict[str, Any] = {"key": key, "renderDigest": digest}
     if catalog_id is not None:
         marker[CATALOG_FIELD] = catalog_id  # absent for an unnamed catalog: its bytes stay as they were
@@ -188,7 +190,12 @@ def managed_document(
 def _lock(document: dict[str, Any], kept: Mapping[str, Any], key: str, source_file: str) -> None:
     if "index" in kept and "index" not in document:
         document["index"] = kept["index"]
-    document["locked"] = {
+    document["locked"] = _lock_value(kept, key, source_file)
+
+
+def _lock_value(kept: Mapping[str, Any], key: str, source_file: str) -> dict[str, Any]:
+    """Deck's lock as a write sets it (`locked`)."""
+    return {
         "ui": True,
         "allowUnlockUi": kept.get("allowUnlockUi", True),
         "description": (
@@ -198,31 +205,114 @@ def _lock(document: dict[str, Any], kept: Mapping[str, Any], key: str, source_fi
     }
 
 
-# (sha256 of the canonical JSON, key, source file) -> renderDigest, for this process: a plan
-# computes each target's twice when a fresh pod's plan first asks which bodies it must read.
-_RENDER_DIGESTS: dict[tuple[str, str, str], str] = {}
-_RENDER_DIGESTS_MAX = 100_000
+def render_digest_of(canonical: str, *, key: str, source_file: str) -> str:
+    """The renderDigest managed_document records for a render (given as its canonical JSON) when
+    the live pipeline it replaces gives it nothing to keep (kept_from is empty): the content
+    digest of the render with Deck's lock, from the JSON's top-level members (managed_texts).
+    Of a text that is not canonical JSON it may differ: engine._prefetch only guesses with it."""
+    members = json_members(canonical)
+    if members is not None:
+        return _render_digest(members, _lock_value({}, key, source_file))[0]
+    document: dict[str, Any] = json.loads(canonical)
+    _lock(document, {}, key, source_file)
+    return content_digest(document)
 
 
-def render_digest_of(
-    canonical: str, *, key: str, source_file: str, locked: Mapping[str, Any] | None = None
-) -> str:
-    """The renderDigest managed_document records for a render when the live pipeline it replaces
-    gives it nothing to keep (kept_from is empty): the content digest of the render with Deck's
-    lock. Memoised by the render's sha256, so a second call costs a hash. locked, when given, is
-    that document already built (managed_document's, before its marker)."""
-    memo_key = (sha256_hex(canonical), key, source_file)
-    found = _RENDER_DIGESTS.get(memo_key)
-    if found is None:
-        if locked is None:
-            document: dict[str, Any] = json.loads(canonical)
-            _lock(document, {}, key, source_file)
-            locked = document
-        found = content_digest(locked)
-        if len(_RENDER_DIGESTS) >= _RENDER_DIGESTS_MAX:
-            _RENDER_DIGESTS.clear()
-        _RENDER_DIGESTS[memo_key] = found
-    return found
+@dataclass(frozen=True)
+class ManagedTexts:
+    """What a plan needs of a managed document that is in sync, without building it: its
+    renderDigest, its canonical JSON (what plan digests hash) and its application and name."""
+
+    render_digest: str
+    canonical: str
+    application: object
+    name: object
+
+
+def managed_texts(
+    canonical: str,
+    *,
+    key: str,
+    source_file: str,
+    catalog_id: str | None = None,
+    members: Members | None = None,
+) -> ManagedTexts | None:
+    """managed_document's renderDigest and canonical JSON, spliced from the render's JSON text.
+
+    canonical_json writes a mapping as its members in key order, each `"name":value` in canonical
+    JSON, and normalise and the lock change top-level members only: the digest hashes the
+    render's own text of each member normalise leaves as it was, and the document's text is those
+    members' texts with every other member written afresh. No tree is built or dumped whole.
+
+    Both are exactly content_digest and canonical_json of managed_document(canonical, key=key,
+    source_file=source_file, catalog_id=catalog_id) when canonical is canonical JSON (a render's
+    is; tests/test_plan_cost.py compares them). Of any other text, the digest equals a live
+    pipeline's content digest only when the member texts it hashed are canonical after all (the
+    live digest is sha256 of canonical JSON): a plan trusts these texts only then. None, for the
+    caller to build the document instead, when canonical is not a compact JSON object with
+    sorted, unique keys, or lacks an application or a name. members, when given, is
+    json_members(canonical), already parsed (rendering reads a cached render that way).
+    """
+    if members is None:
+        members = json_members(canonical)
+    if members is None or "application" not in members or "name" not in members:
+        return None
+    lock = _lock_value({}, key, source_file)
+    lock_text = _lock_text(lock)
+    digest, verbatim = _render_digest(members, lock, lock_text)
+    texts = {
+        name: text if name in verbatim else _member_text(name, value)
+        for name, (value, text) in members.items()
+    }
+    texts["locked"] = lock_text
+    # The marker managed_document writes, as canonical_json writes it (keys in order).
+    catalog = "" if catalog_id is None else f'"{CATALOG_FIELD}":{_json_string(catalog_id)},'
+    texts[MARKER_FIELD] = f'"{MARKER_FIELD}":{{{catalog}"key":{_json_string(key)},"renderDigest":"{digest}"}}'
+    body = "{" + ",".join(texts[name] for name in sorted(texts)) + "}"
+    return ManagedTexts(digest, body, members["application"][0], members["name"][0])
+
+
+def _render_digest(
+    members: Members, lock: dict[str, Any], lock_text: str | None = None
+) -> tuple[str, frozenset[str]]:
+    """content_digest of the document members hold with Deck's lock (lock_text: its member
+    text, when known), and the members hashed as their own text: those normalise leaves as they
+    were (the same object); the rest are written afresh."""
+    values = {name: value for name, (value, _) in members.items()}
+    values["locked"] = lock
+    clean = normalise(values)
+    parts = []
+    verbatim = []
+    for name in sorted(clean):
+        value = clean[name]
+        member = members.get(name)
+        if member is not None and member[0] is value and name != "locked":
+            parts.append(member[1])
+            verbatim.append(name)
+        elif value is lock and lock_text is not None:
+            parts.append(lock_text)
+        else:
+            parts.append(_member_text(name, value))
+    return sha256_hex("{" + ",".join(parts) + "}"), frozenset(verbatim)
+
+
+# json's encoder of a string as canonical_json writes one (ensure_ascii=False). Not in typeshed.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def _lock_text(lock: Mapping[str, Any]) -> str:
+    """The member `"locked":{...}` of _lock_value's lock, as canonical_json writes it."""
+    if set(lock) != {"allowUnlockUi", "description", "ui"} or lock["ui"] is not True:
+        return _member_text("locked", lock)
+    if lock["allowUnlockUi"] is not True or not isinstance(lock["description"], str):
+        return _member_text("locked", lock)
+    description = _json_string(lock["description"])
+    return f'"locked":{{"allowUnlockUi":true,"description":{description},"ui":true}}'
+
+
+def _member_text(name: str, value: Any) -> str:
+    """One member of an object as canonical_json writes it."""
+    return f"{canonical_json(name)}:{canonical_json(value)}"
 
 
 def signature_marker(approvers: Iterable[Approver]) -> dict[str, Any]:

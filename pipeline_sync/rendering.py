@@ -17,6 +17,7 @@ from pipeline_sync.errors import RenderError
 from pipeline_sync.forked import WORKERS_VARIABLE as WORKERS_VARIABLE  # the one setting, for callers here
 from pipeline_sync.forked import fork_workers
 from pipeline_sync.gcpause import gc_paused
+from pipeline_sync.json_members import Members, json_members
 from pipeline_sync.render import Reference, RenderedPipeline, Renderer
 from pipeline_sync.render_cache import (
     CachedRender,
@@ -30,11 +31,15 @@ from pipeline_sync.validate import validate_fleet, validate_pipeline
 
 @dataclass(frozen=True)
 class RenderOutcome:
-    """A target's render and every problem found with it (empty problems = valid)."""
+    """A target's render and every problem found with it (empty problems = valid).
+
+    members is json_members(rendered.canonical) when a cached render was read that way: the
+    plan splices its texts (provenance.managed_texts) instead of parsing the JSON again."""
 
     target: Target
     rendered: RenderedPipeline | None
     problems: tuple[str, ...]
+    members: Members | None = field(default=None, compare=False, repr=False)
 
     @property
     def valid(self) -> bool:
@@ -242,16 +247,20 @@ def _from_cache(renderer: Renderer, target: Target, hit: CachedRender) -> Render
     for app_name, stack, template, answer in hit.references:
         if renderer.referenced_id(app_name, stack, template) != answer:
             return None
-    try:
-        document = json.loads(hit.canonical)
-    except ValueError:
-        return None
+    members = json_members(hit.canonical)  # the same values json.loads gives, and each one's text
+    if members is not None:
+        document: Any = {name: value for name, (value, _) in members.items()}
+    else:
+        try:
+            document = json.loads(hit.canonical)
+        except ValueError:
+            return None
     if not isinstance(document, dict):
         return None
     rendered = RenderedPipeline(
         key=target.key, pipeline_id=hit.pipeline_id, document=document, canonical=hit.canonical
     )
-    return RenderOutcome(target, rendered, hit.problems)
+    return RenderOutcome(target, rendered, hit.problems, members)
 
 
 def _read_back(rendered: RenderedPipeline) -> dict[str, Any] | None:

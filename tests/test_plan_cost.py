@@ -1,0 +1,349 @@
+"""A plan's in-sync entries get their digests from texts spliced out of the render's JSON
+(provenance.managed_texts) instead of a built and dumped managed document: exactly the same
+digests, entries and plans, on edge cases, random documents, a fleet, and tampered render texts."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_parallel_plan import TEMPLATE, fleet, workspace
+
+from pipeline_sync import plan as plan_module
+from pipeline_sync import provenance
+from pipeline_sync.canonical import canonical_json
+from pipeline_sync.front50_model import java_trim, stored_value
+from pipeline_sync.json_members import json_members
+from pipeline_sync.live import LiveObject
+from pipeline_sync.plan import Plan, build_plan
+from pipeline_sync.provenance import MARKER_FIELD, managed_document, managed_texts, render_digest_of
+from pipeline_sync.render import RenderedPipeline
+from pipeline_sync.render_cache import TABLE, RenderCache
+from pipeline_sync.rendering import RenderOutcome, Sources, render_all
+from pipeline_sync.report import plan_markdown
+
+KEY = "svc/dev/deploy"
+SOURCE = "catalog/services/svc.yaml"
+BASE = {"application": "svc", "name": "deploy-dev", "stages": [{"refId": "1", "type": "wait"}]}
+
+EDGES: dict[str, dict[str, Any]] = {
+    "plain": BASE,
+    "a lock of its own": {**BASE, "locked": {"ui": False}},
+    "a marker of its own": {**BASE, MARKER_FIELD: {"key": "other/dev/deploy", "renderDigest": "x"}},
+    "server fields": {**BASE, "index": 3, "updateTs": "1", "lastModifiedBy": "a", "createTs": 2},
+    "Front50 defaults": {**BASE, "schema": "1", "triggers": []},
+    "an empty schema": {**BASE, "schema": ""},
+    "a padded name": {**BASE, "name": "  deploy-dev\t"},
+    "coerced fields": {
+        **BASE,
+        "disabled": "true",
+        "keepWaitingPipelines": 1,
+        "stageCounter": 2.0,
+        "roles": [1, True, "r"],
+        "limitConcurrent": None,
+        "email": 7,
+    },
+    "cron ids": {
+        **BASE,
+        "regenerateCronTriggerIds": True,
+        "triggers": [{"type": "cron", "id": "c1", "cronExpression": "0 0 * * *"}, {"type": "git"}],
+    },
+    "keys around the inserted ones": {**BASE, "lockedAt": 1, "lock": 2, "pipelineSynced": 3, "pipeline": 4},
+    "non-ASCII keys and text": {**BASE, "é": "ü", "Z": "\u2028", 'z"q': "\\n", "emoji": "\U0001f600"},
+    "numbers": {**BASE, "big": 10**30, "float": 0.1, "neg": -0.0, "exp": 1e300, "int": -5},
+    "deep nesting": {**BASE, "deep": json.loads("[" * 150 + "]" * 150)},
+    "a non-string application": {**BASE, "application": 5, "name": None},
+}
+
+
+def _expected(canonical: str, catalog_id: str | None) -> tuple[str, str, Any, Any]:
+    document = managed_document(canonical, key=KEY, source_file=SOURCE, catalog_id=catalog_id)
+    return (
+        str(document[MARKER_FIELD]["renderDigest"]),
+        canonical_json(document),
+        document["application"],
+        document["name"],
+    )
+
+
+@pytest.mark.parametrize("catalog_id", [None, "team-a"])
+@pytest.mark.parametrize("name", sorted(EDGES))
+def test_managed_texts_are_the_managed_documents_digest_and_json(name: str, catalog_id: str | None) -> None:
+    canonical = canonical_json(EDGES[name])
+    texts = managed_texts(canonical, key=KEY, source_file=SOURCE, catalog_id=catalog_id)
+    assert texts is not None
+    digest, body, application, pipeline_name = _expected(canonical, catalog_id)
+    assert (texts.render_digest, texts.canonical) == (digest, body)
+    assert (texts.application, texts.name) == (application, pipeline_name)
+    assert render_digest_of(canonical, key=KEY, source_file=SOURCE) == digest
+
+
+@pytest.mark.parametrize(
+    ("key", "source_file", "catalog_id"),
+    [
+        ('s"v/dev/d\\eploy', "catalog/services/sü\u2028.yaml", 'té"am\\'),
+        ("svc/dev/deploy", 'a "quoted"\tfile.yaml', ""),
+    ],
+)
+def test_managed_texts_write_keys_files_and_catalog_ids_as_json_does(
+    key: str, source_file: str, catalog_id: str
+) -> None:
+    canonical = canonical_json(BASE)
+    texts = managed_texts(canonical, key=key, source_file=source_file, catalog_id=catalog_id)
+    document = managed_document(canonical, key=key, source_file=source_file, catalog_id=catalog_id)
+    assert texts is not None
+    assert (texts.render_digest, texts.canonical) == (
+        document[MARKER_FIELD]["renderDigest"],
+        canonical_json(document),
+    )
+
+
+def _random_value(rng: random.Random, depth: int) -> Any:
+    kinds = ["str", "int", "float", "bool", "none"] + (["list", "dict"] if depth < 4 else [])
+    kind = rng.choice(kinds)
+    if kind == "list":
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    if kind == "dict":
+        return {_random_key(rng): _random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+    return {
+        "str": lambda: rng.choice(["", " x ", "1", "true", "null", "é", "cron", "a\nb"]),
+        "int": lambda: rng.choice([0, 1, -1, 3, 2**40]),
+        "float": lambda: rng.choice([0.5, 2.0, -1.25, 1e20]),
+        "bool": lambda: rng.choice([True, False]),
+        "none": lambda: None,
+    }[kind]()
+
+
+FIELDS = [
+    "index", "schema", "triggers", "name", "disabled", "roles", "stageCounter", "locked", "type",
+    "pipelineSync", "updateTs", "createdAt", "regenerateCronTriggerIds", "keepWaitingPipelines",
+    "limitConcurrent", "parameterConfig", "config", "template", "id", "email", "spelEvaluator",
+]  # fmt: skip
+
+
+def _random_key(rng: random.Random) -> str:
+    return rng.choice([*FIELDS, "a", "zz", "Ä", "locke", "pipelineSynd"])
+
+
+def test_managed_texts_on_random_documents() -> None:
+    rng = random.Random(19)
+    checked = 0
+    for _ in range(600):
+        document: dict[str, Any] = {"application": "svc", "name": _random_value(rng, 3)}
+        for _ in range(rng.randrange(8)):
+            document[_random_key(rng)] = _random_value(rng, 0)
+        if rng.random() < 0.3:
+            document["triggers"] = [
+                {"type": rng.choice(["cron", "git"]), "id": _random_value(rng, 4)} for _ in range(2)
+            ]
+        canonical = canonical_json(document)
+        catalog_id = rng.choice([None, "team-a"])
+        texts = managed_texts(canonical, key=KEY, source_file=SOURCE, catalog_id=catalog_id)
+        assert texts is not None
+        digest, body, _, _ = _expected(canonical, catalog_id)
+        assert (texts.render_digest, texts.canonical) == (digest, body), canonical
+        checked += 1
+    assert checked == 600
+
+
+@pytest.mark.parametrize(
+    ("why", "text"),
+    [
+        ("not an object", '["application"]'),
+        ("an empty object", "{}"),
+        ("no name", '{"application":"svc"}'),
+        ("no application", '{"name":"n"}'),
+        ("space between members", '{"application":"svc", "name":"n"}'),
+        ("space after a key", '{"application" :"svc","name":"n"}'),
+        ("keys out of order", '{"name":"n","application":"svc"}'),
+        ("a duplicate key", '{"application":"svc","application":"x","name":"n"}'),
+        ("a trailing comma", '{"application":"svc","name":"n",}'),
+        ("NaN", '{"application":"svc","name":"n","x":NaN}'),
+        ("Infinity", '{"application":"svc","name":"n","x":-Infinity}'),
+        ("a truncated text", '{"application":"svc","name":"n'),
+        ("trailing text", '{"application":"svc","name":"n"}x'),
+        ("a leading space", ' {"application":"svc","name":"n"}'),
+    ],
+)
+def test_texts_that_are_not_compact_sorted_objects_are_left_to_the_document(why: str, text: str) -> None:
+    assert managed_texts(text, key=KEY, source_file=SOURCE) is None, why
+
+
+# --- whole plans: the spliced texts against the built documents (managed_texts switched off) -----
+
+
+def _plans(
+    monkeypatch: pytest.MonkeyPatch,
+    catalog: Any,
+    outcomes: dict[str, RenderOutcome],
+    live: dict[str, LiveObject],
+    written: dict[str, dict[str, Any]],
+) -> tuple[Plan, Plan]:
+    spliced = build_plan(catalog, outcomes, live, written=written)
+    with monkeypatch.context() as patched:
+        patched.setattr(plan_module, "managed_texts", lambda *args, **kwargs: None)
+        built = build_plan(catalog, outcomes, live, written=written)
+    return spliced, built
+
+
+def _assert_identical(spliced: Plan, built: Plan) -> None:
+    assert spliced.dumps() == built.dumps()
+    assert spliced == built
+    assert list(spliced.entries) == list(built.entries)
+    assert plan_markdown(spliced) == plan_markdown(built)
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["no-op", "template changed"])
+def test_a_fleet_plan_is_byte_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changed: bool
+) -> None:
+    after, live, written = fleet(tmp_path)
+    sources = after if changed else workspace(tmp_path / "same", TEMPLATE)
+    spliced, built = _plans(monkeypatch, sources.catalog, render_all(sources), live, written)
+    _assert_identical(spliced, built)
+    counts = spliced.counts()
+    assert counts["create"] > 0 and counts["drift"] > 0
+    assert counts["in-sync" if not changed else "update"] > 50
+
+
+def test_an_in_sync_entry_builds_no_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sources = workspace(tmp_path / "same", TEMPLATE)
+    _, live, written = fleet(tmp_path)
+    built: list[str] = []
+
+    def counted(canonical: str, **kwargs: Any) -> dict[str, Any]:
+        built.append(kwargs["key"])
+        return managed_document(canonical, **kwargs)
+
+    monkeypatch.setattr(plan_module, "managed_document", counted)
+    the_plan = build_plan(sources.catalog, render_all(sources), live, written=written)
+    in_sync = {k for k, e in the_plan.entries.items() if e.status.value == "in-sync"}
+    assert len(in_sync) > 50
+    # Only an entry in sync once a tighter lock a write keeps is kept builds its document: its
+    # live content (the lock) differs from the render's.
+    locked_tighter = set()
+    for key in in_sync:
+        document = live[str(the_plan.entries[key].pipeline_id)].document
+        assert document is not None
+        if document["locked"]["allowUnlockUi"] is False:
+            locked_tighter.add(key)
+    assert locked_tighter and {k for k in built if k in in_sync} == locked_tighter
+
+
+def _respaced(document: dict[str, Any]) -> str:
+    """document's JSON with its top-level members compact and sorted (as canonical_json writes
+    them) and every value written otherwise: spaces, unsorted keys, escaped characters."""
+    members = [
+        f"{json.dumps(name)}:{json.dumps(document[name], indent=1, ensure_ascii=True)[::1]}"
+        for name in sorted(document)
+    ]
+    return "{" + ",".join(members) + "}"
+
+
+@pytest.mark.parametrize("tamper", ["respaced", "content changed", "unsorted top level"])
+def test_a_tampered_render_text_plans_exactly_as_the_built_documents_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tamper: str
+) -> None:
+    """The render cache hands out the render's JSON text: a row edited to hold another text of the
+    same document, or another document, gives the plan the built documents give, entry for entry.
+    The spliced texts are trusted only when their digest is the live pipeline's."""
+    sources = workspace(tmp_path / "same", TEMPLATE)
+    _, live, written = fleet(tmp_path)
+    outcomes = render_all(sources)
+    tampered: dict[str, RenderOutcome] = {}
+    for key, outcome in outcomes.items():
+        rendered = outcome.rendered
+        assert rendered is not None
+        document = dict(rendered.document)
+        if tamper == "content changed":
+            document["description"] = "attacker"
+            text = canonical_json(document)
+        elif tamper == "respaced":
+            document["stages"] = [dict(reversed(list(stage.items()))) for stage in document["stages"]]
+            text = _respaced(document)
+        else:
+            text = json.dumps(dict(reversed(list(document.items()))), separators=(",", ":"))
+        assert text != rendered.canonical
+        fake = RenderedPipeline(rendered.key, rendered.pipeline_id, json.loads(text), text)
+        tampered[key] = RenderOutcome(outcome.target, fake, outcome.problems)
+    spliced, built = _plans(monkeypatch, sources.catalog, tampered, live, written)
+    _assert_identical(spliced, built)
+    honest, _ = _plans(monkeypatch, sources.catalog, outcomes, live, written)
+    if tamper == "content changed":
+        assert spliced.counts().get("in-sync", 0) == 0
+    else:  # the same documents: the same plan as the honest texts give
+        _assert_identical(spliced, honest)
+
+
+def test_json_members_are_json_loads_values_and_canonical_texts() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        document = {_random_key(rng): _random_value(rng, 0) for _ in range(rng.randrange(10))}
+        canonical = canonical_json(document)
+        members = json_members(canonical)
+        assert members is not None
+        assert {name: value for name, (value, _) in members.items()} == json.loads(canonical)
+        assert list(members) == sorted(document)
+        for name, (value, text) in members.items():
+            assert text == f"{canonical_json(name)}:{canonical_json(value)}"
+
+
+def test_a_respaced_render_cache_row_plans_as_the_honest_one(tmp_path: Path) -> None:
+    """A cached render is read by json_members and its texts reach the plan: a row edited to hold
+    another text of the same document plans exactly as the row that was written."""
+    _, live, written = fleet(tmp_path)
+    project = workspace(tmp_path / "same", TEMPLATE)
+    cache_file = tmp_path / "render-cache.sqlite"
+
+    def sources() -> Sources:
+        return Sources(project.catalog, project.renderer, RenderCache(cache_file))
+
+    honest = build_plan(project.catalog, render_all(sources()), live, written=written)
+    with sqlite3.connect(cache_file) as db:
+        rows = db.execute(f"SELECT key, canonical FROM {TABLE}").fetchall()
+        assert len(rows) == len(project.catalog.targets)
+        for key, canonical in rows:
+            document = json.loads(canonical)
+            document["stages"] = [dict(reversed(list(stage.items()))) for stage in document["stages"]]
+            db.execute(f"UPDATE {TABLE} SET canonical = ? WHERE key = ?", (_respaced(document), key))
+    outcomes = render_all(sources())
+    assert all(o.members is not None for o in outcomes.values())  # read from the edited rows
+    tampered = build_plan(project.catalog, outcomes, live, written=written)
+    _assert_identical(tampered, honest)
+
+
+def _old_normalise(document: dict[str, Any]) -> dict[str, Any]:
+    """provenance.normalise before it skipped accepts() for fields stored as they are: the oracle."""
+    clean: dict[str, Any] = {}
+    for key, value in document.items():
+        if key in provenance._IGNORED:
+            continue
+        java_type = provenance._COERCED.get(key)
+        if java_type is not None and java_type.accepts(value):
+            value = stored_value(java_type, value)
+            if value is None:
+                continue
+        clean[key] = value
+    if clean.get("schema") == "":
+        del clean["schema"]
+    for key, default in provenance.FRONT50_DEFAULTS.items():
+        if key in clean and clean[key] == default:
+            del clean[key]
+    if isinstance(clean.get("name"), str):
+        clean["name"] = java_trim(clean["name"])
+    if clean.get("regenerateCronTriggerIds") is True and isinstance(clean.get("triggers"), list):
+        clean["triggers"] = [provenance._without_cron_id(trigger) for trigger in clean["triggers"]]
+    return clean
+
+
+def test_normalise_is_the_oracles_on_random_documents() -> None:
+    rng = random.Random(23)
+    typed = [*provenance._AS_IS, "stageCounter", "roles", "disabled", "index"]
+    for _ in range(500):
+        document = {rng.choice(typed): _random_value(rng, 0) for _ in range(rng.randrange(8))}
+        document.update({_random_key(rng): _random_value(rng, 1) for _ in range(rng.randrange(4))})
+        assert canonical_json(provenance.normalise(document)) == canonical_json(_old_normalise(document))
