@@ -256,6 +256,7 @@ class LiveObject:
         "_document",
         "_fetch",
         "_limits",
+        "_parsed_body",
         "_problem",
         "_summary",
         "etag",
@@ -276,7 +277,8 @@ class LiveObject:
         self.etag = etag
         self._document = document
         self._problem = problem
-        self._body: bytes | None = None
+        self._body: bytes | None = None  # a body whose summary was given (cached), not parsed yet
+        self._parsed_body: bytes | None = None  # a body this process parsed and summarised (read_now)
         self._summary: LiveSummary | None = None
         self._limits = DEFAULT_LIMITS
         self._fetch: Callable[[LiveObject], tuple[dict[str, Any] | None, str | None]] | None = None
@@ -302,6 +304,18 @@ class LiveObject:
         obj._body = body if summary.has_document else None
         obj._summary = summary
         obj._limits = limits
+        return obj
+
+    @classmethod
+    def read_now(
+        cls, pipeline_id: str, key: str, etag: str, body: bytes, limits: LiveLimits = DEFAULT_LIMITS
+    ) -> LiveObject:
+        """The object of a body this process just read: parsed and summarised now, then only the
+        body kept (its document is parsed again, under the same limits, when read), so a plan of a
+        fleet does not hold every parsed document at once (~5x its body in memory)."""
+        obj = parse_live(pipeline_id, key, etag, body, limits)
+        if obj.summary.has_document:  # else nothing parsed to drop, or kept as parse_live gave it
+            obj._document, obj._parsed_body, obj._limits = None, body, limits
         return obj
 
     @classmethod
@@ -358,6 +372,9 @@ class LiveObject:
         if self._body is not None:
             self._document, _ = parse_body(self._body, self._limits)
             self._body = None
+        if self._parsed_body is not None:
+            self._document, _ = parse_body(self._parsed_body, self._limits)
+            self._parsed_body = None
         return self._document
 
     @property

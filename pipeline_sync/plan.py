@@ -327,7 +327,6 @@ def _target_entry(
         key=target.key,
         source_file=target.source_file,
         catalog_id=catalog.catalog_id,
-        members=outcome.members,
     )
     built = make() if texts is None else None
     if texts is not None:

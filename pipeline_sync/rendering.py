@@ -17,7 +17,6 @@ from pipeline_sync.errors import RenderError
 from pipeline_sync.forked import WORKERS_VARIABLE as WORKERS_VARIABLE  # the one setting, for callers here
 from pipeline_sync.forked import fork_workers
 from pipeline_sync.gcpause import gc_paused
-from pipeline_sync.json_members import Members, json_members
 from pipeline_sync.render import Reference, RenderedPipeline, Renderer
 from pipeline_sync.render_cache import (
     CachedRender,
@@ -31,15 +30,11 @@ from pipeline_sync.validate import validate_fleet, validate_pipeline
 
 @dataclass(frozen=True)
 class RenderOutcome:
-    """A target's render and every problem found with it (empty problems = valid).
-
-    members is json_members(rendered.canonical) when a cached render was read that way: the
-    plan splices its texts (provenance.managed_texts) instead of parsing the JSON again."""
+    """A target's render and every problem found with it (empty problems = valid)."""
 
     target: Target
     rendered: RenderedPipeline | None
     problems: tuple[str, ...]
-    members: Members | None = field(default=None, compare=False, repr=False)
 
     @property
     def valid(self) -> bool:
@@ -117,7 +112,7 @@ def render_all(
         fresh = render_misses(workspace, chosen_targets)
         rendered = {target.key: outcome for target, (outcome, _) in zip(chosen_targets, fresh, strict=True)}
     outcomes = {key: rendered[key] for key in wanted}
-    documents = {k: o.rendered.document for k, o in outcomes.items() if o.rendered is not None}
+    documents = {k: _identity_of(o.rendered) for k, o in outcomes.items() if o.rendered is not None}
     if keys is not None:
         for key, target in targets.items():
             if key in documents:
@@ -125,7 +120,7 @@ def render_all(
             if target.service in services:
                 other = rendered[key]
                 if other.rendered is not None:
-                    documents[key] = other.rendered.document
+                    documents[key] = _identity_of(other.rendered)
             else:
                 documents[key] = _identity_only(workspace, target)
     for key, problems in validate_fleet(documents).items():
@@ -174,7 +169,7 @@ def render_many(workspace: Sources, targets: list[Target]) -> dict[str, RenderOu
                 references=tuple(references),
             )
             # The document a later hit will give (equal, in plain JSON types): one kind either way.
-            rendered = RenderedPipeline(rendered.key, rendered.pipeline_id, document, rendered.canonical)
+            rendered = CanonicalRender(rendered.key, rendered.pipeline_id, rendered.canonical, document)
             outcome = RenderOutcome(target, rendered, outcome.problems)
         outcomes[target.key] = outcome
     cache.store(new, used=[cache_keys[k] for k in outcomes if k in cache_keys and cache_keys[k] not in new])
@@ -247,20 +242,53 @@ def _from_cache(renderer: Renderer, target: Target, hit: CachedRender) -> Render
     for app_name, stack, template, answer in hit.references:
         if renderer.referenced_id(app_name, stack, template) != answer:
             return None
-    members = json_members(hit.canonical)  # the same values json.loads gives, and each one's text
-    if members is not None:
-        document: Any = {name: value for name, (value, _) in members.items()}
-    else:
-        try:
-            document = json.loads(hit.canonical)
-        except ValueError:
-            return None
+    try:
+        document = json.loads(hit.canonical)
+    except ValueError:
+        return None
     if not isinstance(document, dict):
         return None
-    rendered = RenderedPipeline(
-        key=target.key, pipeline_id=hit.pipeline_id, document=document, canonical=hit.canonical
+    return RenderOutcome(
+        target, CanonicalRender(target.key, hit.pipeline_id, hit.canonical, document), hit.problems
     )
-    return RenderOutcome(target, rendered, hit.problems, members)
+
+
+# What the fleet checks (validate_fleet) read of a render: the fields that collide.
+IDENTITY_FIELDS = ("id", "application", "name")
+
+
+class CanonicalRender(RenderedPipeline):
+    """A render kept as its canonical JSON only (plus the fields the fleet checks read): its
+    document is parsed again on each read, so a plan of a fleet never holds every rendered
+    document at once (~5x its canonical JSON in memory). Equal to the RenderedPipeline it stands
+    for; only made where the canonical JSON reads back as exactly the document."""
+
+    def __init__(self, key: str, pipeline_id: str, canonical: str, document: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "pipeline_id", pipeline_id)
+        object.__setattr__(self, "canonical", canonical)
+        object.__setattr__(self, "identity", {f: document[f] for f in IDENTITY_FIELDS if f in document})
+
+    @property  # type: ignore[misc]
+    def document(self) -> Mapping[str, Any]:  # type: ignore[override]
+        parsed: dict[str, Any] = json.loads(self.canonical)
+        return parsed
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RenderedPipeline):
+            return NotImplemented
+        mine = (self.key, self.pipeline_id, self.canonical)
+        return mine == (other.key, other.pipeline_id, other.canonical) and self.document == other.document
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _identity_of(rendered: RenderedPipeline) -> Mapping[str, Any]:
+    """What validate_fleet reads of a render (its id, application and name), without a parse."""
+    if isinstance(rendered, CanonicalRender):
+        identity: Mapping[str, Any] = rendered.__dict__["identity"]
+        return identity
+    return rendered.document
 
 
 def _read_back(rendered: RenderedPipeline) -> dict[str, Any] | None:

@@ -293,7 +293,7 @@ def test_json_members_are_json_loads_values_and_canonical_texts() -> None:
 
 
 def test_a_respaced_render_cache_row_plans_as_the_honest_one(tmp_path: Path) -> None:
-    """A cached render is read by json_members and its texts reach the plan: a row edited to hold
+    """A cached render's text reaches the plan (managed_texts splices it): a row edited to hold
     another text of the same document plans exactly as the row that was written."""
     _, live, written = fleet(tmp_path)
     project = workspace(tmp_path / "same", TEMPLATE)
@@ -306,12 +306,15 @@ def test_a_respaced_render_cache_row_plans_as_the_honest_one(tmp_path: Path) -> 
     with sqlite3.connect(cache_file) as db:
         rows = db.execute(f"SELECT key, canonical FROM {TABLE}").fetchall()
         assert len(rows) == len(project.catalog.targets)
+        edited = set()
         for key, canonical in rows:
             document = json.loads(canonical)
             document["stages"] = [dict(reversed(list(stage.items()))) for stage in document["stages"]]
+            edited.add(_respaced(document))
             db.execute(f"UPDATE {TABLE} SET canonical = ? WHERE key = ?", (_respaced(document), key))
     outcomes = render_all(sources())
-    assert all(o.members is not None for o in outcomes.values())  # read from the edited rows
+    read = {o.rendered.canonical for o in outcomes.values() if o.rendered is not None}
+    assert read == edited  # every render was read from the edited rows
     tampered = build_plan(project.catalog, outcomes, live, written=written)
     _assert_identical(tampered, honest)
 

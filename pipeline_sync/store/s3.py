@@ -487,10 +487,12 @@ class S3Store:
                         continue
                 else:
                     body = None  # deleted between the listing and the read
-                obj = parse_live(pipeline_id, key, etag, body, limits)
+                if body is None:
+                    live[pipeline_id] = parse_live(pipeline_id, key, etag, body, limits)
+                    continue
+                obj = LiveObject.read_now(pipeline_id, key, etag, body, limits)
                 live[pipeline_id] = obj
-                if body is not None:
-                    to_store.append((key, etag, body, obj.summary))
+                to_store.append((key, etag, body, obj.summary))
             cache.put_many(to_store)
             cache.forget_except(wanted)
         finally:
