@@ -285,6 +285,18 @@ def test_the_bound_of_a_run_comes_from_the_resource_then_the_environment(
     assert counts["ASSET_MATERIALIZATION"] == 13 + 1 + 4
 
 
+def publish_each(env: dict[str, Any], requests: Any) -> None:
+    """Run publish_job for each run request (the approval sensor's), each a success."""
+    for request in requests:
+        publish = defs.resolve_job_def("publish_job").execute_in_process(
+            instance=env["instance"],
+            partition_key=request.partition_key,
+            run_config=request.run_config,
+            resources=env["resources"],
+        )
+        assert publish.success
+
+
 @pytest.mark.parametrize(
     ("setting", "checks_max", "checks", "skipped"),
     [
@@ -303,14 +315,7 @@ def test_the_bound_counts_the_partitions_that_would_get_check_events(
     requests = test_dagster.sensor_tick(instance).run_requests  # the dev auto-approvals
     dev = [r.partition_key for r in requests]
     created = read_plan_state(instance, dev)
-    for request in requests:
-        publish = defs.resolve_job_def("publish_job").execute_in_process(
-            instance=instance,
-            partition_key=request.partition_key,
-            run_config=request.run_config,
-            resources=env["resources"],
-        )
-        assert publish.success
+    publish_each(env, requests)
     # As if published outside Dagster: the reconcile still remembers their creates.
     instance.run_storage.set_cursor_values({PLAN_STATE_PREFIX + k: v for k, v in created.items()})
     per_key, recorded_skipped, lines = fleet_run(with_checks(env, setting, checks_max))
@@ -357,14 +362,7 @@ def test_a_first_reconcile_records_slim_in_sync_plans(env: dict[str, Any]) -> No
     instance = env["instance"]
     run_reconcile(env)
     requests = test_dagster.sensor_tick(instance).run_requests  # the dev auto-approvals
-    for request in requests:
-        publish = defs.resolve_job_def("publish_job").execute_in_process(
-            instance=instance,
-            partition_key=request.partition_key,
-            run_config=request.run_config,
-            resources=env["resources"],
-        )
-        assert publish.success
+    publish_each(env, requests)
     dev = sorted(r.partition_key for r in requests)
     assert len(dev) == 4
     instance.run_storage.set_cursor_values({PLAN_STATE_PREFIX + key: "" for key in dev})
