@@ -644,7 +644,7 @@ def checks(results: list[Measurement]) -> list[tuple[str, str, str]]:
     sizes = {m.size for m in results}
     size = TARGET_N if TARGET_N in sizes else max(sizes)
     out: list[tuple[str, str, str]] = []
-    scope = f"N={size:,}" + ("" if size >= TARGET_N else f" (targets are for N={TARGET_N:,})")
+    scope = f"N={size:,}" + ("" if size == TARGET_N else f" (targets are for N={TARGET_N:,})")
 
     def verdict(ok: bool) -> str:
         return "PASS" if ok else "**MISS**"
