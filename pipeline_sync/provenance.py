@@ -235,7 +235,6 @@ def managed_texts(
     key: str,
     source_file: str,
     catalog_id: str | None = None,
-    members: Members | None = None,
 ) -> ManagedTexts | None:
     """managed_document's renderDigest and canonical JSON, spliced from the render's JSON text.
 
@@ -250,11 +249,9 @@ def managed_texts(
     pipeline's content digest only when the member texts it hashed are canonical after all (the
     live digest is sha256 of canonical JSON): a plan trusts these texts only then. None, for the
     caller to build the document instead, when canonical is not a compact JSON object with
-    sorted, unique keys, or lacks an application or a name. members, when given, is
-    json_members(canonical), already parsed (rendering reads a cached render that way).
+    sorted, unique keys, or lacks an application or a name.
     """
-    if members is None:
-        members = json_members(canonical)
+    members = json_members(canonical)
     if members is None or "application" not in members or "name" not in members:
         return None
     lock = _lock_value({}, key, source_file)
