@@ -250,18 +250,20 @@ class Front50HttpStore:
     def keeps_history(self) -> bool:
         return True
 
-    def _versions(self, pipeline_id: str) -> list[dict[str, Any]]:
-        versions = [v for v in self._history(self._spelling(pipeline_id)) if isinstance(v, dict)]
-        for document in versions:
-            self._seen_versions[(pipeline_id.lower(), document_token(document))] = document
+    def _versions(self, pipeline_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """(token, version) of each version in Front50's history, newest first; each is kept for
+        read_pipeline_version."""
+        history = self._history(self._spelling(pipeline_id))
+        versions = [(document_token(v), v) for v in history if isinstance(v, dict)]
+        for token, document in versions:
+            self._seen_versions[(pipeline_id.lower(), token)] = document
         return versions
 
     def pipeline_versions(self, pipeline_id: str) -> list[ObjectVersion]:
         """The history Front50 keeps, newest first; a version's id is its token."""
         current = self.read_pipeline(pipeline_id)
         versions = []
-        for index, document in enumerate(self._versions(pipeline_id)):
-            token = document_token(document)
+        for index, (token, document) in enumerate(self._versions(pipeline_id)):
             versions.append(
                 ObjectVersion(
                     version_id=token,
@@ -276,8 +278,9 @@ class Front50HttpStore:
         """A version from Front50's history. One pipeline_versions listed already is not read
         again: its token is its content's hash, so the copy seen then is that version."""
         seen = self._seen_versions.get((pipeline_id.lower(), version_id))
-        for document in [seen] if seen is not None else self._versions(pipeline_id):
-            if document_token(document) == version_id:
+        versions = [(document_token(seen), seen)] if seen is not None else self._versions(pipeline_id)
+        for token, document in versions:
+            if token == version_id:
                 body = canonical_json(document).encode("utf-8")
                 key = self._key(pipeline_id.lower())
                 return parse_live(pipeline_id.lower(), key, version_id, body, self.client.settings.limits)
@@ -375,11 +378,11 @@ class Front50HttpStore:
             versions = self._versions(pipeline_id)
         except StoreError:
             return
-        tokens = [document_token(v) for v in versions]
+        tokens = [token for token, _ in versions]
         if written not in tokens or if_match not in tokens:
             return
         ours, seen = tokens.index(written), tokens.index(if_match)
-        between = [v for v in versions[ours + 1 : seen] if not _same_write(v, sent)]
+        between = [v for _, v in versions[ours + 1 : seen] if not _same_write(v, sent)]
         if not between:
             return
         who = (
