@@ -380,7 +380,8 @@ def fleet_plan(
     if skipped:
         judged = []
     targets = plan_targets(context.instance, context.run.run_id, judged)
-    checked = [e for e in recorded if e.key in set(judged)]
+    judged_keys = set(judged)
+    checked = [e for e in recorded if e.key in judged_keys]
     log_groups(context, [list(fleet_check_events([e], targets, checks)) for e in checked])
     write_plan_state(context.instance, changed)
     write_leftover_keys(
