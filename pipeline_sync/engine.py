@@ -13,6 +13,7 @@ import copy
 import fnmatch
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,9 +106,13 @@ def plan(workspace: Sources, store: Store, selection: Selection = EVERYTHING) ->
 def _plan(workspace: Sources, store: Store, selection: Selection, *, fresh: bool) -> Plan:
     catalog = workspace.catalog
     keys = sorted(k for k in catalog.targets if selection.matches(k))
+    read_related = _related_reader(store, selection)
+    if read_related is None and not fresh:
+        with gc_paused():
+            outcomes, live = _render_while_reading(workspace, store, keys, selection)
+        return _plan_from(workspace, store, selection, outcomes, live)
     with gc_paused():
         outcomes = render_all(workspace, None if selection.everything else keys, use_cache=not fresh)
-    read_related = _related_reader(store, selection)
     with gc_paused():  # the store reads may cache, parse and summarise thousands of objects
         if read_related is not None:
             related = _related(workspace, selection, outcomes)
@@ -116,13 +121,38 @@ def _plan(workspace: Sources, store: Store, selection: Selection, *, fresh: bool
                 # A write decision that gives a pipeline a name: which objects could collide is
                 # checked against a listing, not taken from the summary alone.
                 live = read_related(related, listed=True)
-        elif fresh:
-            live = _fresh_live(workspace, store, selection)
         else:
-            live = _read_everything(store)
-            _prefetch(store, workspace.catalog, live, outcomes)
-    the_plan = _plan_against(workspace, store, live, selection, outcomes, history=not fresh)
-    if read_related is None and not fresh and _misled(store):
+            live = _fresh_live(workspace, store, selection)
+    return _plan_against(workspace, store, live, selection, outcomes, history=not fresh)
+
+
+def _render_while_reading(
+    workspace: Sources, store: Store, keys: list[str], selection: Selection
+) -> tuple[dict[str, RenderOutcome], Mapping[str, LiveObject]]:
+    """The renders and every live object, the store read in a thread while this one renders.
+
+    Neither needs the other: the listing and the reads wait mostly on the store, the renders on
+    the cores (forked workers, which touch nothing the reading thread holds). An error of either
+    is raised once both are done, so no read outlives the plan that started it."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline-sync-read") as pool:
+        reading = pool.submit(_read_everything, store)
+        outcomes = render_all(workspace, None if selection.everything else keys, use_cache=True)
+        return outcomes, reading.result()
+
+
+def _plan_from(
+    workspace: Sources,
+    store: Store,
+    selection: Selection,
+    outcomes: Mapping[str, RenderOutcome],
+    live: Mapping[str, LiveObject],
+) -> Plan:
+    """The plan from every live object: the bodies it will open read ahead, and made again from
+    bodies alone when one of them contradicted what the fleet summary vouched for it."""
+    with gc_paused():
+        _prefetch(store, workspace.catalog, live, outcomes)
+    the_plan = _plan_against(workspace, store, live, selection, outcomes, history=True)
+    if _misled(store):
         # A body the plan read contradicted the fleet summary's voucher for it: plan again from
         # bodies only (the summary is then rewritten from them).
         with gc_paused():

@@ -1,0 +1,168 @@
+"""A fleet plan reads the store in a thread while it renders: both happen at once, the plan is the
+plan made one after the other, and an error of either is raised only once both are done."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, build_project
+from s3support import workspace_of
+
+from pipeline_sync import engine
+from pipeline_sync.engine import Selection
+from pipeline_sync.errors import StoreError
+from pipeline_sync.rendering import Sources
+from pipeline_sync.store.s3 import S3Store
+
+STACKS = {"dev": {"pipelines": ["deploy"]}, "prod": {"pipelines": ["deploy"]}}
+WAIT = 20.0  # seconds one side waits for the other before the test calls it sequential
+
+
+def project(root: Path) -> Path:
+    return build_project(
+        root,
+        defaults=DEPLOY_DEFAULTS,
+        services={f"svc{i}": {"stacks": STACKS} for i in range(3)},
+        templates={"deploy": DEPLOY_TEMPLATE},
+    ).root
+
+
+def applied(root: Path, store: S3Store) -> Sources:
+    workspace = workspace_of(project(root))
+    plan = engine.plan(workspace, store)
+    approved = {k: e.digest for k, e in plan.entries.items() if e.actionable}
+    assert {r.outcome for r in engine.apply(workspace, store, approved, approver="alice")} == {"applied"}
+    (root / "catalog" / "defaults.yaml").write_text(
+        (root / "catalog" / "defaults.yaml").read_text().replace("description: plain", "description: new")
+    )
+    return workspace_of(root)
+
+
+def wrap_read(
+    monkeypatch: pytest.MonkeyPatch, store: S3Store, around: Callable[[Callable[[], Any]], Any]
+) -> None:
+    original = store.read_live_summarised
+
+    def read(*, vouched: bool = True) -> Any:
+        return around(lambda: original(vouched=vouched))
+
+    monkeypatch.setattr(store, "read_live_summarised", read)
+
+
+def wrap_render(monkeypatch: pytest.MonkeyPatch, around: Callable[[Callable[[], Any]], Any]) -> None:
+    original = engine.render_all
+
+    def render(*args: Any, **kwargs: Any) -> Any:
+        return around(lambda: original(*args, **kwargs))
+
+    monkeypatch.setattr(engine, "render_all", render)
+
+
+def test_the_store_is_read_while_the_catalog_renders(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store
+) -> None:
+    """Each side waits for the other to have started: done one after the other, the first would
+    time out. The plan equals the plan made with reads and renders one after the other."""
+    workspace = applied(tmp_path, store)
+    sequential = engine.plan(workspace, store)
+    reading, rendering = threading.Event(), threading.Event()
+    seen: dict[str, bool] = {}
+
+    def read(call: Callable[[], Any]) -> Any:
+        reading.set()
+        seen["render started before the read ended"] = rendering.wait(WAIT)
+        return call()
+
+    def render(call: Callable[[], Any]) -> Any:
+        rendering.set()
+        seen["read started before the render ended"] = reading.wait(WAIT)
+        return call()
+
+    wrap_read(monkeypatch, store, read)
+    wrap_render(monkeypatch, render)
+    overlapped = engine.plan(workspace, store)
+    assert seen == {
+        "render started before the read ended": True,
+        "read started before the render ended": True,
+    }
+    assert overlapped.dumps() == sequential.dumps()
+    assert {e.status.value for e in overlapped.entries.values()} == {"update"}
+
+
+def test_a_failed_read_fails_the_plan_after_the_renders(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store
+) -> None:
+    workspace = applied(tmp_path, store)
+    rendered = threading.Event()
+
+    def read(call: Callable[[], Any]) -> Any:
+        raise StoreError("cannot list s3://bucket: the network is down")
+
+    def render(call: Callable[[], Any]) -> Any:
+        outcomes = call()
+        rendered.set()
+        return outcomes
+
+    wrap_read(monkeypatch, store, read)
+    wrap_render(monkeypatch, render)
+    with pytest.raises(StoreError, match="network is down"):
+        engine.plan(workspace, store)
+    assert rendered.is_set()
+
+
+def test_a_failed_render_waits_for_the_read_before_it_is_raised(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store
+) -> None:
+    """No read outlives the plan that started it: the store may be closed right after."""
+    workspace = applied(tmp_path, store)
+    may_finish, finished = threading.Event(), threading.Event()
+
+    def read(call: Callable[[], Any]) -> Any:
+        assert may_finish.wait(WAIT)
+        live = call()
+        finished.set()
+        return live
+
+    def render(call: Callable[[], Any]) -> Any:
+        threading.Timer(0.3, may_finish.set).start()
+        raise RuntimeError("a renderer bug")
+
+    wrap_read(monkeypatch, store, read)
+    wrap_render(monkeypatch, render)
+    with pytest.raises(RuntimeError, match="a renderer bug"):
+        engine.plan(workspace, store)
+    assert finished.is_set()
+
+
+def test_a_few_keys_and_a_write_decision_still_read_after_rendering(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store
+) -> None:
+    """Only the fleet plan overlaps: a plan of a few keys reads what its renders name, and a
+    fresh plan (what apply decides from) renders first and reads afresh, as before."""
+    workspace = applied(tmp_path, store)
+    order: list[str] = []
+    original = engine.render_all
+
+    def render(*args: Any, **kwargs: Any) -> Any:
+        order.append("render")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "render_all", render)
+    for name in ("read_related", "read_live", "read_live_summarised"):
+        method = getattr(store, name)
+
+        def recorded(*args: Any, _method: Any = method, _name: str = name, **kwargs: Any) -> Any:
+            order.append(_name)
+            return _method(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, recorded)
+    key = sorted(workspace.catalog.targets)[0]
+    engine.plan(workspace, store, Selection.of([key]))
+    assert order[:2] == ["render", "read_related"]
+    order.clear()
+    engine.fresh_plan(workspace, store, [key])
+    assert order[0] == "render"
