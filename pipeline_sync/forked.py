@@ -28,15 +28,19 @@ def fork_workers(environ: Mapping[str, str] | None = None) -> int:
         return os.cpu_count() or 1
 
 
-def call_forked(calls: Sequence[Callable[[], T]], *, minimum: int, chunk: int) -> list[T]:
+def call_forked(calls: Sequence[Callable[[], T]], *, minimum: int, chunk: int, spare: int = 0) -> list[T]:
     """[call() for call in calls], in order. With at least `minimum` calls (and `minimum // 2` per
     process), forked processes make them, chunk calls at a time: a call itself is never pickled,
     each process finds it in the list it inherited; only results come back. Fewer calls, one
     worker, or no fork: this process makes them.
 
+    spare: processes beyond fork_workers(), for calls that wait (on a file lock, on fsync) for
+    part of their time, so the cores are busy meanwhile; none when fork_workers() is 1.
+
     The heap is frozen for the cyclic GC while the workers run, so their collections don't touch
     (and copy) every inherited page."""
-    workers = min(fork_workers(), max(1, len(calls) // max(1, minimum // 2)))
+    cores = fork_workers()
+    workers = min(cores + spare if cores > 1 else 1, max(1, len(calls) // max(1, minimum // 2)))
     if workers < 2 or len(calls) < minimum or "fork" not in multiprocessing.get_all_start_methods():
         return [call() for call in calls]
     global _inherited

@@ -496,11 +496,11 @@ def event_log(instance: dg.DagsterInstance, run_id: str) -> tuple[Counter[tuple[
 def test_a_forked_run_writes_the_same_event_log_as_one_process(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The 13 creates' plans, 4 policy approvals and 13 failing checks, written by two forked
-    processes (the threshold lowered from 32 partitions to 2) and by this one: the same records,
+    """The 13 creates' plans, 4 policy approvals and 13 failing checks, written by forked processes
+    (one per core and a spare; the threshold lowered from 32 partitions to 2) and by this one: the same records,
     each partition's approval after its plan, every check after the plan it targets and shown."""
     monkeypatch.setattr(eventlog, "FORK_MIN_GROUPS", 2)
-    monkeypatch.setattr(eventlog, "_CHUNK", 2)  # the 13 partitions in 7 shares, both processes busy
+    monkeypatch.setattr(eventlog, "_CHUNK", 2)  # the 13 partitions in 7 shares, every process busy
     instance = env["instance"]
     logs = {}
     for workers in ("2", "1"):
@@ -521,7 +521,9 @@ def test_a_forked_run_writes_the_same_event_log_as_one_process(
     assert forked == in_process
     assert sum(forked.values()) == 13 + 4 + 13
     assert alone["pids"] == {alone["step_pid"]}
-    assert len(seen["plan_pids"]) == 2 and seen["step_pid"] not in seen["pids"]  # two children wrote them
+    # children wrote them: one per core (2 here) and the spare writers, as the shares fell
+    assert 1 < len(seen["plan_pids"]) <= 2 + eventlog.SPARE_WRITERS
+    assert seen["step_pid"] not in seen["pids"]
     assert all(seen["pipeline_plan"][k] < sid for k, sid in seen["approval"].items())
     assert len(seen["approval"]) == 4
     assert {key: target for _, key, target in seen["checks"]} == plan_ids  # in the index shard

@@ -3,6 +3,9 @@ exactly the plan made in this process, entry for entry and byte for byte."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +137,20 @@ def test_call_forked_keeps_order_and_results(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv(forked.WORKERS_VARIABLE, "2")
     calls = [lambda n=n: (n, {"square": n * n}) for n in range(100)]  # lambdas: never pickled
     assert forked.call_forked(calls, minimum=10, chunk=7) == [(n, {"square": n * n}) for n in range(100)]
+
+
+def test_call_forked_adds_spare_processes_only_when_it_forks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spare processes are for calls that wait on files: beyond the cores, never instead of the
+    one process PIPELINE_SYNC_RENDER_WORKERS=1 asks for. Each call waits until `parties` calls
+    wait at once, so the calls must be in that many processes."""
+
+    def meeting(parties: int) -> list[Callable[[], int]]:
+        barrier = multiprocessing.get_context("fork").Barrier(parties, timeout=20)
+        return [lambda: barrier.wait() * 0 + os.getpid() for _ in range(parties)]
+
+    monkeypatch.setenv(forked.WORKERS_VARIABLE, "2")
+    assert len(set(forked.call_forked(meeting(3), minimum=2, chunk=1, spare=1))) == 3
+    assert len(set(forked.call_forked(meeting(2), minimum=2, chunk=1))) == 2
+    monkeypatch.setenv(forked.WORKERS_VARIABLE, "1")
+    calls = [os.getpid for _ in range(8)]
+    assert set(forked.call_forked(calls, minimum=2, chunk=1, spare=1)) == {os.getpid()}
