@@ -245,10 +245,15 @@ def plan(
             f"--json is --format json; it cannot be combined with --format {output_format}."
         )
     output_format = "json" if as_json else output_format or "text"
-    ws = _workspace(ctx)
     try:
         store = _store()
-        the_plan = compute_plan(ws, store, pattern)
+    except PipelineSyncError as exc:
+        _workspace(ctx)  # its catalog errors first, as for any other failed plan
+        echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    try:
+        # the store is read while the catalog loads and renders (engine.plan_loading)
+        ws, the_plan = engine.plan_loading(lambda: _workspace(ctx), store, Selection(pattern=pattern))
     except PipelineSyncError as exc:
         echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_ERROR)

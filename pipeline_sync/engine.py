@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -108,9 +108,7 @@ def _plan(workspace: Sources, store: Store, selection: Selection, *, fresh: bool
     keys = sorted(k for k in catalog.targets if selection.matches(k))
     read_related = _related_reader(store, selection)
     if read_related is None and not fresh:
-        with gc_paused():
-            outcomes, live = _render_while_reading(workspace, store, keys, selection)
-        return _plan_from(workspace, store, selection, outcomes, live)
+        return plan_loading(lambda: workspace, store, selection)[1]
     with gc_paused():
         outcomes = render_all(workspace, None if selection.everything else keys, use_cache=not fresh)
     with gc_paused():  # the store reads may cache, parse and summarise thousands of objects
@@ -126,18 +124,26 @@ def _plan(workspace: Sources, store: Store, selection: Selection, *, fresh: bool
     return _plan_against(workspace, store, live, selection, outcomes, history=not fresh)
 
 
-def _render_while_reading(
-    workspace: Sources, store: Store, keys: list[str], selection: Selection
-) -> tuple[dict[str, RenderOutcome], Mapping[str, LiveObject]]:
-    """The renders and every live object, the store read in a thread while this one renders.
+def plan_loading(
+    load: Callable[[], Sources], store: Store, selection: Selection = EVERYTHING
+) -> tuple[Sources, Plan]:
+    """The workspace load() returns and plan() of it, the store read in a thread from the start.
 
-    Neither needs the other: the listing and the reads wait mostly on the store, the renders on
-    the cores (forked workers, which touch nothing the reading thread holds). An error of either
-    is raised once both are done, so no read outlives the plan that started it."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline-sync-read") as pool:
+    A fleet plan's read (the listing, the local cache, the vouchers, any bodies) needs neither the
+    catalog nor the renders, and waits mostly on the store: it runs while this thread loads the
+    catalog and renders (forked workers, which touch nothing the reading thread holds). An error of
+    either side is raised once both are done, so no read outlives the plan that started it. A plan
+    of a few listed keys reads what its renders name, so it loads and renders first."""
+    if _related_reader(store, selection) is not None:
+        workspace = load()
+        return workspace, plan(workspace, store, selection)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline-sync-read") as pool, gc_paused():
         reading = pool.submit(_read_everything, store)
+        workspace = load()
+        keys = sorted(k for k in workspace.catalog.targets if selection.matches(k))
         outcomes = render_all(workspace, None if selection.everything else keys, use_cache=True)
-        return outcomes, reading.result()
+        live = reading.result()
+    return workspace, _plan_from(workspace, store, selection, outcomes, live)
 
 
 def _plan_from(

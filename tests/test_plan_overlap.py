@@ -166,3 +166,48 @@ def test_a_few_keys_and_a_write_decision_still_read_after_rendering(
     order.clear()
     engine.fresh_plan(workspace, store, [key])
     assert order[0] == "render"
+
+
+def test_the_store_is_read_while_the_catalog_loads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store
+) -> None:
+    """plan_loading (the CLI's plan, the reconcile) starts the read before loading the catalog:
+    the load waits for the read to have started, which done one after the other would time out."""
+    workspace = applied(tmp_path, store)
+    sequential = engine.plan(workspace, store)
+    reading, loading = threading.Event(), threading.Event()
+
+    def read(call: Callable[[], Any]) -> Any:
+        reading.set()
+        assert loading.wait(WAIT)
+        return call()
+
+    def load() -> Sources:
+        loading.set()
+        assert reading.wait(WAIT), "the catalog was loaded before the store read started"
+        return workspace_of(tmp_path)
+
+    wrap_read(monkeypatch, store, read)
+    loaded, overlapped = engine.plan_loading(load, store)
+    assert sorted(loaded.catalog.targets) == sorted(workspace.catalog.targets)
+    assert overlapped.dumps() == sequential.dumps()
+
+
+def test_a_catalog_that_fails_to_load_waits_for_the_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store
+) -> None:
+    applied(tmp_path, store)
+    finished = threading.Event()
+
+    def read(call: Callable[[], Any]) -> Any:
+        live = call()
+        finished.set()
+        return live
+
+    def load() -> Sources:
+        raise StoreError("catalog/services/a.yaml: unreadable")
+
+    wrap_read(monkeypatch, store, read)
+    with pytest.raises(StoreError, match="unreadable"):
+        engine.plan_loading(load, store)
+    assert finished.is_set()

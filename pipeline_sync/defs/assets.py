@@ -359,11 +359,11 @@ def fleet_plan(
     """Reconcile every pipeline in one run; record only partitions whose plan changed."""
     checks = front50.fleet_status_checks()  # a wrong setting fails before anything is planned
     checks_max = front50.fleet_status_checks_max()
-    workspace = catalog.workspace(front50.caches())
-    for error in workspace.catalog.errors:
-        context.log.error(str(error))
     with front50.opened() as store:
-        plan = engine.plan(workspace, store)
+        # the store is read while the catalog loads and renders (engine.plan_loading)
+        workspace, plan = engine.plan_loading(lambda: catalog.workspace(front50.caches()), store)
+        for error in workspace.catalog.errors:
+            context.log.error(str(error))
         _ensure_partitions(context, plan)
         previous = read_plan_state(context.instance, plan.entries)
         changed = [e for e in plan.entries.values() if previous.get(e.key) != state_value(e)]
