@@ -62,6 +62,21 @@ def wrap_render(monkeypatch: pytest.MonkeyPatch, around: Callable[[Callable[[], 
     monkeypatch.setattr(engine, "render_all", render)
 
 
+def plan_fails(
+    monkeypatch: pytest.MonkeyPatch,
+    workspace: Sources,
+    store: S3Store,
+    wrappers: tuple[Callable[[Callable[[], Any]], Any], Callable[[Callable[[], Any]], Any]],
+    error: type[Exception],
+    match: str,
+) -> None:
+    """engine.plan with the store read and the renders wrapped (read, render) raises error."""
+    wrap_read(monkeypatch, store, wrappers[0])
+    wrap_render(monkeypatch, wrappers[1])
+    with pytest.raises(error, match=match):
+        engine.plan(workspace, store)
+
+
 def test_the_store_is_read_while_the_catalog_renders(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store
 ) -> None:
@@ -107,10 +122,7 @@ def test_a_failed_read_fails_the_plan_after_the_renders(
         rendered.set()
         return outcomes
 
-    wrap_read(monkeypatch, store, read)
-    wrap_render(monkeypatch, render)
-    with pytest.raises(StoreError, match="network is down"):
-        engine.plan(workspace, store)
+    plan_fails(monkeypatch, workspace, store, (read, render), StoreError, "network is down")
     assert rendered.is_set()
 
 
@@ -131,10 +143,7 @@ def test_a_failed_render_waits_for_the_read_before_it_is_raised(
         threading.Timer(0.3, may_finish.set).start()
         raise RuntimeError("a renderer bug")
 
-    wrap_read(monkeypatch, store, read)
-    wrap_render(monkeypatch, render)
-    with pytest.raises(RuntimeError, match="a renderer bug"):
-        engine.plan(workspace, store)
+    plan_fails(monkeypatch, workspace, store, (read, render), RuntimeError, "a renderer bug")
     assert finished.is_set()
 
 
