@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -137,13 +137,38 @@ def plan_loading(
     if _related_reader(store, selection) is not None:
         workspace = load()
         return workspace, plan(workspace, store, selection)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline-sync-read") as pool, gc_paused():
-        reading = pool.submit(_read_everything, store)
-        workspace = load()
-        keys = sorted(k for k in workspace.catalog.targets if selection.matches(k))
-        outcomes = render_all(workspace, None if selection.everything else keys, use_cache=True)
-        live = reading.result()
-    return workspace, _plan_from(workspace, store, selection, outcomes, live)
+    with gc_paused():
+        done, read = _in_background(lambda: _read_everything(store))
+        try:
+            workspace = load()
+            keys = sorted(k for k in workspace.catalog.targets if selection.matches(k))
+            outcomes = render_all(workspace, None if selection.everything else keys, use_cache=True)
+        except Exception:
+            done.wait()
+            raise
+        done.wait()
+    if "error" in read:
+        raise read["error"]
+    return workspace, _plan_from(workspace, store, selection, outcomes, read["live"])
+
+
+def _in_background(call: Callable[[], Mapping[str, LiveObject]]) -> tuple[threading.Event, dict[str, Any]]:
+    """call() in a daemon thread: ({"live": its result} or {"error": what it raised}, set once done).
+    A daemon, so Ctrl-C or a stop signal in this thread leaves at once instead of waiting for a
+    read of the whole store (an executor's thread would be joined at exit)."""
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["live"] = call()
+        except BaseException as exc:  # handed to the planning thread, which raises it
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="pipeline-sync-read", daemon=True).start()
+    return done, outcome
 
 
 def _plan_from(

@@ -220,3 +220,29 @@ def test_a_catalog_that_fails_to_load_waits_for_the_read(
     with pytest.raises(StoreError, match="unreadable"):
         engine.plan_loading(load, store)
     assert finished.is_set()
+
+
+def test_ctrl_c_leaves_without_waiting_for_the_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store
+) -> None:
+    """An interrupt (Ctrl-C, Dagster's stop) while rendering is raised at once: the read, a daemon
+    thread, is abandoned mid-way instead of holding the process until the whole store is read."""
+    workspace = applied(tmp_path, store)
+    release, finished = threading.Event(), threading.Event()
+
+    def read(call: Callable[[], Any]) -> Any:
+        release.wait(WAIT)
+        finished.set()
+        return call()
+
+    def render(call: Callable[[], Any]) -> Any:
+        raise KeyboardInterrupt
+
+    wrap_read(monkeypatch, store, read)
+    wrap_render(monkeypatch, render)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            engine.plan(workspace, store)
+        assert not finished.is_set()
+    finally:
+        release.set()

@@ -10,7 +10,7 @@ from pipeline_sync import engine
 from pipeline_sync.engine import Selection
 from pipeline_sync.names import is_partition_key
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary, plan_digest
-from pipeline_sync.rendering import render_all
+from pipeline_sync.rendering import Sources, render_all
 from pipeline_sync.report import (
     change_lines,
     diff_markdown,
@@ -359,11 +359,16 @@ def fleet_plan(
     """Reconcile every pipeline in one run; record only partitions whose plan changed."""
     checks = front50.fleet_status_checks()  # a wrong setting fails before anything is planned
     checks_max = front50.fleet_status_checks_max()
+
+    def load() -> Sources:  # its errors logged before the plan, which may fail
+        loaded = catalog.workspace(front50.caches())
+        for error in loaded.catalog.errors:
+            context.log.error(str(error))
+        return loaded
+
     with front50.opened() as store:
         # the store is read while the catalog loads and renders (engine.plan_loading)
-        workspace, plan = engine.plan_loading(lambda: catalog.workspace(front50.caches()), store)
-        for error in workspace.catalog.errors:
-            context.log.error(str(error))
+        workspace, plan = engine.plan_loading(load, store)
         _ensure_partitions(context, plan)
         previous = read_plan_state(context.instance, plan.entries)
         changed = [e for e in plan.entries.values() if previous.get(e.key) != state_value(e)]
