@@ -132,7 +132,8 @@ def plan_loading(
     A fleet plan's read (the listing, the local cache, the vouchers, any bodies) needs neither the
     catalog nor the renders, and waits mostly on the store: it runs while this thread loads the
     catalog and renders (forked workers, which touch nothing the reading thread holds). An error of
-    either side is raised once both are done, so no read outlives the plan that started it. A plan
+    either side is raised once both are done, so no read outlives the plan that started it; an
+    interrupt (Ctrl-C, a stop signal) is raised at once, abandoning the read (_in_background). A plan
     of a few listed keys reads what its renders name, so it loads and renders first."""
     if _related_reader(store, selection) is not None:
         workspace = load()
