@@ -104,13 +104,11 @@ def plan(workspace: Sources, store: Store, selection: Selection = EVERYTHING) ->
 
 
 def _plan(workspace: Sources, store: Store, selection: Selection, *, fresh: bool) -> Plan:
-    catalog = workspace.catalog
-    keys = sorted(k for k in catalog.targets if selection.matches(k))
     read_related = _related_reader(store, selection)
     if read_related is None and not fresh:
         return plan_loading(lambda: workspace, store, selection)[1]
     with gc_paused():
-        outcomes = render_all(workspace, None if selection.everything else keys, use_cache=not fresh)
+        outcomes = _render_selected(workspace, selection, use_cache=not fresh)
     with gc_paused():  # the store reads may cache, parse and summarise thousands of objects
         if read_related is not None:
             related = _related(workspace, selection, outcomes)
@@ -142,8 +140,7 @@ def plan_loading(
         done, read = _in_background(lambda: _read_everything(store))
         try:
             workspace = load()
-            keys = sorted(k for k in workspace.catalog.targets if selection.matches(k))
-            outcomes = render_all(workspace, None if selection.everything else keys, use_cache=True)
+            outcomes = _render_selected(workspace, selection, use_cache=True)
         except Exception:
             done.wait()
             raise
@@ -151,6 +148,14 @@ def plan_loading(
     if "error" in read:
         raise read["error"]
     return workspace, _plan_from(workspace, store, selection, outcomes, read["live"])
+
+
+def _render_selected(
+    workspace: Sources, selection: Selection, *, use_cache: bool
+) -> dict[str, RenderOutcome]:
+    """render_all of the targets selection matches (every target: all of them)."""
+    keys = sorted(k for k in workspace.catalog.targets if selection.matches(k))
+    return render_all(workspace, None if selection.everything else keys, use_cache=use_cache)
 
 
 def _in_background(call: Callable[[], Mapping[str, LiveObject]]) -> tuple[threading.Event, dict[str, Any]]:
