@@ -14,6 +14,7 @@ import fnmatch
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -137,17 +138,15 @@ def plan_loading(
         workspace = load()
         return workspace, plan(workspace, store, selection)
     with gc_paused():
-        done, read = _in_background(lambda: _read_everything(store))
+        reading = _in_background(lambda: _read_everything(store))
         try:
             workspace = load()
             outcomes = _render_selected(workspace, selection, use_cache=True)
         except Exception:
-            done.wait()
+            wait([reading])
             raise
-        done.wait()
-    if "error" in read:
-        raise read["error"]
-    return workspace, _plan_from(workspace, store, selection, outcomes, read["live"])
+        live = reading.result()
+    return workspace, _plan_from(workspace, store, selection, outcomes, live)
 
 
 def _render_selected(
@@ -158,23 +157,20 @@ def _render_selected(
     return render_all(workspace, None if selection.everything else keys, use_cache=use_cache)
 
 
-def _in_background(call: Callable[[], Mapping[str, LiveObject]]) -> tuple[threading.Event, dict[str, Any]]:
-    """call() in a daemon thread: ({"live": its result} or {"error": what it raised}, set once done).
-    A daemon, so Ctrl-C or a stop signal in this thread leaves at once instead of waiting for a
-    read of the whole store (an executor's thread would be joined at exit)."""
-    done = threading.Event()
-    outcome: dict[str, Any] = {}
+def _in_background(call: Callable[[], Mapping[str, LiveObject]]) -> Future[Mapping[str, LiveObject]]:
+    """call() in a daemon thread, its result or what it raised in the future returned. A daemon,
+    so Ctrl-C or a stop signal in this thread leaves at once instead of waiting for a read of the
+    whole store (an executor's thread would be joined at exit)."""
+    future: Future[Mapping[str, LiveObject]] = Future()
 
     def run() -> None:
         try:
-            outcome["live"] = call()
+            future.set_result(call())
         except BaseException as exc:  # handed to the planning thread, which raises it
-            outcome["error"] = exc
-        finally:
-            done.set()
+            future.set_exception(exc)
 
     threading.Thread(target=run, name="pipeline-sync-read", daemon=True).start()
-    return done, outcome
+    return future
 
 
 def _plan_from(
