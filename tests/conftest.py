@@ -27,6 +27,14 @@ def private_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PIPELINE_SYNC_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def botocore_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bulk reads through botocore alone: mock_aws answers botocore in process, and obstore
+    (pipeline_sync.store.fast_reads) would go to the network. A test against a moto server over
+    HTTP sets PIPELINE_SYNC_S3_READER=auto, as a subprocess that is not given it is."""
+    monkeypatch.setenv("PIPELINE_SYNC_S3_READER", "botocore")
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Fake credentials so nothing can reach real AWS, and no endpoint from the outside."""

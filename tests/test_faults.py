@@ -37,6 +37,7 @@ def endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3_environment(endpoint: str, monkeypatch: pytest.MonkeyPatch, aws_env: None) -> str:
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    monkeypatch.setenv("PIPELINE_SYNC_S3_READER", "auto")  # a server over HTTP: obstore reads too
     return endpoint
 
 

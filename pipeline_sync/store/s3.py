@@ -34,6 +34,7 @@ from pipeline_sync.live import (
     summaries_computed_by,
 )
 from pipeline_sync.store import ObjectVersion, WriteResult
+from pipeline_sync.store.fast_reads import MIN_BATCH, Fetched, ObstoreReader, reader_setting
 from pipeline_sync.store.front50 import (
     WRITER,
     application_document,
@@ -175,8 +176,12 @@ class RequestCounter:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, model: Any, **_: Any) -> None:
+        self.add(model.name)
+
+    def add(self, operation: str) -> None:
+        """Count one request (obstore's, pipeline_sync.store.fast_reads.REQUEST_OBSERVERS)."""
         with self._lock:
-            self.counts[model.name] = self.counts.get(model.name, 0) + 1
+            self.counts[operation] = self.counts.get(operation, 0) + 1
 
     @property
     def total(self) -> int:
@@ -336,6 +341,8 @@ class S3Store:
     def __init__(self, settings: S3Settings, client: Any | None = None) -> None:
         self.settings = settings
         self.client = client if client is not None else make_s3_client(settings)
+        self._own_client = client is None
+        self._obstore: tuple[ObstoreReader | None] | None = None  # (the reader), once looked for
         self._known_applications: set[str] = set()
         # Per group: the newest LastModified a listing saw, and the marker value last read.
         self._newest_listed: dict[str, str] = {}
@@ -458,7 +465,9 @@ class S3Store:
         try:
             cached = cache.get_many(wanted)
             vouchers = self._vouchers(listing, cached) if vouched else {}
-            fetched = self._get_many([key for key in wanted if key not in cached and key not in vouchers])
+            fetched = self._get_many(
+                {key: etag for key, etag in wanted.items() if key not in cached and key not in vouchers}
+            )
             live: dict[str, LiveObject] = {}
             to_store: list[tuple[str, str, bytes, LiveSummary]] = []
             for pipeline_id, (key, etag, size) in listing.items():
@@ -544,6 +553,12 @@ class S3Store:
         wanted = [o for o in objects if o.deferred and (o.key, o.etag) not in self._prefetched]
         if not wanted:
             return
+        if len(wanted) >= MIN_BATCH and (reader := self._fast_reader()) is not None:
+            read = reader.get_many({o.key: o.etag for o in wanted}, self.settings.limits.max_body_bytes)
+            for obj in wanted:
+                if obj.key in read:
+                    self._prefetched[(obj.key, obj.etag)] = read[obj.key][1]
+            wanted = [o for o in wanted if o.key not in read]
         with ThreadPoolExecutor(max_workers=self.settings.max_workers) as pool:
             for obj, body in zip(wanted, pool.map(self._get_at_etag, wanted), strict=True):
                 self._prefetched[(obj.key, obj.etag)] = body
@@ -606,7 +621,9 @@ class S3Store:
         limits = self.settings.limits
         ids = sorted(summary.related_ids(related))
         reused = {i: seen[i] for i in ids if i in seen and _at(seen[i], summary.entries.get(i))}
-        fetched = self._get_many([self.pipeline_key(i) for i in ids if i not in reused])
+        fetched = self._get_many(
+            {self.pipeline_key(i): _etag_of(summary.entries.get(i)) for i in ids if i not in reused}
+        )
         live: dict[str, LiveObject | None] = dict(reused)
         consistent = True
         for pipeline_id in ids:
@@ -673,7 +690,11 @@ class S3Store:
             cache = ContentCache(self._cache_path(), limits)
             cached = cache.get_many({key: listing[pid][1] for key, pid in unknown.items()})
             fetched = self._get_many(
-                [key for key in unknown if key not in cached or cached[key].summary is None]
+                {
+                    key: listing[pipeline_id][1]
+                    for key, pipeline_id in unknown.items()
+                    if key not in cached or cached[key].summary is None
+                }
             )
             for key, pipeline_id in unknown.items():
                 hit = cached.get(key)
@@ -787,8 +808,18 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"cannot list s3://{self.settings.bucket}/{prefix}: {exc}") from None
 
-    def _get_many(self, keys: list[str]) -> dict[str, tuple[str, bytes | None, int | None]]:
-        """{key: (ETag, body, size)} of objects still there; body None when over the size limit."""
+    def _get_many(self, wanted: Mapping[str, str | None]) -> dict[str, Fetched]:
+        """{key: (ETag, body, size)} of objects still there; body None when over the size limit.
+
+        wanted maps each key to the ETag the caller saw it at (None: not seen). A large batch
+        reads those at a known ETag through obstore first (pipeline_sync.store.fast_reads: a
+        body only at that ETag); whatever it leaves, and the rest, botocore reads as it stands.
+        """
+        found: dict[str, Fetched] = {}
+        at_etag = {key: etag for key, etag in wanted.items() if etag}
+        if len(at_etag) >= MIN_BATCH and (reader := self._fast_reader()) is not None:
+            found = reader.get_many(at_etag, self.settings.limits.max_body_bytes)
+        keys = [key for key in wanted if key not in found]
 
         def get(key: str) -> tuple[str, tuple[str, bytes | None, int | None] | None]:
             found = self._get_capped(key)
@@ -797,11 +828,25 @@ class S3Store:
             response, body = found
             return key, (response["ETag"], body, _length(response))
 
-        if not keys:
-            return {}
-        with ThreadPoolExecutor(max_workers=self.settings.max_workers) as pool:
-            results = list(pool.map(get, keys))
-        return {key: value for key, value in results if value is not None}
+        if keys:
+            with ThreadPoolExecutor(max_workers=self.settings.max_workers) as pool:
+                found.update((key, value) for key, value in pool.map(get, keys) if value is not None)
+        return found
+
+    def _fast_reader(self) -> ObstoreReader | None:
+        """The obstore reader standing in for this store's client, made on first use; None when
+        PIPELINE_SYNC_S3_READER=botocore, the client was handed in (a test's, a caller's own),
+        or obstore cannot reach S3 as the client does."""
+        if self._obstore is None:
+            reader = None
+            if self._own_client and reader_setting() == "auto":
+                credentials = s3_session().get_credentials()
+                reader = ObstoreReader.for_client(
+                    self.client, self.settings.bucket, credentials, self.settings.max_workers
+                )
+            self._obstore = (reader,)
+        reader = self._obstore[0]
+        return reader if reader is not None and reader.usable else None
 
     # -- history ------------------------------------------------------------
     def keeps_history(self) -> bool:
@@ -1054,6 +1099,11 @@ class S3Store:
             )
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
+
+
+def _etag_of(entry: Entry | None) -> str | None:
+    """The ETag a fleet summary entry records, None for an object it does not know."""
+    return entry[0] if entry is not None else None
 
 
 def _at(obj: LiveObject | None, entry: Entry | None) -> bool:
