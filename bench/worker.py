@@ -2,8 +2,8 @@
 
 `python -m bench.worker naive|dagster --out RESULT.json ...`; the parent reads RESULT.json.
 S3 requests are counted here at the client too (botocore's before-call hook on the default
-session, and on pipeline-sync's own session: every client made afterwards inherits it), as a
-cross-check of the server's count.
+session, and on pipeline-sync's own session: every client made afterwards inherits it; obstore's
+bulk GETs through fast_reads.REQUEST_OBSERVERS), as a cross-check of the server's count.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 
+from pipeline_sync.store import fast_reads
 from pipeline_sync.store.s3 import RequestCounter, s3_session
 
 
@@ -26,6 +27,7 @@ def _counted_session() -> RequestCounter:
     assert boto3.DEFAULT_SESSION is not None
     boto3.DEFAULT_SESSION.events.register("before-call.s3", counter)
     s3_session().events.register("before-call.s3", counter)
+    fast_reads.REQUEST_OBSERVERS.append(counter.add)  # obstore's bulk GETs
     return counter
 
 
