@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -261,13 +262,20 @@ def test_the_setting_and_the_cases_obstore_stays_out(
     assert stand_in_blocker(unverified, {}) == "the client does not verify TLS"
 
 
-def test_a_forked_child_does_not_use_the_parents_reader(served: str, tmp_path: Path) -> None:
-    """obstore's runtime threads do not survive fork: a child reads through botocore."""
-    reader = S3Store(settings(served, tmp_path))._fast_reader()
-    assert reader is not None and reader.usable
+def test_a_fork_of_a_process_that_used_obstore_reads_through_botocore(served: str, tmp_path: Path) -> None:
+    """obstore's runtime threads do not survive fork, and a GET in the child would wait forever,
+    even through a store the child makes itself: the child's plans read through botocore."""
+    listed = seed(served, MIN_BATCH)
+    parent = S3Store(settings(served, tmp_path))
+    assert len(parent._get_many(listed)) == MIN_BATCH
+    assert parent._fast_reader() is not None
     pid = os.fork()
-    if pid == 0:
-        os._exit(0 if not reader.usable and reader.get_many({"k": '"e"'}, 10) == {} else 1)
+    if pid == 0:  # pragma: no cover - the child's verdict is its exit code
+        signal.alarm(20)  # a hang fails the test instead of stalling it
+        child = S3Store(settings(served, tmp_path))
+        found = child._get_many(listed)
+        ok = child._fast_reader() is None and parent._fast_reader() is None and len(found) == MIN_BATCH
+        os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
 

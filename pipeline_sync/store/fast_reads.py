@@ -15,7 +15,8 @@ It is only ever a speed-up of reads botocore would make, never a second opinion:
 - it is configured from the botocore client itself (the URL a presigned GET of this bucket
   has, the region, the CA bundle it verifies TLS with, the session's credentials, refreshed
   through botocore), and not used at all when that client reaches S3 through something obstore
-  would not copy (a proxy, unverified TLS), in a forked child, or when
+  would not copy (a proxy, unverified TLS), in a fork of a process that has used obstore (its
+  runtime's threads are not there: a GET would wait forever), or when
   PIPELINE_SYNC_S3_READER=botocore;
 - after an error that is not about one object (unreachable, refused, throttled for good), or
   when too many objects come back absent or changed for a listing moments old (a different
@@ -55,6 +56,20 @@ _PROBE_KEY = "pipeline-sync-probe"
 Fetched = tuple[str, bytes | None, int | None]
 # Observers of each request obstore makes (the bench counts them beside botocore's own hook).
 REQUEST_OBSERVERS: list[Callable[[str], None]] = []
+# The process whose obstore runtime is running: its threads do not survive fork, and a forked
+# child that used obstore, even through a store of its own, would wait for them forever.
+_runtime_pid: int | None = None
+
+
+def runs_here() -> bool:
+    """Whether obstore can be used in this process: not a fork of one that has used it."""
+    return _runtime_pid is None or _runtime_pid == os.getpid()
+
+
+def _started_here() -> None:
+    global _runtime_pid
+    if _runtime_pid is None:
+        _runtime_pid = os.getpid()
 
 
 def reader_setting(environ: Mapping[str, str] | None = None) -> str:
@@ -136,14 +151,13 @@ class ObstoreReader:
     def __init__(self, store: Any, workers: int) -> None:
         self._store = store
         self._workers = workers
-        self._pid = os.getpid()
         self._lock = threading.Lock()
         self.stopped: str | None = None  # why it stopped for this run, once it has
 
     @classmethod
     def for_client(cls, client: Any, bucket: str, credentials: Any, workers: int) -> ObstoreReader | None:
         """A reader standing in for client on bucket, or None where it cannot (see the module)."""
-        if credentials is None or stand_in_blocker(client) is not None:
+        if credentials is None or not runs_here() or stand_in_blocker(client) is not None:
             return None
         bundle = ca_bundle_of(client)
         reach = reach_of(client, bucket)
@@ -180,7 +194,7 @@ class ObstoreReader:
 
     @property
     def usable(self) -> bool:
-        return self.stopped is None and os.getpid() == self._pid
+        return self.stopped is None and runs_here()
 
     def get_many(self, wanted: Mapping[str, str], cap: int) -> dict[str, Fetched]:
         """{key: (ETag, body, size)} for each key of wanted read at the ETag given for it; the
@@ -210,6 +224,7 @@ class ObstoreReader:
 
         for observe in REQUEST_OBSERVERS:
             observe("GetObject")
+        _started_here()
         try:
             result = obstore.get(self._store, key, options={"if_match": etag})
             meta = result.meta
