@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from pipeline_sync.errors import StoreError
+
 if TYPE_CHECKING:
     from obstore.store import S3Credential
 
@@ -77,8 +79,6 @@ def reader_setting(environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     value = env.get(READER_ENV, "auto").strip().lower() or "auto"
     if value not in READERS:
-        from pipeline_sync.errors import StoreError
-
         raise StoreError(f"{READER_ENV}={value!r} is not one of {', '.join(READERS)}")
     return value
 
