@@ -47,7 +47,7 @@ def log_groups(context: Any, groups: Sequence[Sequence[Any]]) -> None:
         for call in calls:
             call()
         return
-    shards = [storage.path_for_shard(context.run_id), storage.path_for_shard(INDEX_SHARD_NAME)]
+    shards = [storage.path_for_shard(context.run.run_id), storage.path_for_shard(INDEX_SHARD_NAME)]
     with kept_open(shards if len(calls) >= FORK_MIN_GROUPS else []):
         call_forked(calls, minimum=FORK_MIN_GROUPS, chunk=_CHUNK, spare=SPARE_WRITERS)
 
