@@ -24,8 +24,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 CONTROL_PREFIX = "/__bench__/"
-# Threads serving moto's WSGI app: at least the client's read threads (16), so none waits on another.
-SERVER_THREADS = 32
 PROJECT = Path(__file__).resolve().parent.parent
 
 StartResponse = Callable[..., Any]
