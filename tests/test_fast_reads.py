@@ -158,8 +158,8 @@ def test_obstore_reaching_another_bucket_never_supplies_a_body(
     seed(other, note=" from elsewhere")
     store = S3Store(settings(served, tmp_path))
     credentials = s3_session().get_credentials()
-    store._obstore = (
-        ObstoreReader.for_client(make_s3_client(settings(other, tmp_path)), other, credentials, 4),
+    store._obstore_reader = ObstoreReader.for_client(
+        make_s3_client(settings(other, tmp_path)), other, credentials, 4
     )
     found = store._get_many(listed)
     assert {key: etag for key, (etag, _, _) in found.items()} == listed
@@ -179,7 +179,7 @@ def test_an_unreachable_obstore_endpoint_falls_back_to_botocore(
     )
     reader = ObstoreReader.for_client(nowhere, served, s3_session().get_credentials(), 4)
     assert reader is not None
-    store._obstore = (reader,)
+    store._obstore_reader = reader
     found = store._get_many(listed)
     assert {key: etag for key, (etag, _, _) in found.items()} == listed
     assert reader.stopped is not None and "127.0.0.1" not in reader.stopped

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -342,7 +343,6 @@ class S3Store:
         self.settings = settings
         self.client = client if client is not None else make_s3_client(settings)
         self._own_client = client is None
-        self._obstore: tuple[ObstoreReader | None] | None = None  # (the reader), once looked for
         self._known_applications: set[str] = set()
         # Per group: the newest LastModified a listing saw, and the marker value last read.
         self._newest_listed: dict[str, str] = {}
@@ -553,12 +553,11 @@ class S3Store:
         wanted = [o for o in objects if o.deferred and (o.key, o.etag) not in self._prefetched]
         if not wanted:
             return
-        if len(wanted) >= MIN_BATCH and (reader := self._fast_reader()) is not None:
-            read = reader.get_many({o.key: o.etag for o in wanted}, self.settings.limits.max_body_bytes)
-            for obj in wanted:
-                if obj.key in read:
-                    self._prefetched[(obj.key, obj.etag)] = read[obj.key][1]
-            wanted = [o for o in wanted if o.key not in read]
+        read = self._fast_get_many({o.key: o.etag for o in wanted})
+        for obj in wanted:
+            if obj.key in read:
+                self._prefetched[(obj.key, obj.etag)] = read[obj.key][1]
+        wanted = [o for o in wanted if o.key not in read]
         with ThreadPoolExecutor(max_workers=self.settings.max_workers) as pool:
             for obj, body in zip(wanted, pool.map(self._get_at_etag, wanted), strict=True):
                 self._prefetched[(obj.key, obj.etag)] = body
@@ -815,17 +814,14 @@ class S3Store:
         reads those at a known ETag through obstore first (pipeline_sync.store.fast_reads: a
         body only at that ETag); whatever it leaves, and the rest, botocore reads as it stands.
         """
-        found: dict[str, Fetched] = {}
-        at_etag = {key: etag for key, etag in wanted.items() if etag}
-        if len(at_etag) >= MIN_BATCH and (reader := self._fast_reader()) is not None:
-            found = reader.get_many(at_etag, self.settings.limits.max_body_bytes)
+        found = self._fast_get_many({key: etag for key, etag in wanted.items() if etag})
         keys = [key for key in wanted if key not in found]
 
-        def get(key: str) -> tuple[str, tuple[str, bytes | None, int | None] | None]:
-            found = self._get_capped(key)
-            if found is None:
+        def get(key: str) -> tuple[str, Fetched | None]:
+            read = self._get_capped(key)
+            if read is None:
                 return key, None  # deleted since the listing
-            response, body = found
+            response, body = read
             return key, (response["ETag"], body, _length(response))
 
         if keys:
@@ -833,20 +829,28 @@ class S3Store:
                 found.update((key, value) for key, value in pool.map(get, keys) if value is not None)
         return found
 
+    def _fast_get_many(self, at_etag: Mapping[str, str]) -> dict[str, Fetched]:
+        """{key: (ETag, body, size)} of the keys obstore read at the ETag given for each, when
+        the batch is large enough and a reader stands in; the rest is for botocore to read."""
+        if len(at_etag) < MIN_BATCH or (reader := self._fast_reader()) is None:
+            return {}
+        return reader.get_many(at_etag, self.settings.limits.max_body_bytes)
+
     def _fast_reader(self) -> ObstoreReader | None:
-        """The obstore reader standing in for this store's client, made on first use; None when
-        PIPELINE_SYNC_S3_READER=botocore, the client was handed in (a test's, a caller's own),
-        or obstore cannot reach S3 as the client does."""
-        if self._obstore is None:
-            reader = None
-            if self._own_client and reader_setting() == "auto":
-                credentials = s3_session().get_credentials()
-                reader = ObstoreReader.for_client(
-                    self.client, self.settings.bucket, credentials, self.settings.max_workers
-                )
-            self._obstore = (reader,)
-        reader = self._obstore[0]
+        """The obstore reader standing in for this store's client while it is usable (it stops
+        after an error, and in a fork)."""
+        reader = self._obstore_reader
         return reader if reader is not None and reader.usable else None
+
+    @cached_property
+    def _obstore_reader(self) -> ObstoreReader | None:
+        """Made on first use; None when PIPELINE_SYNC_S3_READER=botocore, the client was handed
+        in (a test's, a caller's own), or obstore cannot reach S3 as the client does."""
+        if not self._own_client or reader_setting() != "auto":
+            return None
+        credentials = s3_session().get_credentials()
+        workers = self.settings.max_workers
+        return ObstoreReader.for_client(self.client, self.settings.bucket, credentials, workers)
 
     # -- history ------------------------------------------------------------
     def keeps_history(self) -> bool:
