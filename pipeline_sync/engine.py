@@ -28,8 +28,8 @@ from pipeline_sync.fleet_summary import Related
 from pipeline_sync.gcpause import gc_paused
 from pipeline_sync.history import written_documents
 from pipeline_sync.live import LiveObject
-from pipeline_sync.plan import Plan, PlanEntry, after_write, build_plan
-from pipeline_sync.provenance import MARKER_FIELD, render_digest_of, signature_marker, signed_by
+from pipeline_sync.plan import Plan, PlanEntry, after_write, build_plan, spliced_texts
+from pipeline_sync.provenance import MARKER_FIELD, ManagedTexts, render_digest_of, signature_marker, signed_by
 from pipeline_sync.rendering import RenderOutcome, Sources, render_all
 from pipeline_sync.signing import SignedApproval, SigningError, now_utc, store_identity
 from pipeline_sync.status import Status
@@ -142,11 +142,12 @@ def plan_loading(
         try:
             workspace = load()
             outcomes = _render_selected(workspace, selection, use_cache=True)
+            texts = spliced_texts(workspace.catalog, outcomes)  # needs no live object: while reading
         except Exception:
             wait([reading])
             raise
         live = reading.result()
-    return workspace, _plan_from(workspace, store, selection, outcomes, live)
+    return workspace, _plan_from(workspace, store, selection, outcomes, live, texts)
 
 
 def _render_selected(
@@ -179,18 +180,20 @@ def _plan_from(
     selection: Selection,
     outcomes: Mapping[str, RenderOutcome],
     live: Mapping[str, LiveObject],
+    texts: Mapping[str, ManagedTexts | None],
 ) -> Plan:
     """The plan from every live object: the bodies it will open read ahead, and made again from
-    bodies alone when one of them contradicted what the fleet summary vouched for it."""
+    bodies alone when one of them contradicted what the fleet summary vouched for it. texts are
+    spliced_texts of outcomes."""
     with gc_paused():
         _prefetch(store, workspace.catalog, live, outcomes)
-    the_plan = _plan_against(workspace, store, live, selection, outcomes, history=True)
+    the_plan = _plan_against(workspace, store, live, selection, outcomes, history=True, texts=texts)
     if _misled(store):
         # A body the plan read contradicted the fleet summary's voucher for it: plan again from
         # bodies only (the summary is then rewritten from them).
         with gc_paused():
             live = _read_everything(store, vouched=False)
-        the_plan = _plan_against(workspace, store, live, selection, outcomes, history=True)
+        the_plan = _plan_against(workspace, store, live, selection, outcomes, history=True, texts=texts)
     return the_plan
 
 
@@ -296,6 +299,7 @@ def _plan_against(
     outcomes: Mapping[str, RenderOutcome],
     *,
     history: bool,
+    texts: Mapping[str, ManagedTexts | None] | None = None,
 ) -> Plan:
     scope = None
     if not selection.everything:
@@ -304,7 +308,7 @@ def _plan_against(
     if history:
         wanted = None if selection.everything else [*outcomes, *(scope or [])]
         written = written_documents(store, live, wanted)
-    return build_plan(workspace.catalog, outcomes, live, scope=scope, written=written)
+    return build_plan(workspace.catalog, outcomes, live, scope=scope, written=written, texts=texts)
 
 
 def _marked_keys(live: Mapping[str, LiveObject]) -> list[str]:

@@ -19,6 +19,7 @@ from pipeline_sync.names import split_key
 from pipeline_sync.ownership import Owner, Ownership, ownership
 from pipeline_sync.provenance import (
     MARKER_FIELD,
+    ManagedTexts,
     as_written,
     kept_from,
     managed_document,
@@ -220,6 +221,7 @@ def build_plan(
     *,
     scope: Iterable[str] | None = None,
     written: Mapping[str, Mapping[str, Any]] | None = None,
+    texts: Mapping[str, ManagedTexts | None] | None = None,
 ) -> Plan:
     """Combine renders and live objects into a plan.
 
@@ -228,14 +230,17 @@ def build_plan(
     written maps a pipeline id (lower-case) to the document pipeline-sync last wrote there,
     found in the bucket's version history; it separates a person's edits from the catalog's
     when both changed a pipeline. Without it such drift is shown as one diff.
+    texts holds spliced_texts(catalog, outcomes), when the caller computed them already.
     """
     # The cyclic GC stays on here: DeepDiff's result trees are cyclic, and a template change
     # diffs thousands of pipelines (paused, 1,052 diffs at N=10,000 peaked at 1.1 GiB).
     index = _LiveIndex(live)
     history = {pid.lower(): doc for pid, doc in (written or {}).items()}
     owners = _Owners(catalog)
+    spliced = spliced_texts(catalog, outcomes) if texts is None else texts
     found = {
-        key: _target_entry(catalog, outcome, index, history, owners) for key, outcome in outcomes.items()
+        key: _target_entry(catalog, outcome, index, history, owners, spliced.get(key))
+        for key, outcome in outcomes.items()
     }
     entries = _settled(found)
     wanted_scope = set(scope) if scope is not None else None
@@ -270,6 +275,23 @@ def build_plan(
     )
 
 
+def spliced_texts(catalog: Catalog, outcomes: Mapping[str, RenderOutcome]) -> dict[str, ManagedTexts | None]:
+    """managed_texts of each valid render, by key: the part of a target's entry that needs no live
+    object, so a plan can compute it while the store is still being read (engine.plan_loading)."""
+    texts: dict[str, ManagedTexts | None] = {}
+    for key, outcome in outcomes.items():
+        rendered = outcome.rendered
+        if outcome.valid and rendered is not None:
+            target = outcome.target
+            texts[key] = managed_texts(
+                rendered.canonical,
+                key=target.key,
+                source_file=target.source_file,
+                catalog_id=catalog.catalog_id,
+            )
+    return texts
+
+
 class _Owners:
     """ownership() of live pipelines, each computed once per plan: a target's entry and the pass
     over the live pipelines ask about the same ones (the marker is the summary's own mapping)."""
@@ -294,6 +316,7 @@ def _target_entry(
     index: _LiveIndex,
     written: Mapping[str, Mapping[str, Any]],
     owners: _Owners,
+    texts: ManagedTexts | None,
 ) -> PlanEntry | _Deferred:
     """The entry of a target, or what is left to compute of it (its diffs) when it is not in sync."""
     target = outcome.target
@@ -321,13 +344,7 @@ def _target_entry(
     # digests are spliced from the render's JSON (managed_texts) and trusted only when its
     # renderDigest equals the live content digest, which proves the spliced texts canonical.
     # Every other entry, and an in-sync one the texts miss, is computed from the managed
-    # document, built as before.
-    texts = managed_texts(
-        rendered.canonical,
-        key=target.key,
-        source_file=target.source_file,
-        catalog_id=catalog.catalog_id,
-    )
+    # document, built as before. texts are spliced_texts' of this outcome.
     built = make() if texts is None else None
     if texts is not None:
         application, name = str(texts.application), str(texts.name)

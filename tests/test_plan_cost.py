@@ -19,7 +19,7 @@ from pipeline_sync.canonical import canonical_json
 from pipeline_sync.front50_model import java_trim, stored_value
 from pipeline_sync.json_members import json_members
 from pipeline_sync.live import LiveObject
-from pipeline_sync.plan import Plan, build_plan
+from pipeline_sync.plan import Plan, build_plan, spliced_texts
 from pipeline_sync.provenance import MARKER_FIELD, managed_document, managed_texts, render_digest_of
 from pipeline_sync.render import RenderedPipeline
 from pipeline_sync.render_cache import TABLE, RenderCache
@@ -208,6 +208,19 @@ def test_a_fleet_plan_is_byte_identical(
     counts = spliced.counts()
     assert counts["create"] > 0 and counts["drift"] > 0
     assert counts["in-sync" if not changed else "update"] > 50
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["no-op", "template changed"])
+def test_texts_spliced_ahead_of_the_plan_give_the_same_plan(tmp_path: Path, changed: bool) -> None:
+    """engine.plan_loading splices the texts while the store is read and hands them in: the
+    plan is the one build_plan makes when it splices them itself."""
+    after, live, written = fleet(tmp_path)
+    sources = after if changed else workspace(tmp_path / "same", TEMPLATE)
+    outcomes = render_all(sources)
+    ahead = spliced_texts(sources.catalog, outcomes)
+    assert sum(t is not None for t in ahead.values()) > 50
+    handed = build_plan(sources.catalog, outcomes, live, written=written, texts=ahead)
+    _assert_identical(handed, build_plan(sources.catalog, outcomes, live, written=written))
 
 
 def test_an_in_sync_entry_builds_no_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

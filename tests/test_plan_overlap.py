@@ -13,6 +13,7 @@ from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, build_project
 from s3support import workspace_of
 
 from pipeline_sync import engine
+from pipeline_sync import plan as plan_module
 from pipeline_sync.engine import Selection
 from pipeline_sync.errors import StoreError
 from pipeline_sync.rendering import Sources
@@ -199,6 +200,36 @@ def test_the_store_is_read_while_the_catalog_loads(
     wrap_read(monkeypatch, store, read)
     loaded, overlapped = engine.plan_loading(load, store)
     assert sorted(loaded.catalog.targets) == sorted(workspace.catalog.targets)
+    assert overlapped.dumps() == sequential.dumps()
+
+
+def test_the_managed_texts_are_spliced_while_the_store_is_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store
+) -> None:
+    """The part of each entry that needs no live object (plan.spliced_texts) is done before the
+    read ends, once per target: the read waits until every target's texts are spliced, which done
+    after the read would time out. The plan is the one made one step after the other."""
+    workspace = applied(tmp_path, store)
+    sequential = engine.plan(workspace, store)
+    targets = len(workspace.catalog.targets)
+    spliced: list[str] = []
+    all_spliced = threading.Event()
+    original = plan_module.managed_texts
+
+    def counted(canonical: str, **kwargs: Any) -> Any:
+        spliced.append(kwargs["key"])
+        if len(spliced) == targets:
+            all_spliced.set()
+        return original(canonical, **kwargs)
+
+    def read(call: Callable[[], Any]) -> Any:
+        assert all_spliced.wait(WAIT), "the texts were spliced only after the store read"
+        return call()
+
+    monkeypatch.setattr(plan_module, "managed_texts", counted)
+    wrap_read(monkeypatch, store, read)
+    _, overlapped = engine.plan_loading(lambda: workspace_of(tmp_path), store)
+    assert sorted(spliced) == sorted(workspace.catalog.targets)  # once each, none again in build_plan
     assert overlapped.dumps() == sequential.dumps()
 
 
