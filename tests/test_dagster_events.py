@@ -3,8 +3,10 @@ and the Dagster behaviour that rules out one event per partition with its status
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -14,6 +16,8 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData as CheckTarget,
 )
 from dagster._core.events import DagsterEventType
+from dagster._core.storage.event_log.sqlite import sqlite_event_log
+from sqlalchemy.pool import NullPool
 from test_dagster import BUCKET, KEY, plan_partition, run_reconcile
 from test_dagster_ui import latest_checks
 
@@ -528,6 +532,64 @@ def test_a_forked_run_writes_the_same_event_log_as_one_process(
     assert len(seen["approval"]) == 4
     assert {key: target for _, key, target in seen["checks"]} == plan_ids  # in the index shard
     assert min(sid for sid, _, _ in seen["checks"]) > max(seen["pipeline_plan"].values())
+
+
+def test_each_forked_writer_makes_an_engine_once_per_database(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Dagster's sqlite event log asks for an engine for every statement: a forked writer gets the
+    one it made before (eventlog.reuse_engines), so it compiles each statement once; this process's
+    create_engine is left as it was. Counted at Dagster's own create_engine, by process."""
+    monkeypatch.setattr(eventlog, "FORK_MIN_GROUPS", 2)
+    monkeypatch.setattr(eventlog, "_CHUNK", 2)
+    monkeypatch.setenv(WORKERS_VARIABLE, "2")
+    made = tmp_path / "engines"
+    original = sqlite_event_log.create_engine
+
+    def counted(url: Any, **kwargs: Any) -> Any:
+        with made.open("a") as out:  # children append too: a file, not a list
+            out.write(f"{os.getpid()} {url}\n")
+        return original(url, **kwargs)
+
+    monkeypatch.setattr(sqlite_event_log, "create_engine", counted)
+    result, _ = run_reconcile(env)
+    assert sqlite_event_log.create_engine is counted  # the parent's is not wrapped
+    _, seen = event_log(env["instance"], result.run_id)
+    writers = seen["plan_pids"]
+    assert len(writers) > 1
+    by_writer = Counter(
+        (int(pid), url) for pid, url in (line.split(" ", 1) for line in made.read_text().splitlines())
+    )
+    written = {pid for pid, _ in by_writer if pid in writers}
+    assert written == writers
+    assert all(n == 1 for (pid, _), n in by_writer.items() if pid in writers)  # once per database
+    assert any(
+        n > 2 for (pid, _), n in by_writer.items() if pid not in writers
+    )  # this process: per statement
+
+
+def test_reuse_engines_keeps_only_engines_that_connect_afresh() -> None:
+    made: list[tuple[Any, dict[str, Any]]] = []
+
+    class Module:
+        @staticmethod
+        def create_engine(url: Any, **kwargs: Any) -> object:
+            made.append((url, kwargs))
+            return object()
+
+    module = Module()
+    assert eventlog.reuse_engines(module) and eventlog.reuse_engines(module)  # once wrapped, kept
+    fresh = {"poolclass": NullPool, "connect_args": {"timeout": 30}}
+    first = module.create_engine("sqlite:///a.db", **fresh)
+    assert module.create_engine("sqlite:///a.db", **fresh) is first
+    assert module.create_engine("sqlite:///b.db", **fresh) is not first
+    assert (
+        module.create_engine("sqlite:///a.db", poolclass=NullPool, connect_args={"timeout": 5}) is not first
+    )
+    pooled = module.create_engine("sqlite:///a.db")
+    assert module.create_engine("sqlite:///a.db") is not pooled  # a pool is never handed out twice
+    assert len(made) == 5
+    assert not eventlog.reuse_engines(object())  # nothing to wrap: Dagster as it is
 
 
 def test_an_instance_that_is_not_sqlite_is_written_by_this_process(

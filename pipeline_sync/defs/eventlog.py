@@ -5,7 +5,8 @@ one event after another; the reconcile's plan events are independent of each oth
 processes write shares of them. Only SqliteEventLogStorage: it opens a new engine (NullPool) for
 every statement, so a child never shares a connection with its parent; a PostgreSQL instance pools
 connections, which a fork would share, and is fast enough one event after another; an in-memory
-instance would lose what a child writes.
+instance would lose what a child writes. Each forked writer keeps the engines it makes
+(reuse_engines), and the files stay open while they write (kept_open).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote
 
+from dagster._core.storage.event_log.sqlite import sqlite_event_log
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
+from sqlalchemy.pool import NullPool
 
 from pipeline_sync.forked import call_forked
 
@@ -41,13 +44,14 @@ def log_groups(context: Any, groups: Sequence[Sequence[Any]]) -> None:
     are stored, so a later write (a check targeting a plan) comes after them. The instance's event
     log then holds the same records as when this process writes them; only the in-process result
     object (ExecuteInProcessResult.all_events) does not list those a child wrote."""
-    calls = [partial(_log_all, context, group) for group in groups]
     storage = context.instance.event_log_storage
     if not isinstance(storage, SqliteEventLogStorage):
-        for call in calls:
-            call()
+        for group in groups:
+            _log_all(context, group)
         return
     shards = [storage.path_for_shard(context.run.run_id), storage.path_for_shard(INDEX_SHARD_NAME)]
+    parent = os.getpid()
+    calls = [partial(_log_all, context, group, parent=parent) for group in groups]
     with kept_open(shards if len(calls) >= FORK_MIN_GROUPS else []):
         call_forked(calls, minimum=FORK_MIN_GROUPS, chunk=_CHUNK, spare=SPARE_WRITERS)
 
@@ -82,6 +86,43 @@ def kept_open(paths: Sequence[str]) -> Iterator[None]:
                 connection.close()
 
 
-def _log_all(context: Any, group: Sequence[Any]) -> None:
+def _log_all(context: Any, group: Sequence[Any], *, parent: int | None = None) -> None:
+    """context.log_event of each event of group; in a process forked from parent, through
+    engines kept for the writer's life (reuse_engines)."""
+    if parent is not None and os.getpid() != parent:
+        reuse_engines()
     for event in group:
         context.log_event(event)
+
+
+def reuse_engines(module: Any = sqlite_event_log) -> bool:
+    """Have module's create_engine (Dagster's sqlite event log's) give back the engine it made
+    before for the same database and arguments, where each connection is made afresh (NullPool).
+    True when it does (now or already); False where module has no create_engine to wrap.
+
+    Only for a forked writer, which ends with its share of the events: Dagster's sqlite event log
+    makes an engine for every statement, and SQLAlchemy compiles each statement again for every
+    new engine (its compiled cache is kept on the engine, and keyed by the engine's dialect).
+    Each statement still opens, commits and closes its own sqlite connection, as before; it is
+    compiled once per writer instead of once per statement (400 events: 5.4 to 8.3 ms of CPU each
+    against 8.7 to 12.6 without; tmp scratch script, the writer's second run of each).
+    """
+    create = getattr(module, "create_engine", None)
+    if not callable(create):
+        return False
+    if getattr(create, "reuses_engines", False):
+        return True
+    made: dict[tuple[str, str], Any] = {}
+
+    def reused(url: Any, **kwargs: Any) -> Any:
+        if kwargs.get("poolclass") is not NullPool:
+            return create(url, **kwargs)  # a pool of connections is not shared by another path
+        key = (str(url), repr(sorted(kwargs.items(), key=lambda item: item[0])))
+        engine = made.get(key)
+        if engine is None:
+            engine = made[key] = create(url, **kwargs)
+        return engine
+
+    reused.reuses_engines = True  # type: ignore[attr-defined]
+    module.create_engine = reused
+    return True
