@@ -4,6 +4,7 @@ digests, entries and plans, on edge cases, random documents, a fleet, and tamper
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import sqlite3
@@ -221,6 +222,34 @@ def test_texts_spliced_ahead_of_the_plan_give_the_same_plan(tmp_path: Path, chan
     assert sum(t is not None for t in ahead.values()) > 50
     handed = build_plan(sources.catalog, outcomes, live, written=written, texts=ahead)
     _assert_identical(handed, build_plan(sources.catalog, outcomes, live, written=written))
+
+
+def test_the_cheap_pass_runs_without_the_cyclic_gc_and_the_diffs_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each target's cheap part makes nothing cyclic: the collector is paused there (full
+    collections over a fleet plan's heap cost a third of that pass). DeepDiff's trees are cyclic:
+    the diffs run with it on, or a template change's thousand diffs would hold all their garbage."""
+    after, live, written = fleet(tmp_path)
+    enabled: dict[str, set[bool]] = {"cheap": set(), "diff": set()}
+    target_entry, changed = plan_module._target_entry, plan_module._changed
+
+    def cheap(*args: Any, **kwargs: Any) -> Any:
+        enabled["cheap"].add(gc.isenabled())
+        return target_entry(*args, **kwargs)
+
+    def diff(*args: Any, **kwargs: Any) -> Any:
+        enabled["diff"].add(gc.isenabled())
+        return changed(*args, **kwargs)
+
+    monkeypatch.setattr(plan_module, "_target_entry", cheap)
+    monkeypatch.setattr(plan_module, "_changed", diff)
+    monkeypatch.setattr(plan_module, "PARALLEL_MIN", 10**9)  # the diffs in this process, to be seen
+    assert gc.isenabled()
+    the_plan = build_plan(after.catalog, render_all(after), live, written=written)
+    assert the_plan.counts()["update"] > 50
+    assert enabled == {"cheap": {False}, "diff": {True}}
+    assert gc.isenabled()
 
 
 def test_an_in_sync_entry_builds_no_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
