@@ -116,7 +116,7 @@ def reuse_engines(module: Any = sqlite_event_log) -> bool:
 
     def reused(url: Any, **kwargs: Any) -> Any:
         if kwargs.get("poolclass") is not NullPool:
-            return create(url, **kwargs)  # a pool of connections is not shared by another path
+            return create(url, **kwargs)  # a pooled engine holds connections: never handed out twice
         key = (str(url), repr(sorted(kwargs.items(), key=lambda item: item[0])))
         engine = made.get(key)
         if engine is None:
