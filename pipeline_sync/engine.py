@@ -186,7 +186,7 @@ def _plan_from(
     bodies alone when one of them contradicted what the fleet summary vouched for it. texts are
     spliced_texts of outcomes."""
     with gc_paused():
-        _prefetch(store, workspace.catalog, live, outcomes)
+        _prefetch(store, workspace.catalog, live, outcomes, texts)
     the_plan = _plan_against(workspace, store, live, selection, outcomes, history=True, texts=texts)
     if _misled(store):
         # A body the plan read contradicted the fleet summary's voucher for it: plan again from
@@ -205,12 +205,17 @@ def _read_everything(store: Store, *, vouched: bool = True) -> Mapping[str, Live
 
 
 def _prefetch(
-    store: Store, catalog: Catalog, live: Mapping[str, LiveObject], outcomes: Mapping[str, RenderOutcome]
+    store: Store,
+    catalog: Catalog,
+    live: Mapping[str, LiveObject],
+    outcomes: Mapping[str, RenderOutcome],
+    texts: Mapping[str, ManagedTexts | None],
 ) -> None:
     """Have the store read ahead, in parallel, the bodies the plan will open among objects it
     deferred (a fresh pod's vouchers): a managed pipeline whose render changed, one a person
     edited, one whose key left the catalog, an unmanaged one at a pinned id. A guess only: a body
-    it misses is read when opened, one it reads in vain costs a request."""
+    it misses is read when opened, one it reads in vain costs a request. texts are spliced_texts of
+    outcomes: a render's renderDigest is taken from there when it was spliced."""
     prefetch = getattr(store, "prefetch", None)
     deferred = {pid.lower(): obj for pid, obj in live.items() if obj.deferred}
     if not callable(prefetch) or not deferred:
@@ -226,7 +231,12 @@ def _prefetch(
             if outcome.target.pinned_id:
                 wanted[obj.key] = obj
         elif marker.get("key") == key:
-            desired = render_digest_of(rendered.canonical, key=key, source_file=outcome.target.source_file)
+            spliced = texts.get(key)
+            desired = (
+                spliced.render_digest
+                if spliced is not None
+                else render_digest_of(rendered.canonical, key=key, source_file=outcome.target.source_file)
+            )
             if obj.summary.content_digest != desired:
                 wanted[obj.key] = obj
     for obj in deferred.values():

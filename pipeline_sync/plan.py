@@ -348,7 +348,7 @@ def _target_entry(
     # digests are spliced from the render's JSON (managed_texts) and trusted only when its
     # renderDigest equals the live content digest, which proves the spliced texts canonical.
     # Every other entry, and an in-sync one the texts miss, is computed from the managed
-    # document, built as before. texts are spliced_texts' of this outcome.
+    # document, built as before. texts is this outcome's entry in spliced_texts.
     built = make() if texts is None else None
     if texts is not None:
         application, name = str(texts.application), str(texts.name)
