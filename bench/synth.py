@@ -290,13 +290,18 @@ def original_bodies(base: Baseline, keys: list[str]) -> dict[str, bytes]:
     return {base.s3_keys[k]: base.bodies[base.s3_keys[k]] for k in keys}
 
 
-def edit_template(fleet: Fleet) -> int:
-    """Change one template so every pipeline rendered from it changes; returns how many use it."""
+def edit_template(fleet: Fleet, variant: int = 0) -> int:
+    """Change one template so every pipeline rendered from it changes; returns how many use it.
+
+    Each variant is a different edit of the same line of the shipped template (variant 0 is
+    TEMPLATE_EDIT), so a repeated measurement finds none of its renders in a render cache: every
+    variant changes the same pipelines, in the same one field."""
     path = fleet.templates_dir / f"{CHANGED_TEMPLATE}.yaml.j2"
-    text = path.read_text()
+    text = (TEMPLATES / path.name).read_text()
     if TEMPLATE_EDIT[0] not in text:
-        raise RuntimeError(f"{path} no longer contains {TEMPLATE_EDIT[0]!r}")
-    path.write_text(text.replace(*TEMPLATE_EDIT))
+        raise RuntimeError(f"{TEMPLATES / path.name} no longer contains {TEMPLATE_EDIT[0]!r}")
+    edit = TEMPLATE_EDIT[1] if variant == 0 else TEMPLATE_EDIT[1].replace(" at", f" (edit {variant}) at")
+    path.write_text(text.replace(TEMPLATE_EDIT[0], edit))
     return sum(1 for key in iter_keys(fleet) if key.endswith(f"/{CHANGED_TEMPLATE}"))
 
 
