@@ -72,11 +72,41 @@ def test_only_the_timed_scenarios_repeat_and_each_run_is_set_up_again(tmp_path: 
     bench = _bench(tmp_path, repeat=3)
     again: list[str] = []
     bench._again = again.append  # type: ignore[method-assign]
+    cache = tmp_path / "cache-dagster-sqlite"
+    (cache / "content").mkdir(parents=True)
+    (cache / "content" / "bodies").write_text("read before")
+    seen: list[list[str]] = []
     times = iter([8.0, 7.0, 9.0])
-    repeated = bench._repeated("template changed", DAGSTER, lambda: _run(next(times), 1, DAGSTER))
+
+    def run() -> Measurement:
+        # what the run finds in its cache, then what it leaves there (bodies it read, renders)
+        seen.append(sorted(p.name for p in cache.rglob("*") if p.is_file()))
+        (cache / "content" / "bodies").write_text("read by a run")
+        (cache / f"render-{len(seen)}").write_text("rendered")
+        return _run(next(times), 1, DAGSTER)
+
+    repeated = bench._repeated("template changed", DAGSTER, run, str(cache))
     assert (repeated.seconds, repeated.runs, again) == (8.0, [8.0, 7.0, 9.0], ["template changed"] * 2)
-    once = bench._repeated("no-op", CLI, lambda: _run(5.0, 1))
+    assert seen == [["bodies"]] * 3  # every run found the cache as the first did
+    assert (cache / "content" / "bodies").read_text() == "read by a run"  # the last run's is kept
+    once = bench._repeated("no-op", CLI, lambda: _run(5.0, 1), str(cache))
     assert once.runs == [] and len(again) == 2
+    assert (cache / "render-3").exists()  # a single run's cache is left alone
+
+
+def test_a_repeated_run_that_found_no_cache_finds_none(tmp_path: Path) -> None:
+    bench = _bench(tmp_path, repeat=2)
+    bench._again = lambda scenario: None  # type: ignore[method-assign]
+    cache = tmp_path / "cache-cli"
+    found: list[bool] = []
+
+    def run() -> Measurement:
+        found.append(cache.exists())
+        (cache / "content").mkdir(parents=True)
+        return _run(20.0, 1)
+
+    bench._repeated("cold", CLI, run, str(cache))
+    assert found == [False, False]
 
 
 def _plan_json(fleet: synth.Fleet) -> dict[str, str]:
@@ -110,7 +140,7 @@ def test_each_template_variant_changes_the_same_pipelines_and_none_alike(
     assert set(_plan_json(fleet)) == pending
 
 
-def test_a_repeated_first_plan_finds_no_fleet_summary_and_no_cache(
+def test_a_repeated_first_plan_finds_no_fleet_summary(
     tmp_path: Path, store: S3Store, bucket_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fleet = synth.write_fleet(tmp_path / "project", 40)
@@ -126,10 +156,7 @@ def test_a_repeated_first_plan_finds_no_fleet_summary_and_no_cache(
     assert listed(summary_prefix)
     pipelines = listed(f"{store.settings.root}/pipelines/")
     bench = _bench(tmp_path, repeat=2)
-    cache = Path(bench._cache_dir("cli", "cold"))
-    (cache / "content").mkdir(parents=True)
     monkeypatch.setattr(synth, "s3_client", lambda url: store.client)
     bench._again("cold")
     assert listed(summary_prefix) == []
     assert listed(f"{store.settings.root}/pipelines/") == pipelines  # Front50's objects untouched
-    assert not cache.exists()
