@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from bench.reconcile import CLI, Measurement, checks, table
+from bench.reconcile import CLI, NAIVE, REFERENCE_NAIVE_RENDER_MS, Measurement, checks, table
 
 
 def _plan(size: int, scenario: str, seconds: float, rss: float, cpu: float, server: float) -> Measurement:
@@ -41,3 +41,21 @@ def test_a_cold_run_shows_the_cpu_floor_its_s3_server_sets() -> None:
 def test_the_table_shows_run_and_server_cpu() -> None:
     row = table([_plan(1_000, "no-op", 1.0, 90.0, 1.5, 0.5)]).splitlines()[-1]
     assert "| 1.5 / 0.5 |" in row
+
+
+def test_timed_scenarios_are_set_against_the_same_runs_no_op_and_seed_loop() -> None:
+    naive = Measurement(
+        1_000, "no-op", NAIVE, 30.0, {"Get": 1000}, 70.0, details={"phases": {"render": 15.0}}
+    )
+    results = [
+        naive,
+        _plan(10_000, "no-op", 6.0, 230.0, 5.0, 2.7),
+        _plan(10_000, "template changed", 7.5, 280.0, 9.0, 2.7),
+    ]
+    rows = {target: (m, v) for target, m, v in checks(results)}
+    assert rows["N=10,000, template changed, pipeline-sync plan (CLI): against the same run"] == (
+        "1.25x its no-op (7.5 s vs 6.0 s); the seed's loop's time for 250 pipelines (30.0 ms each)",
+        "measured",
+    )
+    speed = next(m for target, (m, _) in rows.items() if target.startswith("The machine's speed"))
+    assert speed == f"15.0 ms at N=1,000 ({15.0 / REFERENCE_NAIVE_RENDER_MS:.1f}x that run's)"
