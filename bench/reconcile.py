@@ -81,8 +81,8 @@ HTTP_CLI = {
 }
 DAGSTER = "Dagster reconcile"
 # What issue 19 sets a wall-time target on, measured --repeat times (the median is judged): the
-# first `plan` ever, and a template change (plan and reconcile), each within 10% of its target
-# on this machine, whose speed moves by more than that within an hour.
+# first `plan` ever, and a template change (plan and reconcile), each within 10% of its target in
+# the best run of the seventh round, on a machine whose speed moves by more than that in an hour.
 REPEATED = {("cold", CLI), ("template changed", CLI), ("template changed", DAGSTER)}
 
 # Targets of issue 6, for a no-op reconcile of 10,000 pipelines on a 2-core machine.
