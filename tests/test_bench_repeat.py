@@ -72,7 +72,7 @@ def test_only_the_timed_scenarios_repeat_and_each_run_is_set_up_again(tmp_path: 
     bench = _bench(tmp_path, repeat=3)
     again: list[str] = []
     bench._again = again.append  # type: ignore[method-assign]
-    cache = tmp_path / "cache-dagster-sqlite"
+    cache = Path(bench._cache_dir("dagster-sqlite", "template changed"))
     (cache / "content").mkdir(parents=True)
     (cache / "content" / "bodies").write_text("read before")
     seen: list[list[str]] = []
@@ -85,11 +85,11 @@ def test_only_the_timed_scenarios_repeat_and_each_run_is_set_up_again(tmp_path: 
         (cache / f"render-{len(seen)}").write_text("rendered")
         return _run(next(times), 1, DAGSTER)
 
-    repeated = bench._repeated("template changed", DAGSTER, run, str(cache))
+    repeated = bench._repeated("template changed", DAGSTER, run, "dagster-sqlite")
     assert (repeated.seconds, repeated.runs, again) == (8.0, [8.0, 7.0, 9.0], ["template changed"] * 2)
     assert seen == [["bodies"]] * 3  # every run found the cache as the first did
     assert (cache / "content" / "bodies").read_text() == "read by a run"  # the last run's is kept
-    once = bench._repeated("no-op", CLI, lambda: _run(5.0, 1), str(cache))
+    once = bench._repeated("no-op", CLI, lambda: _run(5.0, 1), "dagster-sqlite")
     assert once.runs == [] and len(again) == 2
     assert (cache / "render-3").exists()  # a single run's cache is left alone
 
@@ -97,7 +97,7 @@ def test_only_the_timed_scenarios_repeat_and_each_run_is_set_up_again(tmp_path: 
 def test_a_repeated_run_that_found_no_cache_finds_none(tmp_path: Path) -> None:
     bench = _bench(tmp_path, repeat=2)
     bench._again = lambda scenario: None  # type: ignore[method-assign]
-    cache = tmp_path / "cache-cli"
+    cache = Path(bench._cache_dir("cli", "cold"))
     found: list[bool] = []
 
     def run() -> Measurement:
@@ -105,7 +105,7 @@ def test_a_repeated_run_that_found_no_cache_finds_none(tmp_path: Path) -> None:
         (cache / "content").mkdir(parents=True)
         return _run(20.0, 1)
 
-    bench._repeated("cold", CLI, run, str(cache))
+    bench._repeated("cold", CLI, run, "cli")
     assert found == [False, False]
 
 
