@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -50,7 +51,9 @@ def served(
     """A fresh bucket on the moto server over HTTP; stores made from settings read through obstore."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
     monkeypatch.setenv("PIPELINE_SYNC_S3_READER", "auto")
-    bucket = f"fast-{request.node.name.lower().replace('_', '-')}"[:60].rstrip("-")
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.originalname.lower()).strip("-")
+    case = re.sub(r"[^a-z0-9]+", "-", request.node.name[len(request.node.originalname) :].lower()).strip("-")
+    bucket = f"fast-{name[: 56 - len(case)]}-{case}".rstrip("-")  # parametrized cases: a bucket each
     boto3.client("s3").create_bucket(Bucket=bucket)
     return bucket
 
@@ -238,6 +241,123 @@ def test_a_plan_through_obstore_with_vouchers_equals_the_plan_from_every_body(
         k: (e.status, e.digest) for k, e in truth.entries.items()
     }
     assert any(e.actionable for e in truth.entries.values())
+
+
+ODD_IDS = ("a b", "ü-ñ", "x%20y", "p+q", "a&b", "lt<gt>", "dot.", "q?x", "h#x", "star*", "semi;x", "emoji😀")
+
+
+@pytest.fixture
+def short_pages(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Listing pages of 7 keys at the client: a fleet plan's first page through botocore, the rest
+    through obstore in chunks of 7 (each reported as one request), with a few dozen objects."""
+    monkeypatch.setattr("pipeline_sync.store.s3.LIST_PAGE_KEYS", 7)
+    monkeypatch.setattr(fast_reads, "LIST_PAGE_KEYS", 7)
+    return 7
+
+
+def seed_keys(bucket: str, keys: list[str]) -> None:
+    client = boto3.client("s3")
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b'{"id": "x", "name": "x", "application": "app"}')
+
+
+def listing_of(store: S3Store, *, fast: bool) -> tuple[list[tuple[str, str, int, str]], dict[str, str]]:
+    """Every object under the pipelines prefix as _list gives it, and the newest time it noted."""
+    items = [
+        (i["Key"], i["ETag"], i["Size"], i["LastModified"])
+        for i in store._list("front50/pipelines/", fast=fast)
+    ]
+    return items, dict(store._newest_listed)
+
+
+def botocore_listing(bucket: str, tmp_path: Path) -> tuple[list[tuple[str, str, int, str]], dict[str, str]]:
+    store = S3Store(settings(bucket, tmp_path))
+    store._obstore_reader = None  # type: ignore[assignment]
+    return listing_of(store, fast=True)
+
+
+def test_a_fleet_plans_listing_through_obstore_is_botocores_listing(
+    served: str, tmp_path: Path, observed: Observed, short_pages: int
+) -> None:
+    """Keys with spaces, non-ASCII, percent signs, plus and ampersand, over several pages: the
+    same keys, ETags, sizes and LastModified texts, in the same order, as botocore lists them."""
+    seed(served, 30)
+    seed_keys(served, [pipeline_key(i) for i in ODD_IDS])
+    store = S3Store(settings(served, tmp_path))
+    counter = RequestCounter()
+    store.client.meta.events.register("before-call.s3", counter)
+    fast = listing_of(store, fast=True)
+    assert fast == botocore_listing(served, tmp_path)
+    assert len(fast[0]) == 30 + len(ODD_IDS)
+    assert counter.counts == {"ListObjectsV2": 1}  # the first page; obstore listed the rest
+    assert observed.obstore == ["ListObjectsV2"] * -(-(len(fast[0]) - short_pages) // short_pages)
+    assert store.list_pipeline_objects(fast=True) == store.list_pipeline_objects()
+
+
+def test_a_write_decisions_listing_never_goes_through_obstore(
+    served: str, tmp_path: Path, observed: Observed, short_pages: int
+) -> None:
+    seed(served, 20)
+    store = S3Store(settings(served, tmp_path))
+    assert store._fast_reader() is not None
+    store.read_live()
+    store.list_pipeline_etags()
+    assert "ListObjectsV2" not in observed.obstore
+    store.read_live_summarised()
+    assert "ListObjectsV2" in observed.obstore
+
+
+@pytest.mark.parametrize(
+    "odd_key",
+    [
+        "front50/pipelines//empty-segment/pipeline-metadata.json",  # object_store cannot parse it
+        "front50/pipelines/zz/../pipeline-metadata.json",
+        pipeline_key("p5") + "/",  # listed by object_store as p5's own key: a twin, out of order
+    ],
+    ids=["empty-segment", "dot-dot", "trailing-slash-twin"],
+)
+def test_keys_obstore_cannot_list_as_they_are_send_the_listing_back_to_botocore(
+    served: str, tmp_path: Path, observed: Observed, short_pages: int, odd_key: str
+) -> None:
+    seed(served, 20)
+    seed_keys(served, [odd_key])
+    store = S3Store(settings(served, tmp_path))
+    fast = listing_of(store, fast=True)
+    assert fast == botocore_listing(served, tmp_path)
+    assert odd_key in [key for key, *_ in fast[0]]
+    assert store._fast_reader() is not None  # a listing it gave back does not stop its GETs
+
+
+def test_a_lone_trailing_slash_key_is_what_the_plan_alone_may_see(
+    served: str, tmp_path: Path, short_pages: int
+) -> None:
+    """The case the listing's checks cannot catch (see fast_reads): object_store lists a lone
+    `.../pipeline-metadata.json/` as the pipeline object it names. Only a plan's read sees it; the
+    listing every write decision reads, botocore's, does not."""
+    seed(served, 20)
+    seed_keys(served, [pipeline_key("zz-phantom") + "/"])
+    store = S3Store(settings(served, tmp_path))
+    assert "zz-phantom" in store.list_pipeline_objects(fast=True)
+    assert "zz-phantom" not in store.list_pipeline_objects()
+    assert "zz-phantom" not in store.read_live()
+
+
+def test_an_obstore_listing_that_fails_is_botocores_and_stops_obstore(
+    served: str, endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_pages: int
+) -> None:
+    seed(served, 20)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    store = S3Store(settings(served, tmp_path, endpoint_url=endpoint))
+    nowhere = boto3.client(
+        "s3", endpoint_url="http://127.0.0.1:9", config=Config(retries={"max_attempts": 1})
+    )
+    reader = ObstoreReader.for_client(nowhere, served, s3_session().get_credentials(), 4)
+    assert reader is not None
+    store._obstore_reader = reader
+    fast = listing_of(store, fast=True)
+    assert len(fast[0]) == 20
+    assert [key for key, *_ in fast[0]] == sorted(pipeline_key(f"p{i}") for i in range(20))
+    assert reader.stopped is not None and "listing" in reader.stopped
 
 
 def test_the_setting_and_the_cases_obstore_stays_out(

@@ -35,7 +35,7 @@ from pipeline_sync.live import (
     summaries_computed_by,
 )
 from pipeline_sync.store import ObjectVersion, WriteResult
-from pipeline_sync.store.fast_reads import MIN_BATCH, Fetched, ObstoreReader, reader_setting
+from pipeline_sync.store.fast_reads import LIST_PAGE_KEYS, MIN_BATCH, Fetched, ObstoreReader, reader_setting
 from pipeline_sync.store.front50 import (
     WRITER,
     application_document,
@@ -386,11 +386,12 @@ class S3Store:
         """{pipeline id: (key, etag)} from one paginated listing."""
         return {pid: (key, etag) for pid, (key, etag, _) in self.list_pipeline_objects().items()}
 
-    def list_pipeline_objects(self) -> dict[str, Listed]:
-        """{pipeline id: (key, ETag, size)} from one paginated listing; size is None if not listed."""
+    def list_pipeline_objects(self, *, fast: bool = False) -> dict[str, Listed]:
+        """{pipeline id: (key, ETag, size)} from one paginated listing; size is None if not listed.
+        fast: a fleet plan's listing, which may take its pages after the first through obstore."""
         prefix = f"{self.root}/{PIPELINES}/"
         found: dict[str, Listed] = {}
-        for item in self._list(prefix):
+        for item in self._list(prefix, fast=fast):
             key = item["Key"]
             rest = key[len(prefix) :]
             parts = rest.split("/")
@@ -428,11 +429,12 @@ class S3Store:
         listed ETag is not read: its summary is taken from there and its body fetched only if the
         plan reads its document (LiveObject.vouched), which checks the voucher; summary_misled()
         then says whether the plan must be made again with vouched=False. One GET more, of the
-        vouchers, and only when the local cache lacks at least settings.vouch_min objects."""
+        vouchers, and only when the local cache lacks at least settings.vouch_min objects.
+        Its listing may take the pages after the first through obstore (fast_reads.list_after)."""
         witness = self._read_witness()  # before the listing: a write after it changes the witness
         self._prefetched.clear()  # read ahead for an earlier listing: never for this one
         self._vouchers_seen, self._summary_put = (False, None), False
-        live = self._read_live(vouched=vouched)
+        live = self._read_live(vouched=vouched, fast=True)
         self._publish_summary(FleetSummary.of_live(live, witness))
         if self.settings.summary_key is not None:
             fresh = Vouchers.of_live(live, self.settings.limits)
@@ -456,10 +458,10 @@ class S3Store:
             ContentCache(self._cache_path(), self.settings.limits).put_many(rows)
         return bool(disproved)
 
-    def _read_live(self, *, vouched: bool = False) -> dict[str, LiveObject]:
+    def _read_live(self, *, vouched: bool = False, fast: bool = False) -> dict[str, LiveObject]:
         limits = self.settings.limits
         cap = limits.max_body_bytes
-        listing = self.list_pipeline_objects()
+        listing = self.list_pipeline_objects(fast=fast)
         wanted = {key: etag for key, etag, size in listing.values() if size is None or size <= cap}
         cache = ContentCache(self._cache_path(), limits)
         try:
@@ -793,19 +795,41 @@ class S3Store:
             )
         return parse_live(pipeline_id, key, response["ETag"], body, limits)
 
-    def _list(self, prefix: str) -> Iterable[dict[str, Any]]:
-        group = prefix[len(self.root) + 1 :].strip("/")
+    def _list(self, prefix: str, *, fast: bool = False) -> Iterable[dict[str, Any]]:
+        """Every object under prefix, as botocore lists them. With fast (a fleet plan's read, never
+        a write decision's) and an obstore reader standing in, the pages after the first are listed
+        through obstore when it can list them as botocore would (fast_reads.list_after)."""
+        bucket = self.settings.bucket
         try:
             paginator = self.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=prefix):
-                contents = page.get("Contents", [])
-                objects = (i for i in contents if not str(i["Key"]).endswith(MARKER_FILE))
-                newest = max((str(i.get("LastModified", "")) for i in objects), default="")
-                if newest > self._newest_listed.get(group, ""):
-                    self._newest_listed[group] = newest
-                yield from contents
+            reader = self._fast_reader() if fast else None
+            if reader is None:
+                for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                    yield from self._noted(prefix, page.get("Contents", []))
+                return
+            first = self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=LIST_PAGE_KEYS)
+            contents = first.get("Contents", [])
+            yield from self._noted(prefix, contents)
+            if not first.get("IsTruncated") or not contents:
+                return
+            after = str(contents[-1]["Key"])
+            rest = reader.list_after(prefix, after)
+            if rest is not None:
+                yield from self._noted(prefix, rest)
+                return
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, StartAfter=after):
+                yield from self._noted(prefix, page.get("Contents", []))
         except (ClientError, BotoCoreError) as exc:
-            raise StoreError(f"cannot list s3://{self.settings.bucket}/{prefix}: {exc}") from None
+            raise StoreError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
+
+    def _noted(self, prefix: str, contents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """contents, the newest LastModified among them (change markers aside) noted for its group."""
+        group = prefix[len(self.root) + 1 :].strip("/")
+        objects = (i for i in contents if not str(i["Key"]).endswith(MARKER_FILE))
+        newest = max((str(i.get("LastModified", "")) for i in objects), default="")
+        if newest > self._newest_listed.get(group, ""):
+            self._newest_listed[group] = newest
+        return contents
 
     def _get_many(self, wanted: Mapping[str, str | None]) -> dict[str, Fetched]:
         """{key: (ETag, body, size)} of objects still there; body None when over the size limit.
