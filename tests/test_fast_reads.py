@@ -171,18 +171,26 @@ def test_obstore_reaching_another_bucket_never_supplies_a_body(
     assert store._fast_reader() is None  # stopped: more misses than a moment's edits explain
 
 
+def reading_from_nowhere(
+    bucket: str, endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[S3Store, ObstoreReader]:
+    """A store on the moto server whose obstore reader was made for an endpoint nobody answers."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    store = S3Store(settings(bucket, tmp_path, endpoint_url=endpoint))
+    nowhere = boto3.client(
+        "s3", endpoint_url="http://127.0.0.1:9", config=Config(retries={"max_attempts": 1})
+    )
+    reader = ObstoreReader.for_client(nowhere, bucket, s3_session().get_credentials(), 4)
+    assert reader is not None
+    store._obstore_reader = reader
+    return store, reader
+
+
 def test_an_unreachable_obstore_endpoint_falls_back_to_botocore(
     served: str, endpoint: str, tmp_path: Path, observed: Observed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     listed = seed(served)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
-    store = S3Store(settings(served, tmp_path, endpoint_url=endpoint))
-    nowhere = boto3.client(
-        "s3", endpoint_url="http://127.0.0.1:9", config=Config(retries={"max_attempts": 1})
-    )
-    reader = ObstoreReader.for_client(nowhere, served, s3_session().get_credentials(), 4)
-    assert reader is not None
-    store._obstore_reader = reader
+    store, reader = reading_from_nowhere(served, endpoint, tmp_path, monkeypatch)
     found = store._get_many(listed)
     assert {key: etag for key, (etag, _, _) in found.items()} == listed
     assert reader.stopped is not None and "127.0.0.1" not in reader.stopped
@@ -346,14 +354,7 @@ def test_an_obstore_listing_that_fails_is_botocores_and_stops_obstore(
     served: str, endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_pages: int
 ) -> None:
     seed(served, 20)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
-    store = S3Store(settings(served, tmp_path, endpoint_url=endpoint))
-    nowhere = boto3.client(
-        "s3", endpoint_url="http://127.0.0.1:9", config=Config(retries={"max_attempts": 1})
-    )
-    reader = ObstoreReader.for_client(nowhere, served, s3_session().get_credentials(), 4)
-    assert reader is not None
-    store._obstore_reader = reader
+    store, reader = reading_from_nowhere(served, endpoint, tmp_path, monkeypatch)
     fast = listing_of(store, fast=True)
     assert len(fast[0]) == 20
     assert [key for key, *_ in fast[0]] == sorted(pipeline_key(f"p{i}") for i in range(20))
