@@ -4,13 +4,12 @@ the heap object by object.
 After a plan of the bench's 10,000 pipelines has printed everything and its exit handlers have
 run, the interpreter's teardown (clearing every module, freeing the plan's few hundred MiB one
 object at a time) took another 0.32 to 0.35 s before the process ended (README, issue 19's ninth
-round). Nothing is left to do then: every file a
-command writes is written through a context manager or write_text and closed, every cache's
-transaction committed, every worker pool shut down. So the exit handlers (atexit: logging's
-flush, concurrent.futures, tempfile's finalizers) run as always, the standard streams are
-flushed, and the process ends with the status Python would have given. An exception other than
-SystemExit (click turns errors and Ctrl-C into one) takes Python's ordinary way out, traceback
-and teardown included.
+round). Nothing is left to do then: every file a command writes is written through a context
+manager or write_text and closed, every cache's transaction committed, every worker pool shut
+down. So the exit handlers (atexit: logging's flush, concurrent.futures, tempfile's finalizers)
+run as always, the standard streams are flushed, and the process ends with the status Python
+would have given. An exception other than SystemExit (click turns errors and Ctrl-C into one)
+takes Python's ordinary way out, traceback and teardown included.
 """
 
 from __future__ import annotations

@@ -237,8 +237,7 @@ class ObstoreReader:
         import obstore
         from obstore.exceptions import PreconditionError
 
-        for observe in REQUEST_OBSERVERS:
-            observe("GetObject")
+        _report("GetObject")
         _started_here()
         try:
             result = obstore.get(self._store, key, options={"if_match": etag})
@@ -273,8 +272,7 @@ class ObstoreReader:
         try:
             chunks = obstore.list(self._store, prefix=prefix, offset=start_after, chunk_size=LIST_PAGE_KEYS)
             for chunk in chunks:
-                for observe in REQUEST_OBSERVERS:
-                    observe("ListObjectsV2")
+                _report("ListObjectsV2")
                 found.extend(_listed(meta) for meta in chunk)
         except InvalidPathError:
             log.info("listing through botocore: object_store cannot represent a key under %s", prefix)
@@ -283,8 +281,7 @@ class ObstoreReader:
             self._stop(f"obstore raised {type(exc).__name__} listing")
             return None
         if not found:
-            for observe in REQUEST_OBSERVERS:
-                observe("ListObjectsV2")
+            _report("ListObjectsV2")  # a listing of nothing is still a request
         return found if _as_botocore_lists(found, prefix, start_after) else None
 
     def _stop(self, why: str) -> None:
@@ -292,6 +289,12 @@ class ObstoreReader:
             if self.stopped is None:
                 self.stopped = why
                 log.info("reading through botocore for the rest of this run: %s", why)
+
+
+def _report(operation: str) -> None:
+    """Tell REQUEST_OBSERVERS of one request obstore makes."""
+    for observe in REQUEST_OBSERVERS:
+        observe(operation)
 
 
 def _listed(meta: Mapping[str, Any]) -> dict[str, Any]:
