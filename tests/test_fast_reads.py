@@ -302,6 +302,23 @@ def test_a_fleet_plans_listing_through_obstore_is_botocores_listing(
     assert store.list_pipeline_objects(fast=True) == store.list_pipeline_objects()
 
 
+def test_an_empty_first_page_that_says_more_follow_is_listed_whole_through_botocore(
+    served: str, tmp_path: Path, observed: Observed, short_pages: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No key to start obstore after: nothing is skipped, botocore lists from the beginning."""
+    seed(served, 20)
+    store = S3Store(settings(served, tmp_path))
+    real = store.client.list_objects_v2
+    answers = iter([{"IsTruncated": True}])  # the first page only; the paginator's are real
+
+    def first_page_empty(**kwargs: Any) -> dict[str, Any]:
+        return next(answers, None) or real(**kwargs)
+
+    monkeypatch.setattr(store.client, "list_objects_v2", first_page_empty)
+    assert listing_of(store, fast=True) == botocore_listing(served, tmp_path)
+    assert "ListObjectsV2" not in observed.obstore
+
+
 def test_a_write_decisions_listing_never_goes_through_obstore(
     served: str, tmp_path: Path, observed: Observed, short_pages: int
 ) -> None:

@@ -810,14 +810,15 @@ class S3Store:
             first = self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=LIST_PAGE_KEYS)
             contents = first.get("Contents", [])
             yield from self._noted(prefix, contents)
-            if not first.get("IsTruncated") or not contents:
+            if not first.get("IsTruncated"):
                 return
-            after = str(contents[-1]["Key"])
-            rest = reader.list_after(prefix, after)
+            # After the first page's last key; an empty page that says more follow: botocore, whole.
+            after = {"StartAfter": str(contents[-1]["Key"])} if contents else {}
+            rest = reader.list_after(prefix, after["StartAfter"]) if after else None
             if rest is not None:
                 yield from self._noted(prefix, rest)
                 return
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, StartAfter=after):
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, **after):
                 yield from self._noted(prefix, page.get("Contents", []))
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
