@@ -160,7 +160,6 @@ def serve(host: str, port: int) -> None:
       the server 0.78 to 0.86 ms of CPU each against 2.0 to 2.2 ms behind uvicorn, in one
       session (/tmp scratch script, obstore client with 16 threads). One blocking thread: moto
       holds the GIL for all its work, and a second thread only measured slower (0.93 ms).
-
     - Each LastModified converted to text once (remember_timestamps): a listing's pages cost the
       server 40% less CPU (3 listings of 5,000 keys: 3.6 s against 5.8 and 6.6 s with moto's own
       conversion, alternated; /tmp scratch script, botocore client).
