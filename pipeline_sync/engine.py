@@ -155,7 +155,7 @@ def _render_selected(
 ) -> dict[str, RenderOutcome]:
     """render_all of the targets selection matches (every target: all of them)."""
     keys = sorted(k for k in workspace.catalog.targets if selection.matches(k))
-    return render_all(workspace, None if selection.everything else keys, use_cache=use_cache)
+    return render_all(workspace, None if selection.everything else keys, use_cache=use_cache, with_texts=True)
 
 
 def _in_background(call: Callable[[], Mapping[str, LiveObject]]) -> Future[Mapping[str, LiveObject]]:

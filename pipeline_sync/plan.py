@@ -281,11 +281,16 @@ def build_plan(
 
 def spliced_texts(catalog: Catalog, outcomes: Mapping[str, RenderOutcome]) -> dict[str, ManagedTexts | None]:
     """managed_texts of each valid render, by key: the part of a target's entry that needs no live
-    object, so a plan can compute it while the store is still being read (engine.plan_loading)."""
+    object, so a plan can compute it while the store is still being read (engine.plan_loading).
+    An outcome's own texts (spliced as it was read from the render cache, for this catalog) are
+    taken as they are."""
     texts: dict[str, ManagedTexts | None] = {}
     for key, outcome in outcomes.items():
         rendered = outcome.rendered
         if outcome.valid and rendered is not None:
+            if outcome.texts is not None:
+                texts[key] = outcome.texts
+                continue
             target = outcome.target
             texts[key] = managed_texts(
                 rendered.canonical,

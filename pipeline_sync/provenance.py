@@ -235,6 +235,7 @@ def managed_texts(
     key: str,
     source_file: str,
     catalog_id: str | None = None,
+    members: Members | None = None,
 ) -> ManagedTexts | None:
     """managed_document's renderDigest and canonical JSON, spliced from the render's JSON text.
 
@@ -250,8 +251,11 @@ def managed_texts(
     live digest is sha256 of canonical JSON): a plan trusts these texts only then. None, for the
     caller to build the document instead, when canonical is not a compact JSON object with
     sorted, unique keys, or lacks an application or a name.
+
+    members: json_members(canonical), when the caller parsed it already (a render cache hit).
     """
-    members = json_members(canonical)
+    if members is None:
+        members = json_members(canonical)
     if members is None or "application" not in members or "name" not in members:
         return None
     lock = _lock_value({}, key, source_file)

@@ -7,7 +7,7 @@ import json
 import multiprocessing
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ from pipeline_sync.errors import RenderError
 from pipeline_sync.forked import WORKERS_VARIABLE as WORKERS_VARIABLE  # the one setting, for callers here
 from pipeline_sync.forked import fork_workers
 from pipeline_sync.gcpause import gc_paused
+from pipeline_sync.json_members import json_members
+from pipeline_sync.provenance import ManagedTexts, managed_texts
 from pipeline_sync.render import Reference, RenderedPipeline, Renderer
 from pipeline_sync.render_cache import (
     CachedRender,
@@ -30,11 +32,16 @@ from pipeline_sync.validate import validate_fleet, validate_pipeline
 
 @dataclass(frozen=True)
 class RenderOutcome:
-    """A target's render and every problem found with it (empty problems = valid)."""
+    """A target's render and every problem found with it (empty problems = valid).
+
+    texts: provenance.managed_texts of the render for the catalog it came from, when they were
+    spliced as the render was read back from the render cache (one parse for both); else None,
+    and a plan splices them itself (plan.spliced_texts)."""
 
     target: Target
     rendered: RenderedPipeline | None
     problems: tuple[str, ...]
+    texts: ManagedTexts | None = field(default=None, compare=False, repr=False)
 
     @property
     def valid(self) -> bool:
@@ -90,7 +97,7 @@ def _render_one(workspace: Sources, target: Target, references: list[Reference] 
 
 
 def render_all(
-    workspace: Sources, keys: list[str] | None = None, *, use_cache: bool = True
+    workspace: Sources, keys: list[str] | None = None, *, use_cache: bool = True, with_texts: bool = False
 ) -> dict[str, RenderOutcome]:
     """Render and validate targets (all by default), including fleet-wide collision checks.
 
@@ -99,6 +106,8 @@ def render_all(
     selected services are rendered in full; ids of every other target are known without
     rendering. Renders come from the workspace's render cache when their inputs are unchanged
     (pipeline_sync.render_cache), unless use_cache is False; fleet-wide checks always run.
+    with_texts: a plan's call; each render read from the cache carries its managed texts
+    (RenderOutcome.texts), spliced from the same parse.
     """
     targets = workspace.catalog.targets
     wanted = sorted(targets) if keys is None else keys
@@ -107,7 +116,7 @@ def render_all(
     siblings = [k for k, t in targets.items() if k not in chosen and t.service in services]
     chosen_targets = [targets[k] for k in dict.fromkeys([*wanted, *siblings])]
     if use_cache:
-        rendered = render_many(workspace, chosen_targets)
+        rendered = render_many(workspace, chosen_targets, with_texts=with_texts)
     else:  # a write decision: never from the cache, which anyone with the cache directory can edit
         fresh = render_misses(workspace, chosen_targets)
         rendered = {target.key: outcome for target, (outcome, _) in zip(chosen_targets, fresh, strict=True)}
@@ -127,11 +136,13 @@ def render_all(
         if key in outcomes:
             old = outcomes[key]
             extra = tuple(str(p) for p in problems)
-            outcomes[key] = RenderOutcome(old.target, old.rendered, old.problems + extra)
+            outcomes[key] = replace(old, problems=old.problems + extra)
     return outcomes
 
 
-def render_many(workspace: Sources, targets: list[Target]) -> dict[str, RenderOutcome]:
+def render_many(
+    workspace: Sources, targets: list[Target], *, with_texts: bool = False
+) -> dict[str, RenderOutcome]:
     """Render and validate targets one by one (no fleet checks), through the render cache.
 
     Every stored row the targets need is read in one query, new renders are written in one
@@ -152,7 +163,7 @@ def render_many(workspace: Sources, targets: list[Target]) -> dict[str, RenderOu
         for target in targets:
             cache_key = cache_keys.get(target.key)
             hit = stored.get(cache_key) if cache_key is not None else None
-            outcome = _from_cache(workspace.renderer, target, hit) if hit is not None else None
+            outcome = _from_cache(workspace, target, hit, with_texts) if hit is not None else None
             if outcome is not None:
                 outcomes[target.key] = outcome
     new: dict[str, CachedRender] = {}
@@ -237,20 +248,39 @@ def _cache_key(workspace: Sources, target: Target, templates: dict[str, str | No
     return render_key(workspace.cache.code, target, digest, context)
 
 
-def _from_cache(renderer: Renderer, target: Target, hit: CachedRender) -> RenderOutcome | None:
-    """The stored outcome, when every pipeline_id() call it made gets the same answer today."""
+def _from_cache(
+    workspace: Sources, target: Target, hit: CachedRender, with_texts: bool
+) -> RenderOutcome | None:
+    """The stored outcome, when every pipeline_id() call it made gets the same answer today.
+
+    Its stored JSON is parsed once: for the fields the fleet checks read and, with_texts, when
+    it is an object written as canonical_json writes one (a stored render is), for the managed
+    texts a plan splices (the outcome's texts). Other JSON is read with json.loads, its texts
+    left to the plan."""
+    renderer = workspace.renderer
     for app_name, stack, template, answer in hit.references:
         if renderer.referenced_id(app_name, stack, template) != answer:
             return None
-    try:
-        document = json.loads(hit.canonical)
-    except ValueError:
-        return None
-    if not isinstance(document, dict):
-        return None
-    return RenderOutcome(
-        target, CanonicalRender(target.key, hit.pipeline_id, hit.canonical, document), hit.problems
+    members = json_members(hit.canonical) if with_texts else None
+    if members is None:
+        try:
+            document = json.loads(hit.canonical)
+        except ValueError:
+            return None
+        if not isinstance(document, dict):
+            return None
+        rendered = CanonicalRender(target.key, hit.pipeline_id, hit.canonical, document)
+        return RenderOutcome(target, rendered, hit.problems)
+    identity = {name: members[name][0] for name in IDENTITY_FIELDS if name in members}
+    texts = managed_texts(
+        hit.canonical,
+        key=target.key,
+        source_file=target.source_file,
+        catalog_id=workspace.catalog.catalog_id,
+        members=members,
     )
+    rendered = CanonicalRender(target.key, hit.pipeline_id, hit.canonical, identity)
+    return RenderOutcome(target, rendered, hit.problems, texts)
 
 
 # What the fleet checks (validate_fleet) read of a render: the fields that collide.

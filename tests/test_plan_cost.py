@@ -8,6 +8,7 @@ import gc
 import json
 import random
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -354,11 +355,87 @@ def test_a_respaced_render_cache_row_plans_as_the_honest_one(tmp_path: Path) -> 
             document["stages"] = [dict(reversed(list(stage.items()))) for stage in document["stages"]]
             edited.add(_respaced(document))
             db.execute(f"UPDATE {TABLE} SET canonical = ? WHERE key = ?", (_respaced(document), key))
-    outcomes = render_all(sources())
+    outcomes = render_all(sources(), with_texts=True)
     read = {o.rendered.canonical for o in outcomes.values() if o.rendered is not None}
     assert read == edited  # every render was read from the edited rows
+    for key, outcome in outcomes.items():  # spliced from the edited text, as the plan would
+        assert outcome.rendered is not None
+        text = managed_texts(
+            outcome.rendered.canonical,
+            key=key,
+            source_file=outcome.target.source_file,
+            catalog_id=project.catalog.catalog_id,
+        )
+        assert outcome.texts == text
     tampered = build_plan(project.catalog, outcomes, live, written=written)
     _assert_identical(tampered, honest)
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["no-op", "template changed"])
+def test_render_cache_hits_carry_the_texts_a_plan_would_splice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changed: bool
+) -> None:
+    """A hit's one parse gives the plan its managed texts (RenderOutcome.texts): they are
+    managed_texts of the stored render for this catalog, and the plan made with them is byte for
+    byte the one made from documents built with no texts at all."""
+    after, live, written = fleet(tmp_path)
+    project = after if changed else workspace(tmp_path / "same", TEMPLATE)
+    cache_file = tmp_path / "render-cache.sqlite"
+
+    def sources() -> Sources:
+        return Sources(project.catalog, project.renderer, RenderCache(cache_file))
+
+    missed = render_all(sources(), with_texts=True)
+    assert all(o.texts is None for o in missed.values())  # renders: the plan splices them
+    assert all(o.texts is None for o in render_all(sources()).values())  # not asked for
+    hits = render_all(sources(), with_texts=True)
+    assert hits == missed
+    catalog = project.catalog
+    for key, outcome in hits.items():
+        assert outcome.rendered is not None and outcome.texts is not None
+        assert outcome.texts == managed_texts(
+            outcome.rendered.canonical,
+            key=key,
+            source_file=outcome.target.source_file,
+            catalog_id=catalog.catalog_id,
+        )
+    spliced = build_plan(catalog, hits, live, written=written)
+    bare = {key: replace(outcome, texts=None) for key, outcome in hits.items()}
+    with monkeypatch.context() as patched:
+        patched.setattr(plan_module, "managed_texts", lambda *args, **kwargs: None)
+        built = build_plan(catalog, bare, live, written=written)
+    _assert_identical(spliced, built)
+    assert spliced.counts()["in-sync" if not changed else "update"] > 50
+    # The texts are spliced for the catalog that reads the row: its id is in the marker.
+    named = Sources(replace(catalog, catalog_id="team-a"), project.renderer, RenderCache(cache_file))
+    for key, outcome in render_all(named, with_texts=True).items():
+        assert outcome.rendered is not None and outcome.texts is not None
+        assert '"catalog":"team-a"' in outcome.texts.canonical
+        assert outcome.texts == managed_texts(
+            outcome.rendered.canonical, key=key, source_file=outcome.target.source_file, catalog_id="team-a"
+        )
+
+
+def test_a_render_cache_row_indented_at_the_top_plans_as_the_honest_one(tmp_path: Path) -> None:
+    """A row whose JSON is not compact at the top level is read with json.loads, as before the
+    one-parse hit: it carries no texts, and the plan builds its documents."""
+    _, live, written = fleet(tmp_path)
+    project = workspace(tmp_path / "same", TEMPLATE)
+    cache_file = tmp_path / "render-cache.sqlite"
+
+    def sources() -> Sources:
+        return Sources(project.catalog, project.renderer, RenderCache(cache_file))
+
+    honest = build_plan(project.catalog, render_all(sources()), live, written=written)
+    with sqlite3.connect(cache_file) as db:
+        rows = db.execute(f"SELECT key, canonical FROM {TABLE}").fetchall()
+        for key, canonical in rows:
+            indented = json.dumps(json.loads(canonical), indent=1, sort_keys=True)
+            db.execute(f"UPDATE {TABLE} SET canonical = ? WHERE key = ?", (indented, key))
+    outcomes = render_all(sources(), with_texts=True)
+    assert all(o.rendered is not None and o.rendered.canonical.startswith("{\n") for o in outcomes.values())
+    assert all(o.texts is None for o in outcomes.values())
+    _assert_identical(build_plan(project.catalog, outcomes, live, written=written), honest)
 
 
 def _old_normalise(document: dict[str, Any]) -> dict[str, Any]:
