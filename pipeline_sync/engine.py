@@ -9,6 +9,7 @@ replaces, with ownership computed from that body).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import threading
@@ -182,12 +183,18 @@ def _plan_from(
     live: Mapping[str, LiveObject],
     texts: Mapping[str, ManagedTexts | None],
 ) -> Plan:
-    """The plan from every live object: the bodies it will open read ahead, and made again from
-    bodies alone when one of them contradicted what the fleet summary vouched for it. texts are
-    spliced_texts of outcomes."""
+    """The plan from every live object: the bodies it will open read ahead (in a thread, while
+    the entries before them are made), and made again from bodies alone when one of them
+    contradicted what the fleet summary vouched for it. texts are spliced_texts of outcomes."""
     with gc_paused():
-        _prefetch(store, workspace.catalog, live, outcomes, texts)
-    the_plan = _plan_against(workspace, store, live, selection, outcomes, history=True, texts=texts)
+        reading = _prefetch(store, workspace.catalog, live, outcomes, texts)
+    try:
+        the_plan = _plan_against(workspace, store, live, selection, outcomes, history=True, texts=texts)
+    except Exception:
+        with contextlib.suppress(Exception):
+            reading()  # no read outlives the plan (an interrupt leaves at once: a daemon thread)
+        raise
+    reading()
     if _misled(store):
         # A body the plan read contradicted the fleet summary's voucher for it: plan again from
         # bodies only (the summary is then rewritten from them).
@@ -210,16 +217,21 @@ def _prefetch(
     live: Mapping[str, LiveObject],
     outcomes: Mapping[str, RenderOutcome],
     texts: Mapping[str, ManagedTexts | None],
-) -> None:
+) -> Callable[[], None]:
     """Have the store read ahead, in parallel, the bodies the plan will open among objects it
     deferred (a fresh pod's vouchers): a managed pipeline whose render changed, one a person
     edited, one whose key left the catalog, an unmanaged one at a pinned id. A guess only: a body
     it misses is read when opened, one it reads in vain costs a request. texts are spliced_texts of
-    outcomes: a render's renderDigest is taken from there when it was spliced."""
+    outcomes: a render's renderDigest is taken from there when it was spliced.
+
+    Returns what waits for the reads to end (and raises what they raised): a store that reads
+    ahead in the background (S3Store.prefetch_in_background) is still reading when this returns;
+    one that only has prefetch() has read everything."""
+    in_background = getattr(store, "prefetch_in_background", None)
     prefetch = getattr(store, "prefetch", None)
     deferred = {pid.lower(): obj for pid, obj in live.items() if obj.deferred}
-    if not callable(prefetch) or not deferred:
-        return
+    if not (callable(in_background) or callable(prefetch)) or not deferred:
+        return _read_nothing
     wanted: dict[str, LiveObject] = {}
     for key, outcome in outcomes.items():
         rendered = outcome.rendered
@@ -244,7 +256,16 @@ def _prefetch(
         edited = marker is not None and obj.summary.content_digest != marker.get("renderDigest")
         if edited or (marker is not None and marker.get("key") not in catalog.targets):
             wanted[obj.key] = obj
+    if callable(in_background):
+        waits: Callable[[], None] = in_background(list(wanted.values()))
+        return waits
+    assert callable(prefetch)
     prefetch(list(wanted.values()))
+    return _read_nothing
+
+
+def _read_nothing() -> None:
+    """What _prefetch returns when nothing is still being read."""
 
 
 def _misled(store: Store) -> bool:

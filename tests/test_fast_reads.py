@@ -120,6 +120,26 @@ def test_a_full_read_through_obstore_equals_botocore_with_one_get_each(
     assert observed.botocore.counts == {"GetObject": OBJECTS}
 
 
+def test_each_body_obstore_reads_is_handed_over_as_soon_as_it_is_read(served: str, tmp_path: Path) -> None:
+    """get_many's each(key, found): called from the reading threads, once for every key read, with
+    what get_many returns for it (a plan's read-ahead hands each body to the entry waiting for it)."""
+    listed = seed(served, MIN_BATCH + 3)
+    changed = pipeline_key("p1")
+    boto3.client("s3").put_object(Bucket=served, Key=changed, Body=b'{"id": "p1", "name": "later"}')
+    handed: dict[str, Any] = {}
+    threads: set[int] = set()
+
+    def each(key: str, found: Any) -> None:
+        assert key not in handed
+        handed[key] = found
+        threads.add(threading.get_ident())
+
+    found = S3Store(settings(served, tmp_path))._fast_get_many(listed, each=each)
+    assert len(found) == MIN_BATCH + 2 and changed not in found  # not at its listed ETag: not read
+    assert handed == found
+    assert threading.main_thread().ident not in threads
+
+
 def test_a_body_over_the_limit_is_left_unread_as_through_botocore(
     served: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

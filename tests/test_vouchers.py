@@ -4,6 +4,8 @@ nobody signed, or one a body contradicts, never changes a plan, and no write dec
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -294,17 +296,133 @@ def test_a_fresh_pod_reads_the_bodies_of_a_template_change_ahead_in_parallel(
     expected = truth(workspace, store)
     run = pod(store, tmp_path, "fresh")
     one_by_one: list[str] = []
-    fetch = run._fetch_vouched
+    get = run._get_at_etag
 
     def spy(obj: Any) -> bytes | None:
-        if (obj.key, obj.etag) not in run._prefetched:
+        if threading.current_thread() is threading.main_thread():  # the planning thread
             one_by_one.append(obj.key)
-        return fetch(obj)
+        return get(obj)
 
-    run._fetch_vouched = spy  # type: ignore[method-assign]
+    run._get_at_etag = spy  # type: ignore[method-assign]
     assert plan_view(engine.plan(workspace, run)) == expected
     assert sum(1 for k, v in expected.items() if k != "warnings" and v[0] == "update") == 11
     assert one_by_one == []  # every body the plan opened was read ahead
+    assert not _reading_ahead()
+
+
+def _reading_ahead() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "pipeline-sync-prefetch" and t.is_alive()]
+
+
+def _opening_order(store: S3Store, tmp_path: Path, workspace: Sources) -> list[str]:
+    """The keys of the bodies a fresh pod's plan opens, in the order it opens them."""
+    run = pod(store, tmp_path, "first")
+    opened: list[str] = []
+    fetch = run._fetch_vouched
+
+    def spy(obj: Any) -> bytes | None:
+        opened.append(obj.key)
+        return fetch(obj)
+
+    run._fetch_vouched = spy  # type: ignore[method-assign]
+    engine.plan(workspace, run)
+    return opened
+
+
+def test_the_plan_opens_bodies_read_ahead_while_later_ones_are_still_being_read(
+    store: S3Store, tmp_path: Path
+) -> None:
+    """The read-ahead runs in its own thread: the plan opens the first body it needs while every
+    other one is held back, and those are released only once it has (a read-ahead that made the
+    plan wait for all of them would hold them for good: the gate times out instead)."""
+    project = vouched_fleet(store, tmp_path)
+    change_description(project)
+    workspace = workspace_of(project)
+    expected = truth(workspace, store)
+    order = _opening_order(store, tmp_path, workspace)
+    assert len(order) >= 11
+    run = pod(store, tmp_path, "fresh")
+    first_opened, timed_out, planner_reads = threading.Event(), [], []
+    get, fetch = run._get_at_etag, run._fetch_vouched
+
+    def held(obj: Any) -> bytes | None:
+        if threading.current_thread() is threading.main_thread():
+            planner_reads.append(obj.key)
+        elif obj.key != order[0] and not first_opened.wait(timeout=10):
+            timed_out.append(obj.key)
+        return get(obj)
+
+    def opened(obj: Any) -> bytes | None:
+        body = fetch(obj)
+        if obj.key == order[0]:
+            first_opened.set()
+        return body
+
+    run._get_at_etag = held  # type: ignore[method-assign]
+    run._fetch_vouched = opened  # type: ignore[method-assign]
+    assert plan_view(engine.plan(workspace, run)) == expected
+    assert timed_out == []
+    assert planner_reads == []  # each body it opened came from the read-ahead
+    assert not _reading_ahead()
+
+
+def test_a_read_ahead_that_fails_fails_the_plan_after_the_body_is_read_when_opened(
+    store: S3Store, tmp_path: Path
+) -> None:
+    """A read of the read-ahead that raises: the object it was for is read when the plan opens
+    it (nothing waits for a body that will not come), and the plan then raises that error, as a
+    prefetch that raised did before it ran in the background."""
+    project = vouched_fleet(store, tmp_path)
+    change_description(project)
+    workspace = workspace_of(project)
+    order = _opening_order(store, tmp_path, workspace)
+    run = pod(store, tmp_path, "fresh")
+    planner_reads: list[str] = []
+    get = run._get_at_etag
+
+    def failing(obj: Any) -> bytes | None:
+        if threading.current_thread() is threading.main_thread():
+            planner_reads.append(obj.key)
+            return get(obj)
+        if obj.key == order[-1]:
+            raise StoreError("the read-ahead's read failed")
+        return get(obj)
+
+    run._get_at_etag = failing  # type: ignore[method-assign]
+    with pytest.raises(StoreError, match="the read-ahead's read failed"):
+        engine.plan(workspace, run)
+    assert planner_reads == [order[-1]]
+    assert not _reading_ahead()
+
+
+def test_a_plan_that_fails_waits_for_its_read_ahead(
+    store: S3Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No read outlives the plan that started it: a plan that raises while bodies are still
+    being read ahead waits for them before it raises."""
+    project = vouched_fleet(store, tmp_path)
+    change_description(project)
+    workspace = workspace_of(project)
+    run = pod(store, tmp_path, "fresh")
+    get = run._get_at_etag
+    finished: list[str] = []
+
+    def slow(obj: Any) -> bytes | None:
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.05)
+            finished.append(obj.key)
+        return get(obj)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        assert _reading_ahead()  # the bodies are still being read
+        raise RuntimeError("the plan failed")
+
+    run._get_at_etag = slow  # type: ignore[method-assign]
+    monkeypatch.setattr(engine, "build_plan", broken)
+    with pytest.raises(RuntimeError, match="the plan failed"):
+        engine.plan(workspace, run)
+    assert not _reading_ahead()
+    assert len(finished) >= 11
 
 
 @pytest.mark.parametrize(

@@ -211,9 +211,12 @@ class ObstoreReader:
     def usable(self) -> bool:
         return self.stopped is None and runs_here()
 
-    def get_many(self, wanted: Mapping[str, str], cap: int) -> dict[str, Fetched]:
+    def get_many(
+        self, wanted: Mapping[str, str], cap: int, each: Callable[[str, Fetched], None] | None = None
+    ) -> dict[str, Fetched]:
         """{key: (ETag, body, size)} for each key of wanted read at the ETag given for it; the
-        rest (absent, changed, failed, or all of them once stopped) is left out."""
+        rest (absent, changed, failed, or all of them once stopped) is left out. each(key, found)
+        is called, from the reading thread, as soon as a key is read."""
         if not wanted or not self.usable:
             return {}
         misses = _Misses(max(MAX_MISSES, int(len(wanted) * MISS_FRACTION)))
@@ -225,6 +228,8 @@ class ObstoreReader:
             found = self._get(key, etag, cap)
             if found is None:
                 misses.add()
+            elif each is not None:
+                each(key, found)
             return key, found
 
         with ThreadPoolExecutor(max_workers=self._workers) as pool:

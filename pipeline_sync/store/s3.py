@@ -357,6 +357,7 @@ class S3Store:
         self._disproved: list[str] = []  # ids whose fleet-summary voucher a body contradicted
         self._fetched: list[tuple[LiveObject, bytes]] = []  # vouched bodies read since, to cache
         self._prefetched: dict[tuple[str, str], bytes | None] = {}  # (key, ETag): bodies read ahead
+        self._arriving: dict[tuple[str, str], threading.Event] = {}  # (key, ETag): read ahead now
         self._vouchers_seen: tuple[bool, Vouchers | None] = (False, None)  # (read this run, what)
         self._summary_put = False  # whether this run wrote the fleet summary
 
@@ -552,23 +553,71 @@ class S3Store:
     def prefetch(self, objects: Iterable[LiveObject]) -> None:
         """Read, in parallel, the bodies of deferred objects a plan is about to open (each at the
         ETag it was listed with), so it does not read them one by one."""
-        wanted = [o for o in objects if o.deferred and (o.key, o.etag) not in self._prefetched]
+        self.prefetch_in_background(objects)()
+
+    def prefetch_in_background(self, objects: Iterable[LiveObject]) -> Callable[[], None]:
+        """prefetch(objects) in a thread of its own; what it returns waits for that thread and
+        raises what it raised. Meanwhile an object among them that the plan opens
+        (_fetch_vouched) waits for its own body only, so the plan's entries are made while the
+        bodies after them are still being read. A body the reads miss, or all of them after an
+        error, is read when opened, as without a prefetch."""
+        known = self._prefetched.keys() | self._arriving.keys()
+        wanted = [o for o in objects if o.deferred and (o.key, o.etag) not in known]
         if not wanted:
-            return
-        read = self._fast_get_many({o.key: o.etag for o in wanted})
-        for obj in wanted:
-            if obj.key in read:
-                self._prefetched[(obj.key, obj.etag)] = read[obj.key][1]
-        wanted = [o for o in wanted if o.key not in read]
+            return _waits_for_nothing
+        arriving = {(o.key, o.etag): threading.Event() for o in wanted}
+        self._arriving.update(arriving)
+        failed: list[Exception] = []
+
+        def arrived(at: tuple[str, str], body: bytes | None) -> None:  # in a reading thread
+            self._prefetched[at] = body
+            arriving[at].set()
+
+        def read() -> None:
+            try:
+                self._read_ahead(wanted, arrived)
+            except Exception as exc:  # raised by the call that waits for the reads
+                failed.append(exc)
+            finally:
+                for event in arriving.values():  # none waits for a body that will not come
+                    event.set()
+
+        reader = threading.Thread(target=read, name="pipeline-sync-prefetch", daemon=True)
+        reader.start()
+
+        def wait() -> None:
+            reader.join()
+            for at in arriving:
+                self._arriving.pop(at, None)
+            if failed:
+                raise failed[0]
+
+        return wait
+
+    def _read_ahead(
+        self, wanted: list[LiveObject], arrived: Callable[[tuple[str, str], bytes | None], None]
+    ) -> None:
+        """The bodies of wanted, each at its listed ETag, handed to arrived as each is read: through
+        obstore when it stands in, the rest through botocore."""
+        etags = {o.key: o.etag for o in wanted}
+        read = self._fast_get_many(etags, each=lambda key, found: arrived((key, etags[key]), found[1]))
+        rest = [o for o in wanted if o.key not in read]
+
+        def read_one(obj: LiveObject) -> None:
+            arrived((obj.key, obj.etag), self._get_at_etag(obj))
+
         with ThreadPoolExecutor(max_workers=self.settings.max_workers) as pool:
-            for obj, body in zip(wanted, pool.map(self._get_at_etag, wanted), strict=True):
-                self._prefetched[(obj.key, obj.etag)] = body
+            for _ in pool.map(read_one, rest):  # raises the first read's error
+                pass
 
     def _fetch_vouched(self, obj: LiveObject) -> bytes | None:
         """The body of a vouched object at the ETag it was listed with (prefetched, or read now);
         None when it is no longer there (changed or deleted since: then the voucher is
         disproved), or over the size limit."""
         at = (obj.key, obj.etag)
+        arriving = self._arriving.get(at)
+        if arriving is not None:
+            arriving.wait()  # being read ahead
         body = self._prefetched.pop(at) if at in self._prefetched else self._get_at_etag(obj)
         if body is not None:
             self._fetched.append((obj, body))
@@ -854,12 +903,15 @@ class S3Store:
                 found.update((key, value) for key, value in pool.map(get, keys) if value is not None)
         return found
 
-    def _fast_get_many(self, at_etag: Mapping[str, str]) -> dict[str, Fetched]:
+    def _fast_get_many(
+        self, at_etag: Mapping[str, str], each: Callable[[str, Fetched], None] | None = None
+    ) -> dict[str, Fetched]:
         """{key: (ETag, body, size)} of the keys obstore read at the ETag given for each, when
-        the batch is large enough and a reader stands in; the rest is for botocore to read."""
+        the batch is large enough and a reader stands in; the rest is for botocore to read.
+        each(key, found): ObstoreReader.get_many's, as each key is read."""
         if len(at_etag) < MIN_BATCH or (reader := self._fast_reader()) is None:
             return {}
-        return reader.get_many(at_etag, self.settings.limits.max_body_bytes)
+        return reader.get_many(at_etag, self.settings.limits.max_body_bytes, each)
 
     def _fast_reader(self) -> ObstoreReader | None:
         """The obstore reader standing in for this store's client while it is usable (it stops
@@ -1128,6 +1180,10 @@ class S3Store:
             )
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"cannot write s3://{self.settings.bucket}/{key}: {exc}") from None
+
+
+def _waits_for_nothing() -> None:
+    """What prefetch_in_background returns when it reads nothing."""
 
 
 def _etag_of(entry: Entry | None) -> str | None:
