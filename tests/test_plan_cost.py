@@ -8,6 +8,7 @@ import gc
 import json
 import random
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -335,9 +336,29 @@ def test_json_members_are_json_loads_values_and_canonical_texts() -> None:
             assert text == f"{canonical_json(name)}:{canonical_json(value)}"
 
 
-def test_a_respaced_render_cache_row_plans_as_the_honest_one(tmp_path: Path) -> None:
-    """A cached render's text reaches the plan (managed_texts splices it): a row edited to hold
-    another text of the same document plans exactly as the row that was written."""
+def _reordered_and_respaced(canonical: str) -> str:
+    document = json.loads(canonical)
+    document["stages"] = [dict(reversed(list(stage.items()))) for stage in document["stages"]]
+    return _respaced(document)
+
+
+def _indented(canonical: str) -> str:
+    return json.dumps(json.loads(canonical), indent=1, sort_keys=True)
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "spliced"),
+    [(_reordered_and_respaced, True), (_indented, False)],
+    ids=["respaced inside, compact at the top", "indented at the top"],
+)
+def test_a_render_cache_row_of_another_text_plans_as_the_honest_one(
+    tmp_path: Path, rewrite: Callable[[str], str], spliced: bool
+) -> None:
+    """A cached render's text reaches the plan: a row edited to hold another text of the same
+    document plans exactly as the row that was written. Compact and sorted at the top, its texts
+    are spliced from the edited text as the row is read (managed_texts, trusted only by digest);
+    indented at the top, it is read with json.loads, carries no texts, and the plan builds its
+    documents."""
     _, live, written = fleet(tmp_path)
     project = workspace(tmp_path / "same", TEMPLATE)
     cache_file = tmp_path / "render-cache.sqlite"
@@ -349,16 +370,13 @@ def test_a_respaced_render_cache_row_plans_as_the_honest_one(tmp_path: Path) -> 
     with sqlite3.connect(cache_file) as db:
         rows = db.execute(f"SELECT key, canonical FROM {TABLE}").fetchall()
         assert len(rows) == len(project.catalog.targets)
-        edited = set()
+        edited = {rewrite(canonical) for _, canonical in rows}
         for key, canonical in rows:
-            document = json.loads(canonical)
-            document["stages"] = [dict(reversed(list(stage.items()))) for stage in document["stages"]]
-            edited.add(_respaced(document))
-            db.execute(f"UPDATE {TABLE} SET canonical = ? WHERE key = ?", (_respaced(document), key))
+            db.execute(f"UPDATE {TABLE} SET canonical = ? WHERE key = ?", (rewrite(canonical), key))
     outcomes = render_all(sources(), with_texts=True)
     read = {o.rendered.canonical for o in outcomes.values() if o.rendered is not None}
     assert read == edited  # every render was read from the edited rows
-    for key, outcome in outcomes.items():  # spliced from the edited text, as the plan would
+    for key, outcome in outcomes.items():
         assert outcome.rendered is not None
         text = managed_texts(
             outcome.rendered.canonical,
@@ -366,7 +384,7 @@ def test_a_respaced_render_cache_row_plans_as_the_honest_one(tmp_path: Path) -> 
             source_file=outcome.target.source_file,
             catalog_id=project.catalog.catalog_id,
         )
-        assert outcome.texts == text
+        assert outcome.texts == (text if spliced else None)
     tampered = build_plan(project.catalog, outcomes, live, written=written)
     _assert_identical(tampered, honest)
 
@@ -414,28 +432,6 @@ def test_render_cache_hits_carry_the_texts_a_plan_would_splice(
         assert outcome.texts == managed_texts(
             outcome.rendered.canonical, key=key, source_file=outcome.target.source_file, catalog_id="team-a"
         )
-
-
-def test_a_render_cache_row_indented_at_the_top_plans_as_the_honest_one(tmp_path: Path) -> None:
-    """A row whose JSON is not compact at the top level is read with json.loads, as before the
-    one-parse hit: it carries no texts, and the plan builds its documents."""
-    _, live, written = fleet(tmp_path)
-    project = workspace(tmp_path / "same", TEMPLATE)
-    cache_file = tmp_path / "render-cache.sqlite"
-
-    def sources() -> Sources:
-        return Sources(project.catalog, project.renderer, RenderCache(cache_file))
-
-    honest = build_plan(project.catalog, render_all(sources()), live, written=written)
-    with sqlite3.connect(cache_file) as db:
-        rows = db.execute(f"SELECT key, canonical FROM {TABLE}").fetchall()
-        for key, canonical in rows:
-            indented = json.dumps(json.loads(canonical), indent=1, sort_keys=True)
-            db.execute(f"UPDATE {TABLE} SET canonical = ? WHERE key = ?", (indented, key))
-    outcomes = render_all(sources(), with_texts=True)
-    assert all(o.rendered is not None and o.rendered.canonical.startswith("{\n") for o in outcomes.values())
-    assert all(o.texts is None for o in outcomes.values())
-    _assert_identical(build_plan(project.catalog, outcomes, live, written=written), honest)
 
 
 def _old_normalise(document: dict[str, Any]) -> dict[str, Any]:

@@ -204,17 +204,20 @@ def test_the_store_is_read_while_the_catalog_loads(
     assert overlapped.dumps() == sequential.dumps()
 
 
+@pytest.mark.parametrize("render_cache", ["on", "off"])
 def test_the_managed_texts_are_spliced_while_the_store_is_read(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store, render_cache: str
 ) -> None:
     """The part of each entry that needs no live object (its managed texts: spliced as a render
-    is read from the render cache, else by plan.spliced_texts) is done before the read ends, once
-    per target: the read waits until every target's texts are spliced, which done after the read
-    would time out. The plan is the one made one step after the other."""
+    is read from the render cache, else by plan.spliced_texts, as with no render cache) is done
+    before the read ends, once per target: the read waits until every target's texts are spliced,
+    which done after the read would time out. The plan is the one made one step after the other."""
+    monkeypatch.setenv("PIPELINE_SYNC_CACHE", render_cache)
     workspace = applied(tmp_path, store)
     sequential = engine.plan(workspace, store)
     targets = len(workspace.catalog.targets)
     spliced: list[str] = []
+    by_renders: list[str] = []  # spliced as the render cache's rows were read
     all_spliced = threading.Event()
     original = plan_module.managed_texts
 
@@ -229,40 +232,13 @@ def test_the_managed_texts_are_spliced_while_the_store_is_read(
         return call()
 
     monkeypatch.setattr(plan_module, "managed_texts", counted)
-    monkeypatch.setattr(rendering_module, "managed_texts", counted)
+    monkeypatch.setattr(
+        rendering_module, "managed_texts", lambda c, **kw: by_renders.append(kw["key"]) or counted(c, **kw)
+    )
     wrap_read(monkeypatch, store, read)
     _, overlapped = engine.plan_loading(lambda: workspace_of(tmp_path), store)
     assert sorted(spliced) == sorted(workspace.catalog.targets)  # once each, none again in build_plan
-    assert overlapped.dumps() == sequential.dumps()
-
-
-def test_a_render_cache_miss_is_spliced_by_the_plan_while_the_store_is_read(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store
-) -> None:
-    """With no render cache (every target rendered), plan.spliced_texts splices every target
-    before the read ends, as with a warm one."""
-    monkeypatch.setenv("PIPELINE_SYNC_CACHE", "off")
-    workspace = applied(tmp_path, store)
-    sequential = engine.plan(workspace, store)
-    targets = len(workspace.catalog.targets)
-    spliced: list[str] = []
-    all_spliced = threading.Event()
-    original = plan_module.managed_texts
-
-    def counted(canonical: str, **kwargs: Any) -> Any:
-        spliced.append(kwargs["key"])
-        if len(spliced) == targets:
-            all_spliced.set()
-        return original(canonical, **kwargs)
-
-    def read(call: Callable[[], Any]) -> Any:
-        assert all_spliced.wait(WAIT), "the texts were spliced only after the store read"
-        return call()
-
-    monkeypatch.setattr(plan_module, "managed_texts", counted)
-    wrap_read(monkeypatch, store, read)
-    _, overlapped = engine.plan_loading(lambda: workspace_of(tmp_path), store)
-    assert sorted(spliced) == sorted(workspace.catalog.targets)
+    assert sorted(by_renders) == (sorted(spliced) if render_cache == "on" else [])
     assert overlapped.dumps() == sequential.dumps()
 
 
