@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import moto.s3.responses as moto_s3_responses
 import pytest
 from click.testing import CliRunner
 from s3support import BUCKET, object_keys
@@ -212,12 +213,28 @@ class StoreFactory:
         return {**API_DEFAULTS, **document} if self.api else document
 
 
+def atomic_conditional_puts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto check a PUT's condition (If-Match, If-None-Match) and store the object as one
+    step, as S3 does: moto checks, then stores, without a lock, so racing threads could both pass
+    a check S3 lets exactly one of them pass (a racing-writes test failed 3 times in 15 on a slow
+    machine). Only PUTs are serialised; reads and the store's own steps still interleave."""
+    lock = threading.Lock()
+    put = moto_s3_responses.S3Response.put_object
+
+    def one_at_a_time(self: Any) -> Any:
+        with lock:
+            return put(self)
+
+    monkeypatch.setattr(moto_s3_responses.S3Response, "put_object", one_at_a_time)
+
+
 @pytest.fixture(params=["s3", "postgresql", "mysql", "front50+http", "gate+http"])
 def stores(request: pytest.FixtureRequest) -> StoreFactory:
     """A StoreFactory over one fresh, empty Front50."""
     if request.param == "s3":
         s3: S3Store = request.getfixturevalue("store")
         s3.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        atomic_conditional_puts(request.getfixturevalue("monkeypatch"))
         return StoreFactory(lambda: S3Store(s3.settings, client=s3.client))
     if request.param.endswith("+http"):
         stand_in = request.getfixturevalue(request.param.split("+")[0])
