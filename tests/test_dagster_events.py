@@ -3,7 +3,9 @@ and the Dagster behaviour that rules out one event per partition with its status
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -566,6 +568,91 @@ def test_each_forked_writer_makes_an_engine_once_per_database(
     assert any(
         n > 2 for (pid, _), n in by_writer.items() if pid not in writers
     )  # this process: per statement
+
+
+def test_forked_writers_commit_unsynced_and_the_run_syncs_every_event_once_they_are_done(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each forked writer's sqlite connections commit without a sync (synchronous=NORMAL, the event
+    log being in WAL mode); this process's keep sqlite's sync at every commit. Once the writers
+    are done, and before the run goes on, both shards and their WALs are synced with every plan
+    event in them: counted in the file itself at each fsync this process makes."""
+    monkeypatch.setattr(eventlog, "FORK_MIN_GROUPS", 2)
+    monkeypatch.setattr(eventlog, "_CHUNK", 2)
+    monkeypatch.setenv(WORKERS_VARIABLE, "2")
+    modes = tmp_path / "modes"
+    unsynced = eventlog.commit_unsynced
+
+    def recorded(connection: Any, record: Any = None) -> None:
+        unsynced(connection, record)
+        (level,) = connection.execute("PRAGMA synchronous").fetchone()
+        with modes.open("a") as out:  # the children append: a file, not a list
+            out.write(f"{os.getpid()} {level}\n")
+
+    monkeypatch.setattr(eventlog, "commit_unsynced", recorded)
+    syncs: list[tuple[str, int]] = []
+    fsync = os.fsync
+
+    def plans_in(path: str) -> int:
+        database = path.removesuffix("-wal")
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            query = "SELECT count(*) FROM event_logs WHERE asset_key LIKE '%pipeline_plan%'"
+            return int(connection.execute(query).fetchone()[0])
+
+    def counted(descriptor: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{descriptor}")
+        if os.getpid() == parent and path.endswith((".db", ".db-wal")):
+            syncs.append((path, plans_in(path)))
+        fsync(descriptor)
+
+    parent = os.getpid()
+    monkeypatch.setattr(os, "fsync", counted)
+    result, _ = run_reconcile(env)
+    _, seen = event_log(env["instance"], result.run_id)
+    writers = seen["plan_pids"]
+    assert len(writers) > 1 and parent not in writers
+    levels = Counter(tuple(map(int, line.split())) for line in modes.read_text().splitlines())
+    recorded = {pid for pid, _ in levels}
+    assert writers <= recorded and parent not in recorded  # writers only (plans, then checks)
+    assert {level for _, level in levels} == {1}  # every one of their connections NORMAL
+    storage = env["instance"].event_log_storage
+    shards = {storage.path_for_shard(result.run_id), storage.path_for_shard(sqlite_event_log.INDEX_SHARD_NAME)}
+    synced = {path.removesuffix("-wal") for path, _ in syncs}
+    assert shards <= synced
+    plans = len(seen["pipeline_plan"])
+    assert plans == 13
+    assert all(n == plans for path, n in syncs if path.removesuffix("-wal") in shards)
+
+
+def test_commit_unsynced_leaves_a_database_that_is_not_in_wal_mode_syncing_every_commit(
+    tmp_path: Path,
+) -> None:
+    for mode, level in (("wal", 1), ("delete", 2)):
+        with contextlib.closing(sqlite3.connect(tmp_path / f"{mode}.db")) as connection:
+            connection.execute(f"PRAGMA journal_mode={mode}")
+            eventlog.commit_unsynced(connection)
+            assert connection.execute("PRAGMA synchronous").fetchone()[0] == level
+
+
+def test_synced_syncs_each_database_and_its_wal_and_skips_what_is_not_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "run.db"
+    kept = sqlite3.connect(database)  # open: its WAL stays
+    kept.execute("PRAGMA journal_mode=wal")
+    kept.execute("CREATE TABLE t (v INTEGER)")
+    kept.commit()
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def counted(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", counted)
+    eventlog.synced([str(database), str(tmp_path / "absent.db")])
+    kept.close()
+    assert synced == [f"{database}-wal", str(database)]
 
 
 def test_reuse_engines_keeps_only_engines_that_connect_afresh() -> None:
