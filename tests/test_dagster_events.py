@@ -575,7 +575,7 @@ def test_forked_writers_commit_unsynced_and_the_run_syncs_every_event_once_they_
 ) -> None:
     """Each forked writer's sqlite connections commit without a sync (synchronous=NORMAL, the event
     log being in WAL mode); this process's keep sqlite's sync at every commit. Once the writers
-    are done, and before the run goes on, both shards and their WALs are synced with every plan
+    are done, and before the run goes on, the WAL of both shards is synced with every plan
     event in them: counted in the file itself at each fsync this process makes."""
     monkeypatch.setattr(eventlog, "FORK_MIN_GROUPS", 2)
     monkeypatch.setattr(eventlog, "_CHUNK", 2)
@@ -601,7 +601,7 @@ def test_forked_writers_commit_unsynced_and_the_run_syncs_every_event_once_they_
 
     def counted(descriptor: int) -> None:
         path = os.readlink(f"/proc/self/fd/{descriptor}")
-        if os.getpid() == parent and path.endswith((".db", ".db-wal")):
+        if os.getpid() == parent and path.endswith(".db-wal"):
             syncs.append((path, plans_in(path)))
         fsync(descriptor)
 
@@ -616,9 +616,12 @@ def test_forked_writers_commit_unsynced_and_the_run_syncs_every_event_once_they_
     assert writers <= recorded and parent not in recorded  # writers only (plans, then checks)
     assert {level for _, level in levels} == {1}  # every one of their connections NORMAL
     storage = env["instance"].event_log_storage
-    shards = {storage.path_for_shard(result.run_id), storage.path_for_shard(sqlite_event_log.INDEX_SHARD_NAME)}
+    shards = {
+        storage.path_for_shard(result.run_id),
+        storage.path_for_shard(sqlite_event_log.INDEX_SHARD_NAME),
+    }
     synced = {path.removesuffix("-wal") for path, _ in syncs}
-    assert shards <= synced
+    assert shards <= synced  # the WAL of each (a database file itself is never opened)
     plans = len(seen["pipeline_plan"])
     assert plans == 13
     assert all(n == plans for path, n in syncs if path.removesuffix("-wal") in shards)
@@ -634,7 +637,7 @@ def test_commit_unsynced_leaves_a_database_that_is_not_in_wal_mode_syncing_every
             assert connection.execute("PRAGMA synchronous").fetchone()[0] == level
 
 
-def test_synced_syncs_each_database_and_its_wal_and_skips_what_is_not_there(
+def test_synced_syncs_each_wal_and_its_folder_and_skips_a_database_without_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = tmp_path / "run.db"
@@ -643,16 +646,25 @@ def test_synced_syncs_each_database_and_its_wal_and_skips_what_is_not_there(
     kept.execute("CREATE TABLE t (v INTEGER)")
     kept.commit()
     synced: list[str] = []
-    fsync = os.fsync
+    opened: list[str] = []
+    fsync, open_file = os.fsync, os.open
 
     def counted(descriptor: int) -> None:
         synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
         fsync(descriptor)
 
+    def seen(name: str, flags: int, *args: Any) -> int:
+        opened.append(name)
+        return open_file(name, flags, *args)
+
     monkeypatch.setattr(os, "fsync", counted)
+    monkeypatch.setattr(os, "open", seen)
     eventlog.synced([str(database), str(tmp_path / "absent.db")])
+    monkeypatch.undo()
     kept.close()
-    assert synced == [f"{database}-wal", str(database)]
+    assert synced == [f"{database}-wal", str(tmp_path)]
+    # never a database file: closing it would drop the locks this process's connections hold
+    assert opened == [f"{database}-wal", str(tmp_path), f"{tmp_path / 'absent.db'}-wal"]
 
 
 def test_reuse_engines_keeps_only_engines_that_connect_afresh() -> None:

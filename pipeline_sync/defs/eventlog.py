@@ -95,16 +95,23 @@ def kept_open(paths: Sequence[str]) -> Iterator[None]:
 
 
 def synced(paths: Sequence[str]) -> None:
-    """fsync each sqlite database of paths and its write-ahead log: what was committed there
-    without a sync (commit_unsynced) is on disk when this returns, as if every commit had synced.
-    A file that is not there is skipped: a WAL is gone only once a checkpoint has synced it into
-    its database. An error of the sync itself is raised, as a commit's would be."""
+    """fsync the write-ahead log of each sqlite database of paths, and its folder: every
+    transaction committed there without a sync (commit_unsynced) is on disk when this returns,
+    as if each commit had synced.
+
+    The WAL alone: a commit lives in the WAL until a checkpoint copies it into the database, and a
+    checkpoint syncs the WAL before and the database after it, in every synchronous mode but OFF.
+    The database file itself is never opened here: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, among them the shared lock by which sqlite's WAL
+    connections tell that they are not the last one. The folder, as sqlite syncs it when a WAL it
+    created is first synced. A WAL that is not there (checkpointed and deleted by the last
+    connection to close) is skipped. An error of the sync itself is raised, as a commit's would be."""
     for path in paths:
-        for name in (f"{path}-wal", path):
+        for name in (f"{path}-wal", os.path.dirname(os.path.abspath(path))):
             try:
                 descriptor = os.open(name, os.O_RDONLY)
             except OSError:
-                continue
+                break  # no WAL: nothing committed there that a checkpoint has not synced
             try:
                 os.fsync(descriptor)
             finally:
