@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -665,6 +667,27 @@ def test_synced_syncs_each_wal_and_its_folder_and_skips_a_database_without_one(
     assert synced == [f"{database}-wal", str(tmp_path)]
     # never a database file: closing it would drop the locks this process's connections hold
     assert opened == [f"{database}-wal", str(tmp_path), f"{tmp_path / 'absent.db'}-wal"]
+
+
+def test_synced_leaves_this_process_its_locks_so_another_process_never_deletes_a_wal_in_use(
+    tmp_path: Path,
+) -> None:
+    """Why synced never opens a database file: closing any descriptor of it drops this process's
+    locks on it, and another process's connection then finds itself the last one and deletes the
+    WAL under the connection still open here (checked: opening and closing the database instead
+    of its WAL makes this fail)."""
+    database = tmp_path / "run.db"
+    kept = sqlite3.connect(database)
+    kept.execute("PRAGMA journal_mode=wal")
+    kept.execute("CREATE TABLE t (v INTEGER)")
+    kept.commit()
+    kept.execute("SELECT * FROM t").fetchall()
+    eventlog.synced([str(database)])
+    write = f"import sqlite3; c = sqlite3.connect({str(database)!r}); c.execute('INSERT INTO t VALUES (1)'); c.commit(); c.close()"
+    subprocess.run([sys.executable, "-c", write], check=True, timeout=60)
+    assert (tmp_path / "run.db-wal").exists()  # the other process knew it was not the last
+    assert kept.execute("SELECT v FROM t").fetchall() == [(1,)]
+    kept.close()
 
 
 def test_reuse_engines_keeps_only_engines_that_connect_afresh() -> None:
