@@ -12,6 +12,7 @@ import json
 import sqlite3
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,27 +28,32 @@ from pipeline_sync.catalog import Target
 from pipeline_sync.render import Reference
 
 # Bump when what a cached render means changes without a change to CODE_MODULES' source.
-RENDER_CACHE_FORMAT = 1
+# 2: each row also keeps what a plan reads of its render (Derived: identity and managed texts).
+RENDER_CACHE_FORMAT = 2
 CACHE_FILE = "render-cache.sqlite"
 TABLE = f"renders_v{RENDER_CACHE_FORMAT}"
 SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (key TEXT PRIMARY KEY, pipeline_id TEXT NOT NULL, "
     "canonical TEXT NOT NULL, problems TEXT NOT NULL, refs TEXT NOT NULL, "
-    "used INTEGER NOT NULL) WITHOUT ROWID"
+    "used INTEGER NOT NULL, derived TEXT, managed TEXT) WITHOUT ROWID"
 )
 MAX_IDLE_DAYS = 14
 MAX_ROWS = 200_000
 _DAY = 86_400
 _T = TypeVar("_T")
 
-# Modules whose code decides a render or its validation problems.
+# Modules whose code decides a render, its validation problems or what a row keeps derived
+# from it (the managed texts: provenance, json_members).
 CODE_MODULES = (
     "pipeline_sync.rendering",
     "pipeline_sync.canonical",
     "pipeline_sync.errors",
     "pipeline_sync.front50_model",
     "pipeline_sync.identity",
+    "pipeline_sync.json_members",
     "pipeline_sync.names",
+    "pipeline_sync.nesting",
+    "pipeline_sync.provenance",
     "pipeline_sync.render",
     "pipeline_sync.render_cache",
     "pipeline_sync.sandbox",
@@ -59,6 +65,32 @@ LIBRARIES = ("jinja2", "MarkupSafe", "PyYAML")
 
 
 @dataclass(frozen=True)
+class Derived:
+    """What a plan reads of a stored render, kept beside it so that a hit parses nothing: the
+    fields the fleet checks read (identity: id, application, name, those it has) and, for the
+    catalog file and catalog id it was made for (texts_for), its managed texts
+    (provenance.managed_texts: render_digest and managed, both None when there are none).
+
+    checksum is zlib.crc32 of the canonical JSON it was derived from: a row whose canonical was
+    changed since (by hand: this code writes both at once) is read as if it had nothing derived.
+    It is no seal against someone who edits the file; nothing in the render cache is, which is
+    why it never decides a write (docs/render-cache.md)."""
+
+    checksum: int
+    identity: Mapping[str, Any]
+    texts_for: tuple[str, str | None]
+    render_digest: str | None
+    managed: str | None
+
+    def matches(self, canonical: str) -> bool:
+        return self.checksum == checksum_of(canonical)
+
+
+def checksum_of(canonical: str) -> int:
+    return zlib.crc32(canonical.encode("utf-8", "surrogatepass"))
+
+
+@dataclass(frozen=True)
 class CachedRender:
     """What a render left behind: enough to rebuild its RenderedPipeline and RenderOutcome."""
 
@@ -66,6 +98,7 @@ class CachedRender:
     canonical: str
     problems: tuple[str, ...]
     references: tuple[Reference, ...]
+    derived: Derived | None = None
 
 
 def code_fingerprint() -> str | None:
@@ -207,8 +240,8 @@ class RenderCache:
         nothing: list[tuple[Any, ...]] = []
         rows = self._guarded(lambda db: self._select(db, wanted), nothing)
         found: dict[str, CachedRender] = {}
-        for key, pipeline_id, canonical, problems, references, used in rows:
-            entry = _entry(pipeline_id, canonical, problems, references)
+        for key, pipeline_id, canonical, problems, references, used, derived, managed in rows:
+            entry = _entry(pipeline_id, canonical, problems, references, derived, managed)
             if entry is not None:
                 found[key] = entry
                 self._used[key] = used if isinstance(used, int) else 0
@@ -217,7 +250,7 @@ class RenderCache:
     @staticmethod
     def _select(db: sqlite3.Connection, wanted: list[str]) -> list[tuple[Any, ...]]:
         return db.execute(
-            f"SELECT key, pipeline_id, canonical, problems, refs, used FROM {TABLE} "
+            f"SELECT key, pipeline_id, canonical, problems, refs, used, derived, managed FROM {TABLE} "
             "WHERE key IN (SELECT value FROM json_each(?))",
             (json.dumps(wanted),),
         ).fetchall()
@@ -244,6 +277,8 @@ class RenderCache:
                 json.dumps(list(entry.problems)),
                 json.dumps([list(r) for r in entry.references]),
                 now,
+                _derived_text(entry.derived),
+                entry.derived.managed if entry.derived is not None else None,
             )
             for key, entry in sorted(new.items(), key=lambda item: item[0])
         ]  # in key order: each insert lands beside the last (a third less CPU for 10,000 new rows)
@@ -252,7 +287,8 @@ class RenderCache:
             with db:
                 db.executemany(
                     f"INSERT OR REPLACE INTO {TABLE} "
-                    "(key, pipeline_id, canonical, problems, refs, used) VALUES (?, ?, ?, ?, ?, ?)",
+                    "(key, pipeline_id, canonical, problems, refs, used, derived, managed) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 db.executemany(f"UPDATE {TABLE} SET used = ? WHERE key = ?", stale)
@@ -274,8 +310,11 @@ class RenderCache:
         return guarded_sqlite(self._path, (SCHEMA,), action, fallback)
 
 
-def _entry(pipeline_id: Any, canonical: Any, problems: Any, references: Any) -> CachedRender | None:
-    """A stored row as a CachedRender, or None when it is not what this code writes."""
+def _entry(
+    pipeline_id: Any, canonical: Any, problems: Any, references: Any, derived: Any = None, managed: Any = None
+) -> CachedRender | None:
+    """A stored row as a CachedRender, or None when it is not what this code writes. Its derived
+    columns, when they are not what this code writes, are left out (the render is still used)."""
     try:
         problem_list = [] if problems == "[]" else json.loads(problems)
         reference_list = [] if references == "[]" else json.loads(references)
@@ -295,7 +334,56 @@ def _entry(pipeline_id: Any, canonical: Any, problems: Any, references: Any) -> 
         canonical=canonical,
         problems=tuple(problem_list),
         references=tuple((r[0], r[1], r[2], r[3]) for r in reference_list),
+        derived=_derived_of(derived, managed),
     )
+
+
+def _derived_text(derived: Derived | None) -> str | None:
+    if derived is None:
+        return None
+    return json.dumps(
+        {
+            "checksum": derived.checksum,
+            "identity": dict(derived.identity),
+            "for": list(derived.texts_for),
+            "renderDigest": derived.render_digest,
+        },
+        ensure_ascii=True,
+        allow_nan=False,
+        separators=(",", ":"),
+    )
+
+
+def _derived_of(text: Any, managed: Any) -> Derived | None:
+    """The derived columns as Derived, or None when they are absent or not what _derived_text
+    and store write (both texts or neither)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    fields = ("checksum", "identity", "for", "renderDigest")
+    checksum, identity, made_for, digest = (data.get(name) for name in fields)
+    if not (
+        type(checksum) is int
+        and isinstance(identity, dict)
+        and set(identity) <= set(IDENTITY_FIELDS)
+        and isinstance(made_for, list)
+        and len(made_for) == 2
+        and isinstance(made_for[0], str)
+        and (made_for[1] is None or isinstance(made_for[1], str))
+        and (digest is None) == (managed is None)
+        and (digest is None or (isinstance(digest, str) and isinstance(managed, str)))
+    ):
+        return None
+    return Derived(checksum, identity, (made_for[0], made_for[1]), digest, managed)
+
+
+# What the fleet checks (validate_fleet) read of a render: the fields that collide.
+IDENTITY_FIELDS = ("id", "application", "name")
 
 
 def _is_reference(value: Any) -> bool:

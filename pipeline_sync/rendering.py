@@ -21,8 +21,11 @@ from pipeline_sync.json_members import json_members
 from pipeline_sync.provenance import ManagedTexts, managed_texts
 from pipeline_sync.render import Reference, RenderedPipeline, Renderer
 from pipeline_sync.render_cache import (
+    IDENTITY_FIELDS,
     CachedRender,
+    Derived,
     RenderCache,
+    checksum_of,
     context_fingerprint,
     render_key,
     template_digest,
@@ -173,15 +176,18 @@ def render_many(
         rendered = outcome.rendered
         document = _read_back(rendered) if cache_key is not None and rendered is not None else None
         if cache_key is not None and rendered is not None and document is not None:
+            derived = _derive(workspace, target, rendered.canonical, document)
             new[cache_key] = CachedRender(
                 pipeline_id=rendered.pipeline_id,
                 canonical=rendered.canonical,
                 problems=outcome.problems,
                 references=tuple(references),
+                derived=derived,
             )
             # The document a later hit will give (equal, in plain JSON types): one kind either way.
             rendered = CanonicalRender(rendered.key, rendered.pipeline_id, rendered.canonical, document)
-            outcome = RenderOutcome(target, rendered, outcome.problems)
+            texts = _texts(derived) if with_texts else None
+            outcome = RenderOutcome(target, rendered, outcome.problems, texts)
         outcomes[target.key] = outcome
     cache.store(new, used=[cache_keys[k] for k in outcomes if k in cache_keys and cache_keys[k] not in new])
     return {target.key: outcomes[target.key] for target in targets}
@@ -248,19 +254,52 @@ def _cache_key(workspace: Sources, target: Target, templates: dict[str, str | No
     return render_key(workspace.cache.code, target, digest, context)
 
 
+def _derive(workspace: Sources, target: Target, canonical: str, document: Mapping[str, Any]) -> Derived:
+    """What a plan reads of a render, for the row that stores it: the fields the fleet checks read
+    and the managed texts for this catalog (provenance.managed_texts)."""
+    texts = managed_texts(
+        canonical, key=target.key, source_file=target.source_file, catalog_id=workspace.catalog.catalog_id
+    )
+    return Derived(
+        checksum=checksum_of(canonical),
+        identity={name: document[name] for name in IDENTITY_FIELDS if name in document},
+        texts_for=(target.source_file, workspace.catalog.catalog_id),
+        render_digest=texts.render_digest if texts is not None else None,
+        managed=texts.canonical if texts is not None else None,
+    )
+
+
+def _texts(derived: Derived) -> ManagedTexts | None:
+    """The managed texts a row keeps, or None when it keeps none."""
+    identity = derived.identity
+    digest, managed = derived.render_digest, derived.managed
+    if digest is None or managed is None or "application" not in identity or "name" not in identity:
+        return None
+    return ManagedTexts(digest, managed, identity["application"], identity["name"])
+
+
 def _from_cache(
     workspace: Sources, target: Target, hit: CachedRender, with_texts: bool
 ) -> RenderOutcome | None:
     """The stored outcome, when every pipeline_id() call it made gets the same answer today.
 
-    Its stored JSON is parsed once: for the fields the fleet checks read and, with_texts, when
-    it is an object written as canonical_json writes one (a stored render is), for the managed
-    texts a plan splices (the outcome's texts). Other JSON is read with json.loads, its texts
-    left to the plan."""
+    What the row keeps derived from its render (render_cache.Derived) is taken as it is when it
+    was derived from this very text: the fields the fleet checks read and, with_texts, the managed
+    texts when they were made for this target's catalog file and this catalog's id; nothing is
+    parsed then. Otherwise the stored JSON is parsed once: for the fields the fleet checks read
+    and, with_texts, when it is an object written as canonical_json writes one (a stored render
+    is), for the managed texts a plan splices (the outcome's texts). Other JSON is read with
+    json.loads, its texts left to the plan."""
     renderer = workspace.renderer
     for app_name, stack, template, answer in hit.references:
         if renderer.referenced_id(app_name, stack, template) != answer:
             return None
+    derived = hit.derived
+    if derived is not None and derived.matches(hit.canonical):
+        texts_apply = derived.texts_for == (target.source_file, workspace.catalog.catalog_id)
+        if not with_texts or texts_apply:
+            rendered = CanonicalRender(target.key, hit.pipeline_id, hit.canonical, derived.identity)
+            return RenderOutcome(target, rendered, hit.problems, _texts(derived) if with_texts else None)
     members = json_members(hit.canonical) if with_texts else None
     if members is None:
         try:
@@ -281,10 +320,6 @@ def _from_cache(
     )
     rendered = CanonicalRender(target.key, hit.pipeline_id, hit.canonical, identity)
     return RenderOutcome(target, rendered, hit.problems, texts)
-
-
-# What the fleet checks (validate_fleet) read of a render: the fields that collide.
-IDENTITY_FIELDS = ("id", "application", "name")
 
 
 class CanonicalRender(RenderedPipeline):

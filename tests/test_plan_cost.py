@@ -18,6 +18,7 @@ from test_parallel_plan import TEMPLATE, fleet, workspace
 
 from pipeline_sync import plan as plan_module
 from pipeline_sync import provenance
+from pipeline_sync import rendering as rendering_module
 from pipeline_sync.canonical import canonical_json
 from pipeline_sync.front50_model import java_trim, stored_value
 from pipeline_sync.json_members import json_members
@@ -393,9 +394,11 @@ def test_a_render_cache_row_of_another_text_plans_as_the_honest_one(
 def test_render_cache_hits_carry_the_texts_a_plan_would_splice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changed: bool
 ) -> None:
-    """A hit's one parse gives the plan its managed texts (RenderOutcome.texts): they are
+    """A render and a hit give the plan its managed texts (RenderOutcome.texts): the render as it
+    is stored, the hit from what its row keeps (render_cache.Derived), parsing nothing. They are
     managed_texts of the stored render for this catalog, and the plan made with them is byte for
-    byte the one made from documents built with no texts at all."""
+    byte the one made from documents built with no texts at all. A catalog with another id gets
+    texts spliced afresh, from one parse."""
     after, live, written = fleet(tmp_path)
     project = after if changed else workspace(tmp_path / "same", TEMPLATE)
     cache_file = tmp_path / "render-cache.sqlite"
@@ -403,13 +406,21 @@ def test_render_cache_hits_carry_the_texts_a_plan_would_splice(
     def sources() -> Sources:
         return Sources(project.catalog, project.renderer, RenderCache(cache_file))
 
+    parses: list[str] = []
+    members_of = rendering_module.json_members
+
+    def counted(text: str) -> Any:
+        parses.append(text)
+        return members_of(text)
+
+    monkeypatch.setattr(rendering_module, "json_members", counted)
     missed = render_all(sources(), with_texts=True)
-    assert all(o.texts is None for o in missed.values())  # renders: the plan splices them
     assert all(o.texts is None for o in render_all(sources()).values())  # not asked for
     hits = render_all(sources(), with_texts=True)
+    assert parses == []  # neither a render nor a hit parsed its JSON for the texts
     assert hits == missed
     catalog = project.catalog
-    for key, outcome in hits.items():
+    for key, outcome in [*missed.items(), *hits.items()]:
         assert outcome.rendered is not None and outcome.texts is not None
         assert outcome.texts == managed_texts(
             outcome.rendered.canonical,
@@ -427,6 +438,7 @@ def test_render_cache_hits_carry_the_texts_a_plan_would_splice(
     # The texts are spliced for the catalog that reads the row: its id is in the marker.
     named = Sources(replace(catalog, catalog_id="team-a"), project.renderer, RenderCache(cache_file))
     for key, outcome in render_all(named, with_texts=True).items():
+        assert outcome.rendered is not None and outcome.rendered.canonical in parses
         assert outcome.rendered is not None and outcome.texts is not None
         assert '"catalog":"team-a"' in outcome.texts.canonical
         assert outcome.texts == managed_texts(

@@ -205,40 +205,46 @@ def test_the_store_is_read_while_the_catalog_loads(
 
 
 @pytest.mark.parametrize("render_cache", ["on", "off"])
-def test_the_managed_texts_are_spliced_while_the_store_is_read(
+def test_the_managed_texts_are_ready_while_the_store_is_read(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: S3Store, render_cache: str
 ) -> None:
-    """The part of each entry that needs no live object (its managed texts: spliced as a render
-    is read from the render cache, else by plan.spliced_texts, as with no render cache) is done
-    before the read ends, once per target: the read waits until every target's texts are spliced,
-    which done after the read would time out. The plan is the one made one step after the other."""
+    """The part of each entry that needs no live object (its managed texts: taken from the render
+    cache's row as a render is read from it, or spliced once as a render is stored, in a file or,
+    with the cache off, in memory) is done before the read ends, once per target: the read waits
+    until every target's texts are ready, which done after the read would time out. The plan is
+    the one made one step after the other, and build_plan splices nothing again."""
     monkeypatch.setenv("PIPELINE_SYNC_CACHE", render_cache)
     workspace = applied(tmp_path, store)
-    sequential = engine.plan(workspace, store)
+    sequential = engine.plan(workspace, store)  # with the cache on, it stores every render
     targets = len(workspace.catalog.targets)
     spliced: list[str] = []
-    by_renders: list[str] = []  # spliced as the render cache's rows were read
-    all_spliced = threading.Event()
-    original = plan_module.managed_texts
+    from_rows: list[object] = []  # texts a render cache row kept
+    all_ready = threading.Event()
+    splice, kept = plan_module.managed_texts, rendering_module._texts
 
     def counted(canonical: str, **kwargs: Any) -> Any:
         spliced.append(kwargs["key"])
-        if len(spliced) == targets:
-            all_spliced.set()
-        return original(canonical, **kwargs)
+        return splice(canonical, **kwargs)
+
+    def taken(derived: Any) -> Any:
+        texts = kept(derived)
+        from_rows.append(texts)
+        if len(from_rows) == targets:
+            all_ready.set()
+        return texts
 
     def read(call: Callable[[], Any]) -> Any:
-        assert all_spliced.wait(WAIT), "the texts were spliced only after the store read"
+        assert all_ready.wait(WAIT), "the texts were ready only after the store read"
         return call()
 
     monkeypatch.setattr(plan_module, "managed_texts", counted)
-    monkeypatch.setattr(
-        rendering_module, "managed_texts", lambda c, **kw: by_renders.append(kw["key"]) or counted(c, **kw)
-    )
+    monkeypatch.setattr(rendering_module, "managed_texts", counted)
+    monkeypatch.setattr(rendering_module, "_texts", taken)
     wrap_read(monkeypatch, store, read)
     _, overlapped = engine.plan_loading(lambda: workspace_of(tmp_path), store)
-    assert sorted(spliced) == sorted(workspace.catalog.targets)  # once each, none again in build_plan
-    assert sorted(by_renders) == (sorted(spliced) if render_cache == "on" else [])
+    assert len(from_rows) == targets and None not in from_rows
+    # on: every row kept its texts, nothing is spliced; off: each render's, once, as it is kept
+    assert sorted(spliced) == ([] if render_cache == "on" else sorted(workspace.catalog.targets))
     assert overlapped.dumps() == sequential.dumps()
 
 

@@ -13,6 +13,7 @@ from s3support import workspace_of
 
 from pipeline_sync import render_cache
 from pipeline_sync.catalog import Target
+from pipeline_sync.provenance import managed_texts
 from pipeline_sync.render import RenderedPipeline, Renderer
 from pipeline_sync.render_cache import CACHE_FILE, RenderCache, context_fingerprint
 from pipeline_sync.rendering import RenderOutcome, Sources, render_all
@@ -104,6 +105,65 @@ def test_one_query_and_one_transaction_per_run(
         assert db.execute(f"SELECT count(*) FROM {render_cache.TABLE}").fetchone() == (ALL_TARGETS,)
     render_all(workspace_of(project))
     assert calls == {"select": 2, "store": 2}
+
+
+def texts_of(outcomes: dict[str, RenderOutcome]) -> dict[str, Any]:
+    return {k: o.texts for k, o in outcomes.items()}
+
+
+def spliced_afresh(root: Path, outcomes: dict[str, RenderOutcome]) -> dict[str, Any]:
+    catalog_id = workspace_of(root).catalog.catalog_id
+    return {
+        k: managed_texts(o.rendered.canonical, key=k, source_file=o.target.source_file, catalog_id=catalog_id)
+        for k, o in outcomes.items()
+        if o.rendered is not None
+    }
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "derived = 'nope'",
+        "derived = '[1]'",
+        "managed = NULL",  # a digest without its text
+        "derived = json_set(derived, '$.identity', 'application')",  # not a mapping
+        "derived = json_set(derived, '$.checksum', 'x')",
+    ],
+)
+def test_derived_columns_that_are_not_what_this_code_writes_leave_the_render_in_use(
+    project: Path, cache_file: Path, rendered_keys: list[str], damage: str
+) -> None:
+    """What a row keeps derived from its render is left out when it is not what this code writes:
+    the render is still a hit, read with one parse, with the same identity and texts."""
+    cold = render_all(workspace_of(project), with_texts=True)
+    assert texts_of(cold) == spliced_afresh(project, cold)
+    with sqlite3.connect(cache_file) as db:
+        db.execute(f"UPDATE {render_cache.TABLE} SET {damage}")
+    rendered_keys.clear()
+    warm = render_all(workspace_of(project), with_texts=True)
+    assert rendered_keys == []
+    assert warm == cold and texts_of(warm) == texts_of(cold)
+    assert all(
+        o.rendered is not None and o.rendered.identity == cold[k].rendered.identity for k, o in warm.items()
+    )
+
+
+def test_texts_a_row_kept_for_another_catalog_file_are_spliced_afresh(
+    project: Path, cache_file: Path, rendered_keys: list[str]
+) -> None:
+    """A row's managed texts are taken only for the catalog file and catalog id they were made
+    for: kept for another file (here: with other texts), they are spliced again from the render."""
+    cold = render_all(workspace_of(project), with_texts=True)
+    with sqlite3.connect(cache_file) as db:
+        db.execute(
+            f"UPDATE {render_cache.TABLE} SET managed = '{{}}', "
+            "derived = json_set(json_set(derived, '$.for[0]', 'catalog/services/elsewhere.yaml'), "
+            "'$.renderDigest', 'forged')"
+        )
+    rendered_keys.clear()
+    warm = render_all(workspace_of(project), with_texts=True)
+    assert rendered_keys == []
+    assert texts_of(warm) == texts_of(cold) == spliced_afresh(project, warm)
 
 
 def test_a_template_edit_invalidates_exactly_its_targets(

@@ -20,12 +20,13 @@ from click.testing import CliRunner, Result
 from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, MakeProject, build_project
 from s3support import BUCKET, object_keys, workspace_of
 
-from pipeline_sync import engine
+from pipeline_sync import engine, render_cache
+from pipeline_sync.canonical import canonical_json
 from pipeline_sync.cli import main
 from pipeline_sync.engine import AUTO_APPROVER, Selection
 from pipeline_sync.identity import pipeline_id_for
 from pipeline_sync.plan import Plan, plan_digest
-from pipeline_sync.provenance import MARKER_FIELD
+from pipeline_sync.provenance import MARKER_FIELD, content_digest
 from pipeline_sync.status import Status
 from pipeline_sync.store.s3 import RequestCounter, S3Settings, S3Store
 
@@ -260,11 +261,11 @@ def test_a_tampered_render_cache_changes_the_plan_but_never_what_is_written(
     written = body_of(store, pipeline_id_for("svc/dev/deploy"))
     assert engine.plan(workspace_of(project), store).counts() == {"in-sync": 1}
     with sqlite3.connect(tmp_path / "cache" / "render-cache.sqlite") as db:
-        rows = db.execute("SELECT key, canonical FROM renders_v1").fetchall()
+        rows = db.execute(f"SELECT key, canonical FROM {render_cache.TABLE}").fetchall()
         assert rows
         for key, canonical in rows:
             evil = canonical.replace('"k8s-dev"', '"attacker-account"')
-            db.execute("UPDATE renders_v1 SET canonical = ? WHERE key = ?", (evil, key))
+            db.execute(f"UPDATE {render_cache.TABLE} SET canonical = ? WHERE key = ?", (evil, key))
     entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
     assert entry.status is Status.UPDATE and "attacker-account" in entry.unified
     assert (
@@ -279,16 +280,55 @@ def test_a_tampered_render_cache_changes_the_plan_but_never_what_is_written(
     assert body_of(store, pipeline_id_for("svc/dev/deploy")) == written
 
 
+def test_a_render_cache_row_with_forged_derived_texts_hides_a_change_from_a_plan_never_a_write(
+    store: S3Store, tmp_path: Path
+) -> None:
+    """What a row keeps derived from its render (render_cache.Derived) is taken as it is while the
+    render's text is unchanged: its checksum tells an edited text, it is no seal. Forged to claim
+    the pipeline a person edited in Deck, it hides that drift from a cached plan; the write
+    decision renders afresh and sees it, and an approval of the cached plan's digest writes
+    nothing."""
+    project = deploy_project(tmp_path / "p")
+    apply_everything(project, store)
+    pipeline_id = pipeline_id_for("svc/dev/deploy")
+    edited = json.loads(body_of(store, pipeline_id))
+    edited["stages"][0]["name"] = "edited in Deck"
+    put_raw(store, pipeline_id, edited)
+    before = body_of(store, pipeline_id)
+    assert engine.plan(workspace_of(project), store).entries["svc/dev/deploy"].status is Status.DRIFT
+    forged_texts = canonical_json(edited)
+    with sqlite3.connect(tmp_path / "cache" / "render-cache.sqlite") as db:
+        rows = db.execute(f"SELECT key, derived FROM {render_cache.TABLE}").fetchall()
+        assert rows and all(derived for _, derived in rows)
+        for key, derived in rows:
+            forged = {**json.loads(derived), "renderDigest": content_digest(edited)}
+            db.execute(
+                f"UPDATE {render_cache.TABLE} SET derived = ?, managed = ? WHERE key = ?",
+                (json.dumps(forged), forged_texts, key),
+            )
+    entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
+    assert entry.status is Status.IN_SYNC  # the plan believed the cache...
+    fresh = engine.fresh_plan(workspace_of(project), store, [entry.key])
+    assert fresh.entries[entry.key].status is Status.DRIFT
+    for approver, policy in (("alice", False), (AUTO_APPROVER, True)):
+        [result] = engine.apply(
+            workspace_of(project), store, {entry.key: entry.digest}, approver=approver, policy=policy
+        )
+        assert result.outcome != "applied"
+    assert body_of(store, pipeline_id) == before  # ...the write did not
+
+
 def test_a_tampered_render_cache_pipeline_id_never_moves_a_write(store: S3Store, tmp_path: Path) -> None:
     project = deploy_project(tmp_path / "p")
     victim = {"id": "victim", "application": "svc", "name": "someone-elses", "stages": []}
     put_raw(store, "victim", victim)
     engine.plan(workspace_of(project), store)  # fills the render cache
     with sqlite3.connect(tmp_path / "cache" / "render-cache.sqlite") as db:
-        for key, canonical in db.execute("SELECT key, canonical FROM renders_v1").fetchall():
+        for key, canonical in db.execute(f"SELECT key, canonical FROM {render_cache.TABLE}").fetchall():
             evil = canonical.replace(pipeline_id_for("svc/dev/deploy"), "victim")
             db.execute(
-                "UPDATE renders_v1 SET pipeline_id = 'victim', canonical = ? WHERE key = ?", (evil, key)
+                f"UPDATE {render_cache.TABLE} SET pipeline_id = 'victim', canonical = ? WHERE key = ?",
+                (evil, key),
             )
     entry = engine.plan(workspace_of(project), store).entries["svc/dev/deploy"]
     assert entry.pipeline_id == "victim"  # the plan believed the cache...
