@@ -37,6 +37,8 @@ SCHEMA = (
     "canonical TEXT NOT NULL, problems TEXT NOT NULL, refs TEXT NOT NULL, "
     "used INTEGER NOT NULL, derived TEXT, managed TEXT) WITHOUT ROWID"
 )
+# The tables of earlier formats, which this code never reads: dropped when the file is opened.
+OLD_TABLES = tuple(f"renders_v{n}" for n in range(1, RENDER_CACHE_FORMAT))
 MAX_IDLE_DAYS = 14
 MAX_ROWS = 200_000
 _DAY = 86_400
@@ -307,7 +309,7 @@ class RenderCache:
     # -- the file -----------------------------------------------------------
     def _guarded(self, action: Callable[[sqlite3.Connection], _T], fallback: _T) -> _T:
         assert self._path is not None
-        return guarded_sqlite(self._path, (SCHEMA,), action, fallback)
+        return guarded_sqlite(self._path, _STATEMENTS, action, fallback)
 
 
 def _entry(
@@ -395,4 +397,5 @@ def _is_reference(value: Any) -> bool:
     )
 
 
+_STATEMENTS = (*(f"DROP TABLE IF EXISTS {table}" for table in OLD_TABLES), SCHEMA)
 _CODE_FINGERPRINT = _fingerprint()

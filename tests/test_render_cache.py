@@ -397,6 +397,27 @@ def test_a_corrupt_cache_file_is_rebuilt(
     assert canonical_of(render_all(workspace_of(project))) == expected
 
 
+def test_a_cache_of_an_earlier_format_is_dropped_and_never_read(
+    project: Path, cache_file: Path, rendered_keys: list[str]
+) -> None:
+    """Format 1 rows (no derived columns) are not read: the first run renders everything, and the
+    old table is gone from the file."""
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(cache_file) as db:
+        db.execute(
+            "CREATE TABLE renders_v1 (key TEXT PRIMARY KEY, pipeline_id TEXT NOT NULL, canonical TEXT "
+            "NOT NULL, problems TEXT NOT NULL, refs TEXT NOT NULL, used INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        db.execute("INSERT INTO renders_v1 VALUES ('k', 'p', '{}', '[]', '[]', 0)")
+    rendered_keys.clear()
+    render_all(workspace_of(project))
+    assert len(rendered_keys) == ALL_TARGETS
+    with sqlite3.connect(cache_file) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {render_cache.TABLE}
+    assert render_cache.OLD_TABLES == ("renders_v1",)
+
+
 def test_an_unwritable_cache_dir_only_costs_speed(
     project: Path, tmp_path: Path, aws_env: None, monkeypatch: pytest.MonkeyPatch, rendered_keys: list[str]
 ) -> None:
