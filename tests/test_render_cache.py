@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,26 @@ def test_derived_columns_that_are_not_what_this_code_writes_leave_the_render_in_
     assert all(
         o.rendered is not None and o.rendered.identity == cold[k].rendered.identity for k, o in warm.items()
     )
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"a": 1,}', '"a string"'])
+def test_a_row_whose_json_is_not_an_object_is_a_miss_even_with_a_forged_checksum(
+    project: Path, cache_file: Path, rendered_keys: list[str], text: str
+) -> None:
+    """A hit that takes a row's derived columns parses nothing, so they are used only for JSON
+    sqlite's parser reads as an object: a row whose text is anything else is rendered again, as
+    before format 2, whatever its checksum says (here forged to match)."""
+    cold = render_all(workspace_of(project), with_texts=True)
+    forged_checksum = zlib.crc32(text.encode())
+    with sqlite3.connect(cache_file) as db:
+        db.execute(
+            f"UPDATE {render_cache.TABLE} SET canonical = ?, derived = json_set(derived, '$.checksum', ?)",
+            (text, forged_checksum),
+        )
+    rendered_keys.clear()
+    warm = render_all(workspace_of(project), with_texts=True)
+    assert sorted(rendered_keys) == sorted(cold)
+    assert warm == cold and texts_of(warm) == texts_of(cold)
 
 
 def test_texts_a_row_kept_for_another_catalog_file_are_spliced_afresh(
