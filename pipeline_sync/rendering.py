@@ -176,7 +176,9 @@ def render_many(
         rendered = outcome.rendered
         document = _read_back(rendered) if cache_key is not None and rendered is not None else None
         if cache_key is not None and rendered is not None and document is not None:
-            derived = _derive(workspace, target, rendered.canonical, document)
+            # The document a later hit will give (equal, in plain JSON types): one kind either way.
+            rendered = CanonicalRender(rendered.key, rendered.pipeline_id, rendered.canonical, document)
+            derived = _derive(workspace, target, rendered)
             new[cache_key] = CachedRender(
                 pipeline_id=rendered.pipeline_id,
                 canonical=rendered.canonical,
@@ -184,8 +186,6 @@ def render_many(
                 references=tuple(references),
                 derived=derived,
             )
-            # The document a later hit will give (equal, in plain JSON types): one kind either way.
-            rendered = CanonicalRender(rendered.key, rendered.pipeline_id, rendered.canonical, document)
             texts = _texts(derived) if with_texts else None
             outcome = RenderOutcome(target, rendered, outcome.problems, texts)
         outcomes[target.key] = outcome
@@ -254,15 +254,16 @@ def _cache_key(workspace: Sources, target: Target, templates: dict[str, str | No
     return render_key(workspace.cache.code, target, digest, context)
 
 
-def _derive(workspace: Sources, target: Target, canonical: str, document: Mapping[str, Any]) -> Derived:
+def _derive(workspace: Sources, target: Target, rendered: CanonicalRender) -> Derived:
     """What a plan reads of a render, for the row that stores it: the fields the fleet checks read
-    and the managed texts for this catalog (provenance.managed_texts)."""
+    (the render's own identity) and the managed texts for this catalog (provenance.managed_texts)."""
+    canonical = rendered.canonical
     texts = managed_texts(
         canonical, key=target.key, source_file=target.source_file, catalog_id=workspace.catalog.catalog_id
     )
     return Derived(
         checksum=checksum_of(canonical),
-        identity={name: document[name] for name in IDENTITY_FIELDS if name in document},
+        identity=_identity_of(rendered),
         texts_for=(target.source_file, workspace.catalog.catalog_id),
         render_digest=texts.render_digest if texts is not None else None,
         managed=texts.canonical if texts is not None else None,
