@@ -639,14 +639,20 @@ def test_commit_unsynced_leaves_a_database_that_is_not_in_wal_mode_syncing_every
             assert connection.execute("PRAGMA synchronous").fetchone()[0] == level
 
 
+def wal_database_kept_open(path: Path) -> sqlite3.Connection:
+    """A WAL database with a table t, and a connection to it left open (so its WAL stays)."""
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA journal_mode=wal")
+    connection.execute("CREATE TABLE t (v INTEGER)")
+    connection.commit()
+    return connection
+
+
 def test_synced_syncs_each_wal_and_its_folder_and_skips_a_database_without_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = tmp_path / "run.db"
-    kept = sqlite3.connect(database)  # open: its WAL stays
-    kept.execute("PRAGMA journal_mode=wal")
-    kept.execute("CREATE TABLE t (v INTEGER)")
-    kept.commit()
+    kept = wal_database_kept_open(database)  # open: its WAL stays
     synced: list[str] = []
     opened: list[str] = []
     fsync, open_file = os.fsync, os.open
@@ -677,10 +683,7 @@ def test_synced_leaves_this_process_its_locks_so_another_process_never_deletes_a
     WAL under the connection still open here (checked: opening and closing the database instead
     of its WAL makes this fail)."""
     database = tmp_path / "run.db"
-    kept = sqlite3.connect(database)
-    kept.execute("PRAGMA journal_mode=wal")
-    kept.execute("CREATE TABLE t (v INTEGER)")
-    kept.commit()
+    kept = wal_database_kept_open(database)
     kept.execute("SELECT * FROM t").fetchall()
     eventlog.synced([str(database)])
     write = f"import sqlite3; c = sqlite3.connect({str(database)!r}); c.execute('INSERT INTO t VALUES (1)'); c.commit(); c.close()"
