@@ -290,13 +290,19 @@ def _from_cache(
     parsed then. Otherwise the stored JSON is parsed once: for the fields the fleet checks read
     and, with_texts, when it is an object written as canonical_json writes one (a stored render
     is), for the managed texts a plan splices (the outcome's texts). Other JSON is read with
-    json.loads, its texts left to the plan."""
+    json.loads, its texts left to the plan. A row stored without problems whose identity is not
+    one validate_pipeline passes was edited by hand: its derived identity is left out, and a
+    document that lacks it is a miss (_written_here)."""
     renderer = workspace.renderer
     for app_name, stack, template, answer in hit.references:
         if renderer.referenced_id(app_name, stack, template) != answer:
             return None
     derived = hit.derived
-    if derived is not None and derived.matches(hit.canonical):
+    if (
+        derived is not None
+        and derived.matches(hit.canonical)
+        and _written_here(hit.problems, derived.identity)
+    ):
         texts_apply = derived.texts_for == (target.source_file, workspace.catalog.catalog_id)
         if not with_texts or texts_apply:
             rendered = CanonicalRender(target.key, hit.pipeline_id, hit.canonical, derived.identity)
@@ -307,11 +313,13 @@ def _from_cache(
             document = json.loads(hit.canonical)
         except ValueError:
             return None
-        if not isinstance(document, dict):
+        if not isinstance(document, dict) or not _written_here(hit.problems, document):
             return None
         rendered = CanonicalRender(target.key, hit.pipeline_id, hit.canonical, document)
         return RenderOutcome(target, rendered, hit.problems)
     identity = {name: members[name][0] for name in IDENTITY_FIELDS if name in members}
+    if not _written_here(hit.problems, identity):
+        return None
     texts = managed_texts(
         hit.canonical,
         key=target.key,
@@ -321,6 +329,13 @@ def _from_cache(
     )
     rendered = CanonicalRender(target.key, hit.pipeline_id, hit.canonical, identity)
     return RenderOutcome(target, rendered, hit.problems, texts)
+
+
+def _written_here(problems: tuple[str, ...], identity: Mapping[str, Any]) -> bool:
+    """Whether a stored render could have come from this code: one stored without problems passed
+    validate_pipeline, which holds its id, application and name to non-empty strings. A row that
+    claims otherwise (edited by hand) is a miss, rendered again, not a plan that fails on it."""
+    return bool(problems) or all(isinstance(identity.get(f), str) and identity[f] for f in IDENTITY_FIELDS)
 
 
 class CanonicalRender(RenderedPipeline):

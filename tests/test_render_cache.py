@@ -169,6 +169,52 @@ def test_a_row_whose_json_is_not_an_object_is_a_miss_even_with_a_forged_checksum
     assert warm == cold and texts_of(warm) == texts_of(cold)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{}",
+        '{"application": "checkout"}',
+        '{"id": "x", "name": "deploy"}',
+        '{"application": "checkout", "id": "x", "name": ""}',
+        '{"application": 7, "id": "x", "name": "deploy"}',
+        '{"application": "checkout", "id": null, "name": "deploy"}',
+    ],
+)
+@pytest.mark.parametrize("derived", ["kept", "forged to match", "none"])
+def test_a_row_stored_valid_without_a_valid_identity_is_a_miss(
+    project: Path, cache_file: Path, rendered_keys: list[str], text: str, derived: str
+) -> None:
+    """A render stored without problems passed validate_pipeline, so its id, application and name
+    are non-empty strings. A row that says otherwise was edited by hand: it is rendered again,
+    where a plan read from it failed (KeyError on a missing application). Its derived identity,
+    when it is forged to match, is left out as not what this code writes."""
+    cold = render_all(workspace_of(project), with_texts=True)
+    forged_checksum = zlib.crc32(text.encode())
+    identity = {
+        "kept": "derived",
+        "forged to match": "json_set(derived, '$.identity', json(?))",
+        "none": "NULL",
+    }
+    with sqlite3.connect(cache_file) as db:
+        statement = (
+            f"UPDATE {render_cache.TABLE} SET canonical = ?, problems = '[]', derived = {identity[derived]}"
+        )
+        parameters = (text, text) if derived == "forged to match" else (text,)
+        db.execute(statement, parameters)
+        if derived != "none":
+            db.execute(
+                f"UPDATE {render_cache.TABLE} SET derived = json_set(derived, '$.checksum', ?)",
+                (forged_checksum,),
+            )
+    rendered_keys.clear()
+    warm = render_all(workspace_of(project), with_texts=True)
+    if derived == "kept":  # the identity derived from the honest render: no plan fails on it
+        assert rendered_keys == []
+    else:
+        assert sorted(rendered_keys) == sorted(cold)
+        assert warm == cold and texts_of(warm) == texts_of(cold)
+
+
 def test_texts_a_row_kept_for_another_catalog_file_are_spliced_afresh(
     project: Path, cache_file: Path, rendered_keys: list[str]
 ) -> None:

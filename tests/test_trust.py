@@ -318,6 +318,24 @@ def test_a_render_cache_row_with_forged_derived_texts_hides_a_change_from_a_plan
     assert body_of(store, pipeline_id) == before  # ...the write did not
 
 
+@pytest.mark.parametrize("text", ["{}", '{"application": "svc", "id": "x"}'])
+def test_a_render_cache_row_without_the_identity_of_a_valid_render_plans_as_the_honest_one(
+    store: S3Store, tmp_path: Path, text: str
+) -> None:
+    """A row stored without problems whose JSON lacks what validation demands of every render
+    (here its name or more) was edited by hand: its target is rendered again, and the plan is the
+    one an untouched cache gives. It used to fail the whole plan with a KeyError."""
+    project = deploy_project(tmp_path / "p")
+    apply_everything(project, store)
+    honest = engine.plan(workspace_of(project), store)
+    with sqlite3.connect(tmp_path / "cache" / "render-cache.sqlite") as db:
+        db.execute(f"UPDATE {render_cache.TABLE} SET canonical = ?, problems = '[]', derived = NULL", (text,))
+    again = engine.plan(workspace_of(project), store)
+    assert {k: (e.status, e.digest) for k, e in again.entries.items()} == {
+        k: (e.status, e.digest) for k, e in honest.entries.items()
+    }
+
+
 def test_a_tampered_render_cache_pipeline_id_never_moves_a_write(store: S3Store, tmp_path: Path) -> None:
     project = deploy_project(tmp_path / "p")
     victim = {"id": "victim", "application": "svc", "name": "someone-elses", "stages": []}
