@@ -122,7 +122,7 @@ def render_all(
         rendered = render_many(workspace, chosen_targets, with_texts=with_texts)
     else:  # a write decision: never from the cache, which anyone with the cache directory can edit
         fresh = render_misses(workspace, chosen_targets)
-        rendered = {target.key: outcome for target, (outcome, _) in zip(chosen_targets, fresh, strict=True)}
+        rendered = {target.key: made[0] for target, made in zip(chosen_targets, fresh, strict=True)}
     outcomes = {key: rendered[key] for key in wanted}
     documents = {k: _identity_of(o.rendered) for k, o in outcomes.items() if o.rendered is not None}
     if keys is not None:
@@ -171,23 +171,18 @@ def render_many(
                 outcomes[target.key] = outcome
     new: dict[str, CachedRender] = {}
     misses = [target for target in targets if target.key not in outcomes]
-    for target, (outcome, references) in zip(misses, render_misses(workspace, misses), strict=True):
+    fresh = render_misses(workspace, misses, derive=True)
+    for target, (outcome, references, derived) in zip(misses, fresh, strict=True):
         cache_key = cache_keys.get(target.key)
-        rendered = outcome.rendered
-        document = _read_back(rendered) if cache_key is not None and rendered is not None else None
-        if cache_key is not None and rendered is not None and document is not None:
-            # The document a later hit will give (equal, in plain JSON types): one kind either way.
-            rendered = CanonicalRender(rendered.key, rendered.pipeline_id, rendered.canonical, document)
-            derived = _derive(workspace, target, rendered)
+        if cache_key is not None and derived is not None and outcome.rendered is not None:
             new[cache_key] = CachedRender(
-                pipeline_id=rendered.pipeline_id,
-                canonical=rendered.canonical,
+                pipeline_id=outcome.rendered.pipeline_id,
+                canonical=outcome.rendered.canonical,
                 problems=outcome.problems,
                 references=tuple(references),
                 derived=derived,
             )
-            texts = _texts(derived) if with_texts else None
-            outcome = RenderOutcome(target, rendered, outcome.problems, texts)
+            outcome = replace(outcome, texts=_texts(derived) if with_texts else None)
         outcomes[target.key] = outcome
     cache.store(new, used=[cache_keys[k] for k in outcomes if k in cache_keys and cache_keys[k] not in new])
     return {target.key: outcomes[target.key] for target in targets}
@@ -199,19 +194,28 @@ _forked: Sources | None = None  # the workspace forked render workers read (copy
 render_workers = fork_workers  # how many processes render (PIPELINE_SYNC_RENDER_WORKERS, else cores)
 
 
-def render_misses(workspace: Sources, targets: list[Target]) -> list[tuple[RenderOutcome, list[Reference]]]:
-    """Render and validate targets afresh, in order: (outcome, the pipeline_id() calls it made).
+# A fresh render: its outcome, the pipeline_id() calls it made, and (derive) what a render cache
+# row keeps derived from it.
+Fresh = tuple[RenderOutcome, list[Reference], Derived | None]
+
+
+def render_misses(workspace: Sources, targets: list[Target], *, derive: bool = False) -> list[Fresh]:
+    """Render and validate targets afresh, in order: (outcome, the pipeline_id() calls it made,
+    None), or with derive, where the render's canonical JSON reads back as its document, its
+    outcome holding the render as that JSON (CanonicalRender) and what a row keeps derived from
+    it (_derive): made where the render is, so forked workers do it too and send back the JSON
+    without the document.
 
     Many of them are rendered by forked processes, one per core, each reading the workspace it
     inherited; few, or where fork is not available, in this process."""
     workers = min(render_workers(), max(1, len(targets) // (PARALLEL_MIN // 2)))
     if workers < 2 or len(targets) < PARALLEL_MIN or "fork" not in multiprocessing.get_all_start_methods():
-        return [_render_tracked(workspace, target) for target in targets]
+        return [_render_tracked(workspace, target, derive) for target in targets]
     global _forked
     _forked = workspace
     try:
         chunks = [
-            [t.key for t in targets[i : i + PARALLEL_MIN // 4]]
+            ([t.key for t in targets[i : i + PARALLEL_MIN // 4]], derive)
             for i in range(0, len(targets), PARALLEL_MIN // 4)
         ]
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -221,17 +225,25 @@ def render_misses(workspace: Sources, targets: list[Target]) -> list[tuple[Rende
     return done
 
 
-def _render_tracked(workspace: Sources, target: Target) -> tuple[RenderOutcome, list[Reference]]:
+def _render_tracked(workspace: Sources, target: Target, derive: bool = False) -> Fresh:
     references: list[Reference] = []
-    return _render_one(workspace, target, references), references
+    outcome = _render_one(workspace, target, references)
+    rendered = outcome.rendered
+    document = _read_back(rendered) if derive and rendered is not None else None
+    if rendered is None or document is None:
+        return outcome, references, None
+    # The document a later hit will give (equal, in plain JSON types): one kind either way.
+    as_json = CanonicalRender(rendered.key, rendered.pipeline_id, rendered.canonical, document)
+    return replace(outcome, rendered=as_json), references, _derive(workspace, target, as_json)
 
 
-def _render_chunk(keys: list[str]) -> list[tuple[RenderOutcome, list[Reference]]]:
+def _render_chunk(chunk: tuple[list[str], bool]) -> list[Fresh]:
     """In a forked worker: render these targets of the inherited workspace."""
     workspace = _forked
     assert workspace is not None, "render workers are forked from render_misses"
     targets = workspace.catalog.targets
-    return [_render_tracked(workspace, targets[key]) for key in keys]
+    keys, derive = chunk
+    return [_render_tracked(workspace, targets[key], derive) for key in keys]
 
 
 def _cache_key(workspace: Sources, target: Target, templates: dict[str, str | None]) -> str | None:

@@ -36,9 +36,20 @@ def many(root: Path) -> Sources:
 
 
 def outcomes(workspace: Sources, use_cache: bool) -> dict[str, Any]:
-    fresh = Sources(workspace.catalog, workspace.renderer, RenderCache.in_memory())
-    found = render_all(fresh, use_cache=use_cache)
-    return {k: (o.rendered.canonical if o.rendered else None, o.problems) for k, o in found.items()}
+    """Each target's render, problems, identity and texts, and the render cache's rows after."""
+    cache = RenderCache.in_memory()
+    fresh = Sources(workspace.catalog, workspace.renderer, cache)
+    found = render_all(fresh, use_cache=use_cache, with_texts=True)
+    renders = {
+        k: (
+            o.rendered.canonical if o.rendered else None,
+            o.problems,
+            rendering._identity_of(o.rendered) if o.rendered else None,
+            o.texts,
+        )
+        for k, o in found.items()
+    }
+    return {"renders": renders, "rows": dict(cache._memory)}
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
@@ -62,4 +73,9 @@ def test_forked_renders_equal_renders_in_process(
     shared = outcomes(workspace, use_cache)
     assert pools == [2]
     assert shared == alone
-    assert any(problems for _, problems in alone.values())  # invalid renders travel back too
+    assert any(problems for _, problems, _, _ in alone["renders"].values())  # invalid renders travel back too
+    if use_cache:  # rows keep what the workers derived, as this process derives it
+        assert alone["rows"] and all(row.derived is not None for row in alone["rows"].values())
+        assert all(texts is not None for _, problems, _, texts in alone["renders"].values() if not problems)
+    else:
+        assert alone["rows"] == {}
