@@ -516,7 +516,7 @@ def render_every_target(catalog_dir: Path, templates_dir: Path) -> dict[str, Any
     workspace = Sources.load(catalog_dir, templates_dir, render_cache=RenderCache.in_memory())
     rendered = {}
     for key in sorted(workspace.catalog.targets):
-        outcome, references = rendering._render_tracked(workspace, workspace.catalog.targets[key])
+        outcome, references, _ = rendering._render_tracked(workspace, workspace.catalog.targets[key])
         canonical = outcome.rendered.canonical if outcome.rendered is not None else None
         rendered[key] = (canonical, outcome.problems, references)
     return rendered
@@ -587,7 +587,7 @@ def test_the_parse_memo_keeps_at_most_its_bound_and_still_renders_right(
     monkeypatch.setattr(render, "PARSE_MEMO_CHARS", 15_000)  # room for two or three texts
     got = {}
     for key in sorted(workspace.catalog.targets):
-        outcome, references = rendering._render_tracked(workspace, workspace.catalog.targets[key])
+        outcome, references, _ = rendering._render_tracked(workspace, workspace.catalog.targets[key])
         canonical = outcome.rendered.canonical if outcome.rendered is not None else None
         got[key] = (canonical, outcome.problems, references)
         kept = workspace.renderer._parsed
@@ -673,7 +673,7 @@ def test_renders_in_threads_share_the_parse_memo_safely(
 def render_all_of(workspace: Sources) -> dict[str, Any]:
     rendered = {}
     for key in sorted(workspace.catalog.targets):
-        outcome, references = rendering._render_tracked(workspace, workspace.catalog.targets[key])
+        outcome, references, _ = rendering._render_tracked(workspace, workspace.catalog.targets[key])
         canonical = outcome.rendered.canonical if outcome.rendered is not None else None
         rendered[key] = (canonical, outcome.problems, references)
     return rendered
