@@ -146,13 +146,10 @@ def _log_all(context: Any, groups: Sequence[Sequence[Any]], *, parent: int | Non
     """context.log_event of each event of groups, in order; in a process forked from parent,
     through engines kept for the writer's life (reuse_engines), committing unsynced
     (commit_unsynced), and storing the asset events of the share together (stored_together)."""
-    if parent is None or os.getpid() == parent:
-        for group in groups:
-            for event in group:
-                context.log_event(event)
-        return
-    reuse_engines()
-    with stored_together(context.instance.event_log_storage):
+    forked = parent is not None and os.getpid() != parent
+    if forked:
+        reuse_engines()
+    with stored_together(context.instance.event_log_storage) if forked else contextlib.nullcontext():
         for group in groups:
             for event in group:
                 context.log_event(event)
