@@ -20,6 +20,7 @@ import yaml
 from deepdiff import DeepDiff
 from deepdiff.path import parse_path
 
+from pipeline_sync.block_yaml import NotSimple, block_yaml, float_text
 from pipeline_sync.canonical import canonical_json, sha256_hex
 from pipeline_sync.nesting import nesting_depth
 
@@ -39,6 +40,8 @@ try:
     _Dumper: type[yaml.SafeDumper] = yaml.CSafeDumper  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover
     _Dumper = yaml.SafeDumper
+# block_yaml writes exactly what libyaml's emitter writes: used only when that is the emitter.
+_DIRECT = _Dumper is getattr(yaml, "CSafeDumper", None)
 
 
 def keyed_view(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,6 +198,11 @@ def _yaml_text(data: Any, depth: int) -> str:
     """to_yaml of data nesting depth levels deep."""
     width = 100 if depth <= 40 else 100 + 2 * depth
     if depth <= FAST_YAML_DEPTH and not _Dumper.yaml_path_resolvers:
+        if _DIRECT:
+            try:
+                return block_yaml(data, width, _plain_tag, _emitted)
+            except NotSimple:
+                pass
         try:
             return _emitted(data, width)
         except Exception:  # not plain JSON data, or not dumpable: PyYAML's own dump decides
@@ -288,25 +296,10 @@ def _emit(data: Any, emit: Callable[[yaml.Event], Any], seen: set[int]) -> None:
     elif data is None:
         tag, text = _NULL_TAG, "null"
     elif kind is float:
-        tag, text = _FLOAT_TAG, _float_text(data)
+        tag, text = _FLOAT_TAG, float_text(data)
     else:
         raise NotPlainData(f"{kind.__name__} is not plain JSON data")
     emit(yaml.ScalarEvent(None, tag, (_plain_tag(text) == tag, False), text))
-
-
-def _float_text(data: float) -> str:
-    """SafeRepresenter.represent_float's text."""
-    inf = yaml.SafeDumper.inf_value
-    if data != data or (data == 0.0 and data == 1.0):
-        return ".nan"
-    if data == inf:
-        return ".inf"
-    if data == -inf:
-        return "-.inf"
-    value = repr(data).lower()
-    if "." not in value and "e" in value:
-        value = value.replace("e", ".0e", 1)
-    return value
 
 
 def _emitted(data: Any, width: int) -> str:
