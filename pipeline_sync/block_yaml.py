@@ -18,6 +18,7 @@ takes the event path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -36,9 +37,10 @@ _SIMPLE_KEY_MAX = 128
 # "" for a string simple_text leaves to the emitter.
 _TEXT_MAX_ENTRIES = 200_000
 _texts: dict[str, str] = {}
-# What the emitter wrote for a scalar simple_text does not decide, by (type, value, column, indent).
+# What the emitter wrote for a scalar simple_text does not decide, by (type, value, column, indent,
+# width).
 _WRITTEN_MAX_ENTRIES = 20_000
-_written: dict[tuple[type, Any, int, int], str] = {}
+_written: dict[tuple[type, Any, int, int, int], str] = {}
 
 
 class NotSimple(ValueError):
@@ -50,16 +52,20 @@ def block_yaml(
     width: int,
     plain_tag: Callable[[str], str],
     emitted: Callable[[Any, int], str],
+    *,
+    max_depth: int,
 ) -> str:
     """The YAML text of data (a non-empty dict or list of plain JSON data) at this width.
 
     plain_tag(text) is the tag the dumper's resolver gives text read as a plain scalar; emitted
-    (data, width) is the event path's text, used only for a scalar this writer does not decide."""
+    (data, width) is the event path's text, used only for a scalar this writer does not decide.
+    Data nesting deeper than max_depth levels raises NotSimple, so a caller that writes deeper
+    data at another width need not measure the depth first."""
     writer = _Writer(width, plain_tag, emitted)
     if type(data) is dict and data:
-        writer.mapping(data, 0, "")
+        writer.mapping(data, 0, "", max_depth)
     elif type(data) is list and data:
-        writer.sequence(data, 0, "")
+        writer.sequence(data, 0, "", max_depth)
     else:
         raise NotSimple("only a non-empty mapping or sequence is written directly")
     writer.out.append("\n")
@@ -101,15 +107,16 @@ class _Writer:
         self.out: list[str] = []
         self.seen: set[int] = set()
 
-    def _enter(self, container: Any) -> None:
-        if id(container) in self.seen:
-            raise NotSimple("a container held twice: PyYAML writes an alias")
-        self.seen.add(id(container))
-
-    def mapping(self, data: dict[Any, Any], indent: int, first: str) -> None:
+    def mapping(self, data: dict[Any, Any], indent: int, first: str, room: int) -> None:
         """data's keys from column indent; first is written before the first key (a new line and
-        the indent, or the space after a sequence's "-" that the mapping continues)."""
-        self._enter(data)
+        the indent, or the space after a sequence's "-" that the mapping continues); room: the
+        levels data may still nest, itself included."""
+        if room < 1:
+            raise NotSimple("nested deeper than max_depth")
+        seen = self.seen
+        if id(data) in seen:
+            raise NotSimple("a container held twice: PyYAML writes an alias")
+        seen.add(id(data))
         out = self.out
         line = "\n" + " " * indent
         lead = first
@@ -129,20 +136,25 @@ class _Writer:
             kind = type(value)
             if kind is dict:
                 if value:
-                    self.mapping(value, indent + 2, "\n" + " " * (indent + 2))
+                    self.mapping(value, indent + 2, "\n" + " " * (indent + 2), room - 1)
                 else:
-                    out.append(" {}")
+                    out.append(self.empty(" {}", room))
             elif kind is list:
                 if value:
-                    self.sequence(value, indent, line)  # indentless under a mapping key
+                    self.sequence(value, indent, line, room - 1)  # indentless under a mapping key
                 else:
-                    out.append(" []")
+                    out.append(self.empty(" []", room))
             else:
                 out.append(self.scalar(value, indent + len(text) + 1, indent + 2))
 
-    def sequence(self, data: list[Any], indent: int, first: str) -> None:
+    def sequence(self, data: list[Any], indent: int, first: str, room: int) -> None:
         """data's items, each "-" at column indent; first is written before the first "-"."""
-        self._enter(data)
+        if room < 1:
+            raise NotSimple("nested deeper than max_depth")
+        seen = self.seen
+        if id(data) in seen:
+            raise NotSimple("a container held twice: PyYAML writes an alias")
+        seen.add(id(data))
         out = self.out
         line = "\n" + " " * indent
         lead = first
@@ -153,16 +165,24 @@ class _Writer:
             kind = type(item)
             if kind is dict:
                 if item:
-                    self.mapping(item, indent + 2, " ")
+                    self.mapping(item, indent + 2, " ", room - 1)
                 else:
-                    out.append(" {}")
+                    out.append(self.empty(" {}", room))
             elif kind is list:
                 if item:
-                    self.sequence(item, indent + 2, " ")
+                    self.sequence(item, indent + 2, " ", room - 1)
                 else:
-                    out.append(" []")
+                    out.append(self.empty(" []", room))
             else:
                 out.append(self.scalar(item, indent + 1, indent + 2))
+
+    @staticmethod
+    def empty(text: str, room: int) -> str:
+        """An empty container's flow text, one level below a container with room levels: it counts
+        as a level of nesting (nesting.nesting_depth), which decides the width."""
+        if room < 2:
+            raise NotSimple("nested deeper than max_depth")
+        return text
 
     def key_text(self, key: str) -> str:
         text = _texts.get(key)
@@ -208,7 +228,7 @@ class _Writer:
         """The emitter's text of value at this column and continuation indent, cut out of a
         document that nests mappings to put it there: after "k...k:" for a mapping value, after
         "-" for a sequence item."""
-        memo = (type(value), value, column, indent)
+        memo = (type(value), value, column, indent, self.width)
         known = _written.get(memo)
         if known is not None:
             return known
@@ -241,36 +261,33 @@ def _remembered(value: str, plain_tag: Callable[[str], str]) -> str:
     return text
 
 
+_SPACE_RUNS = re.compile("( +)")
+
+
 def _folded(value: str, plain: bool, column: int, indent: int, width: int) -> str:
     """A printable-ASCII scalar that runs past width, folded at single spaces as libyaml folds:
-    at a space once the column is past width, and never at a run of spaces (nor, quoted, at the
-    first or last character)."""
+    at a space once the column is past width; never within a run of spaces (libyaml folds only at
+    a space neither preceded nor followed by one) nor, quoted, at the first or last character."""
     parts = [" " if plain else " '"]
     column += len(parts[0])
-    last = len(value) - 1
-    spaces = False
-    for index, char in enumerate(value):
-        if char == " ":
-            if (
-                not spaces
-                and column > width
-                and (plain or 0 < index < last)
-                and (index == last or value[index + 1] != " ")
-            ):
-                parts.append("\n" + " " * indent)
-                column = indent
-            else:
-                parts.append(" ")
-                column += 1
-            spaces = True
-            continue
-        if char == "'" and not plain:
-            parts.append("''")
-            column += 2
+    pieces = _SPACE_RUNS.split(value)  # words at even indexes (maybe empty), space runs at odd
+    last = len(pieces) - 1
+    for index, piece in enumerate(pieces):
+        if index % 2 == 0:
+            if not plain and "'" in piece:
+                piece = piece.replace("'", "''")
+            parts.append(piece)
+            column += len(piece)
+        elif (
+            len(piece) == 1
+            and column > width
+            and (plain or (pieces[index - 1] and (index < last - 1 or pieces[last])))
+        ):
+            parts.append("\n" + " " * indent)
+            column = indent
         else:
-            parts.append(char)
-            column += 1
-        spaces = False
+            parts.append(piece)
+            column += len(piece)
     if not plain:
         parts.append("'")
     return "".join(parts)

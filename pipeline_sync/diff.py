@@ -179,30 +179,40 @@ def strictly_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-# Up to this depth to_yaml emits the YAML events itself (yaml_events); deeper, PyYAML does.
+# Up to this depth to_yaml writes plain JSON data itself (block_yaml, else yaml_events); deeper, PyYAML does.
 FAST_YAML_DEPTH = 40
 
 
 def to_yaml(data: Any) -> str:
     """Block YAML, 100 columns wide; past 40 levels wider, so indentation doesn't split text word by word.
 
-    The text is exactly `yaml.dump(data, Dumper=CSafeDumper, sort_keys=True, ...)`: for plain JSON
-    data the events PyYAML's (Python) representer and serializer would make are made by
-    yaml_events, a few times faster, and written by the same (C) emitter; anything else is dumped
-    by PyYAML itself."""
+    The text is exactly `yaml.dump(data, Dumper=CSafeDumper, sort_keys=True, ...)`: plain JSON
+    data up to 40 levels deep is written directly (block_yaml) or, when that declines, by the
+    same (C) emitter from the events yaml_events makes, a few times faster than PyYAML's (Python)
+    representer and serializer; anything else is dumped by PyYAML itself."""
+    direct = _written_directly(data)
+    if direct is not None:
+        return direct
     depth = nesting_depth(data, SHOWN_DEPTH)
     return _yaml_text(data, depth)
+
+
+def _written_directly(data: Any) -> str | None:
+    """block_yaml's text of data when data nests at most FAST_YAML_DEPTH levels (so its width is
+    100) and is data block_yaml writes; None otherwise. No depth is measured first: block_yaml
+    declines deeper data itself."""
+    if not _DIRECT or _Dumper.yaml_path_resolvers:
+        return None
+    try:
+        return block_yaml(data, 100, _plain_tag, _emitted, max_depth=FAST_YAML_DEPTH)
+    except NotSimple:
+        return None
 
 
 def _yaml_text(data: Any, depth: int) -> str:
     """to_yaml of data nesting depth levels deep."""
     width = 100 if depth <= 40 else 100 + 2 * depth
     if depth <= FAST_YAML_DEPTH and not _Dumper.yaml_path_resolvers:
-        if _DIRECT:
-            try:
-                return block_yaml(data, width, _plain_tag, _emitted)
-            except NotSimple:
-                pass
         try:
             return _emitted(data, width)
         except Exception:  # not plain JSON data, or not dumpable: PyYAML's own dump decides
@@ -318,7 +328,11 @@ def _emitted(data: Any, width: int) -> str:
 
 
 def _shown_yaml(document: Mapping[str, Any]) -> str:
-    """to_yaml(shown(document)), measuring the depth once where nothing is cut."""
+    """to_yaml(shown(document)): written directly when it can be (then it nests at most 40 levels,
+    and shown(document) is document), else measuring the depth once where nothing is cut."""
+    direct = _written_directly(document)
+    if direct is not None:
+        return direct
     depth = nesting_depth(document, SHOWN_DEPTH)
     return _yaml_text(document, depth) if depth <= SHOWN_DEPTH else to_yaml(shown(document))
 

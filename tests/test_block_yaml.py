@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from pipeline_sync import block_yaml, diff
 from pipeline_sync.block_yaml import NotSimple, simple_text
+from pipeline_sync.nesting import nesting_depth
 
 pytestmark = pytest.mark.skipif(not diff._DIRECT, reason="block_yaml matches libyaml's emitter only")
 
@@ -30,7 +31,7 @@ def reference(data: Any, width: int = 100) -> str:
 
 
 def direct(data: Any, width: int = 100) -> str:
-    return block_yaml.block_yaml(data, width, diff._plain_tag, diff._emitted)
+    return block_yaml.block_yaml(data, width, diff._plain_tag, diff._emitted, max_depth=diff.FAST_YAML_DEPTH)
 
 
 def emitter_refused(data: Any, width: int) -> str:
@@ -98,7 +99,10 @@ def test_long_scalars_fold_where_the_emitter_folds_them_at_every_column(seed: in
         assert direct(data, width) == reference(data, width)
 
 
-@pytest.mark.parametrize("value", [" leading space", "trailing space ", "  two", "a  b c ", " ", "a b"])
+@pytest.mark.parametrize(
+    "value",
+    [" leading space", "trailing space ", "trailing ", "  two", "a  b c ", " ", "a b", "x" * 20 + " "],
+)
 @pytest.mark.parametrize("key_length", [95, 98, 99, 100, 101, 110, 128])
 def test_a_scalar_that_starts_past_the_width_folds_as_the_emitter_folds_it(
     value: str, key_length: int
@@ -110,6 +114,25 @@ def test_a_scalar_that_starts_past_the_width_folds_as_the_emitter_folds_it(
         assert direct(data) == reference(data)
 
 
+@pytest.mark.parametrize("empty", [{}, [], "leaf"])
+@pytest.mark.parametrize("levels", [39, 40, 41])
+def test_data_deeper_than_max_depth_is_declined_and_to_yaml_takes_the_wider_width(
+    empty: Any, levels: int
+) -> None:
+    """Past 40 levels to_yaml writes wider: an empty container counts as a level, as
+    nesting_depth counts it, so a document 40 levels deep ending in one is not written here."""
+    data: Any = {"text": "word " * 30, "end": empty}
+    for _ in range(levels - 1):
+        data = {"k": data, "text": "word " * 30}
+    depth = nesting_depth(data)
+    if depth <= diff.FAST_YAML_DEPTH:
+        assert direct(data) == reference(data)
+    else:
+        with pytest.raises(NotSimple):
+            direct(data)
+    assert diff.to_yaml(data) == reference(data, 100 if depth <= 40 else 100 + 2 * depth)
+
+
 def test_plain_ascii_documents_never_ask_the_emitter() -> None:
     data = {
         "name": "Deploy",
@@ -118,7 +141,7 @@ def test_plain_ascii_documents_never_ask_the_emitter() -> None:
         "quoted": "'",
         "nested": [["a", ["b"]], {"c": {"d": ["e"]}}],
     }
-    assert block_yaml.block_yaml(data, 100, diff._plain_tag, emitter_refused) == reference(data)
+    assert block_yaml.block_yaml(data, 100, diff._plain_tag, emitter_refused, max_depth=40) == reference(data)
 
 
 @pytest.mark.parametrize(
@@ -128,12 +151,13 @@ def test_plain_ascii_documents_never_ask_the_emitter() -> None:
 )
 def test_scalars_it_does_not_decide_are_the_emitters_own_at_the_same_place(value: str) -> None:
     assert simple_text(value, diff._plain_tag) is None
-    for data in (
-        {"k": value},
-        {"stages": [{"name": value, "kkkkkkkkkkkk": value}, value, [value]]},
-        {"a": {"b": {"c": [[{"deep": value}]]}}},
-    ):
-        assert direct(data) == reference(data)
+    for width in (100, 60, 100):  # the emitter's text at one width is not another's
+        for data in (
+            {"k": value},
+            {"stages": [{"name": value, "kkkkkkkkkkkk": value}, value, [value]]},
+            {"a": {"b": {"c": [[{"deep": value}]]}}},
+        ):
+            assert direct(data, width) == reference(data, width)
 
 
 @pytest.mark.parametrize(
@@ -183,8 +207,8 @@ def test_to_yaml_takes_the_direct_path_for_pipelines(monkeypatch: pytest.MonkeyP
     calls = []
     real = block_yaml.block_yaml
 
-    def counted(*args: Any) -> str:
-        text = real(*args)
+    def counted(*args: Any, **kwargs: Any) -> str:
+        text = real(*args, **kwargs)
         calls.append(text)
         return text
 
