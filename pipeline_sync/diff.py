@@ -105,8 +105,69 @@ def semantic_diff(live: Mapping[str, Any] | None, desired: Mapping[str, Any] | N
     old = keyed_view(shown(live)) if live is not None else {}
     new = keyed_view(shown(desired)) if desired is not None else {}
     old, new = without_equal_values(old, new)
+    changed: dict[str, Any] = {}
+    if _scalar_changes(old, new, "root", changed):
+        return {"values_changed": changed} if changed else {}
     result = DeepDiff(old, new, verbose_level=2, threshold_to_diff_deeper=DIFF_DEEPER)
     return json.loads(result.to_json()) if result else {}
+
+
+# Scalars whose change DeepDiff reports as {"new_value": ..., "old_value": ...} and nothing more
+# (a float may differ from itself, a string with a line break gets a unified diff too).
+_REPORTED_AS_VALUES = frozenset({str, int, bool, type(None)})
+
+
+def _scalar_changes(old: Any, new: Any, path: str, changed: dict[str, Any]) -> bool:
+    """The common case of a template change, without DeepDiff: True when old and new have the same
+    shape (the same keys in every mapping, lists of the same lengths) and differ only in values
+    of a mapping's keys that are strings without a line break, integers, booleans or None, of the
+    same type on both sides. Then changed holds DeepDiff's values_changed report of them, by
+    DeepDiff's path, in DeepDiff's order (the new mapping's key order); '__' keys are skipped as
+    DeepDiff skips them. False (changed to be thrown away) for anything else: DeepDiff decides."""
+    if type(old) is not dict or type(new) is not dict or old.keys() != new.keys():
+        return False
+    for key, after in new.items():
+        if type(key) is not str:
+            return False
+        if key.startswith("__"):
+            continue
+        before = old[key]
+        kind = type(before)
+        if kind is not type(after):
+            return False
+        if kind is dict:
+            if not _scalar_changes(before, after, path + _key_path(key), changed):
+                return False
+        elif kind is list:
+            if not _same_shape_list(before, after, path + _key_path(key), changed):
+                return False
+        elif before != after:
+            if kind not in _REPORTED_AS_VALUES or (kind is str and ("\n" in before or "\n" in after)):
+                return False
+            changed[path + _key_path(key)] = {"new_value": after, "old_value": before}
+    return True
+
+
+def _same_shape_list(old: list[Any], new: list[Any], path: str, changed: dict[str, Any]) -> bool:
+    """_scalar_changes for a list: items compared by position, where only mappings may differ
+    (DeepDiff matches lists of scalars by sequence, which this leaves to it)."""
+    if len(old) != len(new):
+        return False
+    for index, (before, after) in enumerate(zip(old, new, strict=True)):
+        kind = type(before)
+        if kind is not type(after):
+            return False
+        if kind is dict:
+            if not _scalar_changes(before, after, f"{path}[{index}]", changed):
+                return False
+        elif kind is list or kind not in _REPORTED_AS_VALUES or before != after:
+            return False
+    return True
+
+
+def _key_path(key: str) -> str:
+    """DeepDiff's path step for a string key (path.stringify_element with its quote_str)."""
+    return f'["{key}"]' if "'" in key else f"['{key}']"
 
 
 def without_equal_values(old: Any, new: Any) -> tuple[Any, Any]:

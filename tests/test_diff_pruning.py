@@ -130,3 +130,124 @@ def test_pruned_diff_is_deepdiffs_on_random_shapes(seed: int) -> None:
         assert pruned == unpruned(old, new)
         # The same report in the same order: text output shows it as DeepDiff ordered it.
         assert json.dumps(pruned) == json.dumps(unpruned(old, new))
+
+
+KEYS = ["a", "b", "name", "it's", 'say "hi"', "both ' and \"", "__private", "x y", "[0]", "é"]
+LEAVES: list[Any] = [
+    0,
+    1,
+    -5,
+    10**20,
+    True,
+    False,
+    None,
+    "",
+    "a",
+    "b",
+    "two\nlines",
+    "it's",
+    1.5,
+    float("nan"),
+]
+
+
+def _same_shape(seed: int, count: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Pairs of one shape whose leaves differ: what a template change makes, and its edge cases
+    (a value of another type, a line break, a float, a change in a list of scalars)."""
+    rng = random.Random(seed)
+
+    def value(depth: int) -> Any:
+        roll = rng.random()
+        if depth < 4 and roll < 0.35:
+            return {rng.choice(KEYS): value(depth + 1) for _ in range(rng.randint(1, 5))}
+        if depth < 4 and roll < 0.5:
+            return [value(depth + 1) for _ in range(rng.randint(1, 3))]
+        return rng.choice(LEAVES)
+
+    def leaves_changed(data: Any) -> Any:
+        if isinstance(data, dict):  # keys in another order too: DeepDiff reports in the new order
+            keys = list(data)
+            if rng.random() < 0.5:
+                rng.shuffle(keys)
+            return {k: leaves_changed(data[k]) for k in keys}
+        if isinstance(data, list):
+            return [leaves_changed(v) for v in data]
+        if rng.random() < 0.2:
+            same_type = [leaf for leaf in LEAVES if type(leaf) is type(data)]
+            return rng.choice(same_type if rng.random() < 0.9 else LEAVES)
+        return data
+
+    pairs = []
+    for _ in range(count):
+        old = {k: value(1) for k in rng.sample(KEYS, rng.randint(1, len(KEYS)))}
+        old["stages"] = [{"refId": str(i), "x": value(2), "name": rng.choice(LEAVES)} for i in range(3)]
+        pairs.append((old, leaves_changed(old)))
+    return pairs
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_leaf_changes_are_reported_exactly_as_deepdiff_reports_them(seed: int) -> None:
+    for old, new in _same_shape(seed, 150):
+        ours = semantic_diff(old, new)
+        assert json.dumps(ours) == json.dumps(unpruned(old, new))
+
+
+def test_a_template_change_is_reported_without_deepdiff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leaf-only case must not fall through to DeepDiff (it would pass the test above too)."""
+    import pipeline_sync.diff as diff_module
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("DeepDiff was called for a leaf-only change")
+
+    old = {
+        "name": "deploy",
+        "stages": [
+            {"refId": "judge", "name": "Judge the canary at 3%", "weights": [{"w": 3}, {"w": 97}], "it's": 1},
+            {"refId": "bake", "name": "Bake", "__note": "x", "enabled": True},
+        ],
+    }
+    new = json.loads(json.dumps(old))
+    new["stages"][0]["name"] = "Judge canary at 3%"
+    new["stages"][0]["weights"][1]["w"] = 90
+    new["stages"][0]["it's"] = 2
+    new["stages"][1]["__note"] = "ignored, as DeepDiff ignores it"
+    new["stages"][1]["enabled"] = False
+    expected = unpruned(old, new)
+    monkeypatch.setattr(diff_module, "DeepDiff", refused)
+    assert json.dumps(semantic_diff(old, new)) == json.dumps(expected)
+    assert set(expected["values_changed"]) == {
+        "root['stages']['judge']['name']",
+        "root['stages']['judge']['weights'][1]['w']",
+        "root['stages']['judge'][\"it's\"]",
+        "root['stages']['bake']['enabled']",
+    }
+
+
+@pytest.mark.parametrize(
+    ("label", "old", "new"),
+    [
+        ("a string with a line break", {"a": "x\ny", "b": 1}, {"a": "x\nz", "b": 1}),
+        ("a float", {"a": 1.5, "b": 1}, {"a": 2.5, "b": 1}),
+        ("not a number", {"a": float("nan"), "b": 1}, {"a": float("nan"), "b": 1}),
+        ("a type", {"a": 1, "b": 1}, {"a": "1", "b": 1}),
+        ("a list of scalars", {"a": [1, 2, 3], "b": 1}, {"a": [1, 5, 3], "b": 1}),
+        ("a key added", {"a": {"x": 1, "y": 1}, "b": 1}, {"a": {"x": 1, "y": 1, "z": 1}, "b": 1}),
+        ("a private key added", {"a": {"x": 1}, "b": 1}, {"a": {"x": 2, "__z": 1}, "b": 1}),
+        ("a list's length", {"a": [{"x": 1}], "b": 1}, {"a": [{"x": 1}, {"x": 2}], "b": 1}),
+    ],
+)
+def test_what_is_not_a_leaf_change_goes_to_deepdiff(
+    label: str, old: dict[str, Any], new: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline_sync.diff as diff_module
+
+    calls = []
+    real = diff_module.DeepDiff
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(diff_module, "DeepDiff", counted)
+    assert json.dumps(semantic_diff(old, new)) == json.dumps(unpruned(old, new))
+    assert calls, label
