@@ -30,6 +30,8 @@ _FLOAT_TAG = "tag:yaml.org,2002:float"
 
 # A first character that makes a plain scalar impossible (yaml_emitter_analyze_scalar).
 _FIRST_INDICATORS = frozenset("#,[]{}&*!|>'\"%@`")
+# libyaml takes a width at most twice its indent (2) as 80, and a negative one as no limit.
+_NARROWEST_WIDTH = 4
 # libyaml writes a mapping key longer than this (in bytes) as a complex key ("? key").
 _SIMPLE_KEY_MAX = 128
 
@@ -61,6 +63,8 @@ def block_yaml(
     (data, width) is the event path's text, used only for a scalar this writer does not decide.
     Data nesting deeper than max_depth levels raises NotSimple, so a caller that writes deeper
     data at another width need not measure the depth first."""
+    if width <= _NARROWEST_WIDTH:
+        raise NotSimple("libyaml replaces a width this narrow (80 for 0 to 4, none when negative)")
     writer = _Writer(width, plain_tag, emitted)
     if type(data) is dict and data:
         writer.mapping(data, 0, "", max_depth)
@@ -138,12 +142,12 @@ class _Writer:
                 if value:
                     self.mapping(value, indent + 2, "\n" + " " * (indent + 2), room - 1)
                 else:
-                    out.append(self.empty(" {}", room))
+                    out.append(self.empty(value, " {}", room))
             elif kind is list:
                 if value:
                     self.sequence(value, indent, line, room - 1)  # indentless under a mapping key
                 else:
-                    out.append(self.empty(" []", room))
+                    out.append(self.empty(value, " []", room))
             else:
                 out.append(self.scalar(value, indent + len(text) + 1, indent + 2))
 
@@ -167,21 +171,24 @@ class _Writer:
                 if item:
                     self.mapping(item, indent + 2, " ", room - 1)
                 else:
-                    out.append(self.empty(" {}", room))
+                    out.append(self.empty(item, " {}", room))
             elif kind is list:
                 if item:
                     self.sequence(item, indent + 2, " ", room - 1)
                 else:
-                    out.append(self.empty(" []", room))
+                    out.append(self.empty(item, " []", room))
             else:
                 out.append(self.scalar(item, indent + 1, indent + 2))
 
-    @staticmethod
-    def empty(text: str, room: int) -> str:
+    def empty(self, container: Any, text: str, room: int) -> str:
         """An empty container's flow text, one level below a container with room levels: it counts
-        as a level of nesting (nesting.nesting_depth), which decides the width."""
+        as a level of nesting (nesting.nesting_depth), which decides the width. Held twice, it is
+        an alias to PyYAML as any container is (ignore_aliases spares only scalars)."""
         if room < 2:
             raise NotSimple("nested deeper than max_depth")
+        if id(container) in self.seen:
+            raise NotSimple("a container held twice: PyYAML writes an alias")
+        self.seen.add(id(container))
         return text
 
     def key_text(self, key: str) -> str:

@@ -168,6 +168,8 @@ def test_scalars_it_does_not_decide_are_the_emitters_own_at_the_same_place(value
         ("keys of two types", {"a": 1, 2: 3}),
         ("an integer key", {1: 2}),
         ("a list held twice", {"a": (shared := [1]), "b": shared}),
+        ("an empty list held twice", {"a": (no_tags := []), "b": [no_tags]}),
+        ("an empty mapping held twice", [(no_vars := {}), {"vars": no_vars}]),
         ("a tuple", {"a": (1, 2)}),
         ("a subclass of str", {"a": type("S", (str,), {})("x")}),
         ("an empty mapping at the top", {}),
@@ -223,3 +225,24 @@ def test_the_printable_ascii_alphabet_is_what_simple_text_takes() -> None:
         char = chr(code)
         decided = simple_text(f"a{char}b", diff._plain_tag) is not None
         assert decided == (char in string.printable and char not in "\t\n\r\x0b\x0c"), repr(char)
+
+
+def test_an_empty_list_anchored_in_yaml_keeps_its_alias() -> None:
+    """What yamlsafe loads from `&none []` and `*none` is one list held twice: PyYAML writes an
+    anchor and an alias for it, so to_yaml must too."""
+    data = yaml.safe_load("stages:\n- refId: a\n  tags: &none []\n- refId: b\n  tags: *none\n")
+    assert data["stages"][0]["tags"] is data["stages"][1]["tags"]
+    assert diff.to_yaml(data) == reference(data)
+    assert "&id001" in diff.to_yaml(data)
+
+
+@pytest.mark.parametrize("width", [-1, 0, 1, 4])
+def test_widths_libyaml_replaces_are_declined(width: int) -> None:
+    with pytest.raises(NotSimple):
+        direct({"k": "a b c d e f g h"}, width)
+
+
+@pytest.mark.parametrize("width", [5, 6, 9])
+def test_the_narrowest_widths_libyaml_keeps_fold_as_it_folds(width: int) -> None:
+    data = {"k": "a b c d e f g h", "l": ["x y z " * 3, {"m": "it's a: b c"}]}
+    assert direct(data, width) == reference(data, width)
