@@ -115,12 +115,7 @@ class _Writer:
         """data's keys from column indent; first is written before the first key (a new line and
         the indent, or the space after a sequence's "-" that the mapping continues); room: the
         levels data may still nest, itself included."""
-        if room < 1:
-            raise NotSimple("nested deeper than max_depth")
-        seen = self.seen
-        if id(data) in seen:
-            raise NotSimple("a container held twice: PyYAML writes an alias")
-        seen.add(id(data))
+        self._enter(data, room)
         out = self.out
         line = "\n" + " " * indent
         lead = first
@@ -153,12 +148,7 @@ class _Writer:
 
     def sequence(self, data: list[Any], indent: int, first: str, room: int) -> None:
         """data's items, each "-" at column indent; first is written before the first "-"."""
-        if room < 1:
-            raise NotSimple("nested deeper than max_depth")
-        seen = self.seen
-        if id(data) in seen:
-            raise NotSimple("a container held twice: PyYAML writes an alias")
-        seen.add(id(data))
+        self._enter(data, room)
         out = self.out
         line = "\n" + " " * indent
         lead = first
@@ -180,15 +170,20 @@ class _Writer:
             else:
                 out.append(self.scalar(item, indent + 1, indent + 2))
 
-    def empty(self, container: Any, text: str, room: int) -> str:
-        """An empty container's flow text, one level below a container with room levels: it counts
-        as a level of nesting (nesting.nesting_depth), which decides the width. Held twice, it is
-        an alias to PyYAML as any container is (ignore_aliases spares only scalars)."""
-        if room < 2:
+    def _enter(self, container: Any, room: int) -> None:
+        """Refuse a container that nests past max_depth (room levels left, itself included; an
+        empty one counts as a level, as nesting.nesting_depth counts it, which decides the width)
+        or that was met before: PyYAML writes any container held twice, even an empty one, as an
+        anchor and an alias."""
+        if room < 1:
             raise NotSimple("nested deeper than max_depth")
         if id(container) in self.seen:
             raise NotSimple("a container held twice: PyYAML writes an alias")
         self.seen.add(id(container))
+
+    def empty(self, container: Any, text: str, room: int) -> str:
+        """An empty container's flow text, one level below a container with room levels."""
+        self._enter(container, room - 1)
         return text
 
     def key_text(self, key: str) -> str:
