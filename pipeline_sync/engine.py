@@ -134,7 +134,10 @@ def plan_loading(
     catalog and renders (forked workers, which touch nothing the reading thread holds). An error of
     either side is raised once both are done, so no read outlives the plan that started it; an
     interrupt (Ctrl-C, a stop signal) is raised at once, abandoning the read (_in_background). A plan
-    of a few listed keys reads what its renders name, so it loads and renders first."""
+    of a few listed keys reads what its renders name, so it loads and renders first.
+
+    The renders made are stored in the render cache while the plan is made from them
+    (RenderCache.writes_behind), and are stored when this returns or raises."""
     if _related_reader(store, selection) is not None:
         workspace = load()
         return workspace, plan(workspace, store, selection)
@@ -142,13 +145,19 @@ def plan_loading(
         reading = _in_background(lambda: _read_everything(store))
         try:
             workspace = load()
-            outcomes = _render_selected(workspace, selection, use_cache=True)
-            texts = spliced_texts(workspace.catalog, outcomes)  # needs no live object: while reading
         except Exception:
             wait([reading])
             raise
-        live = reading.result()
-    return workspace, _plan_from(workspace, store, selection, outcomes, live, texts)
+    with workspace.cache.writes_behind():
+        with gc_paused():
+            try:
+                outcomes = _render_selected(workspace, selection, use_cache=True)
+                texts = spliced_texts(workspace.catalog, outcomes)  # needs no live object: while reading
+            except Exception:
+                wait([reading])
+                raise
+            live = reading.result()
+        return workspace, _plan_from(workspace, store, selection, outcomes, live, texts)
 
 
 def _render_selected(

@@ -11,9 +11,11 @@ import importlib.util
 import json
 import sqlite3
 import sys
+import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -212,6 +214,9 @@ class RenderCache:
         self._path = path if self._code is not None else None
         self._memory: dict[str, CachedRender] = {}
         self._used: dict[str, int] = {}  # key -> when it was last marked used, of rows loaded
+        # Within writes_behind(): the stores still writing, and what any of them raised.
+        self._behind: list[threading.Thread] | None = None
+        self._behind_failed: list[BaseException] = []
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RenderCache:
@@ -235,9 +240,61 @@ class RenderCache:
         """The code fingerprint every key of this cache starts from."""
         return self._code or "unfingerprinted"
 
+    # -- writing behind -----------------------------------------------------
+    @contextmanager
+    def writes_behind(self) -> Iterator[None]:
+        """Within it, store() writes to the file in a thread of its own and returns at once, so a
+        plan goes on while sqlite writes (a template change's thousand new rows: about 0.4 s, most
+        of it waiting on the file). load() and store() first wait for the writes before them.
+        Leaving it waits for every write, and raises what one raised (unless leaving on an error
+        of its own): no write outlives it. Nested, the outermost waits."""
+        if self._behind is not None:
+            yield
+            return
+        self._behind = []
+        try:
+            yield
+        except BaseException:
+            self._settle(raising=False)  # the error that left it is the one to raise
+            raise
+        else:
+            self._settle()
+        finally:
+            self._behind = None
+
+    def _settle(self, *, raising: bool = True) -> None:
+        """Wait for the stores still writing; raise the first thing one raised (raising)."""
+        writers = self._behind or []
+        for writer in writers:
+            writer.join()
+        writers.clear()
+        failed = self._behind_failed
+        if failed:
+            first = failed[0]
+            failed.clear()
+            if raising:
+                raise first
+
+    def _write_behind(self, new: Mapping[str, CachedRender], used: list[str]) -> None:
+        """_store_now in a thread of its own (writes_behind)."""
+
+        def write() -> None:
+            try:
+                self._store_now(new, used)
+            except BaseException as exc:  # raised when the writes are waited for
+                self._behind_failed.append(exc)
+
+        writer = threading.Thread(target=write, name="pipeline-sync-render-cache")
+        assert self._behind is not None
+        self._behind.append(writer)
+        writer.start()
+
     # -- reads --------------------------------------------------------------
     def load(self, keys: Iterable[str]) -> dict[str, CachedRender]:
-        """The stored renders of keys (those it has), read in one query."""
+        """The stored renders of keys (those it has), read in one query, after the writes
+        before it (writes_behind)."""
+        if self._behind:
+            self._settle()
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
@@ -266,12 +323,21 @@ class RenderCache:
         """Write new renders and mark used ones as used today, in one transaction.
 
         Also forgets renders unused for MAX_IDLE_DAYS days and the oldest beyond MAX_ROWS.
-        A locked or unwritable cache is left as it is: the next run renders again.
+        A locked or unwritable cache is left as it is: the next run renders again. Within
+        writes_behind(), the file is written in a thread of its own, after the writes before it.
         """
-        now = int(time.time())
         if self._path is None:
             self._memory.update(new)
             return
+        if self._behind is not None:
+            self._settle()
+            self._write_behind(new, list(used))
+            return
+        self._store_now(new, used)
+
+    def _store_now(self, new: Mapping[str, CachedRender], used: Iterable[str]) -> None:
+        now = int(time.time())
+        assert self._path is not None
         stale = [(now, k) for k in used if self._used.get(k, now) < now - _DAY]
         if not new and not stale:
             return
