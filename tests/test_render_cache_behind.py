@@ -45,6 +45,14 @@ def slowed(monkeypatch: pytest.MonkeyPatch, threads: list[str] | None = None) ->
     monkeypatch.setattr(RenderCache, "_store_now", slow)
 
 
+@pytest.fixture
+def slow_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, RenderCache]:
+    """A render cache file not made yet, and its cache, whose writes are slowed (slowed)."""
+    path = tmp_path / "renders.sqlite"
+    slowed(monkeypatch)
+    return path, RenderCache(path)
+
+
 def test_a_store_returns_at_once_and_leaving_waits_for_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -101,11 +109,9 @@ def test_what_a_write_raised_is_raised_on_leaving(tmp_path: Path, monkeypatch: p
 
 
 def test_an_error_inside_the_block_wins_and_the_write_still_ends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    slow_cache: tuple[Path, RenderCache],
 ) -> None:
-    path = tmp_path / "renders.sqlite"
-    cache = RenderCache(path)
-    slowed(monkeypatch)
+    path, cache = slow_cache
     with pytest.raises(KeyError, match="the plan broke"), cache.writes_behind():
         cache.store(dict([row(1)]))
         raise KeyError("the plan broke")
@@ -114,11 +120,9 @@ def test_an_error_inside_the_block_wins_and_the_write_still_ends(
 
 
 def test_a_block_inside_a_block_leaves_the_waiting_to_the_outer_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    slow_cache: tuple[Path, RenderCache],
 ) -> None:
-    path = tmp_path / "renders.sqlite"
-    cache = RenderCache(path)
-    slowed(monkeypatch)
+    path, cache = slow_cache
     with cache.writes_behind():
         with cache.writes_behind():
             cache.store(dict([row(1)]))
