@@ -214,9 +214,12 @@ class RenderCache:
         self._path = path if self._code is not None else None
         self._memory: dict[str, CachedRender] = {}
         self._used: dict[str, int] = {}  # key -> when it was last marked used, of rows loaded
-        # Within writes_behind(): the stores still writing, and what any of them raised.
+        # Within writes_behind(): the stores still writing, what any of them raised, and the
+        # thread whose block it is (only its stores write behind; another thread's write at once).
         self._behind: list[threading.Thread] | None = None
         self._behind_failed: list[BaseException] = []
+        self._behind_for: int | None = None
+        self._opening = threading.Lock()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RenderCache:
@@ -247,11 +250,15 @@ class RenderCache:
         plan goes on while sqlite writes (a template change's thousand new rows: about 0.4 s, most
         of it waiting on the file). load() and store() first wait for the writes before them.
         Leaving it waits for every write, and raises what one raised (unless leaving on an error
-        of its own): no write outlives it. Nested, the outermost waits."""
-        if self._behind is not None:
+        of its own): no write outlives it. Nested, the outermost waits. While one thread is in the
+        block, another thread's stores write before they return, as outside it."""
+        with self._opening:
+            opened = self._behind is None
+            if opened:
+                self._behind, self._behind_for = [], threading.get_ident()
+        if not opened:
             yield
             return
-        self._behind = []
         try:
             yield
         except BaseException:
@@ -260,7 +267,11 @@ class RenderCache:
         else:
             self._settle()
         finally:
-            self._behind = None
+            self._behind, self._behind_for = None, None
+
+    def _writes_behind_here(self) -> bool:
+        """Whether this thread is in writes_behind()."""
+        return self._behind is not None and self._behind_for == threading.get_ident()
 
     def _settle(self, *, raising: bool = True) -> None:
         """Wait for the stores still writing; raise the first thing one raised (raising)."""
@@ -293,7 +304,7 @@ class RenderCache:
     def load(self, keys: Iterable[str]) -> dict[str, CachedRender]:
         """The stored renders of keys (those it has), read in one query, after the writes
         before it (writes_behind)."""
-        if self._behind:
+        if self._writes_behind_here():
             self._settle()
         wanted = list(dict.fromkeys(keys))
         if not wanted:
@@ -324,12 +335,13 @@ class RenderCache:
 
         Also forgets renders unused for MAX_IDLE_DAYS days and the oldest beyond MAX_ROWS.
         A locked or unwritable cache is left as it is: the next run renders again. Within
-        writes_behind(), the file is written in a thread of its own, after the writes before it.
+        this thread's writes_behind(), the file is written in a thread of its own, after the writes
+        before it.
         """
         if self._path is None:
             self._memory.update(new)
             return
-        if self._behind is not None:
+        if self._writes_behind_here():
             self._settle()
             self._write_behind(new, list(used))
             return

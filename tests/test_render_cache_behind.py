@@ -130,6 +130,33 @@ def test_a_block_inside_a_block_leaves_the_waiting_to_the_outer_one(
     assert rows_in(path) == {"key-1"}
 
 
+def test_while_one_thread_is_in_the_block_another_threads_store_writes_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the block's own thread writes behind: another thread sharing the cache stores before
+    its store returns, and its own block neither waits for nor hides the first thread's writes."""
+    path = tmp_path / "renders.sqlite"
+    cache = RenderCache(path)
+    threads: list[str] = []
+    slowed(monkeypatch, threads)
+    seen_by_other: list[set[str]] = []
+
+    def other() -> None:
+        with cache.writes_behind():
+            cache.store(dict([row(2)]))
+            seen_by_other.append(rows_in(path))
+
+    with cache.writes_behind():
+        cache.store(dict([row(1)]))
+        worker = threading.Thread(target=other, name="other-thread")
+        worker.start()
+        worker.join(WAIT)
+        assert not worker.is_alive()
+    assert seen_by_other and "key-2" in seen_by_other[0]
+    assert sorted(threads) == ["other-thread", "pipeline-sync-render-cache"]
+    assert rows_in(path) == {"key-1", "key-2"}
+
+
 def test_an_in_memory_cache_stores_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     cache = RenderCache.in_memory()
     with cache.writes_behind():
