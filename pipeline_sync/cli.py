@@ -329,18 +329,31 @@ def _approvers_of(catalog: Catalog, key: str) -> str | None:
 def _print_entry(entry: PlanEntry, *, verbose: bool = False) -> None:
     """An entry's reasons, the summary of its change, and the unified diff of the pipeline as it
     will be written (what the UI and the Markdown report show); the raw DeepDiff with verbose."""
-    for message in entry.messages:
-        echo(f"  {message}")
-    for line in change_lines(entry):
-        echo(f"  {line}")
+    _echo_lines(_entry_lines(entry, verbose=verbose))
+
+
+def _entry_lines(entry: PlanEntry, *, verbose: bool = False) -> list[str]:
+    """What _print_entry prints, one echo's message each."""
+    lines = [f"  {message}" for message in entry.messages]
+    lines.extend(f"  {line}" for line in change_lines(entry))
     if entry.drift_yaml:
-        echo("  what a person changed since pipeline-sync wrote it (carry a hotfix into the catalog):")
-        echo(_indented(entry.drift_yaml, "    "))
+        lines.append(
+            "  what a person changed since pipeline-sync wrote it (carry a hotfix into the catalog):"
+        )
+        lines.append(_indented(entry.drift_yaml, "    "))
     if entry.unified:
-        echo(_indented(entry.unified, "  "))
+        lines.append(_indented(entry.unified, "  "))
     if verbose and entry.diff_yaml:
-        echo("  DeepDiff of the documents (stages keyed by refId):")
-        echo(_indented(entry.diff_yaml, "    "))
+        lines.append("  DeepDiff of the documents (stages keyed by refId):")
+        lines.append(_indented(entry.diff_yaml, "    "))
+    return lines
+
+
+def _echo_lines(messages: list[str]) -> None:
+    """echo(message) for each message, written to standard output at once: the same text, each
+    message escaped on its own (a plan of a thousand changes printed 16,000 messages one by one)."""
+    if messages:
+        click.echo("\n".join(printable(message) for message in messages))
 
 
 def _indented(text: str, prefix: str) -> str:
@@ -348,13 +361,15 @@ def _indented(text: str, prefix: str) -> str:
 
 
 def _print_plan(the_plan: Plan, *, verbose: bool = False) -> None:
+    lines: list[str] = []
     for entry in the_plan.entries.values():
         if entry.status is Status.IN_SYNC:
             continue
-        echo(f"\n{entry.status}: {printable_line(entry.key)}  (digest {entry.digest})")
+        lines.append(f"\n{entry.status}: {printable_line(entry.key)}  (digest {entry.digest})")
         if entry.key in the_plan.signed_by:
-            echo(f"  the live version's approval was signed by {the_plan.signed_by[entry.key]}")
-        _print_entry(entry, verbose=verbose)
+            lines.append(f"  the live version's approval was signed by {the_plan.signed_by[entry.key]}")
+        lines.extend(_entry_lines(entry, verbose=verbose))
+    _echo_lines(lines)  # before the warnings, which go to standard error
     for warning in the_plan.warnings:
         echo(f"warning: {warning}", err=True)
     summary = fleet_summary(the_plan)

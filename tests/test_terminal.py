@@ -6,6 +6,7 @@ import unicodedata
 
 import pytest
 
+from pipeline_sync import cli
 from pipeline_sync.terminal import printable, printable_line
 
 UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
@@ -72,3 +73,24 @@ def test_an_escape_is_visible_text() -> None:
     """The escape names the character: a reviewer can tell \\u202e from \\u202d."""
     assert printable_line("\u202e") != printable_line("\u202d")
     assert printable_line("\u202e").isascii() and printable_line("\u202e").isprintable()
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        ["a plain line", "  an indented one"],
+        ["ends in a carriage return\r", "\nstarts with a line break"],
+        ["\x1b[2K", "\u202e", "x\r\ny", "", "tab\there"],
+        ["\r", "\n", "\r\n", "\n\r"],
+    ],
+)
+def test_a_plan_printed_at_once_is_the_plan_printed_line_by_line(
+    messages: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cli._echo_lines escapes each message on its own, as echo does: joining first would turn a
+    message's final \\r and the next line break into a \\r\\n pair, which printable keeps."""
+    for message in messages:
+        cli.echo(message)
+    one_by_one = capsys.readouterr().out
+    cli._echo_lines(messages)
+    assert capsys.readouterr().out == one_by_one
