@@ -214,11 +214,11 @@ class RenderCache:
         self._path = path if self._code is not None else None
         self._memory: dict[str, CachedRender] = {}
         self._used: dict[str, int] = {}  # key -> when it was last marked used, of rows loaded
-        # Within writes_behind(): the stores still writing, what any of them raised, and the
-        # thread whose block it is (only its stores write behind; another thread's write at once).
-        self._behind: list[threading.Thread] | None = None
-        self._behind_failed: list[BaseException] = []
+        # writes_behind(): the thread whose block is open (only its stores write behind; another
+        # thread's write at once), the store still writing (one at most), and what it raised.
         self._behind_for: int | None = None
+        self._writing: threading.Thread | None = None
+        self._write_error: BaseException | None = None
         self._opening = threading.Lock()
 
     @classmethod
@@ -253,9 +253,9 @@ class RenderCache:
         of its own): no write outlives it. Nested, the outermost waits. While one thread is in the
         block, another thread's stores write before they return, as outside it."""
         with self._opening:
-            opened = self._behind is None
+            opened = self._behind_for is None
             if opened:
-                self._behind, self._behind_for = [], threading.get_ident()
+                self._behind_for = threading.get_ident()
         if not opened:
             yield
             return
@@ -267,24 +267,20 @@ class RenderCache:
         else:
             self._settle()
         finally:
-            self._behind, self._behind_for = None, None
+            self._behind_for = None
 
     def _writes_behind_here(self) -> bool:
         """Whether this thread is in writes_behind()."""
-        return self._behind is not None and self._behind_for == threading.get_ident()
+        return self._behind_for == threading.get_ident()
 
     def _settle(self, *, raising: bool = True) -> None:
-        """Wait for the stores still writing; raise the first thing one raised (raising)."""
-        writers = self._behind or []
-        for writer in writers:
-            writer.join()
-        writers.clear()
-        failed = self._behind_failed
-        if failed:
-            first = failed[0]
-            failed.clear()
-            if raising:
-                raise first
+        """Wait for the store still writing; raise what it raised (raising)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.join()
+        error, self._write_error = self._write_error, None
+        if error is not None and raising:
+            raise error
 
     def _write_behind(self, new: Mapping[str, CachedRender], used: list[str]) -> None:
         """_store_now in a thread of its own (writes_behind)."""
@@ -292,13 +288,11 @@ class RenderCache:
         def write() -> None:
             try:
                 self._store_now(new, used)
-            except BaseException as exc:  # raised when the writes are waited for
-                self._behind_failed.append(exc)
+            except BaseException as exc:  # raised when the write is waited for
+                self._write_error = exc
 
-        writer = threading.Thread(target=write, name="pipeline-sync-render-cache")
-        assert self._behind is not None
-        self._behind.append(writer)
-        writer.start()
+        self._writing = threading.Thread(target=write, name="pipeline-sync-render-cache")
+        self._writing.start()
 
     # -- reads --------------------------------------------------------------
     def load(self, keys: Iterable[str]) -> dict[str, CachedRender]:
