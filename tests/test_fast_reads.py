@@ -23,7 +23,7 @@ from test_fleet_summary import apply_all, change_description, fleet
 
 from pipeline_sync import engine
 from pipeline_sync.errors import StoreError
-from pipeline_sync.live import LiveLimits
+from pipeline_sync.live import LiveLimits, LiveObject
 from pipeline_sync.store import fast_reads
 from pipeline_sync.store.fast_reads import (
     MIN_BATCH,
@@ -138,6 +138,39 @@ def test_each_body_obstore_reads_is_handed_over_as_soon_as_it_is_read(served: st
     assert len(found) == MIN_BATCH + 2 and changed not in found  # not at its listed ETag: not read
     assert handed == found
     assert threading.main_thread().ident not in threads
+
+
+@pytest.mark.parametrize("changed_since_listing", [0, 3])
+def test_each_body_obstore_reads_is_parsed_once_as_it_arrives(
+    served: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changed_since_listing: int
+) -> None:
+    """A full read parses each body obstore brings in the reading thread that brought it, while the
+    other reads are still out, and never again; one changed since the listing (read through
+    botocore at its new ETag) is parsed after the reads. Either way the objects are botocore's."""
+    seed(served)
+    store = S3Store(settings(served, tmp_path))
+    listed = store.list_pipeline_objects
+
+    def listing_then_edits(*, fast: bool = False) -> Any:
+        found = listed(fast=fast)
+        seed(served, changed_since_listing, note=" edited")
+        return found
+
+    monkeypatch.setattr(store, "list_pipeline_objects", listing_then_edits)
+    parsed_in: list[str] = []
+    read_now = LiveObject.read_now.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[LiveObject], *args: Any, **kwargs: Any) -> LiveObject:
+        parsed_in.append(threading.current_thread().name)
+        return read_now(cls, *args, **kwargs)
+
+    monkeypatch.setattr(LiveObject, "read_now", classmethod(counted))
+    through_obstore = view(store.read_live())
+    here = threading.current_thread().name
+    assert len(parsed_in) == OBJECTS
+    assert parsed_in.count(here) == changed_since_listing
+    monkeypatch.setenv("PIPELINE_SYNC_S3_READER", "botocore")
+    assert through_obstore == view(S3Store(settings(served, tmp_path)).read_live())
 
 
 def test_a_body_over_the_limit_is_left_unread_as_through_botocore(

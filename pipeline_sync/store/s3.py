@@ -468,8 +468,19 @@ class S3Store:
         try:
             cached = cache.get_many(wanted)
             vouchers = self._vouchers(listing, cached) if vouched else {}
+            ids = {key: pipeline_id for pipeline_id, (key, _, _) in listing.items()}
+            arrived: dict[str, tuple[Fetched, LiveObject]] = {}
+
+            def read_on_arrival(key: str, found: Fetched) -> None:
+                # Parsed in the reading thread as it comes, while the other reads wait on the
+                # server, not after the last: the same read_now of the same (ETag, body) below.
+                etag, body, _ = found
+                if body is not None and key in ids:
+                    arrived[key] = (found, LiveObject.read_now(ids[key], key, etag, body, limits))
+
             fetched = self._get_many(
-                {key: etag for key, etag in wanted.items() if key not in cached and key not in vouchers}
+                {key: etag for key, etag in wanted.items() if key not in cached and key not in vouchers},
+                each=read_on_arrival,
             )
             live: dict[str, LiveObject] = {}
             to_store: list[tuple[str, str, bytes, LiveSummary]] = []
@@ -502,7 +513,11 @@ class S3Store:
                 if body is None:
                     live[pipeline_id] = parse_live(pipeline_id, key, etag, body, limits)
                     continue
-                obj = LiveObject.read_now(pipeline_id, key, etag, body, limits)
+                early = arrived.get(key)
+                if early is not None and early[0] is fetched.get(key):
+                    obj = early[1]
+                else:
+                    obj = LiveObject.read_now(pipeline_id, key, etag, body, limits)
                 live[pipeline_id] = obj
                 to_store.append((key, etag, body, obj.summary))
             cache.put_many(to_store)
@@ -881,14 +896,18 @@ class S3Store:
             self._newest_listed[group] = newest
         return contents
 
-    def _get_many(self, wanted: Mapping[str, str | None]) -> dict[str, Fetched]:
+    def _get_many(
+        self, wanted: Mapping[str, str | None], each: Callable[[str, Fetched], None] | None = None
+    ) -> dict[str, Fetched]:
         """{key: (ETag, body, size)} of objects still there; body None when over the size limit.
 
         wanted maps each key to the ETag the caller saw it at (None: not seen). A large batch
         reads those at a known ETag through obstore first (pipeline_sync.store.fast_reads: a
         body only at that ETag); whatever it leaves, and the rest, botocore reads as it stands.
+        each(key, found), when given, is called from a reading thread as obstore reads each key
+        (botocore's reads are not reported).
         """
-        found = self._fast_get_many({key: etag for key, etag in wanted.items() if etag})
+        found = self._fast_get_many({key: etag for key, etag in wanted.items() if etag}, each)
         keys = [key for key in wanted if key not in found]
 
         def get(key: str) -> tuple[str, Fetched | None]:
