@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +83,7 @@ def _connect(path: Path, schema: Iterable[str]) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
     try:
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.execute("PRAGMA journal_mode=WAL")
+        _in_wal_mode(db)
         with db:
             for statement in schema:
                 db.execute(statement)
@@ -91,3 +91,23 @@ def _connect(path: Path, schema: Iterable[str]) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def _in_wal_mode(db: sqlite3.Connection) -> None:
+    """Put db's file in WAL mode, waiting for another connection's switch as a busy timeout would.
+
+    Two connections switching a new file at once (two threads or processes making the same
+    cache) can get SQLITE_BUSY at once: sqlite does not call the busy handler where waiting could
+    deadlock. The other switch soon ends, so the switch is tried again until BUSY_TIMEOUT_S has
+    passed; any other error (a read-only file) is raised at once."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(_WAL_RETRY_S)
+
+
+_WAL_RETRY_S = 0.01
