@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from deepdiff import DeepDiff
 
 from pipeline_sync.canonical import canonical_json
-from pipeline_sync.catalog import TEMPLATE_SUFFIX, load_catalog
+from pipeline_sync.catalog import TEMPLATE_SUFFIX, Catalog, Target, load_catalog
 from pipeline_sync.identity import assign_identities, pipeline_id_for
 from pipeline_sync.provenance import managed_document, normalise
 from pipeline_sync.store.s3 import PIPELINE_FILE
@@ -45,8 +45,38 @@ class NaiveResult:
         }
 
 
+# The seed loop in the run issue 19's figures came from (bench/results/latest.md): per pipeline,
+# in all and its render alone.
+REFERENCE_NAIVE_MS = 14.8
+REFERENCE_NAIVE_RENDER_MS = 7.5
+REFERENCE_DATE = "2026-11-27"
+PROBE_TARGETS = 40
+
+
 def _pipeline_id(app_name: str, stack: str, template: str) -> str:
     return pipeline_id_for(f"{app_name}/{stack}/{template}")
+
+
+def seed_render(key: str, target: Target, templates_dir: Path) -> dict[str, Any]:
+    """The seed's render of one target: its template compiled for this call, rendered, parsed by
+    the pure-Python loader, given its ids and marker. Pure CPU: the machine's speed in its units."""
+    text = (templates_dir / f"{target.template}{TEMPLATE_SUFFIX}").read_text()
+    template = jinja2.Template(text)  # compiled on every call, as the seed did
+    yaml_text = template.render({**target.context, "pipeline_id": _pipeline_id})
+    document = yaml.load(yaml_text, Loader=yaml.SafeLoader)  # the pure-Python loader
+    pipeline_id = pipeline_id_for(key)
+    assign_identities(document, pipeline_id, target.service)
+    return managed_document(canonical_json(document), key=key, source_file=target.source_file)
+
+
+def render_probe(catalog: Catalog, templates_dir: Path, count: int = PROBE_TARGETS) -> float:
+    """The seed's render of the catalog's first count targets, in ms of this process's CPU each:
+    how fast the machine runs right now, to set beside REFERENCE_NAIVE_RENDER_MS."""
+    keys = sorted(catalog.targets)[:count]
+    started = time.process_time()
+    for key in keys:
+        seed_render(key, catalog.targets[key], templates_dir)
+    return 1000 * (time.process_time() - started) / max(len(keys), 1)
 
 
 def naive_plan(
@@ -56,13 +86,8 @@ def naive_plan(
     catalog = load_catalog(catalog_dir, templates_dir)
     for key, target in sorted(catalog.targets.items()):
         started = time.perf_counter()
-        text = (templates_dir / f"{target.template}{TEMPLATE_SUFFIX}").read_text()
-        template = jinja2.Template(text)  # compiled on every call, as the seed did
-        yaml_text = template.render({**target.context, "pipeline_id": _pipeline_id})
-        document = yaml.load(yaml_text, Loader=yaml.SafeLoader)  # the pure-Python loader
+        desired = seed_render(key, target, templates_dir)
         pipeline_id = pipeline_id_for(key)
-        assign_identities(document, pipeline_id, target.service)
-        desired = managed_document(canonical_json(document), key=key, source_file=target.source_file)
         rendered = time.perf_counter()
         try:
             response = client.get_object(Bucket=bucket, Key=f"{root}/pipelines/{pipeline_id}/{PIPELINE_FILE}")

@@ -61,6 +61,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench import httpstore, sqlstore, synth
+from bench.naive import REFERENCE_DATE, REFERENCE_NAIVE_MS, REFERENCE_NAIVE_RENDER_MS
 from bench.s3server import S3Server
 from pipeline_sync.store.s3 import SUMMARY_FOLDER, S3Settings
 
@@ -113,11 +114,6 @@ _TIMED: dict[tuple[str, str], tuple[float, str]] = {
         for m in _DAGSTER_METHODS
     },
 }
-# The seed loop in the run issue 19's figures came from (bench/results/latest.md): per pipeline,
-# in all and its render alone.
-REFERENCE_NAIVE_MS = 14.8
-REFERENCE_NAIVE_RENDER_MS = 7.5
-REFERENCE_DATE = "2026-11-27"
 SQL_URL_VARIABLES = ("PIPELINE_SYNC_BENCH_SQL_URL", "PIPELINE_SYNC_TEST_POSTGRES_URL")
 CONSTANT_EVENTS = 20  # run bookkeeping: start, step, logs, the summary materialization ...
 
