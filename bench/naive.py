@@ -87,8 +87,8 @@ def naive_plan(
     for key, target in sorted(catalog.targets.items()):
         started = time.perf_counter()
         desired = seed_render(key, target, templates_dir)
-        pipeline_id = pipeline_id_for(key)
         rendered = time.perf_counter()
+        pipeline_id = pipeline_id_for(key)  # for the GET: seed_render's own is inside the render's time
         try:
             response = client.get_object(Bucket=bucket, Key=f"{root}/pipelines/{pipeline_id}/{PIPELINE_FILE}")
             live = json.loads(response["Body"].read())

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import sqlstore, synth
-from bench.naive import PROBE_TARGETS, REFERENCE_DATE, REFERENCE_NAIVE_RENDER_MS
+from bench.naive import PROBE_TARGETS, REFERENCE_DATE, REFERENCE_NAIVE_RENDER_MS, render_probe
 from bench.s3server import S3Server
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -77,8 +77,6 @@ def step(args: argparse.Namespace) -> dict[str, Any]:
     }
     # The machine's speed in the same process, just after: this machine's CPU time swings by half
     # from one minute to the next, so each step's figure comes with its own yardstick.
-    from bench.naive import render_probe
-
     return {**outcome, **measured, "probe_ms": render_probe(workspace.catalog, Path(args.templates))}
 
 
