@@ -468,7 +468,9 @@ class S3Store:
         try:
             cached = cache.get_many(wanted)
             vouchers = self._vouchers(listing, cached) if vouched else {}
-            ids = {key: pipeline_id for pipeline_id, (key, _, _) in listing.items()}
+            to_read = {key: etag for key, etag in wanted.items() if key not in cached and key not in vouchers}
+            # Which id each key to read has: built only when something is to be read (not on a no-op).
+            ids = {key: pid for pid, (key, _, _) in listing.items() if key in to_read} if to_read else {}
             arrived: dict[str, tuple[Fetched, LiveObject]] = {}
 
             def read_on_arrival(key: str, found: Fetched) -> None:
@@ -478,10 +480,7 @@ class S3Store:
                 if body is not None and key in ids:
                     arrived[key] = (found, LiveObject.read_now(ids[key], key, etag, body, limits))
 
-            fetched = self._get_many(
-                {key: etag for key, etag in wanted.items() if key not in cached and key not in vouchers},
-                each=read_on_arrival,
-            )
+            fetched = self._get_many(to_read, each=read_on_arrival)
             live: dict[str, LiveObject] = {}
             to_store: list[tuple[str, str, bytes, LiveSummary]] = []
             for pipeline_id, (key, etag, size) in listing.items():
