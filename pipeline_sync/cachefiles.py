@@ -18,6 +18,7 @@ import platformdirs
 
 SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 BUSY_TIMEOUT_S = 5.0
+_WAL_RETRY_S = 0.01  # between tries of a switch to WAL that another connection's blocks
 _T = TypeVar("_T")
 
 
@@ -108,6 +109,3 @@ def _in_wal_mode(db: sqlite3.Connection) -> None:
             if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                 raise
             time.sleep(_WAL_RETRY_S)
-
-
-_WAL_RETRY_S = 0.01
