@@ -179,9 +179,39 @@ class Target:
     approval: Approval
     prune: bool
     pinned_id: str | None
-    context: Mapping[str, Any]
+    # What the template context is made of (see `context`), shared by the stack's targets.
+    context_source: _ContextSource = field(repr=False)
     # Who must sign an approval of this target (None: approvals are unsigned names).
     approvers: ApproverPolicy | None = None
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The template's context: the merged variables and the names the context defines itself.
+
+        Made the first time it is asked for (one partition's run asks for one target's), then kept:
+        every later call returns the same dict."""
+        made: dict[str, Any] | None = self.__dict__.get("_context")
+        if made is None:  # two threads may both make it; setdefault keeps the first for both
+            made = self.__dict__.setdefault("_context", self.context_source.context(self.template))
+        return made
+
+
+@dataclass(frozen=True)
+class _ContextSource:
+    """A service stack's variable layers (lowest first) and the service they belong to: what its
+    targets' contexts are made of. Merging copies every value, so it is done once per stack, when
+    the first of its targets is asked for its context, not for every stack at load time."""
+
+    layers: tuple[Mapping[str, Any], ...]
+    service: Service
+    application: str
+    stack: str
+
+    def context(self, template: str) -> dict[str, Any]:
+        variables = self.__dict__.get("_variables")
+        if variables is None:
+            variables = self.__dict__.setdefault("_variables", merge_layers(*self.layers))
+        return _context(self.service, self.application, self.stack, template, variables)
 
 
 @dataclass(frozen=True)
@@ -216,12 +246,17 @@ class Catalog:
     former_ids: frozenset[str | None] = frozenset()
     # service -> its Spinnaker application, for every service file that parsed (loaded or not).
     applications: Mapping[str, str] = field(default_factory=dict)
-    # Every variable the loaded files set, in file order, for `validate`'s unused-variable warnings.
-    settings: tuple[VariableSetting, ...] = ()
+    # What `settings` is made of, when first asked for (a run that plans one partition never asks).
+    setting_sources: _SettingSources | None = field(default=None, repr=False)
     # stack -> its approvers as defaults.yaml declares them (for keys that left the catalog).
     stack_approvers: Mapping[str, ApproverPolicy] = field(default_factory=dict)
     # Every stack defaults.yaml declares, for `validate` and `plan` to name the unsigned ones.
     stacks: tuple[str, ...] = ()
+
+    @cached_property
+    def settings(self) -> tuple[VariableSetting, ...]:
+        """Every variable the loaded files set, in file order, for `validate`'s unused-variable warnings."""
+        return self.setting_sources.settings() if self.setting_sources else ()
 
     def unsigned_stacks(self) -> list[str]:
         """Stacks where some target's approvals are plain names, not signatures (no approvers)."""
@@ -312,13 +347,12 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
     identity = defaults.catalog
     targets = {target.key: target for service in files for target in loaded.get(service, ())}
     defaults_file = _relative(catalog_dir / DEFAULTS_FILE, catalog_dir)
-    settings = _settings(defaults, defaults_file, defaults_lines, targets.values())
-    for service in loaded:
-        settings += _service_settings(parsed[service], loaded[service])
     return Catalog(
         root=catalog_dir,
         targets=targets,
-        settings=tuple(settings),
+        setting_sources=_SettingSources(
+            defaults, defaults_file, defaults_lines, tuple((parsed[name], loaded[name]) for name in loaded)
+        ),
         failures=[ServiceFailure(service, failures[service]) for service in files if service in failures],
         applications={service: found.application for service, found in parsed.items()},
         prune=defaults.prune,
@@ -476,6 +510,23 @@ def _load_defaults(catalog_dir: Path) -> tuple[Defaults, LineMap]:
     defaults, lines, _ = _read_model(path, catalog_dir, Defaults)
     assert isinstance(defaults, Defaults)
     return defaults, lines
+
+
+@dataclass(frozen=True)
+class _SettingSources:
+    """defaults.yaml and each loaded service file with its targets: where Catalog.settings comes from."""
+
+    defaults: Defaults
+    defaults_file: str
+    defaults_lines: LineMap
+    services: tuple[tuple[_ServiceFile, list[Target]], ...]
+
+    def settings(self) -> tuple[VariableSetting, ...]:
+        targets = [target for _, loaded in self.services for target in loaded]
+        found = _settings(self.defaults, self.defaults_file, self.defaults_lines, targets)
+        for service_file, loaded in self.services:
+            found += _service_settings(service_file, loaded)
+        return tuple(found)
 
 
 def _settings(
@@ -687,10 +738,12 @@ def _targets_of(
         approvers = _service_approvers(
             found, catalog_dir, stack_name, stack, (stack_approvers or {}).get(stack_name)
         )
+        layers: tuple[Mapping[str, Any], ...]
         if stack_vars is None:
-            variables = merge_layers(defaults.vars, stack_defaults.vars, service.vars, stack.vars)
+            layers = (defaults.vars, stack_defaults.vars, service.vars, stack.vars)
         else:  # the same tree (merging is applied layer by layer), copied afresh for this service
-            variables = merge_layers(stack_vars[stack_name], service.vars, stack.vars)
+            layers = (stack_vars[stack_name], service.vars, stack.vars)
+        context_source = _ContextSource(layers, service, found.application, stack_name)
         for template in stack.pipelines:
             key = partition_key(service.name, stack_name, template)
             targets.append(
@@ -705,7 +758,7 @@ def _targets_of(
                     approval="manual" if approvers else stack.approval or stack_defaults.approval,
                     prune=defaults.prune if service.prune is None else service.prune,
                     pinned_id=stack.ids.get(template),
-                    context=_context(service, found.application, stack_name, template, variables),
+                    context_source=context_source,
                     approvers=approvers,
                 )
             )

@@ -14,6 +14,7 @@ from conftest import DEPLOY_DEFAULTS, DEPLOY_TEMPLATE, build_project
 from front50_schema import session
 from s3support import BUCKET, object_keys, workspace_of
 
+from pipeline_sync import catalog as catalog_module
 from pipeline_sync import engine
 from pipeline_sync.engine import Selection
 from pipeline_sync.fleet_summary import FleetSummary, Related
@@ -273,3 +274,30 @@ def test_a_summary_it_may_not_read_costs_a_listing_not_the_plan(
     counts = counted(run, lambda: narrow.update(engine.plan(workspace, run, Selection.of([KEY])).entries))
     assert narrow[KEY] == full
     assert counts["ListObjectsV2"] == 1
+
+
+def test_one_partition_merges_the_variables_of_its_own_stack_alone(
+    store: S3Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target's context is merged when first asked for: one partition's plan and publish merge
+    the variables of its service's stacks (its siblings are rendered too, for the collision check),
+    not the fleet's (the merge was most of loading the catalog's targets)."""
+    project = fleet(tmp_path / "p", 12)
+    apply_all(project, store)
+    change_description(project)
+    merged: list[int] = []  # one per service stack's merge (defaults.yaml's stacks are merged at load)
+    real_merge = catalog_module.merge_layers
+    monkeypatch.setattr(
+        catalog_module,
+        "merge_layers",
+        lambda *layers: (merged.append(1) if len(layers) == 3 else None) or real_merge(*layers),
+    )
+    workspace = workspace_of(project)
+    assert merged == []  # loading merges no service's variables
+    entry = engine.plan(workspace, fresh_store(store), Selection.of([KEY])).entries[KEY]
+    assert entry.status is Status.UPDATE and len(merged) == len(STACKS)
+    assert "settings" not in workspace.catalog.__dict__  # validate's variable settings: never asked
+    results = engine.apply(workspace_of(project), fresh_store(store), {KEY: entry.digest}, approver="a")
+    assert [r.outcome for r in results] == ["applied"] and len(merged) == 2 * len(STACKS)
+    full = engine.plan(workspace_of(project), fresh_store(store))
+    assert len(merged) == (2 + 12) * len(STACKS) and len(full.entries) == 12 * len(STACKS)
