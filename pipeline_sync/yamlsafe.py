@@ -199,17 +199,25 @@ class _PlainBuilder:
         if kind is not yaml.MappingNode or tag != _MAP_TAG:
             raise _Unusual  # sets, ordered maps, pairs, explicit tags on collections
         mapping: dict[Any, Any] = {}
-        names: set[str] = set()
         for key_node, value_node in node.value:
             if type(key_node) is not yaml.ScalarNode or key_node.tag in _SPECIAL_KEY_TAGS:
                 raise _Unusual
             name = str(key_node.value)
-            if name in names or id(key_node) in seen:
+            if id(key_node) in seen:
                 raise _Unusual
-            names.add(name)
             seen.add(id(key_node))
-            lines[(*path, name)] = key_node.start_mark.line + 1
-            mapping[self.scalar(key_node)] = self.build(value_node, (*path, name), depth + 1)
+            child = (*path, name)
+            if child in lines:  # a duplicate key: paths are set only for keys already seen here
+                raise _Unusual
+            lines[child] = key_node.start_mark.line + 1
+            key = self.scalar(key_node)
+            if type(value_node) is yaml.ScalarNode:  # build(value_node, child, depth + 1), inline
+                if depth >= MAX_NESTING_DEPTH or id(value_node) in seen:
+                    raise _Unusual
+                seen.add(id(value_node))  # its line: its key's, set above
+                mapping[key] = self.scalar(value_node)
+            else:
+                mapping[key] = self.build(value_node, child, depth + 1)
         return mapping
 
     def scalar(self, node: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import random
 import time
 from typing import Any
 
@@ -267,3 +268,102 @@ def test_a_load_leaves_no_garbage_cycle(text: str) -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def outcome(text: str, keep_quoting: bool) -> tuple[str, Any, dict[yamlsafe.KeyPath, int] | None]:
+    """What load_yaml makes of text: ("data", typed data, line map) or ("error", message, None)."""
+    try:
+        data, lines = load_yaml(text, FILE, keep_quoting=keep_quoting)
+    except YamlDocumentError as exc:
+        return ("error", str(exc), None)
+    quoted = [isinstance(v, QuotedText) for v in (data.values() if isinstance(data, dict) else ())]
+    return ("data", (typed(data), quoted), lines._lines)
+
+
+_RANDOM_SCALARS = (
+    "1",
+    "x",
+    "'q'",
+    '"7"',
+    "true",
+    "~",
+    "1.5",
+    "0x1F",
+    "2001-12-14",
+    "|\n{pad}  block",
+    "!!str 3",
+)
+_RANDOM_KEYS = ("a", "b", "c", "1", "'a'", "true", "~")
+
+
+def _random_node(rng: random.Random, depth: int, indent: int, anchors: list[str]) -> str:
+    """A block YAML value at indent (continuation lines included), nesting to about depth."""
+    pad = " " * indent
+    roll = rng.random()
+    if depth <= 0 or roll < 0.35:
+        if anchors and rng.random() < 0.1:
+            return f"*{rng.choice(anchors)}"
+        value = rng.choice(_RANDOM_SCALARS).format(pad=pad)
+        if rng.random() < 0.1:
+            anchors.append(f"s{len(anchors)}")
+            return f"&{anchors[-1]} {value}"
+        return value
+    if roll < 0.45:
+        return rng.choice(["[]", "{}", "[1, [2]]", "{a: 1, a: 2}", "{x: {y: z}}"])
+    items = rng.randint(1, 3)
+    if roll < 0.7:
+        return "".join(f"\n{pad}- {_random_node(rng, depth - 1, indent + 2, anchors)}" for _ in range(items))
+    return "".join(
+        f"\n{pad}{rng.choice(_RANDOM_KEYS)}: {_random_node(rng, depth - 1, indent + 2, anchors)}"
+        for _ in range(items)
+    )
+
+
+@pytest.mark.parametrize("keep_quoting", [False, True], ids=["plain", "keep_quoting"])
+def test_the_one_pass_build_is_the_full_path_on_random_documents(
+    keep_quoting: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-pass walk (_plain_document) is a shortcut: on any document, its data, line map or
+    refusal must be exactly those of the full checks and PyYAML's constructor."""
+    rng = random.Random(19)
+    texts = [f"top:{_random_node(rng, 5, 2, [])}\n" for _ in range(400)]
+    shortcut = [outcome(text, keep_quoting) for text in texts]
+    monkeypatch.setattr(yamlsafe, "_plain_document", lambda *args: None)
+    full = [outcome(text, keep_quoting) for text in texts]
+    for text, mine, theirs in zip(texts, shortcut, full, strict=True):
+        assert mine == theirs, text
+    assert {kind for kind, _, _ in full} == {"data", "error"}  # both kinds were drawn
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1])
+@pytest.mark.parametrize("leaf", ["scalar", "list", "map"])
+def test_nesting_at_the_limit_is_the_full_paths(
+    extra: int, leaf: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scalar, list or map at the deepest level allowed, and one level either side."""
+    levels = MAX_NESTING_DEPTH + extra - 1
+    value = {"scalar": "leaf", "list": "[leaf]", "map": "{k: leaf}"}[leaf]
+    text = "".join("  " * i + f"k{i}:\n" for i in range(levels)) + "  " * levels + f"last: {value}\n"
+    mine = outcome(text, False)
+    monkeypatch.setattr(yamlsafe, "_plain_document", lambda *args: None)
+    assert mine == outcome(text, False)
+
+
+@pytest.mark.parametrize("entries", [MAX_EXPANDED_NODES // 2 - 1, MAX_EXPANDED_NODES // 2])
+def test_a_map_too_large_is_refused_by_its_count_of_keys_and_values(entries: int) -> None:
+    """Every key and value counts towards MAX_EXPANDED_NODES, as the full checks count them."""
+    text = "{" + ",".join(f"{base36_key(i)}: 0" for i in range(entries)) + "}\n"
+    if 1 + 2 * entries > MAX_EXPANDED_NODES:
+        assert "document expands to more than" in error_of(text)
+    else:
+        assert len(load_yaml(text, FILE)[0]) == entries
+
+
+def base36_key(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if not number:
+            return "k" + out
