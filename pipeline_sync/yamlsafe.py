@@ -15,6 +15,11 @@ try:
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Base = yaml.SafeLoader
 
+_STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
+
 # Plain scalars this short have their resolved tag remembered (most repeat: keys, stack and
 # template names, numbers, booleans); at most this many are kept.
 _MEMO_VALUE_CHARS = 64
@@ -36,8 +41,12 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
             super().ascend_resolver()
 
     def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
-        if kind is not yaml.ScalarNode or not implicit[0] or self.yaml_path_resolvers:
+        if self.yaml_path_resolvers:  # pragma: no cover - none are ever added
             return str(super().resolve(kind, value, implicit))
+        if kind is not yaml.ScalarNode:  # what BaseResolver.resolve returns for them, directly
+            return _SEQ_TAG if kind is yaml.SequenceNode else _MAP_TAG
+        if not implicit[0]:  # quoted: no implicit resolver applies
+            return _STR_TAG
         tag = _implicit_tags.get(value)
         if tag is None:
             tag = str(super().resolve(kind, value, implicit))
@@ -118,7 +127,10 @@ def load_yaml(text: str, file: str, *, keep_quoting: bool = False) -> tuple[Any,
             _check_graph(node, file)
             lines: dict[KeyPath, int] = {}
             _check_nodes(node, (), file, lines)
-            data = loader.construct_document(node)
+            try:
+                data = loader.construct_document(node)
+            except _CONSTRUCTION_ERRORS:  # `!!int 08`: PyYAML's constructor raises, not a YAMLError
+                raise _unconstructible(loader, node, file) from None
         else:
             data, lines = found
     except yaml.MarkedYAMLError as exc:
@@ -137,9 +149,6 @@ def load_yaml(text: str, file: str, *, keep_quoting: bool = False) -> tuple[Any,
     return data, LineMap(lines)
 
 
-_STR_TAG = "tag:yaml.org,2002:str"
-_SEQ_TAG = "tag:yaml.org,2002:seq"
-_MAP_TAG = "tag:yaml.org,2002:map"
 # Keys the safe constructor treats specially (flatten_mapping): `<<` merges, `=` is a value key.
 _SPECIAL_KEY_TAGS = frozenset({"tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"})
 
@@ -165,12 +174,17 @@ def _plain_document(
     try:
         data = builder.build(root, (), 1)
     except Exception:  # the full path decides, and words, every refusal
-        loader.constructed_objects = {}
-        loader.recursive_objects = {}
-        loader.state_generators = []
-        loader.deep_construct = False
+        _reset_construction(loader)
         return None
     return (data, builder.lines) if len(builder.seen) <= MAX_EXPANDED_NODES else None
+
+
+def _reset_construction(loader: yaml.SafeLoader) -> None:
+    """Forget what a construction that raised left half done, as construct_document does at its end."""
+    loader.constructed_objects = {}
+    loader.recursive_objects = {}
+    loader.state_generators = []
+    loader.deep_construct = False
 
 
 class _PlainBuilder:
@@ -221,10 +235,47 @@ class _PlainBuilder:
         return mapping
 
     def scalar(self, node: Any) -> Any:
-        if node.tag == _STR_TAG:
-            value = node.value
+        tag, value = node.tag, node.value
+        if tag == _STR_TAG:
             return QuotedText(value) if self.keep_quoting and node.style else value
+        if tag == _INT_TAG and value.isascii() and value.isdigit() and (value[0] != "0" or value == "0"):
+            return int(value)  # what construct_yaml_int makes of plain decimal digits (0 aside: octal)
         return self.loader.construct_object(node, deep=True)
+
+
+# What PyYAML's scalar constructors raise for a tagged scalar they cannot read: `!!int 08` (not
+# octal), `!!float x`, `!!bool maybe`, `!!int ''`, `!!timestamp 2020-13-01`.
+_CONSTRUCTION_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
+
+
+def _unconstructible(loader: yaml.SafeLoader, root: yaml.Node, file: str) -> YamlDocumentError:
+    """The error for the first scalar, in the text's order, that PyYAML's constructor cannot make."""
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if not isinstance(node, yaml.ScalarNode):
+            stack.extend(reversed(_children(node)))
+            continue
+        _reset_construction(loader)
+        try:
+            loader.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            continue  # not this kind of failure
+        except _CONSTRUCTION_ERRORS as exc:
+            tag = node.tag.removeprefix("tag:yaml.org,2002:")
+            detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
+            return YamlDocumentError(
+                SourceLocation(file, line=node.start_mark.line + 1),
+                f"YAML error: cannot read {_shortened(node.value)!r} as !!{tag} ({_shortened(detail)})",
+            )
+    return YamlDocumentError(SourceLocation(file), "YAML error: a value cannot be constructed")
+
+
+def _shortened(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -340,6 +340,24 @@ def test_an_unknown_key_is_reported_at_its_line_with_the_key_it_meant(
     assert service_error(make_project, tmp_path, text) == expected
 
 
+def test_a_value_yaml_cannot_construct_fails_only_that_service(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    """`!!int 08` is no octal number: PyYAML's constructor raises a ValueError, not a YAML error,
+    which must fail that service with its line, not the whole catalog load."""
+    broken = (
+        SERVICE_HEAD.replace("name: svc", "name: bad")
+        + "vars:\n  x: !!int 08\nstacks:\n  dev: {pipelines: [deploy]}\n"
+    )
+    project = make_project(tmp_path, services={"good": {}, "bad": broken})
+    catalog = project.load()
+    assert sorted(catalog.targets) == ["good/dev/deploy"]
+    assert str(catalog.failures[0].error) == (
+        "catalog/services/bad.yaml:7: YAML error: cannot read '08' as !!int "
+        "(invalid literal for int() with base 8: '08')"
+    )
+
+
 @pytest.mark.parametrize(
     ("defaults", "expected"),
     [

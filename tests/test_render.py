@@ -349,6 +349,10 @@ def test_rendered_document_must_be_a_mapping(
         ("stages: []\n1: x\n", "mapping key 1 is not a string; quote it"),
         ("stages: []\nx: {{ [1] | random }}\n", "No filter named 'random'"),
         ("stages: []\nx: {{ lipsum() }}\n", "'lipsum' is undefined"),
+        (
+            "stages: []\nx: !!int 08\n",
+            "rendered YAML is invalid (line 4 of the rendered output): YAML error: cannot read '08' as !!int",
+        ),
     ],
 )
 def test_template_failures_are_render_errors(

@@ -281,6 +281,7 @@ def outcome(text: str, keep_quoting: bool) -> tuple[str, Any, dict[yamlsafe.KeyP
 
 
 _RANDOM_SCALARS = (
+    *("0", "007", "12", "1_000", "-3", "+4", "0b101", "190:20:30", "!!int '12'", "!!int '１２'", "!!int 08"),
     "1",
     "x",
     "'q'",
@@ -367,3 +368,33 @@ def base36_key(number: int) -> str:
         out = digits[rest] + out
         if not number:
             return "k" + out
+
+
+@pytest.mark.parametrize("keep_quoting", [False, True], ids=["plain", "keep_quoting"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "x: !!int 08\n",
+            "1: YAML error: cannot read '08' as !!int (invalid literal for int() with base 8: '08')",
+        ),
+        ("a: 1\nb:\n  - ok\n  - !!float abc\n", "4: YAML error: cannot read 'abc' as !!float"),
+        ("x: !!bool maybe\n", "1: YAML error: cannot read 'maybe' as !!bool (KeyError: 'maybe')"),
+        ("x: !!int ''\n", "1: YAML error: cannot read '' as !!int (string index out of range)"),
+        (
+            "x: !!timestamp 2020-13-01\n",
+            "1: YAML error: cannot read '2020-13-01' as !!timestamp (month must be",
+        ),
+        ("x: !!int '" + "1" * 5000 + "'\n", "1: YAML error: cannot read '111"),
+        ("a: [1, 2]\nb: &x !!int 0b2\nc: *x\n", "2: YAML error: cannot read '0b2' as !!int"),
+    ],
+)
+def test_a_tagged_value_pyyaml_cannot_construct_is_a_yaml_error_at_its_line(
+    text: str, expected: str, keep_quoting: bool
+) -> None:
+    """PyYAML's constructors raise ValueError, KeyError or IndexError for these, not YAMLError: they
+    must come out as this file's YAML error at the value's line, like any other bad input."""
+    with pytest.raises(YamlDocumentError) as info:
+        load_yaml(text, FILE, keep_quoting=keep_quoting)
+    assert str(info.value).startswith(f"{FILE}:{expected}")
+    assert len(str(info.value)) < 300
