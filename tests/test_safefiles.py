@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import resource
 import socket
 import subprocess
@@ -138,6 +139,29 @@ def test_text_reads_as_python_text_mode_reads_it(read: Reader, root: Path) -> No
     path = root / "services" / "svc.yaml"
     path.write_bytes("\ufeffa: 1\r\nb: é\rc: 3\n".encode())
     assert read(path, root=root, what="catalog file") == path.read_text(encoding="utf-8")
+
+
+def test_random_bytes_read_as_python_text_mode_reads_them(read: Reader, root: Path) -> None:
+    """Text, newlines and refusals, byte for byte as open(path, encoding="utf-8").read() has them."""
+    rng = random.Random(7)
+    alphabet = [b"a", b"\r", b"\n", b"\r\n", "é".encode(), "\u2028".encode(), b"\xff", b"\xc3", b"\x00"]
+    path = root / "services" / "svc.yaml"
+    refused = 0
+    for size in [*range(12), 65_535, 65_536, 65_537, 131_073] * 3:
+        data = b"".join(rng.choice(alphabet) for _ in range(size))[:size]
+        path.write_bytes(data)
+        try:
+            expected: str | None = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            expected, message = None, f"cannot read file: {exc}"
+        if expected is not None:
+            assert read(path, root=root, what="catalog file") == expected
+            continue
+        refused += 1
+        with pytest.raises(UnsafeFileError) as caught:
+            read(path, root=root, what="catalog file")
+        assert str(caught.value) == message
+    assert refused
 
 
 def test_not_utf8_is_refused(read: Reader, root: Path) -> None:
