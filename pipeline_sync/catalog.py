@@ -395,6 +395,10 @@ def _refuse_duplicates(paths: list[Path], catalog_dir: Path) -> None:
 
 
 def _relative(path: Path, catalog_dir: Path) -> str:
+    """catalog/services/svc.yaml for path catalog_dir/services/svc.yaml (its name, then the rest)."""
+    text, folder = str(path), str(catalog_dir)
+    if folder not in ("", ".", "/") and text.startswith(f"{folder}/"):
+        return f"{catalog_dir.name}/{text[len(folder) + 1 :]}"  # what relative_to gives, on POSIX
     return f"{catalog_dir.name}/{path.relative_to(catalog_dir).as_posix()}"
 
 

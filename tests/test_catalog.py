@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pipeline_sync import catalog as catalog_module
 from pipeline_sync.catalog import Catalog, load_catalog
 from pipeline_sync.merge import deep_merge, merge_layers
 from pipeline_sync.render import Renderer
@@ -821,3 +822,27 @@ def test_variables_no_template_reads_are_warned_about(
 def test_the_example_catalog_sets_no_variable_that_no_template_reads() -> None:
     catalog = load_catalog(REPO / "catalog", REPO / "templates")
     assert unused_variables(catalog, Renderer(REPO / "templates", catalog)) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "folder"),
+    [
+        ("catalog/services/svc.yaml", "catalog"),
+        ("/srv/x/catalog/services/svc.yaml", "/srv/x/catalog"),
+        ("catalog/../catalog/services/svc.yaml", "catalog"),
+        ("services/svc.yaml", "."),
+        ("/services/svc.yaml", "/"),
+        ("catalogue/svc.yaml", "catalog"),
+        ("catalog/defaults.yaml", "catalog/"),
+        ("./catalog//services/./svc.yaml", "catalog"),
+    ],
+)
+def test_a_files_name_in_messages_is_what_relative_to_gives(path: str, folder: str) -> None:
+    """_relative's string shortcut names every file as Path.relative_to would, or raises as it does."""
+    try:
+        expected = f"{Path(folder).name}/{Path(path).relative_to(Path(folder)).as_posix()}"
+    except ValueError:
+        with pytest.raises(ValueError):
+            catalog_module._relative(Path(path), Path(folder))
+        return
+    assert catalog_module._relative(Path(path), Path(folder)) == expected
