@@ -188,30 +188,36 @@ class Target:
     def context(self) -> dict[str, Any]:
         """The template's context: the merged variables and the names the context defines itself.
 
-        Made the first time it is asked for (one partition's run asks for one target's), then kept:
-        every later call returns the same dict."""
-        made: dict[str, Any] | None = self.__dict__.get("_context")
-        if made is None:  # two threads may both make it; setdefault keeps the first for both
-            made = self.__dict__.setdefault("_context", self.context_source.context(self.template))
-        return made
+        Made the first time one of its stack's targets is asked (one partition's run asks for its
+        own service's alone), then kept: later calls return the same dict."""
+        return self.context_source.context(self.template)
 
 
-@dataclass(frozen=True)
+# The names a target's context defines itself, in the context's order, after the variables.
+_CONTEXT_NAMES = ("app_name", "product", "team", "email", "namespace", "git_repo", "stack")
+
+
+@dataclass(frozen=True, slots=True)
 class _ContextSource:
-    """A service stack's variable layers (lowest first) and the service they belong to: what its
-    targets' contexts are made of. Merging copies every value, so it is done once per stack, when
-    the first of its targets is asked for its context, not for every stack at load time."""
+    """A service stack's variable layers (lowest first), the values of _CONTEXT_NAMES and its
+    templates: what its targets' contexts are made of. Merging copies every value, so it is done
+    once per stack, when the first of its targets is asked for its context, not for every stack
+    at load time. It keeps neither the service's model nor its line map, and once merged only the
+    contexts themselves."""
 
     layers: tuple[Mapping[str, Any], ...]
-    service: Service
-    application: str
-    stack: str
+    names: tuple[Any, ...]
+    templates: tuple[str, ...]
+    made: dict[str, dict[str, Any]] | None = field(default=None, compare=False, repr=False)
 
     def context(self, template: str) -> dict[str, Any]:
-        variables = self.__dict__.get("_variables")
-        if variables is None:
-            variables = self.__dict__.setdefault("_variables", merge_layers(*self.layers))
-        return _context(self.service, self.application, self.stack, template, variables)
+        made = self.made
+        if made is None:  # two threads may both make them, equal: the last one kept is used after
+            variables = merge_layers(*self.layers)
+            names = dict(zip(_CONTEXT_NAMES, self.names, strict=True))
+            made = {each: {**variables, **names, "template": each} for each in self.templates}
+            object.__setattr__(self, "made", made)
+        return made[template]
 
 
 @dataclass(frozen=True)
@@ -247,7 +253,7 @@ class Catalog:
     # service -> its Spinnaker application, for every service file that parsed (loaded or not).
     applications: Mapping[str, str] = field(default_factory=dict)
     # What `settings` is made of, when first asked for (a run that plans one partition never asks).
-    setting_sources: _SettingSources | None = field(default=None, repr=False)
+    setting_sources: tuple[_FileSettings, ...] = field(default=(), repr=False)
     # stack -> its approvers as defaults.yaml declares them (for keys that left the catalog).
     stack_approvers: Mapping[str, ApproverPolicy] = field(default_factory=dict)
     # Every stack defaults.yaml declares, for `validate` and `plan` to name the unsigned ones.
@@ -256,7 +262,7 @@ class Catalog:
     @cached_property
     def settings(self) -> tuple[VariableSetting, ...]:
         """Every variable the loaded files set, in file order, for `validate`'s unused-variable warnings."""
-        return self.setting_sources.settings() if self.setting_sources else ()
+        return _settings(self.setting_sources, self.targets.values())
 
     def unsigned_stacks(self) -> list[str]:
         """Stacks where some target's approvals are plain names, not signatures (no approvers)."""
@@ -350,8 +356,12 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
     return Catalog(
         root=catalog_dir,
         targets=targets,
-        setting_sources=_SettingSources(
-            defaults, defaults_file, defaults_lines, tuple((parsed[name], loaded[name]) for name in loaded)
+        setting_sources=(
+            _file_settings(defaults_file, None, defaults_lines, defaults.vars, defaults.stacks),
+            *(
+                _file_settings(found.file, name, found.lines, found.service.vars, found.service.stacks)
+                for name, found in ((name, parsed[name]) for name in loaded)
+            ),
         ),
         failures=[ServiceFailure(service, failures[service]) for service in files if service in failures],
         applications={service: found.application for service, found in parsed.items()},
@@ -517,55 +527,59 @@ def _load_defaults(catalog_dir: Path) -> tuple[Defaults, LineMap]:
 
 
 @dataclass(frozen=True)
-class _SettingSources:
-    """defaults.yaml and each loaded service file with its targets: where Catalog.settings comes from."""
+class _VariablesBlock:
+    """One `vars:` map of a catalog file: its key path, and each name it sets with its line."""
 
-    defaults: Defaults
-    defaults_file: str
-    defaults_lines: LineMap
-    services: tuple[tuple[_ServiceFile, list[Target]], ...]
-
-    def settings(self) -> tuple[VariableSetting, ...]:
-        targets = [target for _, loaded in self.services for target in loaded]
-        found = _settings(self.defaults, self.defaults_file, self.defaults_lines, targets)
-        for service_file, loaded in self.services:
-            found += _service_settings(service_file, loaded)
-        return tuple(found)
+    where: tuple[str, ...]
+    stack: str | None  # the stack whose targets it reaches; None: every target of the file's
+    names: tuple[tuple[str, int | None], ...]
 
 
-def _settings(
-    defaults: Defaults, file: str, lines: LineMap, targets: Iterable[Target]
-) -> list[VariableSetting]:
-    """The variables defaults.yaml sets: global ones reach every target, a stack's its targets."""
-    every = list(targets)
-    found = _set_in(defaults.vars, ("vars",), file, lines, [t.key for t in every])
-    for stack, settings in defaults.stacks.items():
-        keys = [t.key for t in every if t.stack == stack]
-        found += _set_in(settings.vars, ("stacks", stack, "vars"), file, lines, keys)
-    return found
+@dataclass(frozen=True)
+class _FileSettings:
+    """The `vars:` maps of defaults.yaml (service None) or of one loaded service file."""
+
+    file: str
+    service: str | None
+    blocks: tuple[_VariablesBlock, ...]
 
 
-def _service_settings(found: _ServiceFile, targets: list[Target]) -> list[VariableSetting]:
-    """The variables a service file sets: its own reach its targets, a stack's that stack's."""
-    service, file, lines = found.service, found.file, found.lines
-    settings = _set_in(service.vars, ("vars",), file, lines, [t.key for t in targets])
-    for stack, settings_of_stack in service.stacks.items():
-        keys = [t.key for t in targets if t.stack == stack]
-        settings += _set_in(settings_of_stack.vars, ("stacks", stack, "vars"), file, lines, keys)
-    return settings
+def _file_settings(
+    file: str, service: str | None, lines: LineMap, variables: Mapping[str, Any], stacks: Mapping[str, Any]
+) -> _FileSettings:
+    """The file's `vars:` and each stack's `stacks.<stack>.vars:`, with their lines: what
+    Catalog.settings is made of later, kept without the file's model or line map."""
+    blocks: list[tuple[tuple[str, ...], str | None, Mapping[str, Any]]] = [(("vars",), None, variables)]
+    blocks += [(("stacks", stack, "vars"), stack, settings.vars) for stack, settings in stacks.items()]
+    return _FileSettings(
+        file,
+        service,
+        tuple(
+            _VariablesBlock(where, stack, tuple((name, lines.line_of((*where, name))) for name in names))
+            for where, stack, names in blocks
+        ),
+    )
 
 
-def _set_in(
-    variables: Mapping[str, Any], where: tuple[str, ...], file: str, lines: LineMap, keys: list[str]
-) -> list[VariableSetting]:
-    return [
-        VariableSetting(
-            name,
-            SourceLocation(file, format_key_path((*where, name)), lines.line_of((*where, name))),
-            tuple(keys),
-        )
-        for name in variables
-    ]
+def _settings(files: Iterable[_FileSettings], targets: Iterable[Target]) -> tuple[VariableSetting, ...]:
+    """Every variable the files set, in file order, with the keys of the targets it reaches:
+    defaults.yaml's reach every target (a stack's, that stack's), a service file's its own."""
+    by_service: dict[str | None, list[Target]] = {None: []}
+    for target in targets:
+        by_service[None].append(target)
+        by_service.setdefault(target.service, []).append(target)
+    found = []
+    for settings in files:
+        reached = by_service.get(settings.service, [])
+        for block in settings.blocks:
+            keys = tuple(t.key for t in reached if block.stack is None or t.stack == block.stack)
+            found += [
+                VariableSetting(
+                    name, SourceLocation(settings.file, format_key_path((*block.where, name)), line), keys
+                )
+                for name, line in block.names
+            ]
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -747,7 +761,10 @@ def _targets_of(
             layers = (defaults.vars, stack_defaults.vars, service.vars, stack.vars)
         else:  # the same tree (merging is applied layer by layer), copied afresh for this service
             layers = (stack_vars[stack_name], service.vars, stack.vars)
-        context_source = _ContextSource(layers, service, found.application, stack_name)
+        names = (found.application, service.product, service.team, service.email, service.namespace)
+        context_source = _ContextSource(
+            layers, (*names, service.git_repo, stack_name), tuple(stack.pipelines)
+        )
         for template in stack.pipelines:
             key = partition_key(service.name, stack_name, template)
             targets.append(
@@ -767,19 +784,3 @@ def _targets_of(
                 )
             )
     return targets
-
-
-def _context(
-    service: Service, application: str, stack: str, template: str, variables: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        **variables,
-        "app_name": application,
-        "product": service.product,
-        "team": service.team,
-        "email": service.email,
-        "namespace": service.namespace,
-        "git_repo": service.git_repo,
-        "stack": stack,
-        "template": template,
-    }

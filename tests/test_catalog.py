@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -749,10 +751,15 @@ def test_every_variable_setting_names_its_line_and_the_targets_it_reaches(
         SERVICE_HEAD
         + "vars: {c: 3}\nstacks:\n  dev: {pipelines: [deploy]}\n  prod:\n    pipelines: [deploy]\n    vars:\n      d: 4\n"
     )
-    catalog = make_project(tmp_path, defaults=defaults, services={"svc": service, "other": {}}).load()
+    lonely = SERVICE_HEAD.replace("name: svc", "name: lonely") + "vars: {e: 5}\nstacks: {}\n"
+    broken = SERVICE_HEAD.replace("name: svc", "name: broken") + "vars: {f: 6}\nstacks: {qa: {}}\n"
+    services = {"svc": service, "other": {}, "lonely": lonely, "broken": broken}
+    catalog = make_project(tmp_path, defaults=defaults, services=services).load()
+    assert catalog.failed_services == frozenset({"broken"})  # its variables are not reported
     assert [(s.name, str(s.location), s.keys) for s in catalog.settings] == [
         ("a", "catalog/defaults.yaml:1: vars.a", ("other/dev/deploy", "svc/dev/deploy", "svc/prod/deploy")),
         ("b", "catalog/defaults.yaml:3: stacks.dev.vars.b", ("other/dev/deploy", "svc/dev/deploy")),
+        ("e", "catalog/services/lonely.yaml:6: vars.e", ()),  # a service without targets reaches none
         ("c", "catalog/services/svc.yaml:6: vars.c", ("svc/dev/deploy", "svc/prod/deploy")),
         ("d", "catalog/services/svc.yaml:12: stacks.prod.vars.d", ("svc/prod/deploy",)),
     ]
@@ -846,3 +853,25 @@ def test_a_files_name_in_messages_is_what_relative_to_gives(path: str, folder: s
             catalog_module._relative(Path(path), Path(folder))
         return
     assert catalog_module._relative(Path(path), Path(folder)) == expected
+
+
+def test_a_loaded_catalog_keeps_no_service_model_or_line_map(
+    make_project: MakeProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Contexts and variable settings are made when asked for, from what the load kept: not the
+    files' models and line maps, which at 30,000 pipelines were tens of MiB."""
+    kept: list[weakref.ref[Any]] = []
+    real_read = catalog_module._read_service
+
+    def read(*args: Any) -> Any:
+        found = real_read(*args)
+        kept.extend([weakref.ref(found), weakref.ref(found.service), weakref.ref(found.lines)])
+        return found
+
+    monkeypatch.setattr(catalog_module, "_read_service", read)
+    stacks = {"dev": {"pipelines": ["deploy"]}, "prod": {"pipelines": ["deploy"], "vars": {"x": 1}}}
+    catalog = make_project(tmp_path, services={"a": {"stacks": stacks}, "b": {"stacks": stacks}}).load()
+    contexts = [target.context for target in catalog.targets.values()]
+    assert len(contexts) == 4 and len(catalog.settings) == 2 and len(kept) == 6
+    gc.collect()
+    assert [ref() for ref in kept] == [None] * 6
