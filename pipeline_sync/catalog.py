@@ -557,6 +557,7 @@ def _file_settings(
         tuple(
             _VariablesBlock(where, stack, tuple((name, lines.line_of((*where, name))) for name in names))
             for where, stack, names in blocks
+            if names  # most stacks set no variable of their own
         ),
     )
 
