@@ -189,7 +189,8 @@ class Target:
         """The template's context: the merged variables and the names the context defines itself.
 
         Made the first time one of its stack's targets is asked (one partition's run asks for its
-        own service's alone), then kept: later calls return the same dict."""
+        own service's alone), then kept: later calls return the same dict (two threads asking
+        first at once may each get one of two equal dicts)."""
         return self.context_source.context(self.template)
 
 

@@ -244,8 +244,9 @@ class _PlainBuilder:
 
 
 # What PyYAML's scalar constructors raise for a tagged scalar they cannot read: `!!int 08` (not
-# octal), `!!float x`, `!!bool maybe`, `!!int ''`, `!!timestamp 2020-13-01`.
-_CONSTRUCTION_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
+# octal), `!!float x`, `!!bool maybe`, `!!int ''`, `!!timestamp 2020-13-01`, and `!!timestamp x`
+# (an AttributeError: its constructor reads the groups of a regular expression that did not match).
+_CONSTRUCTION_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
 
 
 def _unconstructible(loader: yaml.SafeLoader, root: yaml.Node, file: str) -> YamlDocumentError:

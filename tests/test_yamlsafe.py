@@ -387,6 +387,9 @@ def base36_key(number: int) -> str:
         ),
         ("x: !!int '" + "1" * 5000 + "'\n", "1: YAML error: cannot read '111"),
         ("a: [1, 2]\nb: &x !!int 0b2\nc: *x\n", "2: YAML error: cannot read '0b2' as !!int"),
+        ("x: !!timestamp soon\n", "1: YAML error: cannot read 'soon' as !!timestamp ('NoneType' object"),
+        ("x: !!timestamp ''\n", "1: YAML error: cannot read '' as !!timestamp"),
+        ("a:\n  b: !!timestamp x\nc: !!int 08\n", "2: YAML error: cannot read 'x' as !!timestamp"),
     ],
 )
 def test_a_tagged_value_pyyaml_cannot_construct_is_a_yaml_error_at_its_line(
