@@ -10,6 +10,7 @@ from typing import Any
 from pipeline_sync.diff import change_summary
 from pipeline_sync.plan import Plan, PlanEntry, fleet_summary
 from pipeline_sync.status import ERRORS, STATUSES, Status
+from pipeline_sync.terminal import clipped
 
 # GitHub refuses a comment over 65,536 characters; GitLab's notes allow more. Stay well under both.
 COMMENT_LIMIT = 60_000
@@ -243,7 +244,7 @@ def _change_block(plan: Plan, cluster: Mapping[str, Any], room: int) -> str | No
     else:
         title = f"<b>{html.escape(status)}</b> "
     lines = ["<details>", f"<summary>{title}<code>{html.escape(example.key)}</code></summary>", ""]
-    lines += [f"- {_inline(_cut(m, 600))}" for m in example.messages[:3]]
+    lines += [f"- {_inline(clipped(m, 600))}" for m in example.messages[:3]]
     lines += [f"- {_inline(line)}" for line in change_lines(example)]
     keys: list[str] = cluster["keys"]
     if cluster["count"] > 1:
@@ -285,10 +286,10 @@ def _diff(entry: PlanEntry, room: int) -> str:
 def _attention(plan: Plan, catalog_errors: list[str]) -> list[str]:
     """'Needs a person' items: catalog errors, then conflict, invalid and unknown entries with their
     reasons; then orphans, pipelines managed elsewhere and warnings."""
-    items = [f"- **catalog error**: {_inline(_cut(e, 600))}" for e in catalog_errors]
+    items = [f"- **catalog error**: {_inline(clipped(e, 600))}" for e in catalog_errors]
     for entry in plan.entries.values():
         if entry.status in ERRORS:
-            reasons = "; ".join(_cut(m, 600) for m in entry.messages[:4]) or STATUSES[entry.status].words
+            reasons = "; ".join(clipped(m, 600) for m in entry.messages[:4]) or STATUSES[entry.status].words
             items.append(f"- **{entry.status}** {_code(entry.key)}: {_inline(reasons)}")
     others = [
         f"- **orphan** {_code(e.key)}: {_inline('; '.join(e.messages))}"
@@ -297,7 +298,7 @@ def _attention(plan: Plan, catalog_errors: list[str]) -> list[str]:
     ]
     elsewhere = elsewhere_line(plan)
     others += [f"- {_inline(elsewhere)}"] if elsewhere else []
-    others += [f"- warning: {_inline(_cut(w, 600))}" for w in plan.warnings]
+    others += [f"- warning: {_inline(clipped(w, 600))}" for w in plan.warnings]
     lines = ["### Needs a person", *items] if items else []
     if others:
         lines += ["", "### Left alone", *others]
@@ -320,10 +321,6 @@ def _bounded(lines: list[str], limit: int, full: str) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'s' if n != 1 else ''}"
-
-
-def _cut(text: str, most: int) -> str:
-    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 # CommonMark reads a backslash before any ASCII punctuation as that character, literally.

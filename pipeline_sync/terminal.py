@@ -51,3 +51,8 @@ def _escape(char: str) -> str:
     if code <= 0xFFFF:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def clipped(text: str, most: int) -> str:
+    """text, or its first most - 3 characters and "..." when it is longer than most."""
+    return text if len(text) <= most else text[: most - 3] + "..."

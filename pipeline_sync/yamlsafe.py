@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from pipeline_sync.errors import SourceLocation, YamlDocumentError
+from pipeline_sync.terminal import clipped
 
 try:
     _Base: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
@@ -270,13 +271,9 @@ def _unconstructible(loader: yaml.SafeLoader, root: yaml.Node, file: str) -> Yam
             detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
             return YamlDocumentError(
                 SourceLocation(file, line=node.start_mark.line + 1),
-                f"YAML error: cannot read {_shortened(node.value)!r} as !!{tag} ({_shortened(detail)})",
+                f"YAML error: cannot read {clipped(node.value, 80)!r} as !!{tag} ({clipped(detail, 80)})",
             )
     return YamlDocumentError(SourceLocation(file), "YAML error: a value cannot be constructed")
-
-
-def _shortened(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
