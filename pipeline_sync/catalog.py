@@ -361,7 +361,8 @@ def load_catalog(catalog_dir: Path, templates_dir: Path) -> Catalog:
             _file_settings(defaults_file, None, defaults_lines, defaults.vars, defaults.stacks),
             *(
                 _file_settings(found.file, name, found.lines, found.service.vars, found.service.stacks)
-                for name, found in ((name, parsed[name]) for name in loaded)
+                for name, found in parsed.items()  # in file order, as loaded is
+                if name in loaded
             ),
         ),
         failures=[ServiceFailure(service, failures[service]) for service in files if service in failures],
@@ -763,9 +764,19 @@ def _targets_of(
             layers = (defaults.vars, stack_defaults.vars, service.vars, stack.vars)
         else:  # the same tree (merging is applied layer by layer), copied afresh for this service
             layers = (stack_vars[stack_name], service.vars, stack.vars)
-        names = (found.application, service.product, service.team, service.email, service.namespace)
         context_source = _ContextSource(
-            layers, (*names, service.git_repo, stack_name), tuple(stack.pipelines)
+            layers,
+            # _CONTEXT_NAMES' values, in its order
+            (
+                found.application,
+                service.product,
+                service.team,
+                service.email,
+                service.namespace,
+                service.git_repo,
+                stack_name,
+            ),
+            tuple(stack.pipelines),
         )
         for template in stack.pipelines:
             key = partition_key(service.name, stack_name, template)
